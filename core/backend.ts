@@ -1,0 +1,132 @@
+/**
+ * The one contract between the core and storage backends. The core reaches a backend
+ * only through this interface; a backend never touches the store and never decides
+ * reference counts: it only makes the OS match what the core asks, idempotently.
+ *
+ * Idempotency rule for every method: calling it again after it succeeded, or after
+ * a crash part-way through it, must succeed and converge on the same end state
+ * (find an existing image / loop device / mount and reuse it; delete of a missing
+ * volume is not an error). Reconciliation after a crash relies on exactly this.
+ */
+import type { BackendCapabilities, Capacity, FsType, VolumeMode, VolumeStats } from './types.js';
+import type { Exec } from './os/exec.js';
+import type { Logger } from './log.js';
+
+/** What a backend needs to know about a volume; the core builds it from its record. */
+export interface BackendVolume {
+  readonly id: string;
+  readonly name: string;
+  readonly sizeBytes: number;
+  readonly fsType: FsType | null;
+  readonly volumeMode: VolumeMode;
+  readonly options: Readonly<Record<string, string>>;
+}
+
+export interface BackendSnapshot {
+  readonly id: string;
+  readonly volumeId: string;
+  readonly sizeBytes: number;
+}
+
+export interface CreateSpec {
+  readonly sizeBytes: number;
+  readonly fsType: FsType | null;
+  readonly volumeMode: VolumeMode;
+  readonly options: Readonly<Record<string, string>>;
+}
+
+export interface AttachResult {
+  /** Device path (e.g. /dev/loop7), or null for backends without devices. */
+  readonly device: string | null;
+}
+
+export interface MountResult {
+  /**
+   * Directory consumers see (for block volumes: the device path). For filesystems
+   * made by berth this is a subdirectory of the filesystem root so a new volume
+   * looks empty (no lost+found).
+   */
+  readonly path: string;
+}
+
+/** Reported by `inspect` so reconciliation can compare the kernel with the records. */
+export interface BackendRuntimeState {
+  readonly exists: boolean;
+  readonly device: string | null; // attached loop device, if any
+  readonly mounted: boolean; // the backend's managed mount is present
+}
+
+export interface Backend {
+  /** Instance name from the config (e.g. "local", "fast"). */
+  readonly name: string;
+  /** Driver name ("dir", "loop", "btrfs", "fake"). */
+  readonly driver: string;
+  readonly capabilities: BackendCapabilities;
+
+  /** Public settings (paths, defaults) for `berth backend ls`; no secrets. */
+  describe(): Readonly<Record<string, unknown>>;
+
+  /**
+   * Checks a create request against what this backend can do, without side effects.
+   * Throws InvalidArgument / OutOfRange naming the field ("size", "fs", "opts.<key>"),
+   * e.g. xfs under 300 MiB, an unknown backend option, block mode unsupported.
+   * Returns the spec with backend defaults filled in (default size, default fs).
+   */
+  validateCreate(spec: CreateSpec): CreateSpec;
+
+  create(vol: BackendVolume): Promise<void>;
+  delete(vol: BackendVolume): Promise<void>;
+
+  /** Makes the volume's device present on this node (loop: losetup). No-op result for dir. */
+  attach(vol: BackendVolume): Promise<AttachResult>;
+  detach(vol: BackendVolume): Promise<void>;
+
+  /**
+   * Mounts the volume at the backend's managed path (making the filesystem on first
+   * use) and returns the path consumers see. Requires attach first for attachable backends.
+   */
+  mount(vol: BackendVolume, opts: { device: string | null }): Promise<MountResult>;
+  unmount(vol: BackendVolume): Promise<void>;
+
+  /** What the kernel and disk say about this volume right now. */
+  inspect(vol: BackendVolume): Promise<BackendRuntimeState>;
+
+  /**
+   * Ids of the volumes this backend finds on disk / in the kernel (images, directories,
+   * loop devices, mounts under its managed paths), so reconciliation can clean up
+   * leftovers that have no record.
+   */
+  listPresent(): Promise<string[]>;
+
+  capacity(): Promise<Omit<Capacity, 'backend'>>;
+  stats(vol: BackendVolume): Promise<VolumeStats>;
+
+  // Optional abilities: present exactly when the matching capability is declared.
+  createSnapshot?(vol: BackendVolume, snap: BackendSnapshot): Promise<void>;
+  deleteSnapshot?(snap: BackendSnapshot): Promise<void>;
+  /** Creates `vol` with the content of a snapshot (capabilities.snapshots). */
+  createFromSnapshot?(vol: BackendVolume, snap: BackendSnapshot, onProgress?: Progress): Promise<void>;
+  /** Creates `vol` as a copy of `source` (capabilities.clones). */
+  createFromVolume?(vol: BackendVolume, source: BackendVolume, onProgress?: Progress): Promise<void>;
+  /**
+   * Grows to newSizeBytes. `mounted` says whether the volume is mounted now; a backend
+   * with expansion 'offline' grows the image and leaves the filesystem to grow at next mount.
+   */
+  expand?(vol: BackendVolume, newSizeBytes: number, state: { mounted: boolean; device: string | null }): Promise<void>;
+}
+
+export type Progress = (doneBytes: number, totalBytes: number) => void;
+
+/** What every backend factory is given: its instance settings and its tools. */
+export interface BackendContext {
+  /** Instance name. */
+  readonly name: string;
+  /** Driver settings from the config, unvalidated: the factory validates and names bad keys. */
+  readonly settings: Readonly<Record<string, unknown>>;
+  /** Where berth keeps its state; backends put defaults under `${stateRoot}/backends/${name}`. */
+  readonly stateRoot: string;
+  readonly exec: Exec;
+  readonly log: Logger;
+}
+
+export type BackendFactory = (ctx: BackendContext) => Backend | Promise<Backend>;

@@ -1,0 +1,62 @@
+/**
+ * Daemon configuration: the typed shape and the embedded defaults. Loading (YAML file,
+ * BERTH_* environment, flags), validation that names unknown keys, and freezing live in
+ * core/config-load.ts. Consumers take only the slice they read (Pick<Config, ...>).
+ */
+import { hostname } from 'node:os';
+
+export interface BackendInstanceConfig {
+  /** Driver name: "dir" | "loop" | "btrfs" (and "fake" in tests). */
+  readonly driver: string;
+  /** Driver-specific settings (root, defaultSize, defaultFs, pool, ...), validated by the driver. */
+  readonly [setting: string]: unknown;
+}
+
+export interface Config {
+  /** This node's id: CSI NodeGetInfo node_id, attachment records. */
+  readonly nodeId: string;
+  /** SQLite state, managed mounts and default backend roots live under here. */
+  readonly stateRoot: string;
+  readonly defaultBackend: string;
+  readonly backends: Readonly<Record<string, BackendInstanceConfig>>;
+  /** How long an operation waits for another one on the same volume before Busy. */
+  readonly lockWaitMs: number;
+  readonly log: { readonly level: 'debug' | 'info' | 'warn' | 'error' | 'silent' };
+  readonly admin: {
+    /** Unix socket of the admin REST API (mode 0660). */
+    readonly socket: string;
+    /** Optional TCP listener ("127.0.0.1:7070"); requires token. */
+    readonly tcp: string | null;
+    readonly token: string | null;
+  };
+  readonly docker: {
+    readonly enabled: boolean;
+    /** Driver name Docker users pass to -d. */
+    readonly driverName: string;
+    readonly socket: string;
+  };
+  readonly csi: {
+    readonly enabled: boolean;
+    readonly endpoint: string;
+    readonly mode: 'controller' | 'node' | 'both';
+    readonly driverName: string;
+    readonly maxVolumesPerNode: number;
+  };
+}
+
+export const DEFAULT_STATE_ROOT = '/var/lib/berth';
+
+/** The embedded defaults: `berth serve` with no config file runs on exactly these. */
+export function defaultConfig(): Config {
+  return {
+    nodeId: hostname(),
+    stateRoot: DEFAULT_STATE_ROOT,
+    defaultBackend: 'local',
+    backends: { local: { driver: 'dir' } },
+    lockWaitMs: 60_000,
+    log: { level: 'info' },
+    admin: { socket: '/run/berth/berth.sock', tcp: null, token: null },
+    docker: { enabled: true, driverName: 'berth', socket: '/run/docker/plugins/berth.sock' },
+    csi: { enabled: true, endpoint: '/run/berth/csi.sock', mode: 'both', driverName: 'csi.berth.dev', maxVolumesPerNode: 0 },
+  };
+}

@@ -1,0 +1,65 @@
+/**
+ * The closed set of errors the core and the backends raise. Every frontend maps
+ * `BerthError.kind` to its own protocol in exactly one file (frontends/<p>/errors.ts)
+ * with an exhaustive switch, so adding a kind breaks the build until every protocol maps it.
+ */
+export const ERROR_KINDS = [
+  'NotFound', // the volume / snapshot / backend / consumer does not exist
+  'AlreadyExists', // the name exists with different parameters
+  'InvalidArgument', // a request field is malformed; `field` names it
+  'InUse', // refused because the volume is mounted / attached / has dependants
+  'FailedPrecondition', // the object is not in the state the operation needs
+  'Busy', // another operation holds the volume (only when the caller asked not to wait)
+  'Unsupported', // the backend or frontend cannot do this at all
+  'OutOfRange', // a size or count is outside what the backend can deliver
+  'ResourceExhausted', // the backend has no room (pool full, no free loop device)
+  'Internal', // a bug or an unexpected OS failure; logged with its stack
+] as const;
+
+export type ErrorKind = (typeof ERROR_KINDS)[number];
+
+export interface BerthErrorOptions {
+  /** The request field that was wrong, for InvalidArgument (e.g. "size", "name", "opts.fs"). */
+  field?: string;
+  cause?: unknown;
+}
+
+export class BerthError extends Error {
+  readonly kind: ErrorKind;
+  readonly field: string | undefined;
+
+  constructor(kind: ErrorKind, message: string, opts: BerthErrorOptions = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'BerthError';
+    this.kind = kind;
+    this.field = opts.field;
+  }
+
+  toJSON(): { kind: ErrorKind; message: string; field?: string } {
+    return this.field === undefined
+      ? { kind: this.kind, message: this.message }
+      : { kind: this.kind, message: this.message, field: this.field };
+  }
+}
+
+export const isBerthError = (err: unknown): err is BerthError => err instanceof BerthError;
+
+/** Wraps anything that is not a BerthError as Internal, keeping the original as cause. */
+export function asBerthError(err: unknown): BerthError {
+  if (err instanceof BerthError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new BerthError('Internal', message, { cause: err });
+}
+
+export const notFound = (message: string) => new BerthError('NotFound', message);
+export const alreadyExists = (message: string) => new BerthError('AlreadyExists', message);
+export const invalidArgument = (field: string, message: string) =>
+  new BerthError('InvalidArgument', `${field}: ${message}`, { field });
+export const inUse = (message: string) => new BerthError('InUse', message);
+export const failedPrecondition = (message: string) => new BerthError('FailedPrecondition', message);
+export const busy = (message: string) => new BerthError('Busy', message);
+export const unsupported = (message: string) => new BerthError('Unsupported', message);
+export const outOfRange = (field: string, message: string) =>
+  new BerthError('OutOfRange', `${field}: ${message}`, { field });
+export const resourceExhausted = (message: string) => new BerthError('ResourceExhausted', message);
+export const internal = (message: string, cause?: unknown) => new BerthError('Internal', message, { cause });

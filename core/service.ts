@@ -1,0 +1,155 @@
+/**
+ * The VolumeService: the one interface every frontend (Docker, CSI, FlexVolume via the
+ * admin API, dvdcli via the Docker frontend, admin REST) calls. Frontends translate a
+ * protocol to these calls and BerthErrors back to the protocol; nothing else.
+ *
+ * Rules every implementation keeps:
+ * - Idempotent: repeating a finished call with the same arguments returns the same result.
+ *   create with the same name and the same parameters returns the existing volume;
+ *   with different parameters it throws AlreadyExists.
+ * - Serialized per volume: operations on one volume (by name) run one at a time. A caller
+ *   that passes `{ wait: false }` gets Busy instead of waiting (CSI answers ABORTED).
+ * - Validated first: bad input throws InvalidArgument naming the field before any state changes.
+ * - Durable: a crash at any point is reconciled at the next start (see reconcile.ts).
+ */
+import type {
+  AccessMode, BackendInfo, Capacity, Frontend, FsType, Snapshot, Volume, VolumeMode, VolumeStats,
+} from './types.js';
+
+/** Who is asking, for logs/metrics and lock behaviour. */
+export interface OpContext {
+  readonly frontend: Frontend;
+  /** false: throw Busy at once if another operation holds the volume. Default true (wait, bounded). */
+  readonly wait?: boolean;
+}
+
+export interface CreateVolumeRequest {
+  readonly name: string;
+  /** Backend instance name; default: config `defaultBackend`. */
+  readonly backend?: string;
+  /** Bytes; default: the backend's default (0 = unlimited for dir). */
+  readonly sizeBytes?: number;
+  /** Default: the backend's default filesystem (loop: ext4). */
+  readonly fsType?: FsType;
+  readonly volumeMode?: VolumeMode;
+  readonly accessMode?: AccessMode;
+  readonly labels?: Readonly<Record<string, string>>;
+  /** Backend-specific options; the backend refuses unknown keys naming "opts.<key>". */
+  readonly options?: Readonly<Record<string, string>>;
+  /** Fill the new volume from a snapshot or another volume (id or name). */
+  readonly source?: { readonly kind: 'snapshot' | 'volume'; readonly ref: string };
+}
+
+export interface ListVolumesFilter {
+  readonly backend?: string;
+  /** Every given label must match. */
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
+export interface RemoveVolumeRequest {
+  /** Name or id. */
+  readonly ref: string;
+  /** Unmount every reference and detach first instead of refusing with InUse. */
+  readonly force?: boolean;
+}
+
+export interface AttachRequest {
+  readonly ref: string;
+  /** Node id; default this node. */
+  readonly node?: string;
+  readonly readOnly?: boolean;
+}
+
+export interface MountRequest {
+  readonly ref: string;
+  /** Unique per volume: "docker:<ID>", "csi:<target>", "csi-stage:<path>", "flex:<dir>", "dvdcli". */
+  readonly consumer: string;
+  /**
+   * When set, the core makes this path show the volume: it bind-mounts the volume's
+   * path (or for block volumes the device, onto a file) there, creating the target
+   * (directory or file) if missing. Without it the consumer gets the managed path.
+   */
+  readonly target?: string;
+  readonly readOnly?: boolean;
+  /** Mount options for the bind mount (validated against a whitelist). */
+  readonly mountFlags?: readonly string[];
+}
+
+export interface MountResponse {
+  readonly volume: Volume;
+  /** The path the consumer should use: `target` when given, else the managed path. */
+  readonly path: string;
+  /** true when this consumer already held a reference (nothing changed). */
+  readonly existing: boolean;
+}
+
+export interface UnmountRequest {
+  readonly ref: string;
+  readonly consumer: string;
+}
+
+export interface ExpandRequest {
+  readonly ref: string;
+  readonly sizeBytes: number;
+}
+
+export interface ExpandResponse {
+  readonly volume: Volume;
+  /** true when the filesystem still has to grow at the next mount (ext4 without CAP_SYS_RESOURCE). */
+  readonly pendingFsGrowth: boolean;
+}
+
+export interface CreateSnapshotRequest {
+  readonly name: string;
+  /** Volume name or id. */
+  readonly volume: string;
+}
+
+export interface ListSnapshotsFilter {
+  readonly volume?: string;
+}
+
+export interface ServiceStatus {
+  readonly version: string;
+  readonly nodeId: string;
+  readonly ready: boolean;
+  readonly volumes: number;
+  readonly backends: readonly string[];
+  readonly startedAt: string;
+}
+
+export interface VolumeService {
+  create(req: CreateVolumeRequest, ctx: OpContext): Promise<Volume>;
+  /** By id first, then by name. NotFound when neither matches. */
+  inspect(ref: string, ctx: OpContext): Promise<Volume>;
+  /** Like inspect but null instead of NotFound. Must stay fast: Docker calls Get many times. */
+  find(ref: string): Volume | null;
+  list(filter: ListVolumesFilter, ctx: OpContext): Promise<Volume[]>;
+  /** NotFound is not an error for the caller to see twice: removing a removed volume throws NotFound. */
+  remove(req: RemoveVolumeRequest, ctx: OpContext): Promise<void>;
+
+  attach(req: AttachRequest, ctx: OpContext): Promise<Volume>;
+  /** Refused with InUse while mount references depend on the attachment. Idempotent. */
+  detach(req: { ref: string; node?: string }, ctx: OpContext): Promise<Volume>;
+
+  /** Adds the consumer's reference (idempotent per consumer) and mounts on the first one. */
+  mount(req: MountRequest, ctx: OpContext): Promise<MountResponse>;
+  /** Drops the consumer's reference; the last one unmounts (and detaches an implicit attachment). Unknown consumer: no-op. */
+  unmount(req: UnmountRequest, ctx: OpContext): Promise<Volume>;
+  /** The managed path when mounted, else null. */
+  path(ref: string, ctx: OpContext): Promise<string | null>;
+
+  expand(req: ExpandRequest, ctx: OpContext): Promise<ExpandResponse>;
+  stats(ref: string, ctx: OpContext): Promise<VolumeStats>;
+
+  createSnapshot(req: CreateSnapshotRequest, ctx: OpContext): Promise<Snapshot>;
+  inspectSnapshot(ref: string, ctx: OpContext): Promise<Snapshot>;
+  listSnapshots(filter: ListSnapshotsFilter, ctx: OpContext): Promise<Snapshot[]>;
+  deleteSnapshot(ref: string, ctx: OpContext): Promise<void>;
+
+  capacity(backend: string | undefined, ctx: OpContext): Promise<Capacity[]>;
+  backends(): BackendInfo[];
+  status(): ServiceStatus;
+  /** This node's id (config nodeId). */
+  readonly nodeId: string;
+}

@@ -1,0 +1,141 @@
+/**
+ * Read-only data shapes shared by the core, the frontends and the admin API.
+ * Everything here is plain JSON (no Dates, no class instances) so it crosses the
+ * admin API unchanged and the CLI can render it directly.
+ */
+
+/** Kubernetes' names for access modes; CSI and Docker modes map onto these. */
+export const ACCESS_MODES = ['ReadWriteOnce', 'ReadWriteOncePod', 'ReadOnlyMany', 'ReadWriteMany'] as const;
+export type AccessMode = (typeof ACCESS_MODES)[number];
+
+export const VOLUME_MODES = ['filesystem', 'block'] as const;
+/** `filesystem`: consumers get a directory. `block`: consumers get the raw device (loop only). */
+export type VolumeMode = (typeof VOLUME_MODES)[number];
+
+export const FS_TYPES = ['ext4', 'xfs', 'btrfs'] as const;
+export type FsType = (typeof FS_TYPES)[number];
+
+/**
+ * creating / deleting are intents: a volume found in either state at start-up was
+ * interrupted by a crash and is rolled back (creating) or forward (deleting).
+ */
+export type VolumeStatus = 'creating' | 'ready' | 'deleting' | 'error';
+
+/** The frontend an operation came through; recorded on mount references and in logs. */
+export type Frontend = 'admin' | 'docker' | 'csi' | 'flexvolume' | 'dvdcli' | 'core';
+
+export interface VolumeSource {
+  readonly kind: 'snapshot' | 'volume';
+  /** Id of the snapshot or volume the data was copied from. */
+  readonly id: string;
+}
+
+export interface Volume {
+  /** Stable id ("vol-" + 26 chars); the CSI volume_id. Never reused. */
+  readonly id: string;
+  /** Unique name chosen by the user ([A-Za-z0-9][A-Za-z0-9_.-]*, at most 128 bytes). */
+  readonly name: string;
+  /** Backend instance name from the config (not the driver name). */
+  readonly backend: string;
+  /** Requested size in bytes. 0 = unlimited (only where the backend does not enforce size). */
+  readonly sizeBytes: number;
+  /** Filesystem for loop volumes; null for `dir`, `btrfs` subvolumes and block volumes. */
+  readonly fsType: FsType | null;
+  readonly volumeMode: VolumeMode;
+  readonly accessMode: AccessMode;
+  readonly labels: Readonly<Record<string, string>>;
+  /** Backend-specific options as accepted at create time (already validated). */
+  readonly options: Readonly<Record<string, string>>;
+  readonly source: VolumeSource | null;
+  readonly status: VolumeStatus;
+  /** RFC 3339. */
+  readonly createdAt: string;
+  readonly attachments: readonly Attachment[];
+  readonly mounts: readonly MountRef[];
+  /**
+   * Where the volume's data is on this node while mounted (the directory consumers
+   * should see; for loop volumes a subdirectory of the filesystem, so a new volume
+   * looks empty), or the device path for block volumes; null when not mounted.
+   */
+  readonly path: string | null;
+}
+
+export interface Attachment {
+  /** Node id (config `nodeId`, default the host name). */
+  readonly node: string;
+  /** Device path on that node (loop device) or null for backends with no device. */
+  readonly device: string | null;
+  readonly readOnly: boolean;
+  /**
+   * true when the core attached the volume itself to serve a mount (Docker, dvdcli);
+   * such an attachment goes away with the last mount reference.
+   */
+  readonly implicit: boolean;
+  readonly createdAt: string;
+}
+
+/** One consumer's hold on the volume's mount. Only the last reference tears the mount down. */
+export interface MountRef {
+  /**
+   * Opaque consumer identity, unique per volume: "docker:<mount ID>", "csi-stage:<path>",
+   * "csi:<target path>", "flex:<pod dir>", "dvdcli", ...
+   */
+  readonly consumer: string;
+  readonly frontend: Frontend;
+  /** When set, the core bind-mounted the volume (or block device) onto this path for the consumer. */
+  readonly target: string | null;
+  readonly readOnly: boolean;
+  readonly createdAt: string;
+}
+
+export interface Snapshot {
+  readonly id: string; // "snap-" + 26 chars
+  readonly name: string;
+  readonly volumeId: string;
+  readonly backend: string;
+  readonly sizeBytes: number;
+  readonly readyToUse: boolean;
+  readonly createdAt: string;
+}
+
+export interface Capacity {
+  readonly backend: string;
+  readonly totalBytes: number;
+  readonly availableBytes: number;
+}
+
+export interface VolumeStats {
+  readonly totalBytes: number;
+  readonly usedBytes: number;
+  readonly availableBytes: number;
+  readonly totalInodes: number | null;
+  readonly usedInodes: number | null;
+  readonly availableInodes: number | null;
+  /** Volume health (CSI volume condition). */
+  readonly abnormal: boolean;
+  readonly message: string;
+}
+
+export interface BackendInfo {
+  readonly name: string;
+  readonly driver: string;
+  readonly capabilities: BackendCapabilities;
+  readonly settings: Readonly<Record<string, unknown>>;
+}
+
+export interface BackendCapabilities {
+  /** The backend refuses writes beyond sizeBytes (loop: device size; btrfs: qgroup). */
+  readonly sizeEnforced: boolean;
+  /** Volumes can be created with volumeMode 'block'. */
+  readonly block: boolean;
+  readonly snapshots: boolean;
+  readonly clones: boolean;
+  /** 'online' = grows while mounted; 'offline' = grows on next mount; 'none'. */
+  readonly expansion: 'none' | 'offline' | 'online';
+  /** Filesystems it can make; empty when the backend has no filesystem choice. */
+  readonly fsTypes: readonly FsType[];
+  /** Volumes have a device that must be attached before mounting (loop). */
+  readonly attachable: boolean;
+  /** 'local': volumes live on this node only (Docker scope local, CSI topology). */
+  readonly scope: 'local' | 'global';
+}

@@ -1,0 +1,24 @@
+// Bundles the executables with esbuild (no type checking here: `npm run typecheck`).
+// The daemon/CLI keeps node_modules external (better-sqlite3 is native); the per-call
+// executables (dvdcli, flexvolume) are bundled whole so their cold start loads one file.
+import { build } from 'esbuild';
+import { chmod } from 'node:fs/promises';
+
+const common = { bundle: true, platform: 'node', format: 'esm', target: 'node20', sourcemap: 'linked', logLevel: 'warning' };
+const banner = { js: '#!/usr/bin/env node' };
+
+const entries = [
+  { in: 'cli/berth.ts', out: 'dist/berth.js', packages: 'external' },
+  { in: 'frontends/dvdcli/main.ts', out: 'dist/dvdcli.js' },
+  { in: 'frontends/flexvolume/main.ts', out: 'dist/flexvolume.js' },
+];
+
+import { existsSync } from 'node:fs';
+await Promise.all(
+  entries
+    .filter((e) => existsSync(e.in))
+    .map(async (e) => {
+      await build({ ...common, entryPoints: [e.in], outfile: e.out, banner, ...(e.packages ? { packages: e.packages } : {}) });
+      await chmod(e.out, 0o755);
+    }),
+);
