@@ -1,0 +1,134 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { defaultConfig } from './config.js';
+import { closest, loadConfig } from './config-load.js';
+import { BerthError } from './errors.js';
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'berth-config-'));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+const write = (name: string, text: string) => {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+};
+const missingDefault = () => join(dir, 'absent.yaml');
+
+function expectInvalid(fn: () => unknown, field: string, message?: RegExp): BerthError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(BerthError);
+    const e = err as BerthError;
+    expect(e.kind).toBe('InvalidArgument');
+    expect(e.field).toBe(field);
+    if (message) expect(e.message).toMatch(message);
+    return e;
+  }
+  throw new Error('expected an InvalidArgument error');
+}
+
+describe('loadConfig', () => {
+  it('uses the embedded defaults when the default file is missing', () => {
+    const c = loadConfig({ env: {}, defaultFile: missingDefault() });
+    expect(c).toEqual(defaultConfig());
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.admin)).toBe(true);
+    expect(Object.isFrozen(c.backends.local)).toBe(true);
+  });
+
+  it('refuses a missing explicit config file', () => {
+    expectInvalid(() => loadConfig({ file: join(dir, 'nope.yaml'), env: {} }), 'config', /no such file/);
+  });
+
+  it('reads YAML, replaces backends whole and resolves relative paths against the file', () => {
+    const file = write('c.yaml', [
+      'stateRoot: state',
+      'defaultBackend: fast',
+      'backends:',
+      '  fast: { driver: loop, defaultFs: xfs }',
+      'admin: { socket: /tmp/x/admin.sock }',
+      'docker: { enabled: false }',
+    ].join('\n'));
+    const c = loadConfig({ file, env: {} });
+    expect(c.stateRoot).toBe(join(dir, 'state'));
+    expect(c.backends).toEqual({ fast: { driver: 'loop', defaultFs: 'xfs' } });
+    expect(c.admin.socket).toBe('/tmp/x/admin.sock');
+    expect(c.docker.enabled).toBe(false);
+    expect(c.docker.driverName).toBe('berth'); // untouched keys keep defaults
+  });
+
+  it('lets env override the file and flags override env', () => {
+    const file = write('c.yaml', 'stateRoot: /from/file\nnodeId: file-node\n');
+    const c = loadConfig({
+      file,
+      env: { BERTH_STATE_ROOT: '/from/env', BERTH_NODE_ID: 'env-node', BERTH_CSI_ENABLED: 'false', BERTH_LOCK_WAIT_MS: '500' },
+      flags: { stateRoot: '/from/flag' },
+    });
+    expect(c.stateRoot).toBe('/from/flag');
+    expect(c.nodeId).toBe('env-node');
+    expect(c.csi.enabled).toBe(false);
+    expect(c.lockWaitMs).toBe(500);
+  });
+
+  it('takes the file from BERTH_CONFIG', () => {
+    const file = write('c.yaml', 'nodeId: n1\n');
+    expect(loadConfig({ env: { BERTH_CONFIG: file } }).nodeId).toBe('n1');
+  });
+
+  it('names an unknown key and suggests the closest known key', () => {
+    const file = write('c.yaml', 'admin:\n  sockt: /x.sock\n');
+    expectInvalid(() => loadConfig({ file, env: {} }), 'admin.sockt', /did you mean "admin.socket"/);
+    const top = write('t.yaml', 'stateroot: /x\n');
+    expectInvalid(() => loadConfig({ file: top, env: {} }), 'stateroot', /did you mean "stateRoot"/);
+  });
+
+  it('names a bad value with its key', () => {
+    expectInvalid(() => loadConfig({ file: write('a.yaml', 'log: { level: loud }\n'), env: {} }), 'log.level');
+    expectInvalid(() => loadConfig({ file: write('b.yaml', 'lockWaitMs: -1\n'), env: {} }), 'lockWaitMs');
+    expectInvalid(() => loadConfig({ file: write('c.yaml', 'backends: { x: { root: /a } }\ndefaultBackend: x\n'), env: {} }), 'backends.x.driver');
+    expectInvalid(() => loadConfig({ env: { BERTH_DOCKER_ENABLED: 'maybe' }, defaultFile: missingDefault() }), 'BERTH_DOCKER_ENABLED');
+  });
+
+  it('refuses a default backend that is not configured', () => {
+    expectInvalid(() => loadConfig({ env: { BERTH_DEFAULT_BACKEND: 'locl' }, defaultFile: missingDefault() }), 'defaultBackend', /did you mean "local"/);
+  });
+
+  it('refuses a TCP admin listener without a token', () => {
+    expectInvalid(() => loadConfig({ env: { BERTH_ADMIN_TCP: '127.0.0.1:7070' }, defaultFile: missingDefault() }), 'admin.token');
+    const c = loadConfig({ env: { BERTH_ADMIN_TCP: '127.0.0.1:7070', BERTH_ADMIN_TOKEN: 's3cret' }, defaultFile: missingDefault() });
+    expect(c.admin.tcp).toBe('127.0.0.1:7070');
+  });
+
+  it('refuses two listeners on one socket path', () => {
+    expectInvalid(() => loadConfig({ env: { BERTH_SOCKET: '/run/x.sock', BERTH_CSI_ENDPOINT: '/run/x.sock' }, defaultFile: missingDefault() }), 'csi.endpoint');
+  });
+
+  it('refuses invalid YAML and a non-mapping document', () => {
+    expectInvalid(() => loadConfig({ file: write('bad.yaml', 'a: [1, 2\n'), env: {} }), 'config', /not valid YAML/);
+    expectInvalid(() => loadConfig({ file: write('list.yaml', '- 1\n'), env: {} }), 'config', /mapping/);
+  });
+
+  it('warns about an unknown BERTH_* variable instead of silently using it', () => {
+    const warnings: string[] = [];
+    loadConfig({ env: { BERTH_STATEROOT: '/x' }, defaultFile: missingDefault(), onWarning: (m) => warnings.push(m) });
+    expect(warnings).toEqual([expect.stringMatching(/BERTH_STATEROOT.*BERTH_STATE_ROOT/)]);
+  });
+
+  it('accepts unix:// CSI endpoints and stores the path', () => {
+    const c = loadConfig({ env: { BERTH_CSI_ENDPOINT: 'unix:///run/b/csi.sock' }, defaultFile: missingDefault() });
+    expect(c.csi.endpoint).toBe('/run/b/csi.sock');
+  });
+});
+
+describe('closest', () => {
+  it('suggests only plausible typos', () => {
+    expect(closest('socket', ['socket', 'tcp'])).toBe('socket');
+    expect(closest('zzzzzzzz', ['socket', 'tcp'])).toBeNull();
+  });
+});

@@ -1,0 +1,332 @@
+/**
+ * Loads the daemon configuration once: embedded defaults <- YAML file <- BERTH_* environment
+ * <- command-line flags, then validates (zod), checks cross-field rules and deep-freezes.
+ *
+ * - The default file (/etc/berth/config.yaml) may be missing: then the embedded defaults apply.
+ *   An explicit `--config` file that is missing is an error.
+ * - An unknown key anywhere in the file is an error naming the dotted key and suggesting the
+ *   closest known key (backend instance settings are the driver's to validate, except `driver`).
+ * - Relative paths are resolved against the config file's directory (file values) or the
+ *   working directory (environment and flags), so the daemon never depends on its cwd later.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { defaultConfig, type Config } from './config.js';
+import { BerthError, invalidArgument } from './errors.js';
+
+export const DEFAULT_CONFIG_FILE = '/etc/berth/config.yaml';
+
+/** Environment variables the daemon reads, in the order documented in README.md. */
+export const ENV_VARS = {
+  BERTH_CONFIG: 'config file path (like --config)',
+  BERTH_NODE_ID: 'nodeId',
+  BERTH_STATE_ROOT: 'stateRoot',
+  BERTH_DEFAULT_BACKEND: 'defaultBackend',
+  BERTH_LOCK_WAIT_MS: 'lockWaitMs',
+  BERTH_LOG_LEVEL: 'log.level',
+  BERTH_SOCKET: 'admin.socket',
+  BERTH_ADMIN_TCP: 'admin.tcp',
+  BERTH_ADMIN_TOKEN: 'admin.token',
+  BERTH_DOCKER_ENABLED: 'docker.enabled',
+  BERTH_DOCKER_DRIVER_NAME: 'docker.driverName',
+  BERTH_DOCKER_SOCKET: 'docker.socket',
+  BERTH_CSI_ENABLED: 'csi.enabled',
+  BERTH_CSI_ENDPOINT: 'csi.endpoint',
+  BERTH_CSI_MODE: 'csi.mode',
+  BERTH_CSI_DRIVER_NAME: 'csi.driverName',
+  BERTH_CSI_MAX_VOLUMES_PER_NODE: 'csi.maxVolumesPerNode',
+} as const;
+
+/** Environment variables other berth programs read (the CLI, test helpers); not config keys. */
+const OTHER_KNOWN_ENV = new Set(['BERTH_OUTPUT', 'BERTH_TOKEN', 'BERTH_URL', 'BERTH_BIN']);
+
+/** Flags `berth serve` accepts besides --config; each overrides one key. */
+export interface ConfigFlags {
+  readonly nodeId?: string;
+  readonly stateRoot?: string;
+  readonly defaultBackend?: string;
+  readonly logLevel?: string;
+  readonly socket?: string;
+  readonly adminTcp?: string;
+  readonly dockerEnabled?: boolean;
+  readonly dockerSocket?: string;
+  readonly csiEnabled?: boolean;
+  readonly csiEndpoint?: string;
+}
+
+const FLAG_KEYS: Record<keyof ConfigFlags, string> = {
+  nodeId: 'nodeId',
+  stateRoot: 'stateRoot',
+  defaultBackend: 'defaultBackend',
+  logLevel: 'log.level',
+  socket: 'admin.socket',
+  adminTcp: 'admin.tcp',
+  dockerEnabled: 'docker.enabled',
+  dockerSocket: 'docker.socket',
+  csiEnabled: 'csi.enabled',
+  csiEndpoint: 'csi.endpoint',
+};
+
+/** Keys whose values are filesystem paths (resolved to absolute paths). */
+const PATH_KEYS = new Set(['stateRoot', 'admin.socket', 'docker.socket', 'csi.endpoint']);
+
+export interface LoadConfigInput {
+  /** Explicit config file (--config or BERTH_CONFIG); must exist. */
+  readonly file?: string;
+  /** Where to look when no file is given; missing is fine. Default /etc/berth/config.yaml. */
+  readonly defaultFile?: string;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly flags?: ConfigFlags;
+  /** Told about ignored things (an unknown BERTH_* variable) that are not worth refusing to start. */
+  readonly onWarning?: (message: string) => void;
+  readonly cwd?: string;
+}
+
+const nonEmpty = z.string().min(1, 'must not be empty');
+const backendInstance = z.looseObject({ driver: nonEmpty });
+const schema = z.strictObject({
+  nodeId: nonEmpty.max(128),
+  stateRoot: nonEmpty,
+  defaultBackend: nonEmpty,
+  backends: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'backend instance names use [A-Za-z0-9_.-]'), backendInstance),
+  lockWaitMs: z.number().int().min(0).max(3_600_000),
+  log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error', 'silent']) }),
+  admin: z.strictObject({
+    socket: nonEmpty,
+    tcp: z.string().regex(/^[^\s:]*:\d{1,5}$/, 'must be "host:port"').nullable(),
+    token: nonEmpty.nullable(),
+  }),
+  docker: z.strictObject({ enabled: z.boolean(), driverName: nonEmpty, socket: nonEmpty }),
+  csi: z.strictObject({
+    enabled: z.boolean(),
+    endpoint: nonEmpty,
+    mode: z.enum(['controller', 'node', 'both']),
+    driverName: nonEmpty,
+    maxVolumesPerNode: z.number().int().min(0),
+  }),
+});
+
+type Json = Record<string, unknown>;
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Builds the daemon's Config; throws BerthError InvalidArgument naming the bad key.
+ * @example const config = loadConfig({ file: argv.config, env: process.env, flags: { stateRoot: '/tmp/b' } });
+ */
+export function loadConfig(input: LoadConfigInput): Config {
+  const cwd = input.cwd ?? process.cwd();
+  let merged: Json = defaultConfig() as unknown as Json;
+
+  const explicit = input.file ?? input.env.BERTH_CONFIG;
+  const file = explicit ?? input.defaultFile ?? DEFAULT_CONFIG_FILE;
+  if (explicit !== undefined || existsSync(file)) {
+    const fromFile = readConfigFile(resolve(cwd, file));
+    merged = mergeLayer(merged, fromFile, dirname(resolve(cwd, file)));
+  }
+  merged = mergeLayer(merged, envLayer(input.env, input.onWarning), cwd);
+  merged = mergeLayer(merged, flagLayer(input.flags ?? {}), cwd);
+
+  const parsed = schema.safeParse(merged);
+  if (!parsed.success) throw fromZodError(parsed.error, merged);
+  const config = parsed.data as Config;
+  checkCrossField(config);
+  return deepFreeze(config);
+}
+
+function readConfigFile(path: string): Json {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw invalidArgument('config', `cannot read config file ${path}: ${code === 'ENOENT' ? 'no such file' : String(err)}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw invalidArgument('config', `${path} is not valid YAML: ${(err as Error).message}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (!isObject(doc)) throw invalidArgument('config', `${path} must hold a mapping at the top level`);
+  checkUnknownKeys(doc, path);
+  return doc;
+}
+
+/** The known key tree, taken from the defaults so it can never drift from the Config type. */
+function knownKeys(prefix: string): string[] | null {
+  if (prefix.startsWith('backends.')) return null; // instance settings belong to the driver
+  let node: unknown = defaultConfig();
+  for (const part of prefix ? prefix.split('.') : []) node = isObject(node) ? node[part] : undefined;
+  return isObject(node) ? Object.keys(node) : null;
+}
+
+function allKnownPaths(): string[] {
+  const out: string[] = [];
+  const walk = (node: Json, prefix: string) => {
+    for (const [k, v] of Object.entries(node)) {
+      const p = prefix ? `${prefix}.${k}` : k;
+      out.push(p);
+      if (isObject(v) && k !== 'backends') walk(v, p);
+    }
+  };
+  walk(defaultConfig() as unknown as Json, '');
+  return out;
+}
+
+function checkUnknownKeys(doc: Json, source: string, prefix = ''): void {
+  const known = knownKeys(prefix);
+  if (known === null) return;
+  for (const [key, value] of Object.entries(doc)) {
+    const path = prefix ? `${prefix}.${key}` : key;
+    if (!known.includes(key)) {
+      const guess = closest(path, allKnownPaths());
+      throw new BerthError('InvalidArgument', `unknown config key "${path}" in ${source}${guess ? `; did you mean "${guess}"?` : ''}`, { field: path });
+    }
+    if (isObject(value) && key !== 'backends') checkUnknownKeys(value, source, path);
+  }
+}
+
+function envLayer(env: LoadConfigInput['env'], onWarning?: (m: string) => void): Json {
+  const out: Json = {};
+  for (const [name, raw] of Object.entries(env)) {
+    if (!name.startsWith('BERTH_') || raw === undefined) continue;
+    if (name === 'BERTH_CONFIG' || OTHER_KNOWN_ENV.has(name)) continue;
+    const key = (ENV_VARS as Record<string, string>)[name];
+    if (key === undefined) {
+      const guess = closest(name, Object.keys(ENV_VARS));
+      onWarning?.(`ignoring unknown environment variable ${name}${guess ? `; did you mean ${guess}?` : ''}`);
+      continue;
+    }
+    setPath(out, key, coerceEnv(name, key, raw));
+  }
+  return out;
+}
+
+function coerceEnv(name: string, key: string, raw: string): unknown {
+  const defaults = defaultConfig() as unknown as Json;
+  const sample = key.split('.').reduce<unknown>((n, p) => (isObject(n) ? n[p] : undefined), defaults);
+  if (typeof sample === 'boolean') {
+    if (/^(1|true|yes|on)$/i.test(raw)) return true;
+    if (/^(0|false|no|off)$/i.test(raw)) return false;
+    throw new BerthError('InvalidArgument', `${name} must be true or false, got "${raw}"`, { field: name });
+  }
+  if (typeof sample === 'number') {
+    if (!/^\d+$/.test(raw)) throw new BerthError('InvalidArgument', `${name} must be a whole number, got "${raw}"`, { field: name });
+    return Number(raw);
+  }
+  if (key === 'admin.tcp' || key === 'admin.token') return raw === '' ? null : raw;
+  return raw;
+}
+
+function flagLayer(flags: ConfigFlags): Json {
+  const out: Json = {};
+  for (const [flag, value] of Object.entries(flags)) {
+    const key = FLAG_KEYS[flag as keyof ConfigFlags];
+    if (key === undefined || value === undefined) continue;
+    setPath(out, key, value);
+  }
+  return out;
+}
+
+/** Deep-merges one layer over the config; `backends` is replaced whole so a file can drop "local". */
+function mergeLayer(base: Json, layer: Json, pathBase: string, prefix = ''): Json {
+  const out: Json = { ...base };
+  for (const [key, value] of Object.entries(layer)) {
+    const path = prefix ? `${prefix}.${key}` : key;
+    if (isObject(value) && isObject(base[key]) && key !== 'backends') {
+      out[key] = mergeLayer(base[key] as Json, value, pathBase, path);
+    } else if (PATH_KEYS.has(path) && typeof value === 'string' && value !== '') {
+      out[key] = resolvePathValue(value, pathBase);
+    } else {
+      out[key] = value;
+    }
+  }
+  return out;
+}
+
+function resolvePathValue(value: string, base: string): string {
+  if (value.startsWith('unix://')) {
+    const p = value.slice('unix://'.length);
+    return isAbsolute(p) ? p : resolve(base, p);
+  }
+  return isAbsolute(value) ? value : resolve(base, value);
+}
+
+function checkCrossField(c: Config): void {
+  if (!(c.defaultBackend in c.backends)) {
+    const guess = closest(c.defaultBackend, Object.keys(c.backends));
+    throw invalidArgument('defaultBackend', `"${c.defaultBackend}" is not a configured backend instance${guess ? `; did you mean "${guess}"?` : ''} (configured: ${Object.keys(c.backends).join(', ') || 'none'})`);
+  }
+  if (c.admin.tcp !== null && c.admin.token === null) {
+    throw invalidArgument('admin.token', 'a TCP admin listener (admin.tcp) requires a bearer token (admin.token / BERTH_ADMIN_TOKEN)');
+  }
+  const sockets: Array<[string, string]> = [['admin.socket', c.admin.socket]];
+  if (c.docker.enabled) sockets.push(['docker.socket', c.docker.socket]);
+  if (c.csi.enabled) sockets.push(['csi.endpoint', c.csi.endpoint]);
+  for (let i = 0; i < sockets.length; i++) {
+    for (let j = i + 1; j < sockets.length; j++) {
+      if (sockets[i]![1] === sockets[j]![1]) {
+        throw invalidArgument(sockets[j]![0], `uses the same path as ${sockets[i]![0]} (${sockets[j]![1]})`);
+      }
+    }
+  }
+}
+
+function fromZodError(err: z.ZodError, merged: Json): BerthError {
+  const issue = err.issues[0]!;
+  const path = issue.path.map(String).join('.');
+  if (issue.code === 'unrecognized_keys') {
+    const key = path ? `${path}.${issue.keys[0]}` : String(issue.keys[0]);
+    const guess = closest(key, allKnownPaths());
+    return new BerthError('InvalidArgument', `unknown config key "${key}"${guess ? `; did you mean "${guess}"?` : ''}`, { field: key });
+  }
+  const got = issue.path.reduce<unknown>((n, p) => (isObject(n) ? n[String(p)] : undefined), merged);
+  return invalidArgument(path || 'config', `${issue.message} (got ${JSON.stringify(got) ?? 'nothing'})`);
+}
+
+function setPath(obj: Json, dotted: string, value: unknown): void {
+  const parts = dotted.split('.');
+  let node = obj;
+  for (const p of parts.slice(0, -1)) {
+    if (!isObject(node[p])) node[p] = {};
+    node = node[p] as Json;
+  }
+  node[parts.at(-1)!] = value;
+}
+
+/** The candidate with the smallest edit distance, if it is close enough to be a plausible typo. */
+export function closest(input: string, candidates: readonly string[]): string | null {
+  let best: string | null = null;
+  let bestDist = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(input.toLowerCase(), c.toLowerCase());
+    if (d < bestDist) {
+      best = c;
+      bestDist = d;
+    }
+  }
+  return best !== null && bestDist <= Math.max(2, Math.floor(input.length / 3)) ? best : null;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (isObject(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
