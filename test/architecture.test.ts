@@ -1,0 +1,78 @@
+// Import rules from the style anchors (convention 10), checked by reading import statements:
+// the layering is what keeps frontends thin and the per-call executables fast to start.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = new URL('..', import.meta.url).pathname;
+const SOURCE_DIRS = ['core', 'backends', 'frontends', 'cli'];
+
+function sourceFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) out.push(...sourceFiles(p));
+    else if (p.endsWith('.ts') && !p.endsWith('.test.ts') && !p.endsWith('.case.ts')) out.push(p);
+  }
+  return out;
+}
+
+const files = SOURCE_DIRS.flatMap((d) => sourceFiles(join(ROOT, d))).map((abs) => ({
+  path: relative(ROOT, abs),
+  imports: [...readFileSync(abs, 'utf8').matchAll(/(?:^|\n)\s*(?:import|export)[^'"]*?from\s+['"]([^'"]+)['"]/g)].map((m) => m[1]!),
+}));
+
+const importing = (pred: (spec: string) => boolean) =>
+  files.filter((f) => f.imports.some(pred)).map((f) => f.path).sort();
+
+describe('architecture', () => {
+  it('finds the source tree', () => {
+    expect(files.length).toBeGreaterThan(10);
+  });
+
+  it('only core/os/exec.ts starts processes', () => {
+    expect(importing((s) => s === 'node:child_process' || s === 'child_process')).toEqual(['core/os/exec.ts']);
+  });
+
+  it('only the SQLite store imports better-sqlite3', () => {
+    expect(importing((s) => s === 'better-sqlite3')).toEqual(['core/store/sqlite.ts']);
+  });
+
+  it('core and backends import no protocol library', () => {
+    const protocolLibs = (s: string) => /^(hono|@hono\/|@grpc\/|yargs)/.test(s);
+    expect(importing(protocolLibs).filter((p) => p.startsWith('core/') || p.startsWith('backends/'))).toEqual([]);
+  });
+
+  it('frontends reach the core only through core/index.ts and its type modules', () => {
+    const bad = files
+      .filter((f) => f.path.startsWith('frontends/'))
+      .flatMap((f) =>
+        f.imports
+          .filter((s) => /\/core\//.test(s) && !/\/core\/(index|errors|types|service|config|observe|log)\.js$/.test(s))
+          .map((s) => `${f.path} -> ${s}`),
+      );
+    expect(bad).toEqual([]);
+  });
+
+  it('frontends never touch SQL or OS modules', () => {
+    const bad = importing((s) => /core\/(store|os)\//.test(s)).filter((p) => p.startsWith('frontends/'));
+    expect(bad).toEqual([]);
+  });
+
+  it('the per-call executables load no server code', () => {
+    const perCall = files.filter((f) => f.path.startsWith('frontends/flexvolume/') || f.path.startsWith('frontends/dvdcli/'));
+    const heavy = perCall.flatMap((f) =>
+      f.imports
+        .filter((s) => /^(hono|@hono\/|@grpc\/|better-sqlite3|yargs|pino|zod|prom-client)/.test(s) || /core\/index\.js$/.test(s))
+        .map((s) => `${f.path} -> ${s}`),
+    );
+    expect(heavy).toEqual([]);
+  });
+
+  it('cli talks to the daemon through the admin client (only daemon.ts composes the core)', () => {
+    const bad = files
+      .filter((f) => f.path.startsWith('cli/') && f.path !== 'cli/daemon.ts' && !f.path.startsWith('cli/commands/serve'))
+      .flatMap((f) => f.imports.filter((s) => /\/(core\/(store|os|volume-service)|backends\/)/.test(s)).map((s) => `${f.path} -> ${s}`));
+    expect(bad).toEqual([]);
+  });
+});
