@@ -1,0 +1,131 @@
+/**
+ * The Docker volume plugin protocol as a Hono app: /Plugin.Activate and the
+ * /VolumeDriver.* methods. Each handler parses the raw body (Docker sends no
+ * Content-Type), makes one VolumeService call and renders the reply; errors become
+ * {"Err"} in frontends/docker/errors.ts. One log line per call from `handle`.
+ *
+ * @example
+ *   const app = createDockerApp({ service, log });
+ *   await app.request('/VolumeDriver.Get', { method: 'POST', body: '{"Name":"v"}\n' });
+ */
+import { Hono, type Context } from 'hono';
+import { isBerthError, notFound, unsupported, type Logger, type OpContext, type VolumeService } from '../../core/index.js';
+import { toDockerError } from './errors.js';
+import {
+  consumerFor, createRequest, dockerVolume, listEntry, parseBody, scopeOf, volumeName, type DockerBody,
+} from './translate.js';
+
+/** Docker accepts v1+json too; v1.2 is what current engines advertise. */
+export const DOCKER_PLUGIN_CONTENT_TYPE = 'application/vnd.docker.plugins.v1.2+json';
+
+const DOCKER: OpContext = { frontend: 'docker' };
+
+/** Calls Docker makes constantly; logged at debug so they do not drown the log. */
+const QUIET = new Set(['Plugin.Activate', 'VolumeDriver.Capabilities', 'VolumeDriver.Get', 'VolumeDriver.List', 'VolumeDriver.Path']);
+
+type Handler = (body: DockerBody) => Promise<Record<string, unknown>> | Record<string, unknown>;
+
+export function createDockerApp(o: { service: VolumeService; log: Logger }): Hono {
+  const { service } = o;
+  const log = o.log.child({ frontend: 'docker' });
+  const app = new Hono();
+
+  /** Runs one protocol method: parse, call, reply, log once. */
+  const handle = (method: string, fn: Handler) => async (c: Context) => {
+    const started = performance.now();
+    let volume: unknown;
+    let reply: Record<string, unknown>;
+    let errKind: string | undefined;
+    try {
+      const body = parseBody(await c.req.text());
+      volume = body.Name;
+      reply = await fn(body);
+    } catch (err) {
+      errKind = isBerthError(err) ? err.kind : 'Internal';
+      reply = toDockerError(err, log);
+    }
+    const fields = {
+      op: method,
+      volume: typeof volume === 'string' ? volume : undefined,
+      ms: Math.round((performance.now() - started) * 100) / 100,
+      outcome: errKind === undefined ? 'ok' : 'error',
+      ...(errKind ? { kind: errKind, err: reply.Err } : {}),
+    };
+    if (errKind) log.warn(fields, 'docker op failed');
+    else if (QUIET.has(method)) log.debug(fields, 'docker op');
+    else log.info(fields, 'docker op');
+    return c.body(JSON.stringify(reply), 200, { 'Content-Type': DOCKER_PLUGIN_CONTENT_TYPE });
+  };
+
+  app.post('/Plugin.Activate', handle('Plugin.Activate', () => ({ Implements: ['VolumeDriver'] })));
+
+  app.post('/VolumeDriver.Capabilities', handle('VolumeDriver.Capabilities', () => ({
+    Capabilities: { Scope: scopeOf(service.backends()) },
+  })));
+
+  app.post('/VolumeDriver.Create', handle('VolumeDriver.Create', async (body) => {
+    await service.create(createRequest(body), DOCKER);
+    return { Err: '' };
+  }));
+
+  app.post('/VolumeDriver.Remove', handle('VolumeDriver.Remove', async (body) => {
+    try {
+      await service.remove({ ref: volumeName(body) }, DOCKER);
+    } catch (err) {
+      // Docker still lists a volume berth no longer has (e.g. removed through another
+      // frontend); its removal is then already done, and failing would leave Docker stuck.
+      if (!(isBerthError(err) && err.kind === 'NotFound')) throw err;
+    }
+    return { Err: '' };
+  }));
+
+  app.post('/VolumeDriver.Get', handle('VolumeDriver.Get', (body) => {
+    const name = volumeName(body);
+    const v = service.find(name);
+    if (v === null) throw notFound(`volume ${name} not found`);
+    return { Volume: dockerVolume(v), Err: '' };
+  }));
+
+  app.post('/VolumeDriver.List', handle('VolumeDriver.List', async () => {
+    const volumes = await service.list({}, DOCKER);
+    return { Volumes: volumes.map(listEntry), Err: '' };
+  }));
+
+  app.post('/VolumeDriver.Path', handle('VolumeDriver.Path', async (body) => {
+    const path = await service.path(volumeName(body), DOCKER);
+    return { Mountpoint: path ?? '', Err: '' };
+  }));
+
+  app.post('/VolumeDriver.Mount', handle('VolumeDriver.Mount', async (body) => {
+    const name = volumeName(body);
+    const { consumer, frontend } = consumerFor(body);
+    const existing = service.find(name);
+    if (existing?.volumeMode === 'block') {
+      throw unsupported(`volume ${name} is a block volume; Docker can only mount filesystem volumes`);
+    }
+    const res = await service.mount({ ref: name, consumer }, { frontend });
+    return { Mountpoint: res.path, Err: '' };
+  }));
+
+  app.post('/VolumeDriver.Unmount', handle('VolumeDriver.Unmount', async (body) => {
+    const name = volumeName(body);
+    const { consumer, frontend } = consumerFor(body);
+    try {
+      await service.unmount({ ref: name, consumer }, { frontend });
+    } catch (err) {
+      // A container exiting after its volume was force-removed: nothing is left to release.
+      if (!(isBerthError(err) && err.kind === 'NotFound')) throw err;
+    }
+    return { Err: '' };
+  }));
+
+  app.notFound((c) =>
+    c.body(JSON.stringify({ Err: `berth does not implement ${c.req.method} ${c.req.path}` }), 404, {
+      'Content-Type': DOCKER_PLUGIN_CONTENT_TYPE,
+    }));
+
+  app.onError((err, c) =>
+    c.body(JSON.stringify(toDockerError(err, log)), 500, { 'Content-Type': DOCKER_PLUGIN_CONTENT_TYPE }));
+
+  return app;
+}
