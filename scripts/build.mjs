@@ -2,7 +2,7 @@
 // The daemon/CLI keeps node_modules external (better-sqlite3 is native); the per-call
 // executables (dvdcli, flexvolume) are bundled whole so their cold start loads one file.
 import { build } from 'esbuild';
-import { chmod } from 'node:fs/promises';
+import { chmod, cp } from 'node:fs/promises';
 
 const common = { bundle: true, platform: 'node', format: 'esm', target: 'node20', sourcemap: 'linked', logLevel: 'warning' };
 const banner = { js: '#!/usr/bin/env node' };
@@ -22,3 +22,6 @@ await Promise.all(
       await chmod(e.out, 0o755);
     }),
 );
+
+// The CSI frontend loads its proto at run time relative to the bundle (frontends/csi/proto.ts).
+await cp('frontends/csi/proto/csi.proto', 'dist/proto/csi.proto');
