@@ -1,0 +1,287 @@
+/**
+ * The `loop` driver: a volume is the sparse image <root>/<id>.img. attach gives it a loop
+ * device (losetup), mount makes the filesystem on first use (blkid finds none) and mounts
+ * it at <stateRoot>/mounts/<id>; consumers see <mount>/data so a new volume looks empty.
+ * Size is enforced by the device. Block volumes get no filesystem: mount returns the device.
+ *
+ * Every method looks at the kernel first and converges (reuse the device backing the
+ * image, reuse the mount already there), which is what crash recovery relies on.
+ * The kernel, not the caller, is the truth for which device backs an image.
+ */
+import { mkdir, open, readdir, rm, rmdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { AttachResult, Backend, BackendContext, BackendFactory, BackendVolume, CreateSpec, MountResult } from '../../core/backend.js';
+import type { BackendCapabilities, FsType, VolumeStats } from '../../core/types.js';
+import type { Exec } from '../../core/os/exec.js';
+import type { Logger } from '../../core/log.js';
+import { failedPrecondition, internal, notFound } from '../../core/errors.js';
+import { attachLoop, blockDeviceSize, detachLoop, findLoopDevices, listLoopDevices, type LoopDevice } from '../../core/os/loop.js';
+import { fsMountOptions, fsUsage, growFilesystem, makeFilesystem, probeFilesystem, readExt4Size } from '../../core/os/fs.js';
+import { findMount, mount as mountFs, readMountInfo } from '../../core/os/mounts.js';
+import { childPath, managedMountPath, VOLUME_ID_RE } from '../paths.js';
+import { parseLoopSettings, validateLoopCreate, type LoopSettings } from './settings.js';
+import { unmountAll } from './unmount.js';
+
+const CAPABILITIES: BackendCapabilities = {
+  sizeEnforced: true,
+  block: true,
+  snapshots: false,
+  clones: false,
+  expansion: 'none',
+  fsTypes: ['ext4', 'xfs', 'btrfs'],
+  attachable: true,
+  scope: 'local',
+};
+
+const IMAGE_SUFFIX = '.img';
+/** How long detach waits for the kernel to drop a device it detached lazily (udev still had it open). */
+const DETACH_SETTLE_MS = 5_000;
+
+/**
+ * Builds a loop backend; creates its image root.
+ * @example const b = await createLoopBackend({ name: 'fast', settings: { defaultFs: 'xfs' }, stateRoot, exec, log });
+ */
+export const createLoopBackend: BackendFactory = async (ctx) => {
+  const settings = parseLoopSettings(ctx);
+  await mkdir(settings.root, { recursive: true, mode: 0o700 });
+  await mkdir(join(ctx.stateRoot, 'mounts'), { recursive: true, mode: 0o755 });
+  return new LoopBackend(ctx, settings);
+};
+
+export class LoopBackend implements Backend {
+  readonly driver = 'loop';
+  readonly capabilities = CAPABILITIES;
+  readonly name: string;
+  private readonly exec: Exec;
+  private readonly log: Logger;
+  private readonly stateRoot: string;
+
+  constructor(
+    ctx: BackendContext,
+    private readonly settings: LoopSettings,
+  ) {
+    this.name = ctx.name;
+    this.exec = ctx.exec;
+    this.log = ctx.log;
+    this.stateRoot = ctx.stateRoot;
+  }
+
+  describe(): Readonly<Record<string, unknown>> {
+    return {
+      root: this.settings.root,
+      mounts: join(this.stateRoot, 'mounts'),
+      defaultSize: this.settings.defaultSize,
+      defaultFs: this.settings.defaultFs,
+      sizeEnforced: true,
+    };
+  }
+
+  validateCreate(spec: CreateSpec): CreateSpec {
+    return validateLoopCreate(this.settings, spec);
+  }
+
+  image(vol: Pick<BackendVolume, 'id'>): string {
+    return childPath(this.settings.root, vol.id, IMAGE_SUFFIX);
+  }
+
+  mountPoint(vol: Pick<BackendVolume, 'id'>): string {
+    return managedMountPath(this.stateRoot, vol.id);
+  }
+
+  /** Creates the sparse image, or grows a short one left by a crash; never shrinks. */
+  async create(vol: BackendVolume): Promise<void> {
+    const size = imageSize(vol.sizeBytes);
+    const fh = await open(this.image(vol), 'a', 0o600);
+    try {
+      if ((await fh.stat()).size < size) await fh.truncate(size);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Tears down whatever is left (mount, devices), then removes the image. */
+  async delete(vol: BackendVolume): Promise<void> {
+    if (vol.volumeMode === 'filesystem') await this.unmount(vol);
+    await this.detachAll(vol);
+    await rm(this.image(vol), { force: true });
+  }
+
+  async attach(vol: BackendVolume): Promise<AttachResult> {
+    const image = this.image(vol);
+    const existing = await this.devices(vol);
+    if (existing[0]) return { device: existing[0].name };
+    if (!(await exists(image))) throw notFound(`volume ${vol.id} has no image at ${image}`);
+    const device = await attachLoop(this.exec, image);
+    this.log.debug({ volume: vol.id, device }, 'loop device attached');
+    return { device };
+  }
+
+  async detach(vol: BackendVolume): Promise<void> {
+    if (vol.volumeMode === 'filesystem' && (await findMount(this.mountPoint(vol)))) {
+      throw failedPrecondition(`volume ${vol.id} is still mounted at ${this.mountPoint(vol)}: unmount it before detaching`);
+    }
+    await this.detachAll(vol);
+  }
+
+  async mount(vol: BackendVolume, opts: { device: string | null }): Promise<MountResult> {
+    if (vol.volumeMode === 'block') return { path: await this.attachedDevice(vol, opts.device) };
+    const fsType = requireFs(vol);
+    const target = this.mountPoint(vol);
+    const data = join(target, 'data');
+    if (await findMount(target)) {
+      await mkdir(data, { recursive: true, mode: 0o755 });
+      return { path: data };
+    }
+    const device = await this.attachedDevice(vol, opts.device);
+    await this.prepareFilesystem(vol, fsType, device);
+    await mkdir(target, { recursive: true, mode: 0o755 });
+    const options = [...fsMountOptions(fsType)];
+    if (vol.options['discard'] === 'true') options.push('discard');
+    try {
+      await mountFs(this.exec, device, target, { fsType, options });
+      await mkdir(data, { recursive: true, mode: 0o755 });
+    } catch (err) {
+      await unmountAll(this.exec, target).catch(() => undefined);
+      throw internal(`mounting ${vol.id} (${device}) at ${target} failed: ${err instanceof Error ? err.message : String(err)}`, err);
+    }
+    return { path: data };
+  }
+
+  async unmount(vol: BackendVolume): Promise<void> {
+    if (vol.volumeMode === 'block') return;
+    const target = this.mountPoint(vol);
+    await unmountAll(this.exec, target);
+    await rmdir(target).catch(() => undefined);
+  }
+
+  async inspect(vol: BackendVolume): Promise<{ exists: boolean; device: string | null; mounted: boolean }> {
+    const [present, devs, mounted] = await Promise.all([
+      exists(this.image(vol)),
+      this.devices(vol),
+      vol.volumeMode === 'filesystem' ? findMount(this.mountPoint(vol)).then((m) => m !== null) : false,
+    ]);
+    return { exists: present, device: devs[0]?.name ?? null, mounted };
+  }
+
+  /** Ids of images in the root, of devices backed by files in the root, of managed mounts of those devices. */
+  async listPresent(): Promise<string[]> {
+    const ids = new Set<string>();
+    for (const e of await readdir(this.settings.root).catch(() => [] as string[])) {
+      const id = idFromImageName(e);
+      if (id) ids.add(id);
+    }
+    const ours = (await listLoopDevices(this.exec)).filter((d) => d.backFile.startsWith(`${this.settings.root}/`));
+    for (const d of ours) {
+      const id = idFromImageName(d.backFile.slice(this.settings.root.length + 1));
+      if (id) ids.add(id);
+    }
+    const devices = new Set(ours.map((d) => d.name));
+    const mountsDir = join(this.stateRoot, 'mounts') + '/';
+    for (const m of await readMountInfo()) {
+      if (!m.target.startsWith(mountsDir) || !devices.has(m.source)) continue;
+      const id = m.target.slice(mountsDir.length);
+      if (VOLUME_ID_RE.test(id)) ids.add(id);
+    }
+    return [...ids].sort();
+  }
+
+  async capacity(): Promise<{ totalBytes: number; availableBytes: number }> {
+    const u = await fsUsage(this.settings.root);
+    return { totalBytes: u.totalBytes, availableBytes: u.availableBytes };
+  }
+
+  /** statfs of the mounted filesystem; when not mounted (or block), the image's allocated blocks. */
+  async stats(vol: BackendVolume): Promise<VolumeStats> {
+    if (vol.volumeMode === 'filesystem' && (await findMount(this.mountPoint(vol)))) {
+      return { ...(await fsUsage(this.mountPoint(vol))), abnormal: false, message: 'usage of the mounted filesystem' };
+    }
+    const st = await stat(this.image(vol)).catch(() => null);
+    if (!st) {
+      return { totalBytes: 0, usedBytes: 0, availableBytes: 0, totalInodes: null, usedInodes: null, availableInodes: null, abnormal: true, message: `image ${this.image(vol)} is missing` };
+    }
+    const used = Math.min(st.blocks * 512, st.size);
+    return {
+      totalBytes: st.size,
+      usedBytes: used,
+      availableBytes: st.size - used,
+      totalInodes: null,
+      usedInodes: null,
+      availableInodes: null,
+      abnormal: false,
+      message: vol.volumeMode === 'block' ? 'block volume: bytes allocated in the sparse image' : 'not mounted: bytes allocated in the sparse image',
+    };
+  }
+
+  // ---- helpers (callers hold the core's per-volume lock) ----
+
+  /** Live devices backing the image (a device whose image was deleted is not "attached"). */
+  private async devices(vol: BackendVolume): Promise<LoopDevice[]> {
+    return (await findLoopDevices(this.exec, this.image(vol))).filter((d) => !d.deleted);
+  }
+
+  /** The device to use: the kernel's, preferring the one the core recorded. */
+  private async attachedDevice(vol: BackendVolume, hint: string | null): Promise<string> {
+    const devs = await this.devices(vol);
+    const hit = devs.find((d) => d.name === hint) ?? devs[0];
+    if (!hit) throw failedPrecondition(`volume ${vol.id} is not attached: attach it before mounting`);
+    return hit.name;
+  }
+
+  private async detachAll(vol: BackendVolume): Promise<void> {
+    const image = this.image(vol);
+    const deadline = Date.now() + DETACH_SETTLE_MS;
+    for (;;) {
+      const devs = await findLoopDevices(this.exec, image);
+      if (devs.length === 0) return;
+      for (const d of devs) await detachLoop(this.exec, d.name);
+      if ((await findLoopDevices(this.exec, image)).length === 0) return;
+      if (Date.now() > deadline) {
+        throw internal(`loop devices ${devs.map((d) => d.name).join(', ')} for ${vol.id} are still attached (open elsewhere?)`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /**
+   * Makes the filesystem on a device that has none; refuses a device holding something
+   * else; grows an ext4 that is smaller than its device (the offline half of expansion).
+   */
+  private async prepareFilesystem(vol: BackendVolume, fsType: FsType, device: string): Promise<void> {
+    const probe = await probeFilesystem(this.exec, device);
+    if (!probe) {
+      await makeFilesystem(this.exec, fsType, device);
+      this.log.info({ volume: vol.id, device, fs: fsType }, 'filesystem made on first use');
+      return;
+    }
+    if (probe.type !== fsType) {
+      throw failedPrecondition(`volume ${vol.id} holds ${probe.type}, not ${fsType}: refusing to mount or overwrite it`);
+    }
+    if (fsType === 'ext4') {
+      const [fsSize, devSize] = await Promise.all([readExt4Size(device), blockDeviceSize(device)]);
+      if (devSize > fsSize) {
+        await growFilesystem(this.exec, 'ext4', { device, mountpoint: null });
+        this.log.info({ volume: vol.id, from: fsSize, to: devSize }, 'ext4 grown offline before mount');
+      }
+    }
+  }
+}
+
+/** Image size for a requested size: whole 512-byte sectors, as a loop device only sees those. */
+export function imageSize(sizeBytes: number): number {
+  return Math.ceil(sizeBytes / 512) * 512;
+}
+
+function idFromImageName(name: string): string | null {
+  if (!name.endsWith(IMAGE_SUFFIX)) return null;
+  const id = name.slice(0, -IMAGE_SUFFIX.length);
+  return VOLUME_ID_RE.test(id) ? id : null;
+}
+
+function requireFs(vol: BackendVolume): FsType {
+  if (!vol.fsType) throw internal(`filesystem volume ${vol.id} has no filesystem type`);
+  return vol.fsType;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(() => true, () => false);
+}
