@@ -114,7 +114,7 @@ describe('btrfs backend: volumes', () => {
     const path = join(pool.pool, 'volumes', vol.id);
     const { stdout } = await run('btrfs', ['qgroup', 'show', '--raw', '-r', '-f', path]);
     expect(stdout).toMatch(new RegExp(`\\s${32 * MiB}\\s`));
-    expect(await backend.inspect(vol)).toEqual({ exists: true, device: null, mounted: true });
+    expect(await backend.inspect(vol)).toEqual({ exists: true, device: null, mounted: false });
     expect(await backend.listPresent()).toEqual([vol.id]);
     expect(await backend.attach(vol)).toEqual({ device: null });
     const { path: mounted } = await backend.mount(vol, { device: null });
@@ -126,7 +126,7 @@ describe('btrfs backend: volumes', () => {
     await backend.delete(vol);
     expect(await backend.inspect(vol)).toEqual({ exists: false, device: null, mounted: false });
     expect(await backend.listPresent()).toEqual([]);
-    await expectBerthError(backend.mount(vol, { device: null }), 'FailedPrecondition');
+    await expectBerthError(backend.mount(vol, { device: null }), 'NotFound');
   });
 
   it('create after a crash between subvolume and limit sets the limit', async () => {
@@ -226,7 +226,7 @@ describe('btrfs backend: snapshots and clones', () => {
     await backend.createSnapshot!(vol, snap);
     await expectBerthError(backend.createFromSnapshot!(volume(16 * MiB), snap), 'OutOfRange', 'size');
     await expectBerthError(backend.createFromSnapshot!(volume(32 * MiB), snapshotOf(vol)), 'NotFound');
-    await expectBerthError(backend.createSnapshot!(volume(8 * MiB), snapshotOf(vol)), 'FailedPrecondition');
+    await expectBerthError(backend.createSnapshot!(volume(8 * MiB), snapshotOf(vol)), 'NotFound');
   });
 
   it('a clone is independent of its source in both directions', async () => {
@@ -249,7 +249,7 @@ describe('btrfs backend: snapshots and clones', () => {
     // Deleting the source leaves the clone intact.
     await backend.delete(src);
     expect(await readFile(join(cpath, 'shared.txt'), 'utf8')).toBe('clone edit');
-    await expectBerthError(backend.createFromVolume!(volume(32 * MiB), src), 'FailedPrecondition');
+    await expectBerthError(backend.createFromVolume!(volume(32 * MiB), src), 'NotFound');
     await expectBerthError(backend.createFromVolume!(volume(8 * MiB), clone), 'OutOfRange', 'size');
   });
 

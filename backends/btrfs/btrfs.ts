@@ -20,19 +20,16 @@ import type {
   Progress,
 } from '../../core/backend.js';
 import {
-  BerthError, failedPrecondition, internal, inUse, invalidArgument, notFound, outOfRange, resourceExhausted,
+  BerthError, internal, inUse, invalidArgument, notFound, outOfRange, resourceExhausted,
 } from '../../core/errors.js';
 import { CommandError, type Exec } from '../../core/os/exec.js';
 import {
   BTRFS_SUPER_MAGIC, filesystemSpace, isBtrfs, isSubvolume, ownQgroup, qgroupLimit, qgroupShow, quotaEnable,
   subvolumeCreate, subvolumeDelete, subvolumeSnapshot,
 } from '../../core/os/btrfs.js';
-import type { Capacity, VolumeStats } from '../../core/types.js';
+import type { BackendCapabilities, Capacity, VolumeStats } from '../../core/types.js';
+import { childPath, VOLUME_ID_RE } from '../paths.js';
 import { MIN_SIZE, parseBtrfsSettings, type BtrfsSettings } from './settings.js';
-
-// Ids become path components: accept only what the core generates.
-const VOLUME_ID_RE = /^vol-[a-z0-9]+$/;
-const SNAPSHOT_ID_RE = /^snap-[a-z0-9]+$/;
 
 /**
  * Builds a btrfs backend after checking that the pool is on btrfs and that quotas can be
@@ -64,7 +61,7 @@ async function preparePool(ctx: BackendContext, s: BtrfsSettings): Promise<void>
 
 class BtrfsBackend implements Backend {
   readonly driver = 'btrfs';
-  readonly capabilities = {
+  readonly capabilities: BackendCapabilities = {
     sizeEnforced: true,
     block: false,
     snapshots: true,
@@ -73,7 +70,7 @@ class BtrfsBackend implements Backend {
     fsTypes: [],
     attachable: false,
     scope: 'local',
-  } as const;
+  };
 
   readonly #volumesDir: string;
   readonly #snapshotsDir: string;
@@ -134,8 +131,8 @@ class BtrfsBackend implements Backend {
 
   async inspect(vol: BackendVolume): Promise<BackendRuntimeState> {
     const present = await isSubvolume(this.#volumePath(vol.id));
-    // The subvolume directory is the volume's path: it is "mounted" whenever it exists.
-    return { exists: present, device: null, mounted: present };
+    // No OS mount of its own (like dir): the subvolume directory is the volume's path.
+    return { exists: present, device: null, mounted: false };
   }
 
   async listPresent(): Promise<string[]> {
@@ -231,18 +228,16 @@ class BtrfsBackend implements Backend {
 
   async #existingVolume(id: string): Promise<string> {
     const path = this.#volumePath(id);
-    if (!(await isSubvolume(path))) throw failedPrecondition(`volume ${id}: subvolume ${path} is missing from the btrfs pool`);
+    if (!(await isSubvolume(path))) throw notFound(`volume ${id} has no subvolume at ${path}`);
     return path;
   }
 
   #volumePath(id: string): string {
-    if (!VOLUME_ID_RE.test(id)) throw internal(`refusing volume id "${id}" as a path component`);
-    return join(this.#volumesDir, id);
+    return childPath(this.#volumesDir, id);
   }
 
   #snapshotPath(id: string): string {
-    if (!SNAPSHOT_ID_RE.test(id)) throw internal(`refusing snapshot id "${id}" as a path component`);
-    return join(this.#snapshotsDir, id);
+    return childPath(this.#snapshotsDir, id);
   }
 
   /** Runs one btrfs step, turning command failures into BerthErrors that say what was being done. */
