@@ -1,0 +1,241 @@
+/**
+ * A client of the legacy Docker volume plugin protocol, as dvdcli 0.2 speaks it
+ * (dvdcli-mesos.md §2): find the plugin by name (a unix socket under /run/docker/plugins,
+ * or a .spec / .json file under /etc/docker/plugins or /usr/lib/docker/plugins), activate
+ * it, then POST /VolumeDriver.* with a JSON body. It works with any Docker volume driver,
+ * berth's included, and needs no Docker daemon. Loads node:http (node:https only for a
+ * TLS .json spec) and nothing else.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+import { join } from 'node:path';
+
+export const SOCKET_DIRS = ['/run/docker/plugins'] as const;
+export const SPEC_DIRS = ['/etc/docker/plugins', '/usr/lib/docker/plugins'] as const;
+
+export interface TlsFiles {
+  readonly insecureSkipVerify: boolean;
+  readonly caFile: string;
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+export type PluginEndpoint =
+  | { readonly kind: 'unix'; readonly socketPath: string; readonly source: string }
+  | { readonly kind: 'tcp'; readonly url: URL; readonly tls: TlsFiles | null; readonly source: string };
+
+/** A plugin call failed; `message` is what dvdcli prints (the plugin's Err, or "<Method>: <body>"). */
+export class PluginCallError extends Error {
+  constructor(message: string, readonly method: string) {
+    super(message);
+    this.name = 'PluginCallError';
+  }
+}
+
+/** The plugin could not be found or reached within the wait budget. */
+export class PluginUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PluginUnavailableError';
+  }
+}
+
+export interface DiscoveryDirs {
+  readonly socketDirs: readonly string[];
+  readonly specDirs: readonly string[];
+}
+
+const isSocket = (p: string) => {
+  try {
+    return statSync(p).isSocket(); // follows symlinks, like Docker's os.Stat
+  } catch {
+    return false;
+  }
+};
+
+const readIfFile = (p: string): string | null => {
+  try {
+    return readFileSync(p, 'utf8');
+  } catch {
+    return null;
+  }
+};
+
+function parseSpecUrl(text: string, source: string): PluginEndpoint {
+  const raw = text.trim();
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new PluginUnavailableError(`Unknown protocol in plugin spec ${source}: ${JSON.stringify(raw)}`);
+  }
+  if (url.protocol === 'unix:') return { kind: 'unix', socketPath: url.pathname, source };
+  if (url.protocol === 'tcp:' || url.protocol === 'http:') return { kind: 'tcp', url: new URL(`http://${url.host}`), tls: null, source };
+  throw new PluginUnavailableError(`Unknown protocol in plugin spec ${source}: ${url.protocol}`);
+}
+
+function parseJsonSpec(text: string, source: string): PluginEndpoint {
+  let spec: { Addr?: unknown; TLSConfig?: Record<string, unknown> | null };
+  try {
+    spec = JSON.parse(text) as typeof spec;
+  } catch (err) {
+    throw new PluginUnavailableError(`invalid plugin spec ${source}: ${(err as Error).message}`);
+  }
+  if (typeof spec.Addr !== 'string') throw new PluginUnavailableError(`invalid plugin spec ${source}: Addr missing`);
+  const addr = new URL(spec.Addr);
+  if (addr.protocol === 'unix:') return { kind: 'unix', socketPath: addr.pathname, source };
+  const t = spec.TLSConfig ?? null;
+  const str = (k: string) => (t && typeof t[k] === 'string' ? (t[k] as string) : '');
+  // Docker: https means TLS; an empty CAFile means the server certificate is not verified.
+  const tls: TlsFiles | null =
+    addr.protocol === 'https:'
+      ? { insecureSkipVerify: str('CAFile') === '' || t?.InsecureSkipVerify === true, caFile: str('CAFile'), certFile: str('CertFile'), keyFile: str('KeyFile') }
+      : null;
+  return { kind: 'tcp', url: new URL(`${tls ? 'https' : 'http'}://${addr.host}`), tls, source };
+}
+
+/**
+ * Where plugin `name` listens, in Docker's order (first hit wins): N.sock, N/N.sock under
+ * the socket dirs, then N.spec, N/N.spec, N.json, N/N.json under each spec dir. null when absent.
+ */
+export function locatePlugin(name: string, dirs: DiscoveryDirs = { socketDirs: SOCKET_DIRS, specDirs: SPEC_DIRS }): PluginEndpoint | null {
+  if (name === '' || name.includes('/') || name.includes('\0') || name === '.' || name === '..') {
+    throw new PluginUnavailableError(`invalid volume driver name ${JSON.stringify(name)}`);
+  }
+  for (const dir of dirs.socketDirs) {
+    for (const p of [join(dir, `${name}.sock`), join(dir, name, `${name}.sock`)]) {
+      if (isSocket(p)) return { kind: 'unix', socketPath: p, source: p };
+    }
+  }
+  for (const dir of dirs.specDirs) {
+    for (const p of [join(dir, `${name}.spec`), join(dir, name, `${name}.spec`)]) {
+      const text = readIfFile(p);
+      if (text !== null) return parseSpecUrl(text, p);
+    }
+    for (const p of [join(dir, `${name}.json`), join(dir, name, `${name}.json`)]) {
+      const text = readIfFile(p);
+      if (text !== null) return parseJsonSpec(text, p);
+    }
+  }
+  return null;
+}
+
+const CONNECT_ERRORS = new Set(['ENOENT', 'ECONNREFUSED']);
+
+export interface PluginClientOptions {
+  readonly name: string;
+  /** Total seconds to keep retrying discovery and refused connections (dvdcli: ~15). */
+  readonly waitSeconds: number;
+  /** Gets dvdcli's "retrying" warnings. */
+  readonly warn: (message: string) => void;
+  readonly dirs?: DiscoveryDirs;
+}
+
+export interface PluginClient {
+  readonly endpoint: PluginEndpoint;
+  /** POST /<method>; resolves the decoded reply, rejects PluginCallError on Err or non-200. */
+  call<T>(method: string, body?: unknown): Promise<T>;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Docker's back-off: 1, 2, 4, 8 s... as long as the next sleep stays within the budget. */
+async function withRetry<T>(budgetSeconds: number, attempt: () => Promise<T | null>, onRetry: (seconds: number) => void): Promise<T | null> {
+  let spent = 0;
+  for (let delay = 1; ; delay *= 2) {
+    const result = await attempt();
+    if (result !== null) return result;
+    if (spent + delay > budgetSeconds) return null;
+    onRetry(delay);
+    await sleep(delay * 1000);
+    spent += delay;
+  }
+}
+
+async function send(endpoint: PluginEndpoint, method: string, payload: string): Promise<{ status: number; text: string }> {
+  const headers = { accept: 'application/vnd.docker.plugins.v1.2+json', 'content-length': String(Buffer.byteLength(payload)) };
+  const path = `/${method}`;
+  let opts: RequestOptions;
+  let request = httpRequest;
+  if (endpoint.kind === 'unix') opts = { socketPath: endpoint.socketPath, path, method: 'POST', headers };
+  else {
+    opts = { host: endpoint.url.hostname, port: endpoint.url.port || (endpoint.tls ? 443 : 80), path, method: 'POST', headers };
+    if (endpoint.tls) {
+      const https = await import('node:https');
+      const t = endpoint.tls;
+      Object.assign(opts, {
+        rejectUnauthorized: !t.insecureSkipVerify,
+        ...(t.caFile ? { ca: readFileSync(t.caFile) } : {}),
+        ...(t.certFile ? { cert: readFileSync(t.certFile) } : {}),
+        ...(t.keyFile ? { key: readFileSync(t.keyFile) } : {}),
+      });
+      request = https.request as typeof httpRequest;
+    }
+  }
+  return new Promise((resolve, reject) => {
+    const req = request(opts, (res: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+function decode<T>(method: string, status: number, text: string): T {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  const err = body && typeof body === 'object' ? (body as { Err?: unknown }).Err : undefined;
+  if (status !== 200) throw new PluginCallError(`${method}: ${typeof err === 'string' && err !== '' ? err : text.trim()}`, method);
+  if (body === undefined) throw new PluginCallError(`${method}: invalid JSON reply: ${text.trim().slice(0, 200)}`, method);
+  if (typeof err === 'string' && err !== '') throw new PluginCallError(err, method);
+  return body as T;
+}
+
+/**
+ * Finds plugin `name`, activates it and returns a client for its VolumeDriver methods.
+ * @example const plugin = await connectPlugin({ name: 'berth', waitSeconds: 15, warn: console.error });
+ */
+export async function connectPlugin(o: PluginClientOptions): Promise<PluginClient> {
+  const endpoint = await withRetry(o.waitSeconds, async () => locatePlugin(o.name, o.dirs), (s) =>
+    o.warn(`Unable to locate plugin: ${o.name}, retrying in ${s}s`),
+  );
+  if (endpoint === null) throw new PluginUnavailableError(`Error looking up volume plugin ${o.name}: plugin not found`);
+  const where = endpoint.kind === 'unix' ? `unix://${endpoint.socketPath}` : endpoint.url.origin;
+
+  const call = async <T>(method: string, body?: unknown): Promise<T> => {
+    // Like Docker's json.Encoder: compact JSON plus a newline; Activate has no body.
+    const payload = body === undefined ? '' : `${JSON.stringify(body)}\n`;
+    let lastErr: unknown = null;
+    const reply = await withRetry(
+      o.waitSeconds,
+      async () => {
+        try {
+          return await send(endpoint, method, payload);
+        } catch (err) {
+          // Only errors before the request reached the plugin are safe to retry.
+          if (!CONNECT_ERRORS.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+          lastErr = err;
+          return null;
+        }
+      },
+      (s) => o.warn(`Unable to connect to plugin: ${where}/${method}, retrying in ${s}s`),
+    );
+    if (reply === null) {
+      throw new PluginUnavailableError(`cannot connect to volume plugin ${o.name} at ${where} (${(lastErr as NodeJS.ErrnoException).code})`);
+    }
+    return decode<T>(method, reply.status, reply.text);
+  };
+
+  const activation = await call<{ Implements?: unknown }>('Plugin.Activate');
+  if (!Array.isArray(activation.Implements) || !activation.Implements.includes('VolumeDriver')) {
+    throw new PluginUnavailableError(`Error looking up volume plugin ${o.name}: Plugin does not implement the requested driver`);
+  }
+  return { endpoint, call };
+}

@@ -1,0 +1,203 @@
+/**
+ * Every call kubelet and kube-controller-manager make of a FlexVolume driver
+ * (flexvolume.md §5), each turned into admin API calls. The volume a call means comes
+ * from its option JSON (options.ts); calls that get no JSON (unmount, unmountdevice,
+ * detach) find the volume by the consumer reference or the PV name.
+ *
+ * Consumers: a pod's volume dir is "flex:<dir>" bind-mounted at <dir>; the per-node
+ * device mount (mountdevice) is "flex-device:<path>" at <path>. The core keeps the
+ * filesystem mounted until the last reference goes.
+ */
+import { isBerthError, invalidArgument, notFound } from '../../core/errors.js';
+import type { Volume } from '../../core/types.js';
+import { failure, notSupported, success, type FlexCapabilities, type FlexReply } from './errors.js';
+import type { AdminClient } from '../admin/client.js';
+import { parseFlexOptions, PV_LABEL, type FlexOptions } from './options.js';
+
+/** The part of the admin API client (frontends/admin/client.ts) this driver uses. */
+export type FlexAdmin = Pick<
+  AdminClient,
+  'inspectVolume' | 'listVolumes' | 'createVolume' | 'attach' | 'detach' | 'mount' | 'unmount' | 'expand' | 'version'
+>;
+
+/**
+ * attach: kubelet runs attach -> waitforattach -> mountdevice -> mount, so the loop device
+ * exists before any mount. supportsMetrics: the pod dir is a bind mount of the volume, so
+ * kubelet's statfs of it is right. fsGroup: kubelet chowns the volume itself after mount.
+ * requiresFSResize false: the daemon's expand grows the filesystem too, kubelet must not
+ * run resize2fs on its own.
+ */
+export const CAPABILITIES: FlexCapabilities = {
+  attach: true,
+  selinuxRelabel: true,
+  supportsMetrics: true,
+  fsGroup: true,
+  requiresFSResize: false,
+};
+
+export const podConsumer = (dir: string) => `flex:${dir}`;
+export const deviceConsumer = (path: string) => `flex-device:${path}`;
+
+const isKind = (err: unknown, kind: string) => isBerthError(err) && err.kind === kind;
+
+function arg(args: readonly string[], i: number, usage: string): string {
+  const v = args[i];
+  if (v === undefined) throw invalidArgument('argv', `missing argument; usage: ${usage}`);
+  return v;
+}
+
+function sizeArg(value: string, field: string): number {
+  if (!/^\d+$/.test(value)) throw invalidArgument(field, `expected a size in bytes, got ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
+/** The volume the options name; created from them when missing (unless option create=false). */
+async function ensureVolume(admin: FlexAdmin, opts: FlexOptions): Promise<Volume> {
+  let vol: Volume;
+  try {
+    vol = await admin.inspectVolume(opts.ref);
+  } catch (err) {
+    if (!isKind(err, 'NotFound')) throw err;
+    if (!opts.createIfMissing) throw notFound(`volume ${JSON.stringify(opts.ref)} does not exist and the create option is false`);
+    try {
+      vol = await admin.createVolume(opts.create);
+    } catch (createErr) {
+      // Another call (another pod on this node) created it first.
+      if (!isKind(createErr, 'AlreadyExists')) throw createErr;
+      vol = await admin.inspectVolume(opts.ref);
+    }
+  }
+  if (opts.fsType !== null && vol.fsType !== null && vol.fsType !== opts.fsType) {
+    throw invalidArgument('kubernetes.io/fsType', `volume ${vol.name} has filesystem ${vol.fsType}, the volume spec asks for ${opts.fsType}`);
+  }
+  return vol;
+}
+
+/** The volume holding `consumer`, found by scanning mount references (unmount gets no JSON). */
+async function volumeWithConsumer(admin: FlexAdmin, consumer: string): Promise<Volume | null> {
+  const all = await admin.listVolumes();
+  return all.find((v) => v.mounts.some((m) => m.consumer === consumer)) ?? null;
+}
+
+/** detach gets only the PV / pod volume name: the volume by that name, or the one created for that PV. */
+async function volumeForPv(admin: FlexAdmin, pvName: string): Promise<Volume | null> {
+  try {
+    return await admin.inspectVolume(pvName);
+  } catch (err) {
+    if (!isKind(err, 'NotFound')) throw err;
+  }
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(pvName)) return null;
+  const labelled = await admin.listVolumes({ labels: { [PV_LABEL]: pvName } });
+  return labelled[0] ?? null;
+}
+
+const deviceOn = (vol: Volume, node: string): string | null | undefined =>
+  vol.attachments.find((a) => a.node === node)?.device;
+
+async function attach(admin: FlexAdmin, json: string, node: string): Promise<FlexReply> {
+  const opts = parseFlexOptions(json, 'attach options JSON');
+  const vol = await ensureVolume(admin, opts);
+  const attached = await admin.attach(vol.id, { node, readOnly: opts.readOnly });
+  const device = deviceOn(attached, node);
+  return device ? success({ device }) : success();
+}
+
+async function isAttached(admin: FlexAdmin, a: string, b: string): Promise<FlexReply> {
+  // Older kubelets sent `isattached <node> <json>`, current ones `<json> <node>` (§9).
+  const [json, node] = a.trimStart().startsWith('{') ? [a, b] : [b, a];
+  const opts = parseFlexOptions(json, 'isattached options JSON');
+  try {
+    const vol = await admin.inspectVolume(opts.ref);
+    return success({ attached: vol.attachments.some((x) => x.node === node) });
+  } catch (err) {
+    if (isKind(err, 'NotFound')) return success({ attached: false });
+    throw err;
+  }
+}
+
+async function waitForAttach(admin: FlexAdmin, devicePath: string, json: string): Promise<FlexReply> {
+  const opts = parseFlexOptions(json, 'waitforattach options JSON');
+  const [vol, node] = await Promise.all([ensureVolume(admin, opts), admin.version().then((v) => v.nodeId)]);
+  let device = deviceOn(vol, node);
+  // Attached by the controller under another node name (or not at all): attach on this node.
+  if (device === undefined) device = deviceOn(await admin.attach(vol.id, { node, readOnly: opts.readOnly }), node);
+  // kubelet passes `device` on as mountdevice's devicePath; keep the caller's when there is none.
+  return success({ device: device || devicePath });
+}
+
+async function detach(admin: FlexAdmin, pvName: string, node: string): Promise<FlexReply> {
+  const vol = await volumeForPv(admin, pvName);
+  if (vol === null) return success({ message: `no volume for ${pvName}, nothing to detach` });
+  if (!vol.attachments.some((a) => a.node === node)) return success({ message: `${vol.name} is not attached to ${node}` });
+  await admin.detach(vol.id, { node });
+  return success();
+}
+
+async function mountAt(admin: FlexAdmin, json: string, target: string, consumer: string, field: string): Promise<FlexReply> {
+  const opts = parseFlexOptions(json, field);
+  const vol = await ensureVolume(admin, opts);
+  await admin.mount(vol.id, { consumer, target, readOnly: opts.readOnly });
+  return success();
+}
+
+async function unmountAt(admin: FlexAdmin, consumer: string): Promise<FlexReply> {
+  const vol = await volumeWithConsumer(admin, consumer);
+  // Retries after a crash or a timeout are normal: not mounted is done (§8.5).
+  if (vol === null) return success({ message: 'not mounted' });
+  await admin.unmount(vol.id, { consumer });
+  return success();
+}
+
+async function expandVolume(admin: FlexAdmin, json: string, newSize: string): Promise<FlexReply> {
+  const opts = parseFlexOptions(json, 'expandvolume options JSON');
+  const size = sizeArg(newSize, 'newSizeBytes');
+  const vol = await admin.inspectVolume(opts.ref);
+  if (vol.sizeBytes >= size) return success({ message: `${vol.name} already has ${vol.sizeBytes} bytes` });
+  await admin.expand(vol.id, size);
+  return success();
+}
+
+/** Runs one driver call. `admin` is created only by calls that need the daemon. */
+export async function runFlexCall(argv: readonly string[], admin: () => FlexAdmin): Promise<FlexReply> {
+  const [cmd, ...args] = argv;
+  switch (cmd) {
+    case 'init':
+      return success({ capabilities: CAPABILITIES });
+    case 'getvolumename':
+      // kubelet ignores the answer and uses the PV / volume name either way (§5, §7).
+      return notSupported();
+    case 'attach':
+      return attach(admin(), arg(args, 0, 'attach <json> <node>'), arg(args, 1, 'attach <json> <node>'));
+    case 'isattached':
+      return isAttached(admin(), arg(args, 0, 'isattached <json> <node>'), arg(args, 1, 'isattached <json> <node>'));
+    case 'waitforattach':
+      return waitForAttach(admin(), arg(args, 0, 'waitforattach <device> <json>'), arg(args, 1, 'waitforattach <device> <json>'));
+    case 'detach':
+      return detach(admin(), arg(args, 0, 'detach <volume name> <node>'), arg(args, 1, 'detach <volume name> <node>'));
+    case 'mountdevice': {
+      const usage = 'mountdevice <device mount dir> <device> <json>';
+      const path = arg(args, 0, usage);
+      return mountAt(admin(), arg(args, 2, usage), path, deviceConsumer(path), 'mountdevice options JSON');
+    }
+    case 'unmountdevice':
+      return unmountAt(admin(), deviceConsumer(arg(args, 0, 'unmountdevice <device mount dir>')));
+    case 'mount': {
+      const usage = 'mount <mount dir> <json>';
+      const dir = arg(args, 0, usage);
+      return mountAt(admin(), arg(args, 1, usage), dir, podConsumer(dir), 'mount options JSON');
+    }
+    case 'unmount':
+      return unmountAt(admin(), podConsumer(arg(args, 0, 'unmount <mount dir>')));
+    case 'expandvolume': {
+      const usage = 'expandvolume <json> <device mount path> <new size> <old size>';
+      return expandVolume(admin(), arg(args, 0, usage), arg(args, 2, usage));
+    }
+    case 'expandfs':
+      // Not reached while requiresFSResize is false; if an old kubelet calls it anyway, the
+      // daemon's expand already grew the filesystem (or grows it at the next mount).
+      return success({ message: 'the filesystem is grown by the berth daemon' });
+    default:
+      // Commands of other kubelet versions (e.g. the removed waitfordetach): kubelet's default.
+      return cmd === undefined ? failure('usage: berth <init|attach|...> [args]') : notSupported();
+  }
+}

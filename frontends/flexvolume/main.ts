@@ -1,0 +1,55 @@
+/**
+ * The FlexVolume driver executable kubelet and kube-controller-manager run once per call
+ * (installed as <plugin dir>/berth~berth/berth by `berth flexvolume install`). It loads
+ * only the admin API client: argv -> one admin call or a few -> exactly one JSON reply on
+ * stdout, nothing on stderr (kubelet parses both together), exit 0 or 1.
+ *
+ * The daemon's admin socket: $BERTH_SOCKET, else `socket` from berth.json next to this
+ * file (written at install time), else /run/berth/berth.sock.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createAdminClient, DEFAULT_ADMIN_SOCKET } from '../admin/client.js';
+import { runFlexCall } from './calls.js';
+import { exitCodeOf, failure, toFlexFailure, type FlexReply } from './errors.js';
+
+/** The file `berth flexvolume install` writes next to the executable. */
+export const DRIVER_CONFIG_FILE = 'berth.json';
+
+function adminSocket(): string {
+  const fromEnv = process.env.BERTH_SOCKET;
+  if (fromEnv) return fromEnv;
+  try {
+    const configPath = join(dirname(fileURLToPath(import.meta.url)), DRIVER_CONFIG_FILE);
+    const config = JSON.parse(readFileSync(configPath, 'utf8')) as { socket?: unknown };
+    if (typeof config.socket === 'string' && config.socket !== '') return config.socket;
+  } catch {
+    // No (readable) config: not installed by `berth flexvolume install`; use the default.
+  }
+  return DEFAULT_ADMIN_SOCKET;
+}
+
+async function main(): Promise<void> {
+  // Node's own warnings go to stderr, which kubelet would parse as part of the reply.
+  process.removeAllListeners('warning');
+  let reply: FlexReply;
+  let socket = DEFAULT_ADMIN_SOCKET;
+  try {
+    socket = adminSocket();
+    const sock = socket;
+    reply = await runFlexCall(process.argv.slice(2), () => createAdminClient({ socket: sock, frontend: 'flexvolume' }));
+  } catch (err) {
+    reply = toFlexFailure(err, socket);
+  }
+  let text: string;
+  try {
+    text = JSON.stringify(reply);
+  } catch {
+    text = JSON.stringify(failure('internal error: unserialisable reply'));
+  }
+  // Exit from the write callback: the reply is complete on the pipe before the process ends.
+  process.stdout.write(`${text}\n`, () => process.exit(exitCodeOf(reply)));
+}
+
+void main();
