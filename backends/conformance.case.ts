@@ -1,0 +1,284 @@
+// The suite every backend runs (Hono's common.case.test.ts model): each backend's test file
+// calls runBackendConformance() with a factory; a test a backend cannot pass is listed in
+// `skip` with the exact test name and a written reason. It runs against the real OS: every
+// test has its own mkdtemp root (used as stateRoot) and afterEach tears everything down
+// through the backend, sweeps what is left, and fails the test if the backend leaked a
+// mount or a loop device.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Backend, BackendVolume, CreateSpec } from '../core/backend.js';
+import { BerthError } from '../core/errors.js';
+import { readMountInfo } from '../core/os/mounts.js';
+import { createCleanupStack, findLeftovers, sweepRoot, type CleanupStack } from '../test/helpers/cleanup.js';
+
+export interface ConformanceOptions {
+  /** Suite title, e.g. "loop (xfs)". */
+  readonly name: string;
+  /** Builds the backend under test with `root` as its stateRoot (a fresh mkdtemp per test). */
+  makeBackend(root: string): Promise<Backend>;
+  /** Size of the filesystem volumes the suite makes; at least the backend's minimum. Default 32 MiB. */
+  readonly volumeSize?: number;
+  /** Spec fields every volume gets (e.g. { fsType: 'xfs' }). */
+  readonly spec?: Partial<CreateSpec>;
+  readonly skip?: ReadonlyArray<{ readonly test: string; readonly reason: string }>;
+}
+
+const MiB = 1024 * 1024;
+const ID_CHARS = '0123456789abcdefghjkmnpqrstvwxyz';
+
+/** A fresh id in the core's shape: "vol-" + 26 base32 chars. */
+export function randomVolumeId(): string {
+  return `vol-${[...randomBytes(26)].map((b) => ID_CHARS[b % 32]).join('')}`;
+}
+
+async function expectBerthError(p: Promise<unknown> | (() => unknown), kind: string, field?: string): Promise<BerthError> {
+  let err: unknown;
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (e) {
+    err = e;
+  }
+  expect(err, `expected a BerthError ${kind}`).toBeInstanceOf(BerthError);
+  const be = err as BerthError;
+  expect(be.kind).toBe(kind);
+  if (field !== undefined) expect(be.field).toBe(field);
+  return be;
+}
+
+/** Writes `bytes` in 1 MiB chunks with fsync; resolves to the error code it hit, or null. */
+async function writeUntil(path: string, bytes: number, opts: { flag?: string; position?: number } = {}): Promise<string | null> {
+  const chunk = randomBytes(MiB);
+  const fh = await open(path, opts.flag ?? 'w');
+  try {
+    let pos = opts.position ?? 0;
+    for (let done = 0; done < bytes; done += MiB) {
+      await fh.write(chunk, 0, Math.min(MiB, bytes - done), opts.position === undefined ? null : pos);
+      pos += MiB;
+    }
+    await fh.sync();
+    return null;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code ?? String(err);
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
+}
+
+export function runBackendConformance(opts: ConformanceOptions): void {
+  const size = opts.volumeSize ?? 32 * MiB;
+  const skipped = new Map((opts.skip ?? []).map((s) => [s.test, s.reason]));
+  const test = (title: string, fn: () => Promise<void>) =>
+    skipped.has(title) ? it.skip(`${title} (skipped: ${skipped.get(title)})`, fn) : it(title, fn);
+
+  describe(`backend conformance: ${opts.name}`, () => {
+    let root = '';
+    let backend: Backend;
+    let stack: CleanupStack;
+
+    beforeEach(async () => {
+      root = await mkdtemp(join(tmpdir(), 'berth-conf-'));
+      stack = createCleanupStack();
+      stack.defer('remove root', () => rm(root, { recursive: true, force: true }));
+      stack.defer('check and sweep leftovers', async () => {
+        const swept = await sweepRoot(root);
+        expect(swept, 'the backend left mounts or loop devices behind').toEqual({ mounts: [], loops: [] });
+      });
+      backend = await opts.makeBackend(root);
+    });
+
+    afterEach(async () => {
+      await stack.run();
+      expect(await findLeftovers(root)).toEqual({ mounts: [], loops: [] });
+    });
+
+    /** A validated volume; its teardown (unmount, detach, delete) is on the cleanup stack. */
+    function newVolume(over: Partial<CreateSpec> = {}): BackendVolume {
+      const spec = backend.validateCreate({ sizeBytes: size, fsType: null, volumeMode: 'filesystem', options: {}, ...opts.spec, ...over });
+      const id = randomVolumeId();
+      const vol: BackendVolume = { id, name: `conf-${id.slice(-8)}`, ...spec };
+      stack.defer(`teardown ${id}`, async () => {
+        await backend.unmount(vol);
+        await backend.detach(vol);
+        await backend.delete(vol);
+      });
+      return vol;
+    }
+
+    async function attachAndMount(vol: BackendVolume): Promise<string> {
+      const { device } = await backend.attach(vol);
+      return (await backend.mount(vol, { device })).path;
+    }
+
+    async function unmountAndDetach(vol: BackendVolume): Promise<void> {
+      await backend.unmount(vol);
+      await backend.detach(vol);
+    }
+
+    test('validateCreate fills defaults and names unknown options', async () => {
+      const spec = backend.validateCreate({ sizeBytes: 0, fsType: null, volumeMode: 'filesystem', options: {}, ...opts.spec });
+      if (backend.capabilities.sizeEnforced) expect(spec.sizeBytes).toBeGreaterThan(0);
+      if (backend.capabilities.fsTypes.length) expect(backend.capabilities.fsTypes).toContain(spec.fsType);
+      await expectBerthError(() => backend.validateCreate({ sizeBytes: size, fsType: null, volumeMode: 'filesystem', options: { 'no-such-option': 'x' }, ...opts.spec }), 'InvalidArgument', 'opts.no-such-option');
+      if (!backend.capabilities.block) {
+        await expectBerthError(() => backend.validateCreate({ sizeBytes: size, fsType: null, volumeMode: 'block', options: {} }), 'InvalidArgument', 'mode');
+      }
+      expect(backend.describe()).toBeTypeOf('object');
+    });
+
+    test('create is idempotent', async () => {
+      const vol = newVolume();
+      await backend.create(vol);
+      await backend.create(vol);
+      expect(await backend.inspect(vol)).toEqual({ exists: true, device: null, mounted: false });
+      expect(await backend.listPresent()).toContain(vol.id);
+    });
+
+    test('delete is idempotent and forgets the volume', async () => {
+      const vol = newVolume();
+      await backend.delete(vol); // never created: not an error
+      await backend.create(vol);
+      await backend.delete(vol);
+      await backend.delete(vol);
+      expect(await backend.inspect(vol)).toEqual({ exists: false, device: null, mounted: false });
+      expect(await backend.listPresent()).not.toContain(vol.id);
+    });
+
+    test('attach, mount, unmount and detach are idempotent', async () => {
+      const vol = newVolume();
+      await backend.create(vol);
+      await backend.unmount(vol); // never mounted
+      await backend.detach(vol); // never attached
+      const a1 = await backend.attach(vol);
+      const a2 = await backend.attach(vol);
+      expect(a2.device).toBe(a1.device);
+      if (backend.capabilities.attachable) expect(a1.device).toMatch(/^\/dev\//);
+      else expect(a1.device).toBeNull();
+      const m1 = await backend.mount(vol, { device: a1.device });
+      const m2 = await backend.mount(vol, { device: a1.device });
+      expect(m2.path).toBe(m1.path);
+      expect((await stat(m1.path)).isDirectory()).toBe(true);
+      expect(await readdir(m1.path), 'a new volume looks empty').toEqual([]);
+      await backend.unmount(vol);
+      await backend.unmount(vol);
+      await backend.detach(vol);
+      await backend.detach(vol);
+      expect(await backend.inspect(vol)).toEqual({ exists: true, device: null, mounted: false });
+    });
+
+    test('mount needs attach first where the backend is attachable', async () => {
+      if (!backend.capabilities.attachable) {
+        const vol = newVolume();
+        await backend.create(vol);
+        expect((await backend.mount(vol, { device: null })).path).toBeTruthy();
+        return;
+      }
+      const vol = newVolume();
+      await backend.create(vol);
+      await expectBerthError(backend.mount(vol, { device: null }), 'FailedPrecondition');
+    });
+
+    test('data written survives unmount and mount', async () => {
+      const vol = newVolume();
+      await backend.create(vol);
+      const p1 = await attachAndMount(vol);
+      const payload = randomBytes(256 * 1024);
+      await writeFile(join(p1, 'payload.bin'), payload);
+      await unmountAndDetach(vol);
+      const p2 = await attachAndMount(vol);
+      expect(Buffer.compare(await readFile(join(p2, 'payload.bin')), payload)).toBe(0);
+    });
+
+    test('inspect matches the kernel', async () => {
+      const vol = newVolume();
+      await backend.create(vol);
+      const { device } = await backend.attach(vol);
+      expect((await backend.inspect(vol)).device).toBe(device);
+      if (device) expect((await stat(device)).isBlockDevice()).toBe(true);
+      const { path } = await backend.mount(vol, { device });
+      const state = await backend.inspect(vol);
+      expect(state.exists).toBe(true);
+      if (device) {
+        expect(state.mounted).toBe(true);
+        const mounts = (await readMountInfo()).filter((m) => m.source === device);
+        expect(mounts.length, `a mount of ${device}`).toBeGreaterThan(0);
+        expect(path.startsWith(mounts[0]!.target)).toBe(true);
+      }
+      await backend.unmount(vol);
+      expect((await backend.inspect(vol)).mounted).toBe(false);
+      if (device) expect((await readMountInfo()).some((m) => m.source === device)).toBe(false);
+    });
+
+    test('delete tears down a mounted and attached volume', async () => {
+      const vol = newVolume();
+      await backend.create(vol);
+      await attachAndMount(vol);
+      await backend.delete(vol);
+      expect(await backend.inspect(vol)).toEqual({ exists: false, device: null, mounted: false });
+      expect(await backend.listPresent()).not.toContain(vol.id);
+    });
+
+    test('listPresent lists exactly the volumes on disk', async () => {
+      const a = newVolume();
+      const b = newVolume();
+      await backend.create(a);
+      await backend.create(b);
+      expect(await backend.listPresent()).toEqual([a.id, b.id].sort());
+      await backend.delete(a);
+      expect(await backend.listPresent()).toEqual([b.id]);
+    });
+
+    test('size is enforced exactly when declared', async () => {
+      const vol = newVolume();
+      await backend.create(vol);
+      const path = await attachAndMount(vol);
+      const code = await writeUntil(join(path, 'fill.bin'), vol.sizeBytes + 4 * MiB);
+      if (backend.capabilities.sizeEnforced) expect(code).toBe('ENOSPC');
+      else {
+        expect(code).toBeNull();
+        expect(backend.describe()['sizeEnforced']).toBe(false);
+      }
+    });
+
+    test('capacity reports the backing store', async () => {
+      const c = await backend.capacity();
+      expect(c.totalBytes).toBeGreaterThan(0);
+      expect(c.availableBytes).toBeGreaterThanOrEqual(0);
+      expect(c.availableBytes).toBeLessThanOrEqual(c.totalBytes);
+    });
+
+    test('stats report a mounted volume', async () => {
+      const vol = newVolume();
+      await backend.create(vol);
+      const path = await attachAndMount(vol);
+      await writeFile(join(path, 'one-mib'), randomBytes(MiB));
+      const s = await backend.stats(vol);
+      expect(s.abnormal).toBe(false);
+      expect(s.totalBytes).toBeGreaterThan(0);
+      expect(s.usedBytes).toBeGreaterThan(0);
+      expect(s.usedBytes).toBeLessThanOrEqual(s.totalBytes);
+      if (backend.capabilities.sizeEnforced) expect(s.totalBytes).toBeLessThanOrEqual(vol.sizeBytes);
+    });
+
+    test('block volumes give the raw device, bounded by the size', async () => {
+      if (!backend.capabilities.block) {
+        await expectBerthError(() => newVolume({ volumeMode: 'block', fsType: null }), 'InvalidArgument', 'mode');
+        return;
+      }
+      const vol = newVolume({ volumeMode: 'block', fsType: null, sizeBytes: 8 * MiB });
+      expect(vol.fsType).toBeNull();
+      await backend.create(vol);
+      const { device } = await backend.attach(vol);
+      const { path } = await backend.mount(vol, { device });
+      expect(path).toBe(device);
+      expect((await stat(path)).isBlockDevice()).toBe(true);
+      expect(await writeUntil(path, MiB, { flag: 'r+', position: vol.sizeBytes - MiB })).toBeNull();
+      expect(await writeUntil(path, MiB, { flag: 'r+', position: vol.sizeBytes })).toBe('ENOSPC');
+      expect((await backend.inspect(vol)).mounted).toBe(false);
+      await unmountAndDetach(vol);
+      expect(await backend.inspect(vol)).toEqual({ exists: true, device: null, mounted: false });
+    });
+  });
+}

@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createExec } from '../../core/os/exec.js';
+import { createSilentLogger } from '../../core/log.js';
+import { BerthError } from '../../core/errors.js';
+import { runBackendConformance } from '../conformance.case.js';
+import { createDirBackend } from './dir.js';
+
+const ctx = (stateRoot: string, settings: Record<string, unknown> = {}) => ({
+  name: 'local',
+  settings,
+  stateRoot,
+  exec: createExec(),
+  log: createSilentLogger(),
+});
+
+runBackendConformance({ name: 'dir', makeBackend: async (root) => createDirBackend(ctx(root)) });
+
+describe('dir backend settings and specifics', () => {
+  it('defaults its root under <stateRoot>/backends/<instance> and creates it', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'berth-dir-'));
+    try {
+      const b = await createDirBackend(ctx(root));
+      expect(b.describe()).toMatchObject({ root: join(root, 'backends', 'local'), sizeEnforced: false });
+      expect((await stat(join(root, 'backends', 'local'))).isDirectory()).toBe(true);
+      expect(b.capabilities.sizeEnforced).toBe(false);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('names a bad setting as backends.<instance>.<key>', async () => {
+    await expect(createDirBackend(ctx('/tmp', { rooot: '/x' }))).rejects.toMatchObject({ kind: 'InvalidArgument', field: 'backends.local.rooot' });
+    await expect(createDirBackend(ctx('/tmp', { root: 'relative/path' }))).rejects.toMatchObject({ kind: 'InvalidArgument', field: 'backends.local.root' });
+  });
+
+  it('refuses a filesystem type, block mode and options, naming the field', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'berth-dir-'));
+    try {
+      const b = await createDirBackend(ctx(root));
+      const spec = { sizeBytes: 0, fsType: null, volumeMode: 'filesystem' as const, options: {} };
+      expect(b.validateCreate(spec)).toEqual(spec);
+      for (const [bad, field] of [
+        [{ fsType: 'xfs' as const }, 'fs'],
+        [{ volumeMode: 'block' as const }, 'mode'],
+        [{ options: { size2: '1' } }, 'opts.size2'],
+      ] as const) {
+        let err: unknown;
+        try {
+          b.validateCreate({ ...spec, ...bad });
+        } catch (e) {
+          err = e;
+        }
+        expect(err).toBeInstanceOf(BerthError);
+        expect((err as BerthError).field).toBe(field);
+      }
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});

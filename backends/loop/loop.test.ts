@@ -1,0 +1,160 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createExec } from '../../core/os/exec.js';
+import { createSilentLogger } from '../../core/log.js';
+import { findMount } from '../../core/os/mounts.js';
+import { listLoopDevices } from '../../core/os/loop.js';
+import { probeFilesystem } from '../../core/os/fs.js';
+import type { BackendVolume, CreateSpec } from '../../core/backend.js';
+import type { FsType } from '../../core/types.js';
+import { randomVolumeId, runBackendConformance } from '../conformance.case.js';
+import { createCleanupStack, findLeftovers, sweepRoot, type CleanupStack } from '../../test/helpers/cleanup.js';
+import { createLoopBackend, type LoopBackend } from './loop.js';
+
+const MiB = 1024 * 1024;
+
+const ctx = (stateRoot: string, settings: Record<string, unknown> = {}) => ({
+  name: 'fast',
+  settings,
+  stateRoot,
+  exec: createExec(),
+  log: createSilentLogger(),
+});
+
+// One conformance run per filesystem: mkfs, mount options and size limits differ.
+for (const [fs, size] of [['ext4', 32 * MiB], ['xfs', 300 * MiB], ['btrfs', 128 * MiB]] as const) {
+  runBackendConformance({
+    name: `loop (${fs})`,
+    makeBackend: async (root) => createLoopBackend(ctx(root, { defaultFs: fs })),
+    volumeSize: size,
+  });
+}
+
+describe('loop backend specifics', () => {
+  let root: string;
+  let stack: CleanupStack;
+  let backend: LoopBackend;
+
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'berth-loop-'));
+    stack = createCleanupStack();
+    stack.defer('remove root', () => rm(root, { recursive: true, force: true }));
+    stack.defer('sweep', async () => expect(await sweepRoot(root)).toEqual({ mounts: [], loops: [] }));
+    backend = (await createLoopBackend(ctx(root))) as LoopBackend;
+  });
+  afterEach(async () => {
+    await stack.run();
+    expect(await findLeftovers(root)).toEqual({ mounts: [], loops: [] });
+  });
+
+  function volume(over: Partial<CreateSpec> = {}): BackendVolume {
+    const spec = backend.validateCreate({ sizeBytes: 16 * MiB, fsType: null, volumeMode: 'filesystem', options: {}, ...over });
+    const vol = { id: randomVolumeId(), name: 'x', ...spec };
+    stack.defer(`teardown ${vol.id}`, async () => {
+      await backend.unmount(vol);
+      await backend.detach(vol);
+      await backend.delete(vol);
+    });
+    return vol;
+  }
+
+  it('checks each filesystem minimum at validate time, naming size', () => {
+    const base = { fsType: null, volumeMode: 'filesystem' as const, options: {} };
+    for (const [fs, tooSmall, ok] of [['xfs', 299 * MiB, 300 * MiB], ['btrfs', 108 * MiB, 109 * MiB], ['ext4', 7 * MiB, 8 * MiB]] as const) {
+      expect(() => backend.validateCreate({ ...base, fsType: fs as FsType, sizeBytes: tooSmall })).toThrow(expect.objectContaining({ kind: 'OutOfRange', field: 'size' }));
+      expect(backend.validateCreate({ ...base, fsType: fs as FsType, sizeBytes: ok }).sizeBytes).toBe(ok);
+    }
+    expect(() => backend.validateCreate({ ...base, fsType: 'xfs', sizeBytes: 64 * MiB })).toThrow(/xfs needs at least 300MiB/);
+  });
+
+  it('fills default size and fs, validates opts.discard and refuses fs on block', () => {
+    const spec = backend.validateCreate({ sizeBytes: 0, fsType: null, volumeMode: 'filesystem', options: { discard: 'true' } });
+    expect(spec).toEqual({ sizeBytes: 1024 ** 3, fsType: 'ext4', volumeMode: 'filesystem', options: { discard: 'true' } });
+    expect(() => backend.validateCreate({ ...spec, options: { discard: 'yes' } })).toThrow(expect.objectContaining({ field: 'opts.discard' }));
+    expect(() => backend.validateCreate({ ...spec, options: { mkfsOptions: '-O ^has_journal' } })).toThrow(expect.objectContaining({ field: 'opts.mkfsOptions' }));
+    expect(() => backend.validateCreate({ ...spec, volumeMode: 'block', fsType: 'ext4' })).toThrow(expect.objectContaining({ field: 'fs' }));
+  });
+
+  it('names bad settings as backends.<instance>.<key>', async () => {
+    await expect(createLoopBackend(ctx(root, { defaultFs: 'zfs' }))).rejects.toMatchObject({ kind: 'InvalidArgument', field: 'backends.fast.defaultFs' });
+    await expect(createLoopBackend(ctx(root, { defaultSize: 'lots' }))).rejects.toMatchObject({ field: 'backends.fast.defaultSize' });
+    await expect(createLoopBackend(ctx(root, { defaultFs: 'xfs', defaultSize: '64MiB' }))).rejects.toMatchObject({ field: 'backends.fast.defaultSize' });
+    await expect(createLoopBackend(ctx(root, { pool: '/x' }))).rejects.toMatchObject({ field: 'backends.fast.pool' });
+  });
+
+  it('creates a sparse image and makes the filesystem only on first mount', async () => {
+    const vol = volume();
+    await backend.create(vol);
+    const img = await stat(backend.image(vol));
+    expect(img.size).toBe(16 * MiB);
+    expect(img.blocks * 512).toBeLessThan(MiB);
+    const { device } = await backend.attach(vol);
+    expect(await probeFilesystem(createExec(), device!)).toBeNull();
+    const { path } = await backend.mount(vol, { device });
+    expect(path).toBe(join(root, 'mounts', vol.id, 'data'));
+    expect((await probeFilesystem(createExec(), device!))?.type).toBe('ext4');
+    expect((await findMount(join(root, 'mounts', vol.id)))?.source).toBe(device);
+    expect(await readdir(join(root, 'mounts', vol.id))).toEqual(expect.arrayContaining(['data', 'lost+found']));
+  });
+
+  it('reuses the device the kernel already has for the image (crash after losetup)', async () => {
+    const vol = volume();
+    await backend.create(vol);
+    const first = await backend.attach(vol);
+    // A second backend object (a restarted daemon) must find the same device, not attach another.
+    const again = (await createLoopBackend(ctx(root))) as LoopBackend;
+    expect((await again.attach(vol)).device).toBe(first.device);
+    const backing = (await listLoopDevices(createExec())).filter((d) => d.backFile === backend.image(vol));
+    expect(backing.map((d) => d.name)).toEqual([first.device]);
+  });
+
+  it('refuses to detach while mounted, and to mount a device holding another filesystem', async () => {
+    const vol = volume();
+    await backend.create(vol);
+    const { device } = await backend.attach(vol);
+    await backend.mount(vol, { device });
+    await expect(backend.detach(vol)).rejects.toMatchObject({ kind: 'FailedPrecondition' });
+    await backend.unmount(vol);
+    const asXfs = { ...vol, fsType: 'xfs' as const };
+    await expect(backend.mount(asXfs, { device })).rejects.toMatchObject({ kind: 'FailedPrecondition', message: expect.stringMatching(/holds ext4/) });
+  });
+
+  it('reports a busy mount as InUse and unmounts once released', async () => {
+    const vol = volume();
+    await backend.create(vol);
+    const { device } = await backend.attach(vol);
+    const { path } = await backend.mount(vol, { device });
+    const { open } = await import('node:fs/promises');
+    const fh = await open(join(path, 'held'), 'w');
+    try {
+      await expect(backend.unmount(vol)).rejects.toMatchObject({ kind: 'InUse' });
+    } finally {
+      await fh.close();
+    }
+    await backend.unmount(vol);
+    expect((await backend.inspect(vol)).mounted).toBe(false);
+  });
+
+  it('listPresent finds a device whose image was deleted behind its back, and delete frees it', async () => {
+    const vol = volume();
+    await backend.create(vol);
+    const { device } = await backend.attach(vol);
+    await rm(backend.image(vol));
+    expect(await backend.listPresent()).toEqual([vol.id]);
+    expect((await backend.inspect(vol)).exists).toBe(false);
+    await backend.delete(vol);
+    expect(await backend.listPresent()).toEqual([]);
+    expect((await listLoopDevices(createExec())).some((d) => d.name === device && d.backFile === backend.image(vol))).toBe(false);
+  });
+
+  it('stats of an unmounted volume come from the image', async () => {
+    const vol = volume();
+    await backend.create(vol);
+    await writeFile(backend.image(vol), Buffer.alloc(MiB, 1), { flag: 'r+' });
+    const s = await backend.stats(vol);
+    expect(s).toMatchObject({ totalBytes: 16 * MiB, abnormal: false });
+    expect(s.usedBytes).toBeGreaterThanOrEqual(MiB);
+  });
+});
