@@ -1,0 +1,303 @@
+/**
+ * The fake backend: an in-memory backend for unit tests of the core and the frontends.
+ * - Records every call (`calls`), so tests can assert what the core asked for.
+ * - Fault hooks are explicit: `failNext('mount')` makes the next mount throw (no magic names).
+ * - Capabilities are configurable, so one fake plays `dir`-like or `loop`-like backends.
+ * - With `root`, volumes get real directories (and block "devices" are regular files) so
+ *   the core's real bind mounts can be exercised; without it, paths are synthetic.
+ * - Its runtime state (what exists / is attached / is mounted) lives in a `FakeState` that
+ *   can be handed to a second instance, which is how tests simulate a daemon restart with
+ *   the "kernel" state left as the crash left it.
+ */
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type {
+  AttachResult, Backend, BackendFactory, BackendRuntimeState, BackendSnapshot, BackendVolume, CreateSpec, MountResult,
+} from '../../core/backend.js';
+import { BerthError, failedPrecondition, invalidArgument, notFound, outOfRange } from '../../core/errors.js';
+import type { BackendCapabilities, FsType, VolumeStats } from '../../core/types.js';
+
+export const FAKE_METHODS = [
+  'create', 'delete', 'attach', 'detach', 'mount', 'unmount', 'inspect', 'listPresent', 'capacity', 'stats',
+  'createSnapshot', 'deleteSnapshot', 'createFromSnapshot', 'createFromVolume', 'expand',
+] as const;
+export type FakeMethod = (typeof FAKE_METHODS)[number];
+
+export interface FakeVolumeState {
+  sizeBytes: number;
+  device: string | null;
+  mounted: boolean;
+  /** Id of the snapshot / volume it was filled from. */
+  filledFrom: string | null;
+}
+
+/** What "the kernel and the disk" hold for this backend; survives a simulated restart. */
+export interface FakeState {
+  readonly volumes: Map<string, FakeVolumeState>;
+  readonly snapshots: Map<string, BackendSnapshot>;
+  nextDevice: number;
+}
+
+export const createFakeState = (): FakeState => ({ volumes: new Map(), snapshots: new Map(), nextDevice: 0 });
+
+export interface FakeCall {
+  readonly method: FakeMethod;
+  /** Volume or snapshot id the call was about. */
+  readonly id: string | null;
+}
+
+export interface FakeBackendOptions {
+  readonly name?: string;
+  readonly capabilities?: Partial<BackendCapabilities>;
+  /** Real directory for volume data / block files; synthetic paths when absent. */
+  readonly root?: string;
+  readonly state?: FakeState;
+  /** Option keys validateCreate accepts (others -> InvalidArgument "opts.<key>"). Default ["tier"]. */
+  readonly knownOptions?: readonly string[];
+  /** Size used when the request gives none (0). Default 0 unless sizeEnforced (then 64 MiB). */
+  readonly defaultSizeBytes?: number;
+  /** Refused below this size (OutOfRange "size"), to test minimums. Default 0. */
+  readonly minSizeBytes?: number;
+  /** Delay every async call by this many ms (tests of concurrency/serialization). */
+  readonly delayMs?: number;
+}
+
+export interface FakeBackend extends Backend {
+  readonly calls: FakeCall[];
+  readonly state: FakeState;
+  /** The next call of `method` throws `err` (default Internal "injected fault"). Queued per method. */
+  failNext(method: FakeMethod, err?: Error): void;
+  /** Calls made to `method`, as ids. */
+  callsTo(method: FakeMethod): (string | null)[];
+  resetCalls(): void;
+}
+
+const DEFAULT_CAPABILITIES: BackendCapabilities = {
+  sizeEnforced: false,
+  block: false,
+  snapshots: false,
+  clones: false,
+  expansion: 'none',
+  fsTypes: [],
+  attachable: false,
+  scope: 'local',
+};
+
+/** Capabilities of a loop-like fake: attachable, sized, block, snapshots, clones, online growth. */
+export const LOOP_LIKE: Partial<BackendCapabilities> = {
+  sizeEnforced: true, block: true, snapshots: true, clones: true, expansion: 'online', fsTypes: ['ext4', 'xfs'], attachable: true,
+};
+
+/**
+ * @example const b = createFakeBackend({ name: 'fake', capabilities: LOOP_LIKE, root: tmp });
+ */
+export function createFakeBackend(opts: FakeBackendOptions = {}): FakeBackend {
+  const caps: BackendCapabilities = { ...DEFAULT_CAPABILITIES, ...opts.capabilities };
+  const state = opts.state ?? createFakeState();
+  const calls: FakeCall[] = [];
+  const faults = new Map<FakeMethod, Error[]>();
+  const knownOptions = opts.knownOptions ?? ['tier'];
+  const defaultSize = opts.defaultSizeBytes ?? (caps.sizeEnforced ? 64 * 2 ** 20 : 0);
+  const root = opts.root;
+  if (root) mkdirSync(root, { recursive: true });
+
+  const enter = async (method: FakeMethod, id: string | null): Promise<void> => {
+    calls.push({ method, id });
+    if (opts.delayMs) await new Promise((r) => setTimeout(r, opts.delayMs));
+    const queue = faults.get(method);
+    const err = queue?.shift();
+    if (err) throw err;
+  };
+  const must = (id: string): FakeVolumeState => {
+    const v = state.volumes.get(id);
+    if (!v) throw notFound(`fake: volume ${id} does not exist`);
+    return v;
+  };
+  const dataDir = (id: string) => (root ? join(root, 'volumes', id) : `/fake/volumes/${id}`);
+  const deviceFile = (n: number) => (root ? join(root, 'dev', `fake${n}`) : `/dev/fake${n}`);
+  const materialize = (id: string, vol: BackendVolume) => {
+    if (!root) return;
+    mkdirSync(dataDir(id), { recursive: true });
+    if (vol.volumeMode === 'block') writeFileSync(join(root, 'volumes', `${id}.img`), '');
+  };
+
+  const backend: FakeBackend = {
+    name: opts.name ?? 'fake',
+    driver: 'fake',
+    capabilities: caps,
+    calls,
+    state,
+
+    failNext(method, err) {
+      const list = faults.get(method) ?? [];
+      list.push(err ?? new BerthError('Internal', `fake: injected ${method} fault`));
+      faults.set(method, list);
+    },
+    callsTo: (method) => calls.filter((c) => c.method === method).map((c) => c.id),
+    resetCalls() {
+      calls.length = 0;
+    },
+
+    describe: () => ({ root: root ?? null, fake: true }),
+
+    validateCreate(spec: CreateSpec): CreateSpec {
+      if (spec.volumeMode === 'block' && !caps.block) throw invalidArgument('mode', 'this fake backend has no block volumes');
+      let fsType: FsType | null = spec.fsType;
+      if (spec.volumeMode === 'block') {
+        if (fsType !== null) throw invalidArgument('fs', 'block volumes have no filesystem');
+      } else if (caps.fsTypes.length === 0) {
+        if (fsType !== null) throw invalidArgument('fs', 'this fake backend makes no filesystem');
+      } else {
+        fsType ??= caps.fsTypes[0]!;
+        if (!caps.fsTypes.includes(fsType)) throw invalidArgument('fs', `"${fsType}" is not offered (${caps.fsTypes.join(', ')})`);
+      }
+      for (const key of Object.keys(spec.options)) {
+        if (!knownOptions.includes(key)) throw invalidArgument(`opts.${key}`, `unknown option (known: ${knownOptions.join(', ') || 'none'})`);
+      }
+      const sizeBytes = spec.sizeBytes || defaultSize;
+      if (opts.minSizeBytes && sizeBytes < opts.minSizeBytes) throw outOfRange('size', `must be at least ${opts.minSizeBytes} bytes`);
+      return { ...spec, sizeBytes, fsType };
+    },
+
+    async create(vol) {
+      await enter('create', vol.id);
+      if (!state.volumes.has(vol.id)) state.volumes.set(vol.id, { sizeBytes: vol.sizeBytes, device: null, mounted: false, filledFrom: null });
+      materialize(vol.id, vol);
+    },
+
+    async delete(vol) {
+      await enter('delete', vol.id);
+      const v = state.volumes.get(vol.id);
+      if (!v) return;
+      if (v.mounted) throw failedPrecondition(`fake: volume ${vol.id} is still mounted`);
+      if (v.device) throw failedPrecondition(`fake: volume ${vol.id} is still attached`);
+      state.volumes.delete(vol.id);
+      if (root) {
+        rmSync(dataDir(vol.id), { recursive: true, force: true });
+        rmSync(join(root, 'volumes', `${vol.id}.img`), { force: true });
+      }
+    },
+
+    async attach(vol): Promise<AttachResult> {
+      await enter('attach', vol.id);
+      const v = must(vol.id);
+      if (!caps.attachable) return { device: null };
+      if (!v.device) {
+        const n = state.nextDevice++;
+        v.device = deviceFile(n);
+        if (root) {
+          mkdirSync(join(root, 'dev'), { recursive: true });
+          writeFileSync(v.device, '');
+        }
+      }
+      return { device: v.device };
+    },
+
+    async detach(vol) {
+      await enter('detach', vol.id);
+      const v = state.volumes.get(vol.id);
+      if (!v || !v.device) return;
+      if (v.mounted) throw failedPrecondition(`fake: volume ${vol.id} is mounted; unmount before detach`);
+      if (root) rmSync(v.device, { force: true });
+      v.device = null;
+    },
+
+    async mount(vol, o): Promise<MountResult> {
+      await enter('mount', vol.id);
+      const v = must(vol.id);
+      if (caps.attachable) {
+        if (!v.device) throw failedPrecondition(`fake: volume ${vol.id} must be attached before mount`);
+        if (o.device !== v.device) throw failedPrecondition(`fake: mount got device ${o.device}, attached is ${v.device}`);
+      }
+      v.mounted = true;
+      if (vol.volumeMode === 'block') return { path: v.device ?? join(dataDir(vol.id), 'device') };
+      return { path: dataDir(vol.id) };
+    },
+
+    async unmount(vol) {
+      await enter('unmount', vol.id);
+      const v = state.volumes.get(vol.id);
+      if (v) v.mounted = false;
+    },
+
+    async inspect(vol): Promise<BackendRuntimeState> {
+      await enter('inspect', vol.id);
+      const v = state.volumes.get(vol.id);
+      return v ? { exists: true, device: v.device, mounted: v.mounted } : { exists: false, device: null, mounted: false };
+    },
+
+    async listPresent() {
+      await enter('listPresent', null);
+      return [...state.volumes.keys()].sort();
+    },
+
+    async capacity() {
+      await enter('capacity', null);
+      let used = 0;
+      for (const v of state.volumes.values()) used += v.sizeBytes;
+      const total = 2 ** 40;
+      return { totalBytes: total, availableBytes: Math.max(0, total - used) };
+    },
+
+    async stats(vol): Promise<VolumeStats> {
+      await enter('stats', vol.id);
+      const v = must(vol.id);
+      return {
+        totalBytes: v.sizeBytes, usedBytes: 0, availableBytes: v.sizeBytes, totalInodes: null, usedInodes: null,
+        availableInodes: null, abnormal: false, message: 'fake',
+      };
+    },
+  };
+
+  if (caps.snapshots) {
+    backend.createSnapshot = async (vol, snap) => {
+      await enter('createSnapshot', snap.id);
+      must(vol.id);
+      state.snapshots.set(snap.id, snap);
+    };
+    backend.deleteSnapshot = async (snap) => {
+      await enter('deleteSnapshot', snap.id);
+      state.snapshots.delete(snap.id);
+    };
+    backend.createFromSnapshot = async (vol, snap) => {
+      await enter('createFromSnapshot', vol.id);
+      if (!state.snapshots.has(snap.id)) throw notFound(`fake: snapshot ${snap.id} does not exist`);
+      if (!state.volumes.has(vol.id)) state.volumes.set(vol.id, { sizeBytes: vol.sizeBytes, device: null, mounted: false, filledFrom: snap.id });
+      materialize(vol.id, vol);
+    };
+  }
+  if (caps.clones) {
+    backend.createFromVolume = async (vol, source) => {
+      await enter('createFromVolume', vol.id);
+      must(source.id);
+      if (!state.volumes.has(vol.id)) state.volumes.set(vol.id, { sizeBytes: vol.sizeBytes, device: null, mounted: false, filledFrom: source.id });
+      materialize(vol.id, vol);
+    };
+  }
+  if (caps.expansion !== 'none') {
+    backend.expand = async (vol, newSizeBytes) => {
+      await enter('expand', vol.id);
+      must(vol.id).sizeBytes = newSizeBytes;
+    };
+  }
+  return backend;
+}
+
+/**
+ * Driver factory for config-driven tests (`driver: fake`). Settings: root (default
+ * <stateRoot>/backends/<name>), capabilities (partial record), knownOptions.
+ */
+export const fakeDriver: BackendFactory = (ctx) => {
+  const s = ctx.settings;
+  for (const key of Object.keys(s)) {
+    if (!['driver', 'root', 'capabilities', 'knownOptions'].includes(key)) {
+      throw invalidArgument(`backends.${ctx.name}.${key}`, 'unknown setting for the fake driver (known: root, capabilities, knownOptions)');
+    }
+  }
+  return createFakeBackend({
+    name: ctx.name,
+    root: typeof s.root === 'string' ? s.root : join(ctx.stateRoot, 'backends', ctx.name),
+    capabilities: (s.capabilities ?? {}) as Partial<BackendCapabilities>,
+    ...(Array.isArray(s.knownOptions) ? { knownOptions: s.knownOptions as string[] } : {}),
+  });
+};

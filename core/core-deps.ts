@@ -1,0 +1,88 @@
+/**
+ * What the volume service's helpers (mount-ops, snapshot-ops, reconcile) share: the store,
+ * the backends, the OS tools and identity. Built once in createVolumeService; never global.
+ * Also the record -> view conversions, so every path renders a Volume the same way.
+ */
+import type { Backend, BackendVolume } from './backend.js';
+import { failedPrecondition } from './errors.js';
+import type { IdGenerator } from './ids.js';
+import type { Logger } from './log.js';
+import type { Exec } from './os/exec.js';
+import type { AttachmentRow, MountRefRow, SnapshotRow, Store, VolumeRow } from './store/store.js';
+import type { Attachment, MountRef, Snapshot, Volume } from './types.js';
+
+export interface CoreDeps {
+  readonly store: Store;
+  readonly backends: ReadonlyMap<string, Backend>;
+  readonly exec: Exec;
+  readonly log: Logger;
+  readonly nodeId: string;
+  readonly stateRoot: string;
+  /** RFC 3339 "now" from the injected clock. */
+  readonly now: () => string;
+  readonly newId: IdGenerator;
+}
+
+/** The backend instance holding a volume; FailedPrecondition when the config no longer has it. */
+export function backendOf(d: CoreDeps, row: Pick<VolumeRow, 'backend' | 'name'>): Backend {
+  const b = d.backends.get(row.backend);
+  if (!b) throw failedPrecondition(`volume "${row.name}" lives on backend "${row.backend}", which is not configured`);
+  return b;
+}
+
+export const toBackendVolume = (row: VolumeRow): BackendVolume => ({
+  id: row.id,
+  name: row.name,
+  sizeBytes: row.sizeBytes,
+  fsType: row.fsType,
+  volumeMode: row.volumeMode,
+  options: row.options,
+});
+
+const toAttachment = (a: AttachmentRow): Attachment => ({
+  node: a.node, device: a.device, readOnly: a.readOnly, implicit: a.implicit, createdAt: a.createdAt,
+});
+
+const toMountRef = (m: MountRefRow): MountRef => ({
+  consumer: m.consumer, frontend: m.frontend, target: m.target, readOnly: m.readOnly, createdAt: m.createdAt,
+});
+
+/** Builds the public view. Pending mount references are in-flight and not shown. */
+export function toVolume(row: VolumeRow, attachments: readonly AttachmentRow[], mounts: readonly MountRefRow[]): Volume {
+  return {
+    id: row.id,
+    name: row.name,
+    backend: row.backend,
+    sizeBytes: row.sizeBytes,
+    fsType: row.fsType,
+    volumeMode: row.volumeMode,
+    accessMode: row.accessMode,
+    labels: row.labels,
+    options: row.options,
+    source: row.sourceKind && row.sourceId ? { kind: row.sourceKind, id: row.sourceId } : null,
+    status: row.status,
+    createdAt: row.createdAt,
+    attachments: attachments.map(toAttachment),
+    mounts: mounts.filter((m) => m.state === 'committed').map(toMountRef),
+    path: row.path,
+  };
+}
+
+/** Reads a volume's attachments and references and renders it. */
+export function loadVolume(d: CoreDeps, row: VolumeRow): Volume {
+  return toVolume(row, d.store.listAttachments(row.id), d.store.listMountRefs(row.id));
+}
+
+/** By id first, then by name. */
+export function findVolumeRow(d: CoreDeps, ref: string): VolumeRow | null {
+  return d.store.getVolume(ref) ?? d.store.getVolumeByName(ref);
+}
+
+export function findSnapshotRow(d: CoreDeps, ref: string): SnapshotRow | null {
+  return d.store.getSnapshot(ref) ?? d.store.getSnapshotByName(ref);
+}
+
+export const toSnapshot = (r: SnapshotRow): Snapshot => ({
+  id: r.id, name: r.name, volumeId: r.volumeId, backend: r.backend, sizeBytes: r.sizeBytes,
+  readyToUse: r.status === 'ready', createdAt: r.createdAt,
+});

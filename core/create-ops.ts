@@ -1,0 +1,192 @@
+/**
+ * Create and remove: the two operations that change whether a volume exists. Both assume
+ * the caller holds the volume's lock (and, for clones, the source's).
+ *
+ * Intents: create inserts the row as 'creating' before backend.create and sets 'ready'
+ * after; remove sets 'deleting' before backend.delete and removes the row after. A crash in
+ * between is rolled back (creating) or forward (deleting) by reconcile.ts; a failure at run
+ * time is cleaned up right here.
+ */
+import type { Backend, CreateSpec } from './backend.js';
+import { backendOf, findSnapshotRow, findVolumeRow, loadVolume, toBackendVolume, type CoreDeps } from './core-deps.js';
+import { alreadyExists, failedPrecondition, inUse, invalidArgument, notFound, outOfRange, unsupported } from './errors.js';
+import { releaseAll } from './mount-ops.js';
+import type { CreateVolumeRequest } from './service.js';
+import type { SnapshotRow, VolumeRow } from './store/store.js';
+import type { Volume } from './types.js';
+
+/** A create request after field validation, before the backend filled defaults. */
+export interface CheckedCreate extends CreateVolumeRequest {
+  readonly labels: Readonly<Record<string, string>>;
+  readonly options: Readonly<Record<string, string>>;
+}
+
+const sameRecord = (a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>) => {
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => b[k] === a[k]);
+};
+
+/**
+ * Idempotency: a request matches an existing volume when every field it *gives* equals
+ * the stored value (after the backend's defaults). Fields left out do not conflict, so
+ * Docker's bare `Create {Name}` for a volume made elsewhere with -o size=... succeeds,
+ * and a CSI retry with the same parameters gets the same volume.
+ */
+function conflicts(req: CheckedCreate, spec: CreateSpec, existing: VolumeRow, source: { kind: string; id: string } | null): string[] {
+  const diff: string[] = [];
+  if (req.backend !== undefined && req.backend !== existing.backend) diff.push('backend');
+  if (req.sizeBytes !== undefined && spec.sizeBytes !== existing.sizeBytes) diff.push('size');
+  if (req.fsType !== undefined && req.fsType !== existing.fsType) diff.push('fs');
+  if (req.volumeMode !== undefined && req.volumeMode !== existing.volumeMode) diff.push('mode');
+  if (req.accessMode !== undefined && req.accessMode !== existing.accessMode) diff.push('accessMode');
+  if (req.labels && Object.keys(req.labels).length && !sameRecord(req.labels, existing.labels)) diff.push('labels');
+  if (req.options && Object.keys(req.options).length && !sameRecord(req.options, existing.options)) diff.push('options');
+  if (source && (source.kind !== existing.sourceKind || source.id !== existing.sourceId)) diff.push('source');
+  return diff;
+}
+
+interface ResolvedSource {
+  readonly kind: 'snapshot' | 'volume';
+  readonly snapshot?: SnapshotRow;
+  readonly volume?: VolumeRow;
+  readonly id: string;
+  readonly sizeBytes: number;
+}
+
+/** Resolves fromSnapshot / fromVolume under the lock; checks the backend can do it. */
+function resolveSource(d: CoreDeps, req: CheckedCreate, backend: Backend): ResolvedSource | null {
+  if (!req.source) return null;
+  const field = req.source.kind === 'snapshot' ? 'fromSnapshot' : 'fromVolume';
+  if (req.source.kind === 'snapshot') {
+    const snap = findSnapshotRow(d, req.source.ref);
+    if (!snap) throw notFound(`snapshot "${req.source.ref}" does not exist`);
+    if (snap.status !== 'ready') throw failedPrecondition(`snapshot "${snap.name}" is ${snap.status}, not ready`);
+    if (snap.backend !== backend.name) {
+      throw invalidArgument(field, `snapshot "${snap.name}" is on backend "${snap.backend}"; a volume from it must be created there too`);
+    }
+    if (!backend.capabilities.snapshots || !backend.createFromSnapshot) {
+      throw unsupported(`backend "${backend.name}" (${backend.driver}) cannot create volumes from snapshots`);
+    }
+    return { kind: 'snapshot', snapshot: snap, id: snap.id, sizeBytes: snap.sizeBytes };
+  }
+  const vol = findVolumeRow(d, req.source.ref);
+  if (!vol) throw notFound(`volume "${req.source.ref}" does not exist`);
+  if (vol.status !== 'ready') throw failedPrecondition(`volume "${vol.name}" is ${vol.status}, not ready`);
+  if (vol.backend !== backend.name) {
+    throw invalidArgument(field, `volume "${vol.name}" is on backend "${vol.backend}"; a clone of it must be created there too`);
+  }
+  if (!backend.capabilities.clones || !backend.createFromVolume) {
+    throw unsupported(`backend "${backend.name}" (${backend.driver}) cannot clone volumes`);
+  }
+  return { kind: 'volume', volume: vol, id: vol.id, sizeBytes: vol.sizeBytes };
+}
+
+export async function createVolume(d: CoreDeps, req: CheckedCreate, defaultBackend: string): Promise<Volume> {
+  let existing = d.store.getVolumeByName(req.name);
+  if (existing && existing.status !== 'ready' && existing.status !== 'error') {
+    // A previous attempt failed and its cleanup failed too (we hold the lock, so nothing
+    // else is running on it): finish that intent before deciding.
+    await finishInterrupted(d, existing);
+    existing = d.store.getVolumeByName(req.name);
+  }
+  const backendName = req.backend ?? existing?.backend ?? defaultBackend;
+  const backend = d.backends.get(backendName);
+  if (!backend) {
+    throw invalidArgument('backend', `unknown backend "${backendName}" (configured: ${[...d.backends.keys()].join(', ') || 'none'})`);
+  }
+  const source = resolveSource(d, req, backend);
+  if (source && req.sizeBytes !== undefined && req.sizeBytes !== 0 && req.sizeBytes < source.sizeBytes) {
+    throw outOfRange('size', `must be at least the source's size (${source.sizeBytes} bytes)`);
+  }
+  const spec = backend.validateCreate({
+    sizeBytes: req.sizeBytes || source?.sizeBytes || 0,
+    fsType: req.fsType ?? (source?.volume?.fsType ?? null),
+    volumeMode: req.volumeMode ?? source?.volume?.volumeMode ?? 'filesystem',
+    options: req.options,
+  });
+
+  if (existing) {
+    const diff = conflicts(req, spec, existing, source ? { kind: source.kind, id: source.id } : null);
+    if (diff.length) {
+      throw alreadyExists(`volume "${req.name}" already exists with different ${diff.join(', ')}`);
+    }
+    return loadVolume(d, existing);
+  }
+
+  const row: VolumeRow = {
+    id: d.newId('vol'),
+    name: req.name,
+    backend: backend.name,
+    sizeBytes: spec.sizeBytes,
+    fsType: spec.fsType,
+    volumeMode: spec.volumeMode,
+    accessMode: req.accessMode ?? 'ReadWriteOnce',
+    labels: req.labels,
+    options: spec.options,
+    sourceKind: source?.kind ?? null,
+    sourceId: source?.id ?? null,
+    status: 'creating',
+    createdAt: d.now(),
+    path: null,
+  };
+  d.store.insertVolume(row);
+  const bv = toBackendVolume(row);
+  try {
+    if (source?.snapshot) {
+      const s = source.snapshot;
+      await backend.createFromSnapshot!(bv, { id: s.id, volumeId: s.volumeId, sizeBytes: s.sizeBytes });
+    } else if (source?.volume) {
+      await backend.createFromVolume!(bv, toBackendVolume(source.volume));
+    } else {
+      await backend.create(bv);
+    }
+  } catch (err) {
+    try {
+      await backend.delete(bv);
+      d.store.deleteVolume(row.id);
+    } catch (cleanupErr) {
+      // Left as 'creating': the next create of this name or the next start-up rolls it back.
+      d.log.warn({ err: cleanupErr, volume: row.name }, 'create cleanup failed; left for reconcile');
+    }
+    throw err;
+  }
+  d.store.updateVolume(row.id, { status: 'ready' });
+  return loadVolume(d, { ...row, status: 'ready' });
+}
+
+/** Rolls a 'creating' row back or a 'deleting' row forward (backend delete + row removal). */
+export async function finishInterrupted(d: CoreDeps, row: VolumeRow): Promise<void> {
+  const backend = backendOf(d, row);
+  const bv = toBackendVolume(row);
+  if (row.status === 'deleting') {
+    // Undo whatever still holds it on this node before deleting the data.
+    await releaseAll(d, row, undefined, true);
+  } else {
+    await backend.unmount(bv);
+    if (backend.capabilities.attachable) await backend.detach(bv);
+  }
+  await backend.delete(bv);
+  d.store.deleteVolume(row.id);
+}
+
+export async function removeVolume(d: CoreDeps, row: VolumeRow, force: boolean): Promise<void> {
+  const refs = d.store.listMountRefs(row.id);
+  const attachments = d.store.listAttachments(row.id);
+  if (!force && (refs.length || attachments.length)) {
+    const why = refs.length
+      ? `mounted by ${refs.map((r) => r.consumer).join(', ')}`
+      : `attached to ${attachments.map((a) => a.node).join(', ')}`;
+    throw inUse(`volume "${row.name}" is ${why}; unmount/detach first or remove with force`);
+  }
+  if (row.status === 'creating') throw failedPrecondition(`volume "${row.name}" is still being created`);
+  if (force) {
+    await releaseAll(d, row, undefined, true);
+    // Attachments on other nodes are records only (the backend attaches locally).
+    d.store.tx(() => {
+      for (const a of d.store.listAttachments(row.id)) d.store.deleteAttachment(row.id, a.node);
+    });
+  }
+  d.store.updateVolume(row.id, { status: 'deleting' });
+  await backendOf(d, row).delete(toBackendVolume(row));
+  d.store.deleteVolume(row.id);
+}

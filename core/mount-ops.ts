@@ -1,0 +1,198 @@
+/**
+ * Attach / detach / mount / unmount for one volume. Every function here assumes the
+ * caller holds the volume's lock (volume-service.ts takes it) and re-reads records itself.
+ *
+ * Durability pattern (convention 8): a mount reference is inserted as 'pending' before any
+ * side effect and set 'committed' after the last one; a failure undoes what this call did
+ * and deletes the pending row; a crash leaves the pending row, which reconcile rolls back.
+ * Attachment rows are written after the backend attached (a crash in between leaves a
+ * device with no record, which reconcile detaches).
+ */
+import type { Backend } from './backend.js';
+import { backendOf, loadVolume, toBackendVolume, type CoreDeps } from './core-deps.js';
+import { failedPrecondition, inUse } from './errors.js';
+import type { MountRequest, MountResponse } from './service.js';
+import type { AttachmentRow, VolumeRow } from './store/store.js';
+import { bindTarget, parseMountFlags, unbindTarget, validateTarget } from './targets.js';
+import type { Frontend } from './types.js';
+
+/** A "csi-stage:" reference is the node-global staging mount, not a workload (ReadWriteOncePod). */
+const isStageConsumer = (consumer: string) => consumer.startsWith('csi-stage:');
+
+function mustBeReady(row: VolumeRow): void {
+  if (row.status !== 'ready') throw failedPrecondition(`volume "${row.name}" is ${row.status}, not ready`);
+}
+
+/** ReadWriteOnce / ReadWriteOncePod: attachments on at most one node. */
+function checkSingleNode(row: VolumeRow, attachments: readonly AttachmentRow[], node: string): void {
+  if (row.accessMode !== 'ReadWriteOnce' && row.accessMode !== 'ReadWriteOncePod') return;
+  const other = attachments.find((a) => a.node !== node);
+  if (other) {
+    throw failedPrecondition(`volume "${row.name}" is ${row.accessMode} and attached to node "${other.node}"; detach it there first`);
+  }
+}
+
+/**
+ * Records an attachment to `node` and, for this node on an attachable backend, makes the
+ * backend attach. Existing attachment: returned as is (an explicit request turns an
+ * implicit attachment explicit, so the last unmount no longer detaches it).
+ */
+export async function attachVolume(
+  d: CoreDeps,
+  row: VolumeRow,
+  req: { node: string; readOnly: boolean; implicit: boolean },
+): Promise<{ attachment: AttachmentRow; created: boolean }> {
+  mustBeReady(row);
+  const attachments = d.store.listAttachments(row.id);
+  checkSingleNode(row, attachments, req.node);
+  const existing = attachments.find((a) => a.node === req.node);
+  const backend = backendOf(d, row);
+  if (existing) {
+    if (existing.implicit && !req.implicit) {
+      const updated = { ...existing, implicit: false };
+      d.store.putAttachment(updated);
+      return { attachment: updated, created: false };
+    }
+    return { attachment: existing, created: false };
+  }
+  let device: string | null = null;
+  if (req.node === d.nodeId && backend.capabilities.attachable) {
+    device = (await backend.attach(toBackendVolume(row))).device;
+  }
+  const attachment: AttachmentRow = {
+    volumeId: row.id, node: req.node, device, readOnly: req.readOnly, implicit: req.implicit, createdAt: d.now(),
+  };
+  d.store.putAttachment(attachment);
+  return { attachment, created: true };
+}
+
+/** Removes the attachment to `node` (backend detach for this node). Refused while mounted here. */
+export async function detachVolume(d: CoreDeps, row: VolumeRow, node: string): Promise<void> {
+  const existing = d.store.listAttachments(row.id).find((a) => a.node === node);
+  if (!existing) return;
+  if (node === d.nodeId) {
+    const refs = d.store.listMountRefs(row.id);
+    if (refs.length > 0) {
+      throw inUse(`volume "${row.name}" is mounted on this node by ${refs.map((r) => r.consumer).join(', ')}; unmount first`);
+    }
+    const backend = backendOf(d, row);
+    if (backend.capabilities.attachable) await backend.detach(toBackendVolume(row));
+  }
+  d.store.deleteAttachment(row.id, node);
+}
+
+/** Adds `consumer`'s reference; the first reference attaches (implicitly) and mounts. */
+export async function mountVolume(d: CoreDeps, row: VolumeRow, req: MountRequest, frontend: Frontend): Promise<MountResponse> {
+  const target = req.target === undefined || req.target === null ? null : validateTarget(req.target);
+  const flags = parseMountFlags(req.mountFlags);
+  mustBeReady(row);
+  const backend = backendOf(d, row);
+  const refs = d.store.listMountRefs(row.id);
+  const mine = refs.find((r) => r.consumer === req.consumer);
+  if (mine?.state === 'committed') {
+    const current = d.store.getVolume(row.id)!;
+    return { volume: loadVolume(d, current), path: mine.target ?? current.path ?? '', existing: true };
+  }
+  if (mine) d.store.deleteMountRef(row.id, mine.consumer); // leftover of a failed attempt: start over
+
+  if (row.accessMode === 'ReadWriteOncePod' && !isStageConsumer(req.consumer)) {
+    const other = refs.find((r) => r.consumer !== req.consumer && !isStageConsumer(r.consumer));
+    if (other) throw inUse(`volume "${row.name}" is ReadWriteOncePod and already used by ${other.consumer}`);
+  }
+  checkSingleNode(row, d.store.listAttachments(row.id), d.nodeId);
+  const readOnly = row.accessMode === 'ReadOnlyMany' || req.readOnly === true || flags.readOnly;
+
+  d.store.insertMountRef({
+    volumeId: row.id, consumer: req.consumer, frontend, target, readOnly, state: 'pending', createdAt: d.now(),
+  });
+  const undo: Array<() => Promise<void>> = [];
+  try {
+    let path = row.path;
+    if (path === null) {
+      const device = await ensureLocalAttachment(d, row, backend, undo);
+      path = (await backend.mount(toBackendVolume(row), { device })).path;
+      undo.push(async () => {
+        await backend.unmount(toBackendVolume(row));
+        d.store.updateVolume(row.id, { path: null });
+      });
+      d.store.updateVolume(row.id, { path });
+    }
+    if (target !== null) {
+      await bindTarget(d.exec, path, target, { readOnly, file: row.volumeMode === 'block', extraFlags: flags.extra });
+      undo.push(() => unbindTarget(d.exec, target));
+    }
+    d.store.setMountRefState(row.id, req.consumer, 'committed');
+    const current = d.store.getVolume(row.id)!;
+    return { volume: loadVolume(d, current), path: target ?? path, existing: false };
+  } catch (err) {
+    for (const step of undo.reverse()) {
+      await step().catch((e: unknown) => d.log.warn({ err: e, volume: row.name }, 'mount rollback step failed'));
+    }
+    d.store.deleteMountRef(row.id, req.consumer);
+    throw err;
+  }
+}
+
+/** The device to mount with: this node's attachment, made implicitly when there is none. */
+async function ensureLocalAttachment(
+  d: CoreDeps,
+  row: VolumeRow,
+  backend: Backend,
+  undo: Array<() => Promise<void>>,
+): Promise<string | null> {
+  if (!backend.capabilities.attachable) return null;
+  const existing = d.store.listAttachments(row.id).find((a) => a.node === d.nodeId);
+  if (existing?.device) return existing.device;
+  const { attachment, created } = await attachVolume(d, row, { node: d.nodeId, readOnly: false, implicit: true });
+  if (created) {
+    undo.push(async () => {
+      await backend.detach(toBackendVolume(row));
+      d.store.deleteAttachment(row.id, d.nodeId);
+    });
+  }
+  if (attachment.device) return attachment.device;
+  // An attachment recorded without a device (e.g. attached while the backend had none): attach now.
+  const { device } = await backend.attach(toBackendVolume(row));
+  d.store.putAttachment({ ...attachment, device });
+  return device;
+}
+
+/**
+ * Drops `consumer`'s reference; the last one unmounts and detaches an implicit attachment.
+ * Side effects run before the record changes: a crash part-way leaves the reference, and
+ * reconcile re-establishes the mount (the caller never got success and will retry).
+ */
+export async function unmountVolume(d: CoreDeps, row: VolumeRow, consumer: string): Promise<void> {
+  const refs = d.store.listMountRefs(row.id);
+  const mine = refs.find((r) => r.consumer === consumer);
+  if (!mine) return;
+  if (mine.target) await unbindTarget(d.exec, mine.target);
+  const others = refs.filter((r) => r.consumer !== consumer);
+  if (others.length > 0) {
+    d.store.deleteMountRef(row.id, consumer);
+    return;
+  }
+  await releaseAll(d, row, [mine.consumer]);
+}
+
+/**
+ * Takes the volume off this node entirely: unbinds every target, unmounts, detaches this
+ * node's attachment if it was implicit (or every local attachment when `detachExplicit`),
+ * then deletes those records in one transaction.
+ */
+export async function releaseAll(d: CoreDeps, row: VolumeRow, consumers?: readonly string[], detachExplicit = false): Promise<void> {
+  const backend = backendOf(d, row);
+  const bv = toBackendVolume(row);
+  const refs = d.store.listMountRefs(row.id).filter((r) => !consumers || consumers.includes(r.consumer));
+  for (const r of refs) if (r.target) await unbindTarget(d.exec, r.target);
+  const current = d.store.getVolume(row.id) ?? row;
+  if (current.path !== null) await backend.unmount(bv);
+  const local = d.store.listAttachments(row.id).find((a) => a.node === d.nodeId);
+  const detach = local !== undefined && (local.implicit || detachExplicit);
+  if (detach && backend.capabilities.attachable) await backend.detach(bv);
+  d.store.tx(() => {
+    for (const r of refs) d.store.deleteMountRef(row.id, r.consumer);
+    d.store.updateVolume(row.id, { path: null });
+    if (detach) d.store.deleteAttachment(row.id, d.nodeId);
+  });
+}

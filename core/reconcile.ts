@@ -1,0 +1,199 @@
+/**
+ * Reconciliation: make the kernel and the backends match the records, after a crash
+ * (kill -9 at any point) or a reboot. Runs at start-up before any frontend is served, and
+ * may run again later (it takes each volume's lock).
+ *
+ * Rules, in order:
+ * 1. Intents: 'creating' volumes are rolled back (the caller never got success: release,
+ *    backend.delete, drop the row); 'deleting' volumes are rolled forward (release,
+ *    backend.delete, drop the row). Same for snapshots.
+ * 2. Pending mount references are dropped (their caller never got success); a target they
+ *    may already have bound is unbound.
+ * 3. For every other volume, compare the records with backend.inspect:
+ *    committed references or local attachment records -> re-establish them (attach, mount,
+ *    re-bind missing targets); none -> make sure nothing is mounted or attached (an implicit
+ *    attachment without references is released as the last unmount would have).
+ * 4. Orphans (ids backend.listPresent() reports with no record at all) are unmounted and
+ *    detached but never deleted: data berth cannot account for is kept for a human.
+ * Every failure is collected in the report instead of aborting the rest.
+ */
+import type { Backend } from './backend.js';
+import { toBackendVolume, type CoreDeps } from './core-deps.js';
+import { finishInterrupted } from './create-ops.js';
+import type { KeyedMutex } from './locks.js';
+import { finishInterruptedSnapshot } from './snapshot-ops.js';
+import type { VolumeRow } from './store/store.js';
+import { bindTarget, targetShows, unbindTarget } from './targets.js';
+
+export interface ReconcileReport {
+  /** 'creating' volumes rolled back (names). */
+  readonly rolledBack: string[];
+  /** 'deleting' volumes rolled forward (names). */
+  readonly rolledForward: string[];
+  /** Snapshots whose interrupted create/delete was finished (names). */
+  readonly snapshotsFinished: string[];
+  /** Pending mount references dropped, as "volume/consumer". */
+  readonly pendingRefsDropped: string[];
+  /** Volumes whose mount / attachment / targets were re-established (names). */
+  readonly restored: string[];
+  /** Volumes found mounted or attached with no reference, now released (names). */
+  readonly released: string[];
+  /** Backend objects with no record, unmounted/detached and kept, as "backend/id". */
+  readonly orphans: string[];
+  readonly errors: { readonly volume: string; readonly message: string }[];
+  readonly durationMs: number;
+}
+
+export async function reconcile(d: CoreDeps, locks: KeyedMutex): Promise<ReconcileReport> {
+  const started = performance.now();
+  const r = {
+    rolledBack: [] as string[], rolledForward: [] as string[], snapshotsFinished: [] as string[],
+    pendingRefsDropped: [] as string[], restored: [] as string[], released: [] as string[], orphans: [] as string[],
+    errors: [] as { volume: string; message: string }[],
+  };
+  const fail = (volume: string, err: unknown) => {
+    const message = err instanceof Error ? err.message : String(err);
+    r.errors.push({ volume, message });
+    d.log.error({ err, volume }, `reconcile: ${volume}: ${message}`);
+  };
+
+  for (const row of d.store.listVolumes()) {
+    await locks.run(`vol:${row.name}`, async () => {
+      const fresh = d.store.getVolume(row.id);
+      if (!fresh) return;
+      try {
+        if (fresh.status === 'creating' || fresh.status === 'deleting') {
+          await dropPendingRefs(d, fresh, r.pendingRefsDropped);
+          await finishInterrupted(d, fresh);
+          (fresh.status === 'creating' ? r.rolledBack : r.rolledForward).push(fresh.name);
+          return;
+        }
+        await dropPendingRefs(d, fresh, r.pendingRefsDropped);
+        if (fresh.status !== 'ready') return;
+        const outcome = await converge(d, fresh);
+        if (outcome === 'restored') r.restored.push(fresh.name);
+        if (outcome === 'released') r.released.push(fresh.name);
+      } catch (err) {
+        fail(fresh.name, err);
+      }
+    });
+  }
+
+  for (const snap of d.store.listSnapshots()) {
+    if (snap.status === 'ready') continue;
+    await locks.run(`snap:${snap.name}`, async () => {
+      try {
+        await finishInterruptedSnapshot(d, snap);
+        r.snapshotsFinished.push(snap.name);
+      } catch (err) {
+        fail(`snapshot ${snap.name}`, err);
+      }
+    });
+  }
+
+  for (const backend of d.backends.values()) {
+    try {
+      await releaseOrphans(d, backend, r.orphans);
+    } catch (err) {
+      fail(`backend ${backend.name}`, err);
+    }
+  }
+
+  const report: ReconcileReport = { ...r, durationMs: Math.round(performance.now() - started) };
+  const changed = report.rolledBack.length + report.rolledForward.length + report.snapshotsFinished.length +
+    report.pendingRefsDropped.length + report.restored.length + report.released.length + report.orphans.length;
+  const line = { op: 'reconcile', ...report };
+  if (report.errors.length) d.log.warn(line, 'reconcile finished with errors');
+  else if (changed) d.log.info(line, 'reconcile repaired state');
+  else d.log.info({ op: 'reconcile', durationMs: report.durationMs, volumes: d.store.countVolumes() }, 'reconcile: state consistent');
+  return report;
+}
+
+/** Drops pending references (their caller never got success), unbinding what they bound. */
+async function dropPendingRefs(d: CoreDeps, row: VolumeRow, dropped: string[]): Promise<void> {
+  for (const ref of d.store.listMountRefs(row.id)) {
+    if (ref.state !== 'pending') continue;
+    if (ref.target) await unbindTarget(d.exec, ref.target);
+    d.store.deleteMountRef(row.id, ref.consumer);
+    dropped.push(`${row.name}/${ref.consumer}`);
+  }
+}
+
+/** Makes one ready volume's runtime state match its records. */
+async function converge(d: CoreDeps, row: VolumeRow): Promise<'restored' | 'released' | 'unchanged'> {
+  const backend = d.backends.get(row.backend);
+  if (!backend) throw new Error(`backend "${row.backend}" is not configured; volume left as recorded`);
+  const bv = toBackendVolume(row);
+  const state = await backend.inspect(bv);
+  const refs = d.store.listMountRefs(row.id);
+  let local = d.store.listAttachments(row.id).find((a) => a.node === d.nodeId);
+  let changed = false;
+
+  if (refs.length === 0) {
+    // Nothing needs it mounted. An implicit attachment is released like a last unmount would.
+    if (state.mounted || row.path !== null) {
+      if (state.mounted) {
+        await backend.unmount(bv);
+        changed = true;
+      }
+      d.store.updateVolume(row.id, { path: null });
+    }
+    if (local?.implicit) {
+      if (backend.capabilities.attachable) await backend.detach(bv);
+      d.store.deleteAttachment(row.id, d.nodeId);
+      local = undefined;
+      changed = true;
+    }
+    if (!local && state.device && backend.capabilities.attachable) {
+      await backend.detach(bv);
+      changed = true;
+    }
+    if (local && backend.capabilities.attachable) {
+      const { device } = await backend.attach(bv);
+      if (device !== local.device || !state.device) changed = true;
+      if (device !== local.device) d.store.putAttachment({ ...local, device });
+    }
+    return changed ? 'released' : 'unchanged';
+  }
+
+  // References exist: the volume must be attached (if attachable), mounted and bound.
+  let device: string | null = null;
+  if (backend.capabilities.attachable) {
+    device = (await backend.attach(bv)).device;
+    if (!state.device || state.device !== device) changed = true;
+    if (!local) {
+      d.store.putAttachment({ volumeId: row.id, node: d.nodeId, device, readOnly: false, implicit: true, createdAt: d.now() });
+      changed = true;
+    } else if (local.device !== device) {
+      d.store.putAttachment({ ...local, device });
+    }
+  }
+  const before = state.mounted;
+  const { path } = await backend.mount(bv, { device });
+  if (!before && backend.capabilities.attachable) changed = true;
+  if (path !== row.path) {
+    d.store.updateVolume(row.id, { path });
+    changed = true;
+  }
+  for (const ref of refs) {
+    if (!ref.target) continue;
+    if (await targetShows(path, ref.target)) continue;
+    await bindTarget(d.exec, path, ref.target, { readOnly: ref.readOnly, file: row.volumeMode === 'block' });
+    changed = true;
+  }
+  return changed ? 'restored' : 'unchanged';
+}
+
+/** Unmounts/detaches what the backend has with no record; never deletes it. */
+async function releaseOrphans(d: CoreDeps, backend: Backend, orphans: string[]): Promise<void> {
+  const known = new Set(d.store.listVolumes({ backend: backend.name }).map((v) => v.id));
+  for (const id of await backend.listPresent()) {
+    if (known.has(id)) continue;
+    const bv = { id, name: id, sizeBytes: 0, fsType: null, volumeMode: 'filesystem' as const, options: {} };
+    const state = await backend.inspect(bv);
+    if (state.mounted) await backend.unmount(bv);
+    if (state.device && backend.capabilities.attachable) await backend.detach(bv);
+    orphans.push(`${backend.name}/${id}`);
+    d.log.warn({ backend: backend.name, id, mounted: state.mounted, device: state.device }, 'reconcile: backend object with no record kept (released from the kernel)');
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * Numbered schema migrations, applied in order at open inside one transaction each.
+ * `PRAGMA user_version` records the last one applied. Never edit a released migration:
+ * add the next number.
+ */
+export interface Migration {
+  readonly version: number;
+  readonly description: string;
+  readonly sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'volumes, attachments, mount references, snapshots',
+    sql: `
+      CREATE TABLE volumes (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        backend     TEXT NOT NULL,
+        size_bytes  INTEGER NOT NULL CHECK (size_bytes >= 0),
+        fs_type     TEXT,
+        volume_mode TEXT NOT NULL CHECK (volume_mode IN ('filesystem', 'block')),
+        access_mode TEXT NOT NULL,
+        labels      TEXT NOT NULL DEFAULT '{}',
+        options     TEXT NOT NULL DEFAULT '{}',
+        source_kind TEXT CHECK (source_kind IN ('snapshot', 'volume')),
+        source_id   TEXT,
+        status      TEXT NOT NULL CHECK (status IN ('creating', 'ready', 'deleting', 'error')),
+        created_at  TEXT NOT NULL,
+        path        TEXT
+      ) STRICT;
+      CREATE INDEX volumes_backend ON volumes (backend, name);
+      CREATE INDEX volumes_status ON volumes (status) WHERE status <> 'ready';
+
+      CREATE TABLE attachments (
+        volume_id  TEXT NOT NULL REFERENCES volumes (id) ON DELETE CASCADE,
+        node       TEXT NOT NULL,
+        device     TEXT,
+        read_only  INTEGER NOT NULL,
+        implicit   INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (volume_id, node)
+      ) STRICT;
+
+      CREATE TABLE mount_refs (
+        volume_id  TEXT NOT NULL REFERENCES volumes (id) ON DELETE CASCADE,
+        consumer   TEXT NOT NULL,
+        frontend   TEXT NOT NULL,
+        target     TEXT,
+        read_only  INTEGER NOT NULL,
+        state      TEXT NOT NULL CHECK (state IN ('pending', 'committed')),
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (volume_id, consumer)
+      ) STRICT;
+
+      -- Snapshots outlive their source volume (btrfs snapshots and loop copies are independent),
+      -- so volume_id is a plain column, not a foreign key.
+      CREATE TABLE snapshots (
+        id         TEXT PRIMARY KEY,
+        name       TEXT NOT NULL UNIQUE,
+        volume_id  TEXT NOT NULL,
+        backend    TEXT NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        status     TEXT NOT NULL CHECK (status IN ('creating', 'ready', 'deleting')),
+        created_at TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX snapshots_volume ON snapshots (volume_id);
+    `,
+  },
+];

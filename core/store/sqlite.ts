@@ -1,0 +1,248 @@
+/**
+ * The SQLite Store (better-sqlite3; the only module that imports it).
+ *
+ * Durability choices:
+ * - journal_mode=WAL: readers never block the writer, and a killed process (kill -9) loses
+ *   nothing that was committed.
+ * - synchronous=FULL: every commit is fsynced before it returns. The service writes an
+ *   intent row ('creating', pending mount ref) *before* touching the OS, so that intent must
+ *   be on disk before the side effect happens, including across a power loss; with NORMAL a
+ *   power loss could drop the last commits and leave an image or mount with no record. The
+ *   cost (one fsync per commit) is small next to losetup/mkfs/mount.
+ * - foreign_keys=ON so deleting a volume removes its attachments and mount references.
+ * - busy_timeout so a second process (the CLI reading the same file in tests) waits instead of failing.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { internal } from '../errors.js';
+import { MIGRATIONS } from './migrations.js';
+import type {
+  AttachmentRow, MountRefRow, MountRefState, SnapshotRow, SnapshotStatus, Store, VolumePatch, VolumeRow,
+} from './store.js';
+import type { VolumeStatus } from '../types.js';
+
+interface VolumeDb {
+  id: string; name: string; backend: string; size_bytes: number; fs_type: string | null; volume_mode: string;
+  access_mode: string; labels: string; options: string; source_kind: string | null; source_id: string | null;
+  status: string; created_at: string; path: string | null;
+}
+interface AttachmentDb { volume_id: string; node: string; device: string | null; read_only: number; implicit: number; created_at: string }
+interface MountRefDb { volume_id: string; consumer: string; frontend: string; target: string | null; read_only: number; state: string; created_at: string }
+interface SnapshotDb { id: string; name: string; volume_id: string; backend: string; size_bytes: number; status: string; created_at: string }
+
+const toVolume = (r: VolumeDb): VolumeRow => ({
+  id: r.id,
+  name: r.name,
+  backend: r.backend,
+  sizeBytes: r.size_bytes,
+  fsType: r.fs_type as VolumeRow['fsType'],
+  volumeMode: r.volume_mode as VolumeRow['volumeMode'],
+  accessMode: r.access_mode as VolumeRow['accessMode'],
+  labels: JSON.parse(r.labels) as Record<string, string>,
+  options: JSON.parse(r.options) as Record<string, string>,
+  sourceKind: r.source_kind as VolumeRow['sourceKind'],
+  sourceId: r.source_id,
+  status: r.status as VolumeStatus,
+  createdAt: r.created_at,
+  path: r.path,
+});
+const toAttachment = (r: AttachmentDb): AttachmentRow => ({
+  volumeId: r.volume_id, node: r.node, device: r.device, readOnly: r.read_only === 1, implicit: r.implicit === 1, createdAt: r.created_at,
+});
+const toMountRef = (r: MountRefDb): MountRefRow => ({
+  volumeId: r.volume_id,
+  consumer: r.consumer,
+  frontend: r.frontend as MountRefRow['frontend'],
+  target: r.target,
+  readOnly: r.read_only === 1,
+  state: r.state as MountRefState,
+  createdAt: r.created_at,
+});
+const toSnapshot = (r: SnapshotDb): SnapshotRow => ({
+  id: r.id, name: r.name, volumeId: r.volume_id, backend: r.backend, sizeBytes: r.size_bytes,
+  status: r.status as SnapshotStatus, createdAt: r.created_at,
+});
+
+/** Applies every migration newer than the file's user_version, one transaction each. */
+function migrate(db: Database.Database): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  const latest = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
+  if (current > latest) {
+    throw internal(`state database schema version ${current} is newer than this berth (${latest}); refusing to open it`);
+  }
+  for (const m of MIGRATIONS) {
+    if (m.version <= current) continue;
+    db.transaction(() => {
+      db.exec(m.sql);
+      db.pragma(`user_version = ${m.version}`);
+    })();
+  }
+}
+
+/**
+ * Opens (creating if needed) the state database and applies migrations.
+ * @example const store = openStore('/var/lib/berth/state.db');
+ */
+export function openStore(path: string): Store {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const db = new Database(path);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    db.pragma('busy_timeout = 5000');
+    migrate(db);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+
+  const s = {
+    getVolume: db.prepare<[string], VolumeDb>('SELECT * FROM volumes WHERE id = ?'),
+    getVolumeByName: db.prepare<[string], VolumeDb>('SELECT * FROM volumes WHERE name = ?'),
+    listVolumes: db.prepare<[], VolumeDb>('SELECT * FROM volumes ORDER BY name'),
+    listVolumesByBackend: db.prepare<[string], VolumeDb>('SELECT * FROM volumes WHERE backend = ? ORDER BY name'),
+    listVolumesByStatus: db.prepare<[string], VolumeDb>('SELECT * FROM volumes WHERE status = ? ORDER BY name'),
+    countVolumes: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM volumes'),
+    insertVolume: db.prepare(
+      `INSERT INTO volumes (id, name, backend, size_bytes, fs_type, volume_mode, access_mode, labels, options,
+         source_kind, source_id, status, created_at, path)
+       VALUES (@id, @name, @backend, @size_bytes, @fs_type, @volume_mode, @access_mode, @labels, @options,
+         @source_kind, @source_id, @status, @created_at, @path)`,
+    ),
+    setVolumeStatus: db.prepare<[string, string]>('UPDATE volumes SET status = ? WHERE id = ?'),
+    setVolumePath: db.prepare<[string | null, string]>('UPDATE volumes SET path = ? WHERE id = ?'),
+    setVolumeSize: db.prepare<[number, string]>('UPDATE volumes SET size_bytes = ? WHERE id = ?'),
+    deleteVolume: db.prepare<[string]>('DELETE FROM volumes WHERE id = ?'),
+
+    listAttachments: db.prepare<[], AttachmentDb>('SELECT * FROM attachments ORDER BY rowid'),
+    listAttachmentsOf: db.prepare<[string], AttachmentDb>('SELECT * FROM attachments WHERE volume_id = ? ORDER BY rowid'),
+    putAttachment: db.prepare(
+      `INSERT INTO attachments (volume_id, node, device, read_only, implicit, created_at)
+       VALUES (@volume_id, @node, @device, @read_only, @implicit, @created_at)
+       ON CONFLICT (volume_id, node) DO UPDATE SET device = excluded.device, read_only = excluded.read_only,
+         implicit = excluded.implicit`,
+    ),
+    deleteAttachment: db.prepare<[string, string]>('DELETE FROM attachments WHERE volume_id = ? AND node = ?'),
+
+    listMountRefs: db.prepare<[], MountRefDb>('SELECT * FROM mount_refs ORDER BY rowid'),
+    listMountRefsOf: db.prepare<[string], MountRefDb>('SELECT * FROM mount_refs WHERE volume_id = ? ORDER BY rowid'),
+    insertMountRef: db.prepare(
+      `INSERT INTO mount_refs (volume_id, consumer, frontend, target, read_only, state, created_at)
+       VALUES (@volume_id, @consumer, @frontend, @target, @read_only, @state, @created_at)`,
+    ),
+    setMountRefState: db.prepare<[string, string, string]>('UPDATE mount_refs SET state = ? WHERE volume_id = ? AND consumer = ?'),
+    deleteMountRef: db.prepare<[string, string]>('DELETE FROM mount_refs WHERE volume_id = ? AND consumer = ?'),
+
+    getSnapshot: db.prepare<[string], SnapshotDb>('SELECT * FROM snapshots WHERE id = ?'),
+    getSnapshotByName: db.prepare<[string], SnapshotDb>('SELECT * FROM snapshots WHERE name = ?'),
+    listSnapshots: db.prepare<[], SnapshotDb>('SELECT * FROM snapshots ORDER BY created_at, name'),
+    listSnapshotsOf: db.prepare<[string], SnapshotDb>('SELECT * FROM snapshots WHERE volume_id = ? ORDER BY created_at, name'),
+    insertSnapshot: db.prepare(
+      `INSERT INTO snapshots (id, name, volume_id, backend, size_bytes, status, created_at)
+       VALUES (@id, @name, @volume_id, @backend, @size_bytes, @status, @created_at)`,
+    ),
+    setSnapshotStatus: db.prepare<[string, string]>('UPDATE snapshots SET status = ? WHERE id = ?'),
+    deleteSnapshot: db.prepare<[string]>('DELETE FROM snapshots WHERE id = ?'),
+  };
+
+  let closed = false;
+  const store: Store = {
+    tx<T>(fn: () => T): T {
+      // better-sqlite3 turns a nested transaction() into a savepoint, so nesting is safe.
+      return db.transaction(fn)();
+    },
+
+    getVolume: (id) => {
+      const r = s.getVolume.get(id);
+      return r ? toVolume(r) : null;
+    },
+    getVolumeByName: (name) => {
+      const r = s.getVolumeByName.get(name);
+      return r ? toVolume(r) : null;
+    },
+    listVolumes: (filter = {}) => {
+      const rows = filter.backend !== undefined
+        ? s.listVolumesByBackend.all(filter.backend)
+        : filter.status !== undefined
+          ? s.listVolumesByStatus.all(filter.status)
+          : s.listVolumes.all();
+      const out = rows.map(toVolume);
+      return filter.backend !== undefined && filter.status !== undefined ? out.filter((v) => v.status === filter.status) : out;
+    },
+    countVolumes: () => s.countVolumes.get()!.n,
+    insertVolume: (v) => {
+      s.insertVolume.run({
+        id: v.id, name: v.name, backend: v.backend, size_bytes: v.sizeBytes, fs_type: v.fsType, volume_mode: v.volumeMode,
+        access_mode: v.accessMode, labels: JSON.stringify(v.labels), options: JSON.stringify(v.options),
+        source_kind: v.sourceKind, source_id: v.sourceId, status: v.status, created_at: v.createdAt, path: v.path,
+      });
+    },
+    updateVolume: (id, patch: VolumePatch) => {
+      db.transaction(() => {
+        if (patch.status !== undefined) s.setVolumeStatus.run(patch.status, id);
+        if (patch.path !== undefined) s.setVolumePath.run(patch.path, id);
+        if (patch.sizeBytes !== undefined) s.setVolumeSize.run(patch.sizeBytes, id);
+      })();
+    },
+    deleteVolume: (id) => {
+      s.deleteVolume.run(id);
+    },
+
+    listAttachments: (volumeId) => (volumeId === undefined ? s.listAttachments.all() : s.listAttachmentsOf.all(volumeId)).map(toAttachment),
+    putAttachment: (a) => {
+      s.putAttachment.run({
+        volume_id: a.volumeId, node: a.node, device: a.device, read_only: a.readOnly ? 1 : 0, implicit: a.implicit ? 1 : 0,
+        created_at: a.createdAt,
+      });
+    },
+    deleteAttachment: (volumeId, node) => {
+      s.deleteAttachment.run(volumeId, node);
+    },
+
+    listMountRefs: (volumeId) => (volumeId === undefined ? s.listMountRefs.all() : s.listMountRefsOf.all(volumeId)).map(toMountRef),
+    insertMountRef: (m) => {
+      s.insertMountRef.run({
+        volume_id: m.volumeId, consumer: m.consumer, frontend: m.frontend, target: m.target, read_only: m.readOnly ? 1 : 0,
+        state: m.state, created_at: m.createdAt,
+      });
+    },
+    setMountRefState: (volumeId, consumer, state) => {
+      s.setMountRefState.run(state, volumeId, consumer);
+    },
+    deleteMountRef: (volumeId, consumer) => {
+      s.deleteMountRef.run(volumeId, consumer);
+    },
+
+    getSnapshot: (id) => {
+      const r = s.getSnapshot.get(id);
+      return r ? toSnapshot(r) : null;
+    },
+    getSnapshotByName: (name) => {
+      const r = s.getSnapshotByName.get(name);
+      return r ? toSnapshot(r) : null;
+    },
+    listSnapshots: (filter = {}) =>
+      (filter.volumeId === undefined ? s.listSnapshots.all() : s.listSnapshotsOf.all(filter.volumeId)).map(toSnapshot),
+    insertSnapshot: (r) => {
+      s.insertSnapshot.run({
+        id: r.id, name: r.name, volume_id: r.volumeId, backend: r.backend, size_bytes: r.sizeBytes, status: r.status,
+        created_at: r.createdAt,
+      });
+    },
+    setSnapshotStatus: (id, status) => {
+      s.setSnapshotStatus.run(status, id);
+    },
+    deleteSnapshot: (id) => {
+      s.deleteSnapshot.run(id);
+    },
+
+    close: () => {
+      if (closed) return;
+      closed = true;
+      db.close();
+    },
+  };
+  return store;
+}

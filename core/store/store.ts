@@ -1,0 +1,105 @@
+/**
+ * The Store: durable records of volumes, attachments, mount references and snapshots.
+ * Synchronous on purpose (better-sqlite3 is synchronous and fast): the volume service can
+ * run a read-check-write sequence inside `tx` with no await in between, and `find()` can
+ * stay a plain function. The store holds records only; it never decides rules.
+ */
+import type { AccessMode, Frontend, FsType, VolumeMode, VolumeStatus } from '../types.js';
+
+export interface VolumeRow {
+  readonly id: string;
+  readonly name: string;
+  readonly backend: string;
+  readonly sizeBytes: number;
+  readonly fsType: FsType | null;
+  readonly volumeMode: VolumeMode;
+  readonly accessMode: AccessMode;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly options: Readonly<Record<string, string>>;
+  readonly sourceKind: 'snapshot' | 'volume' | null;
+  readonly sourceId: string | null;
+  readonly status: VolumeStatus;
+  readonly createdAt: string;
+  /** The backend's managed path (or device for block) while mounted on this node, else null. */
+  readonly path: string | null;
+}
+
+export interface AttachmentRow {
+  readonly volumeId: string;
+  readonly node: string;
+  readonly device: string | null;
+  readonly readOnly: boolean;
+  readonly implicit: boolean;
+  readonly createdAt: string;
+}
+
+/**
+ * pending: inserted before the side effects of a mount; committed once they all succeeded.
+ * A pending row found at start-up is rolled back: its caller never got success.
+ */
+export type MountRefState = 'pending' | 'committed';
+
+export interface MountRefRow {
+  readonly volumeId: string;
+  readonly consumer: string;
+  readonly frontend: Frontend;
+  readonly target: string | null;
+  readonly readOnly: boolean;
+  readonly state: MountRefState;
+  readonly createdAt: string;
+}
+
+/** creating / deleting are intents, like volume statuses. */
+export type SnapshotStatus = 'creating' | 'ready' | 'deleting';
+
+export interface SnapshotRow {
+  readonly id: string;
+  readonly name: string;
+  readonly volumeId: string;
+  readonly backend: string;
+  readonly sizeBytes: number;
+  readonly status: SnapshotStatus;
+  readonly createdAt: string;
+}
+
+export interface VolumePatch {
+  readonly status?: VolumeStatus;
+  readonly path?: string | null;
+  readonly sizeBytes?: number;
+}
+
+export interface Store {
+  /** Runs fn in one transaction (nested calls join the outer one). fn must not await. */
+  tx<T>(fn: () => T): T;
+
+  getVolume(id: string): VolumeRow | null;
+  getVolumeByName(name: string): VolumeRow | null;
+  /** Ordered by name. */
+  listVolumes(filter?: { backend?: string; status?: VolumeStatus }): VolumeRow[];
+  countVolumes(): number;
+  insertVolume(row: VolumeRow): void;
+  updateVolume(id: string, patch: VolumePatch): void;
+  /** Also deletes its attachments and mount references. */
+  deleteVolume(id: string): void;
+
+  /** All attachments, or one volume's. */
+  listAttachments(volumeId?: string): AttachmentRow[];
+  /** Insert or replace by (volumeId, node). */
+  putAttachment(row: AttachmentRow): void;
+  deleteAttachment(volumeId: string, node: string): void;
+
+  /** All mount references, or one volume's, ordered by creation. */
+  listMountRefs(volumeId?: string): MountRefRow[];
+  insertMountRef(row: MountRefRow): void;
+  setMountRefState(volumeId: string, consumer: string, state: MountRefState): void;
+  deleteMountRef(volumeId: string, consumer: string): void;
+
+  getSnapshot(id: string): SnapshotRow | null;
+  getSnapshotByName(name: string): SnapshotRow | null;
+  listSnapshots(filter?: { volumeId?: string }): SnapshotRow[];
+  insertSnapshot(row: SnapshotRow): void;
+  setSnapshotStatus(id: string, status: SnapshotStatus): void;
+  deleteSnapshot(id: string): void;
+
+  close(): void;
+}

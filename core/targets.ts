@@ -1,0 +1,101 @@
+/**
+ * Consumer targets: making a path show a volume with a bind mount (a directory for
+ * filesystem volumes, a file for block devices), and taking it away again. Every step is
+ * idempotent so a retry or reconcile after a crash converges instead of stacking mounts.
+ */
+import { closeSync, openSync } from 'node:fs';
+import { mkdir, rm, rmdir, stat } from 'node:fs/promises';
+import { dirname, isAbsolute, normalize } from 'node:path';
+import { invalidArgument } from './errors.js';
+import type { Exec } from './os/exec.js';
+import { bindMount, isMountpoint, unmount } from './os/mounts.js';
+
+/** Bind-mount flags a consumer may ask for; anything else is refused naming "mountFlags". */
+export const ALLOWED_MOUNT_FLAGS = ['ro', 'rw', 'nosuid', 'nodev', 'noexec', 'noatime', 'relatime', 'nodiratime', 'strictatime'] as const;
+
+/** Checks a target path: absolute, normalized (no '.', '..', '//'), no NUL, at most 4096 bytes. */
+export function validateTarget(target: unknown, field = 'target'): string {
+  if (typeof target !== 'string' || target.length === 0) throw invalidArgument(field, 'must be a non-empty absolute path');
+  if (target.includes('\0')) throw invalidArgument(field, 'must not contain NUL');
+  if (!isAbsolute(target)) throw invalidArgument(field, `"${target}" must be an absolute path`);
+  if (Buffer.byteLength(target) > 4096) throw invalidArgument(field, 'is longer than 4096 bytes');
+  const trimmed = target.length > 1 && target.endsWith('/') ? target.slice(0, -1) : target;
+  if (normalize(trimmed) !== trimmed || trimmed.split('/').includes('..')) {
+    throw invalidArgument(field, `"${target}" must be a normalized path (no ".", ".." or "//")`);
+  }
+  if (trimmed === '/') throw invalidArgument(field, 'must not be /');
+  return trimmed;
+}
+
+/** Splits flags into readOnly + extra whitelisted flags; refuses unknown ones. */
+export function parseMountFlags(flags: readonly string[] | undefined, field = 'mountFlags'): { readOnly: boolean; extra: string[] } {
+  let readOnly = false;
+  const extra: string[] = [];
+  for (const [i, raw] of (flags ?? []).entries()) {
+    // CSI sends flags like "ro,noatime" in one element too.
+    for (const f of String(raw).split(',').map((s) => s.trim()).filter(Boolean)) {
+      if (!(ALLOWED_MOUNT_FLAGS as readonly string[]).includes(f)) {
+        throw invalidArgument(`${field}[${i}]`, `"${f}" is not an allowed mount flag (allowed: ${ALLOWED_MOUNT_FLAGS.join(', ')})`);
+      }
+      if (f === 'ro') readOnly = true;
+      else if (f !== 'rw' && !extra.includes(f)) extra.push(f);
+    }
+  }
+  return { readOnly, extra };
+}
+
+async function sameInode(a: string, b: string): Promise<boolean> {
+  try {
+    const [sa, sb] = await Promise.all([stat(a), stat(b)]);
+    return sa.dev === sb.dev && sa.ino === sb.ino;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Makes `target` show `source` (bind mount), creating the target first: a directory, or an
+ * empty file when `file` (block devices). Already showing it (same inode, mounted) -> no-op.
+ */
+export async function bindTarget(
+  exec: Exec,
+  source: string,
+  target: string,
+  opts: { readOnly: boolean; file: boolean; extraFlags?: readonly string[] },
+): Promise<void> {
+  if (opts.file) {
+    await mkdir(dirname(target), { recursive: true });
+    const st = await stat(target).catch(() => null);
+    if (st?.isDirectory()) throw invalidArgument('target', `"${target}" is a directory; a block volume needs a file target`);
+    if (!st) closeSync(openSync(target, 'a', 0o600));
+  } else {
+    await mkdir(target, { recursive: true });
+    const st = await stat(target);
+    if (!st.isDirectory()) throw invalidArgument('target', `"${target}" is not a directory`);
+  }
+  if ((await isMountpoint(target)) && (await sameInode(source, target))) return;
+  await bindMount(exec, source, target, { readOnly: opts.readOnly });
+  if (opts.extraFlags?.length) {
+    const o = ['remount', 'bind', ...(opts.readOnly ? ['ro'] : []), ...opts.extraFlags].join(',');
+    await exec({ bin: 'mount', args: ['-o', o, '--', target], timeoutMs: 60_000 });
+  }
+}
+
+/** True when `target` is a mount point showing `source`. */
+export async function targetShows(source: string, target: string): Promise<boolean> {
+  return (await isMountpoint(target)) && (await sameInode(source, target));
+}
+
+/**
+ * Removes the bind mount(s) at `target` and then the target itself if it is an empty
+ * directory or an empty file (the consumer's path is not left behind, per CSI
+ * NodeUnpublish); anything with content is left alone. Missing target: no-op.
+ */
+export async function unbindTarget(exec: Exec, target: string): Promise<void> {
+  // A crash between two binds can stack mounts; take them all down.
+  for (let i = 0; i < 8 && (await isMountpoint(target)); i++) await unmount(exec, target);
+  const st = await stat(target).catch(() => null);
+  if (!st || (await isMountpoint(target))) return;
+  if (st.isDirectory()) await rmdir(target).catch(() => undefined);
+  else if (st.isFile() && st.size === 0) await rm(target, { force: true }).catch(() => undefined);
+}

@@ -1,0 +1,408 @@
+/**
+ * The core VolumeService: the one place where state changes.
+ *
+ * Locking rule: every public method that changes or depends on a volume's state takes the
+ * per-volume lock (key "vol:<name>", snapshots "snap:<name>") through `#locked`, re-reads
+ * the records under it, and only then acts; the helpers in create-ops / mount-ops /
+ * snapshot-ops assume the lock is held. Several keys are taken in sorted order.
+ *
+ * Durability rule: before a side effect, an intent is written to the store ('creating' /
+ * 'deleting' status, pending mount reference); after it, the record is committed.
+ * reconcile.ts replays leftover intents at start-up. Input is validated before any lock is
+ * taken or any state changes.
+ *
+ * Every public call goes through `#op`, which writes one structured log line (frontend, op,
+ * volume, durationMs, outcome) and emits one OpRecord to the observer.
+ */
+import type { Backend } from './backend.js';
+import { findSnapshotRow, findVolumeRow, loadVolume, toSnapshot, toVolume, type CoreDeps } from './core-deps.js';
+import { createVolume, removeVolume, type CheckedCreate } from './create-ops.js';
+import { asBerthError, failedPrecondition, invalidArgument, notFound } from './errors.js';
+import { createIdGenerator } from './ids.js';
+import { KeyedMutex } from './locks.js';
+import type { Logger } from './log.js';
+import { attachVolume, detachVolume, mountVolume, unmountVolume } from './mount-ops.js';
+import type { OpObserver } from './observe.js';
+import type { Exec } from './os/exec.js';
+import { reconcile, type ReconcileReport } from './reconcile.js';
+import type {
+  AttachRequest, CreateSnapshotRequest, CreateVolumeRequest, ExpandRequest, ExpandResponse, ListSnapshotsFilter,
+  ListVolumesFilter, MountRequest, MountResponse, OpContext, RemoveVolumeRequest, ServiceStatus, UnmountRequest, VolumeService,
+} from './service.js';
+import { createSnapshot, deleteSnapshot, expandVolume } from './snapshot-ops.js';
+import {
+  parseAccessMode, parseFsType, parseSize, parseVolumeMode, validateLabels, validateOptions, validateStringValue, validateVolumeName,
+} from './spec.js';
+import type { Config } from './config.js';
+import type { Store, VolumeRow } from './store/store.js';
+import type { AttachmentRow, MountRefRow } from './store/store.js';
+import type { BackendInfo, Capacity, Snapshot, Volume, VolumeStats } from './types.js';
+
+export type CoreVolumeService = VolumeService & {
+  /** Compares records with the backends and the kernel and repairs the difference. */
+  reconcile(): Promise<ReconcileReport>;
+  /** Waits (bounded) for running operations, then closes the store. */
+  close(): Promise<void>;
+};
+
+export interface VolumeServiceDeps {
+  readonly config: Pick<Config, 'nodeId' | 'stateRoot' | 'defaultBackend' | 'lockWaitMs'>;
+  readonly store: Store;
+  readonly backends: Map<string, Backend>;
+  readonly exec: Exec;
+  readonly log: Logger;
+  readonly version: string;
+  readonly observer?: OpObserver;
+  readonly clock?: () => Date;
+}
+
+/** Read-only operations log at debug: Docker and kubelet poll them constantly. */
+const READ_OPS = new Set(['inspect', 'list', 'path', 'stats', 'capacity', 'inspectSnapshot', 'listSnapshots']);
+
+const volKey = (name: string) => `vol:${name}`;
+const snapKey = (name: string) => `snap:${name}`;
+
+function requireRef(ref: unknown, field = 'ref'): string {
+  if (typeof ref !== 'string' || ref.length === 0) throw invalidArgument(field, 'must be a volume name or id');
+  if (ref.includes('\0') || Buffer.byteLength(ref) > 256) throw invalidArgument(field, 'is not a valid volume name or id');
+  return ref;
+}
+
+function requireConsumer(consumer: unknown): string {
+  if (typeof consumer !== 'string' || consumer.length === 0) throw invalidArgument('consumer', 'must be a non-empty string');
+  if (consumer.includes('\0') || Buffer.byteLength(consumer) > 4200) throw invalidArgument('consumer', 'is not a valid consumer reference');
+  return consumer;
+}
+
+function requireNode(node: unknown, fallback: string): string {
+  if (node === undefined || node === null || node === '') return fallback;
+  if (typeof node !== 'string' || node.includes('\0') || Buffer.byteLength(node) > 256) throw invalidArgument('node', 'must be a node id');
+  return node;
+}
+
+/** Field checks of a create request: everything that needs no store or backend. */
+function checkCreate(req: CreateVolumeRequest): CheckedCreate {
+  if (!req || typeof req !== 'object') throw invalidArgument('request', 'must be an object');
+  const name = validateVolumeName(req.name, 'name');
+  const out: { -readonly [K in keyof CheckedCreate]: CheckedCreate[K] } = {
+    name,
+    labels: validateLabels(req.labels, 'labels'),
+    options: validateOptions(req.options, 'options'),
+  };
+  if (req.backend !== undefined) out.backend = validateStringValue(req.backend, 'backend');
+  if (req.sizeBytes !== undefined) out.sizeBytes = parseSize(req.sizeBytes, 'size');
+  if (req.fsType !== undefined && req.fsType !== null) out.fsType = parseFsType(req.fsType, 'fs');
+  if (req.volumeMode !== undefined) out.volumeMode = parseVolumeMode(req.volumeMode, 'mode');
+  if (req.accessMode !== undefined) out.accessMode = parseAccessMode(req.accessMode, 'accessMode');
+  if (req.source !== undefined && req.source !== null) {
+    const field = req.source.kind === 'snapshot' ? 'fromSnapshot' : 'fromVolume';
+    if (req.source.kind !== 'snapshot' && req.source.kind !== 'volume') throw invalidArgument('source.kind', 'must be "snapshot" or "volume"');
+    out.source = { kind: req.source.kind, ref: requireRef(req.source.ref, field) };
+  }
+  return out;
+}
+
+class CoreService implements CoreVolumeService {
+  readonly nodeId: string;
+  readonly #d: CoreDeps;
+  readonly #locks: KeyedMutex;
+  readonly #defaultBackend: string;
+  readonly #version: string;
+  readonly #observer: OpObserver | undefined;
+  readonly #startedAt: string;
+  #ready = false;
+  #closed = false;
+  #inFlight = 0;
+
+  constructor(deps: VolumeServiceDeps) {
+    const clock = deps.clock ?? (() => new Date());
+    this.nodeId = deps.config.nodeId;
+    this.#d = {
+      store: deps.store,
+      backends: deps.backends,
+      exec: deps.exec,
+      log: deps.log,
+      nodeId: deps.config.nodeId,
+      stateRoot: deps.config.stateRoot,
+      now: () => clock().toISOString(),
+      newId: createIdGenerator(clock),
+    };
+    this.#locks = new KeyedMutex(deps.config.lockWaitMs);
+    this.#defaultBackend = deps.config.defaultBackend;
+    this.#version = deps.version;
+    this.#observer = deps.observer;
+    this.#startedAt = clock().toISOString();
+  }
+
+  /** Logs + observes one operation; wraps non-Berth errors as Internal (logged with stack). */
+  async #op<T>(op: string, ctx: OpContext | undefined, volume: string | null, fn: () => Promise<T>): Promise<T> {
+    const frontend = ctx?.frontend ?? 'core';
+    const started = performance.now();
+    this.#inFlight++;
+    let outcome: 'ok' | ReturnType<typeof asBerthError>['kind'] = 'ok';
+    try {
+      if (this.#closed) throw failedPrecondition('the volume service is shutting down');
+      return await fn();
+    } catch (err) {
+      const be = asBerthError(err);
+      outcome = be.kind;
+      if (be.kind === 'Internal') this.#d.log.error({ err, frontend, op, volume }, `${op} failed: ${be.message}`);
+      throw be;
+    } finally {
+      this.#inFlight--;
+      const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
+      const line = { frontend, op, volume, durationMs, outcome };
+      if (READ_OPS.has(op) && outcome === 'ok') this.#d.log.debug(line, 'op');
+      else this.#d.log.info(line, 'op');
+      try {
+        this.#observer?.({ frontend, op, volume, durationMs, outcome });
+      } catch (obsErr) {
+        this.#d.log.warn({ err: obsErr }, 'op observer threw');
+      }
+    }
+  }
+
+  /**
+   * Resolves `ref` to a volume, takes its lock, re-reads it and runs fn with the fresh row.
+   * The volume can vanish while we wait for the lock: that is NotFound.
+   */
+  async #locked<T>(ref: string, ctx: OpContext | undefined, fn: (row: VolumeRow) => Promise<T>): Promise<T> {
+    const first = findVolumeRow(this.#d, ref);
+    if (!first) throw notFound(`volume "${ref}" does not exist`);
+    const release = await this.#locks.acquire(volKey(first.name), { wait: ctx?.wait ?? true });
+    try {
+      const row = this.#d.store.getVolume(first.id);
+      if (!row) throw notFound(`volume "${ref}" does not exist`);
+      return await fn(row);
+    } finally {
+      release();
+    }
+  }
+
+  #mustFind(ref: string): VolumeRow {
+    const row = findVolumeRow(this.#d, ref);
+    if (!row) throw notFound(`volume "${ref}" does not exist`);
+    return row;
+  }
+
+  create(req: CreateVolumeRequest, ctx: OpContext): Promise<Volume> {
+    return this.#op('create', ctx, typeof req?.name === 'string' ? req.name : null, async () => {
+      const checked = checkCreate(req);
+      const keys = [volKey(checked.name)];
+      if (checked.source?.kind === 'volume') {
+        const src = findVolumeRow(this.#d, checked.source.ref);
+        if (src) keys.push(volKey(src.name));
+      }
+      const release = await this.#locks.acquireAll(keys, { wait: ctx?.wait ?? true });
+      try {
+        return await createVolume(this.#d, checked, this.#defaultBackend);
+      } finally {
+        release();
+      }
+    });
+  }
+
+  inspect(ref: string, ctx: OpContext): Promise<Volume> {
+    return this.#op('inspect', ctx, ref, async () => loadVolume(this.#d, this.#mustFind(requireRef(ref))));
+  }
+
+  find(ref: string): Volume | null {
+    if (typeof ref !== 'string' || ref.length === 0) return null;
+    const row = findVolumeRow(this.#d, ref);
+    return row ? loadVolume(this.#d, row) : null;
+  }
+
+  list(filter: ListVolumesFilter, ctx: OpContext): Promise<Volume[]> {
+    return this.#op('list', ctx, null, async () => {
+      const f = filter ?? {};
+      const labels = validateLabels(f.labels, 'labels');
+      if (f.backend !== undefined && typeof f.backend !== 'string') throw invalidArgument('backend', 'must be a backend name');
+      const rows = this.#d.store.listVolumes(f.backend ? { backend: f.backend } : {});
+      const wanted = Object.entries(labels);
+      const matching = wanted.length ? rows.filter((r) => wanted.every(([k, v]) => r.labels[k] === v)) : rows;
+      // Two queries for all attachments / references instead of two per volume.
+      const atts = groupBy(this.#d.store.listAttachments());
+      const refs = groupBy(this.#d.store.listMountRefs());
+      return matching.map((r) => toVolume(r, atts.get(r.id) ?? [], refs.get(r.id) ?? []));
+    });
+  }
+
+  remove(req: RemoveVolumeRequest, ctx: OpContext): Promise<void> {
+    return this.#op('remove', ctx, req?.ref ?? null, async () => {
+      const ref = requireRef(req?.ref);
+      await this.#locked(ref, ctx, (row) => removeVolume(this.#d, row, req.force === true));
+    });
+  }
+
+  attach(req: AttachRequest, ctx: OpContext): Promise<Volume> {
+    return this.#op('attach', ctx, req?.ref ?? null, async () => {
+      const ref = requireRef(req?.ref);
+      const node = requireNode(req.node, this.nodeId);
+      return this.#locked(ref, ctx, async (row) => {
+        await attachVolume(this.#d, row, { node, readOnly: req.readOnly === true, implicit: false });
+        return loadVolume(this.#d, this.#d.store.getVolume(row.id)!);
+      });
+    });
+  }
+
+  detach(req: { ref: string; node?: string }, ctx: OpContext): Promise<Volume> {
+    return this.#op('detach', ctx, req?.ref ?? null, async () => {
+      const ref = requireRef(req?.ref);
+      const node = requireNode(req.node, this.nodeId);
+      return this.#locked(ref, ctx, async (row) => {
+        await detachVolume(this.#d, row, node);
+        return loadVolume(this.#d, this.#d.store.getVolume(row.id)!);
+      });
+    });
+  }
+
+  mount(req: MountRequest, ctx: OpContext): Promise<MountResponse> {
+    return this.#op('mount', ctx, req?.ref ?? null, async () => {
+      const ref = requireRef(req?.ref);
+      requireConsumer(req.consumer);
+      return this.#locked(ref, ctx, (row) => mountVolume(this.#d, row, req, ctx?.frontend ?? 'core'));
+    });
+  }
+
+  unmount(req: UnmountRequest, ctx: OpContext): Promise<Volume> {
+    return this.#op('unmount', ctx, req?.ref ?? null, async () => {
+      const ref = requireRef(req?.ref);
+      const consumer = requireConsumer(req.consumer);
+      return this.#locked(ref, ctx, async (row) => {
+        await unmountVolume(this.#d, row, consumer);
+        return loadVolume(this.#d, this.#d.store.getVolume(row.id)!);
+      });
+    });
+  }
+
+  path(ref: string, ctx: OpContext): Promise<string | null> {
+    return this.#op('path', ctx, ref, async () => this.#mustFind(requireRef(ref)).path);
+  }
+
+  expand(req: ExpandRequest, ctx: OpContext): Promise<ExpandResponse> {
+    return this.#op('expand', ctx, req?.ref ?? null, async () => {
+      const ref = requireRef(req?.ref);
+      const size = parseSize(req.sizeBytes, 'size');
+      return this.#locked(ref, ctx, (row) => expandVolume(this.#d, row, size));
+    });
+  }
+
+  stats(ref: string, ctx: OpContext): Promise<VolumeStats> {
+    return this.#op('stats', ctx, ref, async () => {
+      const row = this.#mustFind(requireRef(ref));
+      const backend = this.#d.backends.get(row.backend);
+      if (!backend) throw failedPrecondition(`volume "${row.name}" lives on backend "${row.backend}", which is not configured`);
+      return backend.stats({ id: row.id, name: row.name, sizeBytes: row.sizeBytes, fsType: row.fsType, volumeMode: row.volumeMode, options: row.options });
+    });
+  }
+
+  createSnapshot(req: CreateSnapshotRequest, ctx: OpContext): Promise<Snapshot> {
+    return this.#op('createSnapshot', ctx, req?.name ?? null, async () => {
+      const name = validateVolumeName(req?.name, 'name');
+      const volRef = requireRef(req.volume, 'volume');
+      const vol = this.#mustFind(volRef);
+      const release = await this.#locks.acquireAll([volKey(vol.name), snapKey(name)], { wait: ctx?.wait ?? true });
+      try {
+        const fresh = this.#d.store.getVolume(vol.id);
+        if (!fresh) throw notFound(`volume "${volRef}" does not exist`);
+        return await createSnapshot(this.#d, name, fresh);
+      } finally {
+        release();
+      }
+    });
+  }
+
+  inspectSnapshot(ref: string, ctx: OpContext): Promise<Snapshot> {
+    return this.#op('inspectSnapshot', ctx, ref, async () => {
+      const row = findSnapshotRow(this.#d, requireRef(ref));
+      if (!row) throw notFound(`snapshot "${ref}" does not exist`);
+      return toSnapshot(row);
+    });
+  }
+
+  listSnapshots(filter: ListSnapshotsFilter, ctx: OpContext): Promise<Snapshot[]> {
+    return this.#op('listSnapshots', ctx, filter?.volume ?? null, async () => {
+      if (filter?.volume === undefined) return this.#d.store.listSnapshots().map(toSnapshot);
+      const vol = findVolumeRow(this.#d, requireRef(filter.volume, 'volume'));
+      // Snapshots outlive their volume: an id that no longer resolves still filters by id.
+      return this.#d.store.listSnapshots({ volumeId: vol?.id ?? filter.volume }).map(toSnapshot);
+    });
+  }
+
+  deleteSnapshot(ref: string, ctx: OpContext): Promise<void> {
+    return this.#op('deleteSnapshot', ctx, ref, async () => {
+      const first = findSnapshotRow(this.#d, requireRef(ref));
+      if (!first) throw notFound(`snapshot "${ref}" does not exist`);
+      await this.#locks.run(snapKey(first.name), async () => {
+        const row = this.#d.store.getSnapshot(first.id);
+        if (!row) throw notFound(`snapshot "${ref}" does not exist`);
+        await deleteSnapshot(this.#d, row);
+      }, { wait: ctx?.wait ?? true });
+    });
+  }
+
+  capacity(backend: string | undefined, ctx: OpContext): Promise<Capacity[]> {
+    return this.#op('capacity', ctx, null, async () => {
+      let targets: Backend[];
+      if (backend === undefined || backend === null || backend === '') targets = [...this.#d.backends.values()];
+      else {
+        const b = this.#d.backends.get(backend);
+        if (!b) throw notFound(`backend "${backend}" is not configured (configured: ${[...this.#d.backends.keys()].join(', ')})`);
+        targets = [b];
+      }
+      return Promise.all(targets.map(async (b) => ({ backend: b.name, ...(await b.capacity()) })));
+    });
+  }
+
+  backends(): BackendInfo[] {
+    return [...this.#d.backends.values()].map((b) => ({
+      name: b.name, driver: b.driver, capabilities: b.capabilities, settings: b.describe(),
+    }));
+  }
+
+  status(): ServiceStatus {
+    return {
+      version: this.#version,
+      nodeId: this.nodeId,
+      ready: this.#ready && !this.#closed,
+      volumes: this.#d.store.countVolumes(),
+      backends: [...this.#d.backends.keys()],
+      startedAt: this.#startedAt,
+    };
+  }
+
+  async reconcile(): Promise<ReconcileReport> {
+    const report = await reconcile(this.#d, this.#locks);
+    this.#ready = true;
+    return report;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    // Let running operations finish their intent -> commit sequence (bounded).
+    const deadline = Date.now() + 30_000;
+    while (this.#inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    this.#d.store.close();
+  }
+}
+
+function groupBy<T extends AttachmentRow | MountRefRow>(rows: T[]): Map<string, T[]> {
+  const m = new Map<string, T[]>();
+  for (const r of rows) {
+    const list = m.get(r.volumeId);
+    if (list) list.push(r);
+    else m.set(r.volumeId, [r]);
+  }
+  return m;
+}
+
+/**
+ * Builds the service and reconciles records with the backends before returning it.
+ * @example const svc = await createVolumeService({ config, store, backends, exec, log, version: '0.1.0' });
+ */
+export async function createVolumeService(deps: VolumeServiceDeps): Promise<CoreVolumeService> {
+  const svc = new CoreService(deps);
+  await svc.reconcile();
+  return svc;
+}
