@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest';
+import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createExec } from './exec.js';
+import { FS_MIN_BYTES, growCommands, makeFilesystem, mkfsCommand, parseBlkidExport, parseExt4Superblock, probeFilesystem, readExt4Size } from './fs.js';
+
+describe('filesystem commands as data', () => {
+  it('makes ext4 fast and without root-reserved blocks, xfs/btrfs forced', () => {
+    expect(mkfsCommand('ext4', '/dev/loop1').args).toEqual(['-q', '-F', '-m', '0', '-E', 'lazy_itable_init=1,lazy_journal_init=1', '--', '/dev/loop1']);
+    expect(mkfsCommand('xfs', '/dev/loop1')).toMatchObject({ bin: 'mkfs.xfs', args: ['-q', '-f', '--', '/dev/loop1'] });
+    expect(mkfsCommand('btrfs', '/dev/loop1')).toMatchObject({ bin: 'mkfs.btrfs', args: ['-q', '-f', '--', '/dev/loop1'] });
+  });
+  it('grows ext4 offline on the device and xfs/btrfs through the mount point', () => {
+    expect(growCommands('ext4', { device: '/dev/loop1', mountpoint: null }).map((c) => [c.bin, ...c.args])).toEqual([
+      ['e2fsck', '-f', '-p', '--', '/dev/loop1'],
+      ['resize2fs', '--', '/dev/loop1'],
+    ]);
+    expect(growCommands('xfs', { device: '/dev/loop1', mountpoint: '/m' })[0]).toMatchObject({ bin: 'xfs_growfs', args: ['--', '/m'] });
+    expect(growCommands('btrfs', { device: '/dev/loop1', mountpoint: '/m' })[0]).toMatchObject({ bin: 'btrfs', args: ['filesystem', 'resize', 'max', '/m'] });
+    expect(() => growCommands('xfs', { device: '/dev/loop1', mountpoint: null })).toThrow(/only while mounted/);
+  });
+  it('parses blkid export output', () => {
+    expect(parseBlkidExport('DEVNAME=/dev/loop0\nUUID=7693a204\nVERSION=1.0\nBLOCK_SIZE=1024\nTYPE=ext4\nUSAGE=filesystem\n')).toEqual({ type: 'ext4', uuid: '7693a204' });
+    expect(parseBlkidExport('DEVNAME=/dev/loop0\nPTTYPE=dos\n')).toBeNull();
+    expect(parseBlkidExport('')).toBeNull();
+  });
+  it('parses ext4 superblocks, including the 64-bit block count', () => {
+    const sb = Buffer.alloc(1024);
+    sb.writeUInt16LE(0xef53, 0x38);
+    sb.writeUInt32LE(2, 0x18); // 4 KiB blocks
+    sb.writeUInt32LE(1000, 0x04);
+    expect(parseExt4Superblock(sb)).toBe(1000 * 4096);
+    sb.writeUInt32LE(0x80, 0x60); // INCOMPAT_64BIT
+    sb.writeUInt32LE(1, 0x150);
+    expect(parseExt4Superblock(sb)).toBe((2 ** 32 + 1000) * 4096);
+    expect(parseExt4Superblock(Buffer.alloc(1024))).toBeNull();
+  });
+});
+
+describe('filesystem commands on real images', () => {
+  it('measured minimums hold: mkfs refuses just below and accepts at the minimum', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'berth-fs-'));
+    try {
+      const exec = createExec();
+      for (const fs of ['xfs', 'btrfs'] as const) {
+        const img = join(dir, `${fs}.img`);
+        await writeFile(img, '');
+        await truncate(img, FS_MIN_BYTES[fs] - 1024 * 1024);
+        await expect(makeFilesystem(exec, fs, img)).rejects.toMatchObject({ kind: 'Internal' });
+        await truncate(img, FS_MIN_BYTES[fs]);
+        await makeFilesystem(exec, fs, img);
+        expect((await probeFilesystem(exec, img))?.type).toBe(fs);
+      }
+      const img = join(dir, 'ext4.img');
+      await writeFile(img, '');
+      await truncate(img, FS_MIN_BYTES.ext4);
+      expect(await probeFilesystem(exec, img)).toBeNull();
+      await makeFilesystem(exec, 'ext4', img);
+      expect(await readExt4Size(img)).toBe(FS_MIN_BYTES.ext4);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
