@@ -11,7 +11,8 @@
  * which takes effect at once while the volume is in use (online).
  *
  * qgroup accounting is updated at transaction commit, so a writer can overshoot the
- * limit by what is still in flight before it gets EDQUOT; stats lag by the same amount.
+ * limit by what is still in flight before it gets EDQUOT; stats() commits first so its
+ * numbers include the latest writes.
  */
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -153,7 +154,10 @@ class BtrfsBackend implements Backend {
     if (!(await isSubvolume(path))) return unhealthy(`subvolume ${path} is missing`);
     let row;
     try {
-      row = ownQgroup(await qgroupShow(this.exec, path));
+      // --sync commits the transaction first: without it a volume written in the last ~30 s
+      // (the commit interval) shows old numbers, even 0 used. A commit with little dirty data
+      // takes milliseconds, and CSI asks for stats about once a minute per volume.
+      row = ownQgroup(await qgroupShow(this.exec, path, { sync: true }));
     } catch (err) {
       return unhealthy(`cannot read the qgroup of ${path}: ${err instanceof Error ? err.message : String(err)}`);
     }
