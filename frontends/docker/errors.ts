@@ -4,12 +4,10 @@
  * VolumeDriver.Create: <Err>"), so every message says what went wrong and what to do.
  * The switch is exhaustive: a new error kind breaks the build until it is mapped here.
  */
-import { asBerthError, type BerthError } from '../../core/index.js';
-import type { Logger } from '../../core/index.js';
+import { asBerthError, type BerthError } from '../../core/errors.js';
+import type { Logger } from '../../core/log.js';
 
-export interface DockerErrorBody {
-  readonly Err: string;
-}
+export type DockerErrorBody = { readonly Err: string };
 
 /** The user-facing text for an error of each kind. */
 export function dockerErrorMessage(err: BerthError): string {

@@ -1,0 +1,86 @@
+// The plugin server on a real unix socket: raw HTTP the way Docker sends it, socket
+// lifecycle (stale socket replaced, live socket refused, removed on stop).
+import { mkdtempSync, rmSync, existsSync, writeFileSync, statSync } from 'node:fs';
+import { request } from 'node:http';
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createSilentLogger, type VolumeService } from '../../core/index.js';
+import { createDockerFrontend } from './index.js';
+
+let dir: string;
+const stops: Array<() => Promise<unknown>> = [];
+
+/** Only what Activate/Capabilities touch; the app's other routes are covered in app.test.ts. */
+const service = { backends: () => [] } as unknown as VolumeService;
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'berth-docker-srv-'));
+});
+afterEach(async () => {
+  for (const s of stops.splice(0).reverse()) await s();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function frontend(socket: string) {
+  const f = createDockerFrontend({ service, config: { enabled: true, driverName: 't', socket }, log: createSilentLogger() });
+  stops.push(() => f.stop());
+  return f;
+}
+
+/** POST without Content-Type, as Docker does. */
+function post(socket: string, path: string, body: string): Promise<{ status: number; type: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: socket, path, method: 'POST', headers: { 'Content-Length': Buffer.byteLength(body) } }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+describe('createDockerFrontend', () => {
+  it('serves the protocol on a unix socket it creates (directory included) and removes on stop', async () => {
+    const socket = join(dir, 'plugins', 'berth-x.sock');
+    const f = frontend(socket);
+    await f.start();
+    expect(statSync(socket).isSocket()).toBe(true);
+    const a = await post(socket, '/Plugin.Activate', '');
+    expect(a).toMatchObject({ status: 200, type: 'application/vnd.docker.plugins.v1.2+json' });
+    expect(JSON.parse(a.body)).toEqual({ Implements: ['VolumeDriver'] });
+    expect(JSON.parse((await post(socket, '/VolumeDriver.Capabilities', '{}\n')).body)).toEqual({ Capabilities: { Scope: 'local' } });
+    await f.stop();
+    expect(existsSync(socket)).toBe(false);
+    await f.stop(); // twice is fine
+  });
+
+  it('replaces a stale socket left by a crash', async () => {
+    const socket = join(dir, 'stale.sock');
+    // A process that listens and is killed with SIGKILL leaves its socket file behind.
+    const child = spawn(process.execPath, ['-e', "require('net').createServer().listen(process.argv[1], () => console.log('up'))", socket]);
+    await new Promise((r) => child.stdout.once('data', r));
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    expect(statSync(socket).isSocket()).toBe(true);
+    const f = frontend(socket);
+    await f.start();
+    expect(JSON.parse((await post(socket, '/Plugin.Activate', '')).body)).toEqual({ Implements: ['VolumeDriver'] });
+  });
+
+  it('refuses a socket another process is serving, and a path that is not a socket', async () => {
+    const socket = join(dir, 'live.sock');
+    const live = createServer();
+    await new Promise<void>((r) => live.listen(socket, r));
+    stops.push(() => new Promise((r) => live.close(r)));
+    await expect(frontend(socket).start()).rejects.toThrow(/in use by another process/);
+
+    const file = join(dir, 'file.sock');
+    writeFileSync(file, '');
+    await expect(frontend(file).start()).rejects.toThrow(/not a socket/);
+    expect(existsSync(file)).toBe(true);
+  });
+});
