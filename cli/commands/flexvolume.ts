@@ -1,0 +1,131 @@
+/**
+ * `berth flexvolume install|uninstall`: puts the FlexVolume driver where kubelet and
+ * kube-controller-manager look for it, <plugin dir>/berth~berth/berth (driver name
+ * "berth/berth" in a PV's flexVolume.driver), next to berth.json naming the admin socket.
+ *
+ * kubelet watches the plugin dir with fsnotify and re-probes (runs `init`) on every write,
+ * and ignores names starting with '.': so every file is written under a dot-name first and
+ * renamed into place, and a first install builds the whole driver dir under a dot-name and
+ * renames it, so kubelet never sees a half-written executable or a dir without one.
+ */
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Argv, CommandModule } from 'yargs';
+import { failedPrecondition } from '../../core/errors.js';
+import { DEFAULT_ADMIN_SOCKET } from '../../frontends/admin/client.js';
+import type { GlobalArgs } from '../context.js';
+
+export const DEFAULT_PLUGIN_DIR = '/usr/libexec/kubernetes/kubelet-plugins/volume/exec';
+/** `<vendor>~<driver>`: kubelet's escaped form of the driver name "berth/berth". */
+export const DRIVER_DIR = 'berth~berth';
+export const DRIVER_EXECUTABLE = 'berth';
+/** Read by frontends/flexvolume/main.ts (DRIVER_CONFIG_FILE). */
+export const DRIVER_CONFIG = 'berth.json';
+
+export interface InstallOptions {
+  readonly pluginDir: string;
+  /** Admin socket the driver talks to (absolute). */
+  readonly socket: string;
+  /** The bundled driver (dist/flexvolume.js). */
+  readonly source: string;
+  /** Node binary for the driver's #! line: kubelet's PATH may not contain node. */
+  readonly nodePath: string;
+}
+
+/** Where the bundled driver is: next to dist/berth.js, or dist/ of the source tree under tsx. */
+export function findDriverBundle(): string {
+  const candidates = [new URL('./flexvolume.js', import.meta.url), new URL('../../dist/flexvolume.js', import.meta.url)].map((u) => fileURLToPath(u));
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) throw failedPrecondition(`the FlexVolume driver bundle is missing (looked for ${candidates.join(', ')}); run npm run build`);
+  return found;
+}
+
+async function writeDurably(path: string, data: string, mode: number): Promise<void> {
+  const fh = await open(path, 'w', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await chmod(path, mode); // open's mode is filtered by the umask
+}
+
+/** Installs (or upgrades in place) the driver; returns the executable's path. */
+export async function installFlexDriver(o: InstallOptions): Promise<string> {
+  const bundle = await readFile(o.source, 'utf8');
+  const executable = `#!${o.nodePath}\n${bundle.replace(/^#![^\n]*\n/, '')}`;
+  const config = `${JSON.stringify({ socket: o.socket }, null, 2)}\n`;
+  const driverDir = join(o.pluginDir, DRIVER_DIR);
+  await mkdir(o.pluginDir, { recursive: true, mode: 0o755 });
+  const tmp = `.tmp-${process.pid}-${Date.now()}`;
+
+  if (!existsSync(driverDir)) {
+    const staging = join(o.pluginDir, `.${DRIVER_DIR}${tmp}`);
+    await mkdir(staging, { mode: 0o755 });
+    try {
+      await writeDurably(join(staging, DRIVER_CONFIG), config, 0o644);
+      await writeDurably(join(staging, DRIVER_EXECUTABLE), executable, 0o755);
+      await chmod(staging, 0o755);
+      await rename(staging, driverDir);
+      return join(driverDir, DRIVER_EXECUTABLE);
+    } catch (err) {
+      await rm(staging, { recursive: true, force: true });
+      // Someone created the dir meanwhile: fall through to the in-place upgrade.
+      if (!['ENOTEMPTY', 'EEXIST'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+    }
+  }
+  // Config first: when the new executable appears, kubelet's re-probe already sees the right socket.
+  for (const [name, data, mode] of [[DRIVER_CONFIG, config, 0o644], [DRIVER_EXECUTABLE, executable, 0o755]] as const) {
+    const temp = join(driverDir, `.${name}${tmp}`);
+    try {
+      await writeDurably(temp, data, mode);
+      await rename(temp, join(driverDir, name));
+    } finally {
+      await rm(temp, { force: true });
+    }
+  }
+  return join(driverDir, DRIVER_EXECUTABLE);
+}
+
+/** Removes the driver dir; kubelet unregisters the driver when its executable goes. */
+export async function uninstallFlexDriver(pluginDir: string): Promise<string> {
+  const driverDir = join(pluginDir, DRIVER_DIR);
+  await rm(driverDir, { recursive: true, force: true });
+  return driverDir;
+}
+
+type FlexArgs = GlobalArgs & { 'plugin-dir': string };
+
+const pluginDirOption = <T>(y: Argv<T>) =>
+  y.option('plugin-dir', { type: 'string', default: DEFAULT_PLUGIN_DIR, describe: "kubelet's --volume-plugin-dir (and the controller-manager's --flex-volume-plugin-dir)" });
+
+const install: CommandModule<GlobalArgs, FlexArgs> = {
+  command: 'install',
+  describe: 'Install the FlexVolume driver (berth/berth) bound to the admin socket (--socket)',
+  builder: (y) => pluginDirOption(y),
+  handler: async (a) => {
+    const socket = resolve(a.socket ?? process.env.BERTH_SOCKET ?? DEFAULT_ADMIN_SOCKET);
+    const path = await installFlexDriver({ pluginDir: resolve(a['plugin-dir']), socket, source: findDriverBundle(), nodePath: process.execPath });
+    process.stdout.write(`installed FlexVolume driver berth/berth at ${path} (admin socket ${socket})\n`);
+  },
+};
+
+const uninstall: CommandModule<GlobalArgs, FlexArgs> = {
+  command: 'uninstall',
+  describe: 'Remove the FlexVolume driver',
+  builder: (y) => pluginDirOption(y),
+  handler: async (a) => {
+    const dir = await uninstallFlexDriver(resolve(a['plugin-dir']));
+    process.stdout.write(`removed ${dir}\n`);
+  },
+};
+
+export const flexvolumeCommand: CommandModule<GlobalArgs, GlobalArgs> = {
+  command: 'flexvolume',
+  describe: 'Install or remove the Kubernetes FlexVolume driver',
+  builder: (y) => y.command(install).command(uninstall).demandCommand(1, 'name a flexvolume command: install or uninstall'),
+  handler: () => undefined,
+};

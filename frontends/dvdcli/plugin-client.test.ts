@@ -1,0 +1,116 @@
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { connectPlugin, locatePlugin, PluginCallError, PluginUnavailableError } from './plugin-client.js';
+
+interface Seen {
+  method: string;
+  body: string;
+  headers: IncomingMessage['headers'];
+}
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const fn of cleanups.splice(0).reverse()) await fn();
+});
+
+function tmp(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-dvdcli-unit-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A throw-away volume plugin: records requests, answers from `replies` (status, body). */
+async function fakePlugin(socketPath: string, replies: Record<string, [number, unknown]>): Promise<Seen[]> {
+  const seen: Seen[] = [];
+  const server: Server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      const method = (req.url ?? '').slice(1);
+      seen.push({ method, body, headers: req.headers });
+      const [status, reply] = replies[method] ?? [404, 'no such method'];
+      res.writeHead(status, { 'content-type': 'application/vnd.docker.plugins.v1.2+json' });
+      res.end(typeof reply === 'string' ? reply : JSON.stringify(reply));
+    });
+  });
+  await new Promise<void>((r) => server.listen(socketPath, r));
+  cleanups.push(() => new Promise((r) => server.close(r)));
+  return seen;
+}
+
+const ACTIVATE: [number, unknown] = [200, { Implements: ['VolumeDriver'] }];
+const noWarn = () => undefined;
+
+describe('Docker plugin discovery', () => {
+  it('finds N.sock, then N/N.sock (following symlinks), then .spec, then .json', async () => {
+    const root = tmp();
+    const [socks, specs] = [join(root, 'run'), join(root, 'etc')];
+    mkdirSync(join(socks, 'p2'), { recursive: true });
+    mkdirSync(specs);
+    const real = join(root, 'real.sock');
+    await fakePlugin(real, { 'Plugin.Activate': ACTIVATE });
+    const dirs = { socketDirs: [socks], specDirs: [specs] };
+
+    expect(locatePlugin('p1', dirs)).toBeNull();
+    symlinkSync(real, join(socks, 'p1.sock'));
+    expect(locatePlugin('p1', dirs)).toMatchObject({ kind: 'unix', socketPath: join(socks, 'p1.sock') });
+    symlinkSync(real, join(socks, 'p2', 'p2.sock'));
+    expect(locatePlugin('p2', dirs)).toMatchObject({ kind: 'unix', socketPath: join(socks, 'p2', 'p2.sock') });
+
+    writeFileSync(join(specs, 'p3.spec'), `  unix://${real}\n`);
+    expect(locatePlugin('p3', dirs)).toMatchObject({ kind: 'unix', socketPath: real });
+    writeFileSync(join(specs, 'p4.spec'), 'tcp://127.0.0.1:8080');
+    expect(locatePlugin('p4', dirs)).toMatchObject({ kind: 'tcp', tls: null });
+    writeFileSync(join(specs, 'p5.json'), JSON.stringify({ Name: 'p5', Addr: 'https://127.0.0.1:9443', TLSConfig: { CAFile: '' } }));
+    expect(locatePlugin('p5', dirs)).toMatchObject({ kind: 'tcp', tls: { insecureSkipVerify: true } });
+    writeFileSync(join(specs, 'p6.spec'), '/no/scheme.sock');
+    expect(() => locatePlugin('p6', dirs)).toThrow(/Unknown protocol/);
+    expect(() => locatePlugin('../x', dirs)).toThrow(/invalid volume driver name/);
+  });
+});
+
+describe('Docker plugin calls', () => {
+  it('activates, posts compact JSON with a trailing newline and the plugin Accept header', async () => {
+    const root = tmp();
+    const sock = join(root, 'p.sock');
+    const seen = await fakePlugin(sock, { 'Plugin.Activate': ACTIVATE, 'VolumeDriver.Mount': [200, { Mountpoint: '/m', Err: '' }] });
+    const plugin = await connectPlugin({ name: 'p', waitSeconds: 0, warn: noWarn, dirs: { socketDirs: [root], specDirs: [] } });
+    const reply = await plugin.call<{ Mountpoint: string }>('VolumeDriver.Mount', { Name: 'v1' });
+    expect(reply.Mountpoint).toBe('/m');
+    expect(seen.map((s) => s.method)).toEqual(['Plugin.Activate', 'VolumeDriver.Mount']);
+    expect(seen[0]!.body).toBe('');
+    expect(seen[1]!.body).toBe('{"Name":"v1"}\n');
+    expect(seen[1]!.headers.accept).toBe('application/vnd.docker.plugins.v1.2+json');
+    expect(seen[1]!.headers['content-type']).toBeUndefined();
+  });
+
+  it('turns Err (HTTP 200 or 500) and non-JSON errors into PluginCallError texts like dvdcli', async () => {
+    const root = tmp();
+    const sock = join(root, 'p.sock');
+    await fakePlugin(sock, {
+      'Plugin.Activate': ACTIVATE,
+      'VolumeDriver.Get': [200, { Err: 'volume not found' }],
+      'VolumeDriver.Create': [500, { Err: 'disk full' }],
+      'VolumeDriver.Remove': [500, 'boom'],
+    });
+    const plugin = await connectPlugin({ name: 'p', waitSeconds: 0, warn: noWarn, dirs: { socketDirs: [root], specDirs: [] } });
+    await expect(plugin.call('VolumeDriver.Get', { Name: 'x' })).rejects.toThrow(new PluginCallError('volume not found', 'VolumeDriver.Get'));
+    await expect(plugin.call('VolumeDriver.Create', { Name: 'x' })).rejects.toThrow('VolumeDriver.Create: disk full');
+    await expect(plugin.call('VolumeDriver.Remove', { Name: 'x' })).rejects.toThrow('VolumeDriver.Remove: boom');
+  });
+
+  it('refuses a plugin that is not a VolumeDriver, and reports a missing one after the wait', async () => {
+    const root = tmp();
+    await fakePlugin(join(root, 'auth.sock'), { 'Plugin.Activate': [200, { Implements: ['authz'] }] });
+    const dirs = { socketDirs: [root], specDirs: [] };
+    await expect(connectPlugin({ name: 'auth', waitSeconds: 0, warn: noWarn, dirs })).rejects.toThrow(/does not implement the requested driver/);
+    const warnings: string[] = [];
+    const started = Date.now();
+    await expect(connectPlugin({ name: 'absent', waitSeconds: 1, warn: (m) => warnings.push(m), dirs })).rejects.toThrow(PluginUnavailableError);
+    expect(warnings).toEqual(['Unable to locate plugin: absent, retrying in 1s']);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+  });
+});

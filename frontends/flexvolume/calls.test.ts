@@ -1,0 +1,119 @@
+// The call logic against an in-memory stand-in for the admin API (the real daemon is in
+// test/integration/flexvolume.test.ts): which admin calls each FlexVolume call makes.
+import { describe, expect, it } from 'vitest';
+import { BerthError } from '../../core/errors.js';
+import type { Volume } from '../../core/types.js';
+import { CAPABILITIES, runFlexCall, type FlexAdmin } from './calls.js';
+import { PV_LABEL } from './options.js';
+
+function fakeAdmin(nodeId = 'node-1') {
+  const vols = new Map<string, Volume>();
+  const log: string[] = [];
+  const get = (ref: string) => {
+    const v = vols.get(ref) ?? [...vols.values()].find((x) => x.id === ref);
+    if (!v) throw new BerthError('NotFound', `volume ${ref} not found`);
+    return v;
+  };
+  const put = (v: Volume) => (vols.set(v.name, v), v);
+  const admin: FlexAdmin = {
+    inspectVolume: async (ref) => get(ref),
+    listVolumes: async (f = {}) =>
+      [...vols.values()].filter((v) => Object.entries(f.labels ?? {}).every(([k, val]) => v.labels[k] === val)),
+    createVolume: async (b) => {
+      log.push(`create ${b.name} ${JSON.stringify(b)}`);
+      return put({
+        id: `vol-${b.name}`, name: b.name, backend: b.backend ?? 'local', sizeBytes: 0, fsType: (b.fs as Volume['fsType']) ?? null,
+        volumeMode: 'filesystem', accessMode: 'ReadWriteOnce', labels: b.labels ?? {}, options: b.options ?? {}, source: null,
+        status: 'ready', createdAt: '', attachments: [], mounts: [], path: null,
+      });
+    },
+    attach: async (ref, b = {}) => {
+      log.push(`attach ${ref} ${b.node}`);
+      const v = get(ref);
+      return put({ ...v, attachments: [...v.attachments.filter((a) => a.node !== b.node), { node: b.node ?? nodeId, device: '/dev/loop9', readOnly: false, implicit: false, createdAt: '' }] });
+    },
+    detach: async (ref, b = {}) => {
+      log.push(`detach ${ref} ${b.node}`);
+      const v = get(ref);
+      return put({ ...v, attachments: v.attachments.filter((a) => a.node !== b.node) });
+    },
+    mount: async (ref, b) => {
+      log.push(`mount ${ref} ${b.consumer} ${b.target} ro=${b.readOnly}`);
+      const v = get(ref);
+      const nv = put({ ...v, mounts: [...v.mounts, { consumer: b.consumer, frontend: 'flexvolume', target: b.target ?? null, readOnly: !!b.readOnly, createdAt: '' }] });
+      return { path: b.target ?? '', volume: nv, existing: false };
+    },
+    unmount: async (ref, b) => {
+      log.push(`unmount ${ref} ${b.consumer}`);
+      const v = get(ref);
+      return put({ ...v, mounts: v.mounts.filter((m) => m.consumer !== b.consumer) });
+    },
+    expand: async (ref, size) => {
+      log.push(`expand ${ref} ${size}`);
+      return { volume: get(ref), pendingFsGrowth: false };
+    },
+    version: async () => ({ version: 'test', nodeId }),
+  };
+  return { admin, log, vols };
+}
+
+const J = (o: Record<string, string>) => JSON.stringify({ 'kubernetes.io/fsType': '', 'kubernetes.io/pvOrVolumeName': 'pv1', 'kubernetes.io/readwrite': 'rw', ...o });
+
+describe('FlexVolume calls', () => {
+  it('init reports the capabilities without touching the daemon', async () => {
+    const reply = await runFlexCall(['init'], () => {
+      throw new Error('no daemon for init');
+    });
+    expect(reply).toEqual({ status: 'Success', capabilities: CAPABILITIES });
+  });
+
+  it('walks the attachable lifecycle with flex: / flex-device: consumers', async () => {
+    const { admin, log } = fakeAdmin();
+    const run = (argv: string[]) => runFlexCall(argv, () => admin);
+    expect(await run(['attach', J({ size: '1Gi', backend: 'loop' }), 'node-1'])).toEqual({ status: 'Success', device: '/dev/loop9' });
+    expect(await run(['isattached', J({}), 'node-1'])).toEqual({ status: 'Success', attached: true });
+    expect(await run(['isattached', 'node-1', J({})])).toEqual({ status: 'Success', attached: true }); // old argument order
+    expect(await run(['waitforattach', '/dev/loop9', J({})])).toEqual({ status: 'Success', device: '/dev/loop9' });
+    expect(await run(['mountdevice', '/dm/pv1', '/dev/loop9', J({})])).toEqual({ status: 'Success' });
+    expect(await run(['mount', '/pods/u/pv1', J({ 'kubernetes.io/readwrite': 'ro', 'kubernetes.io/pod.name': 'p' })])).toEqual({ status: 'Success' });
+    expect(await run(['unmount', '/pods/u/pv1'])).toEqual({ status: 'Success' });
+    expect(await run(['unmount', '/pods/u/pv1'])).toMatchObject({ status: 'Success', message: 'not mounted' });
+    expect(await run(['unmountdevice', '/dm/pv1'])).toEqual({ status: 'Success' });
+    expect(await run(['detach', 'pv1', 'node-1'])).toEqual({ status: 'Success' });
+    expect(await run(['isattached', J({}), 'node-1'])).toEqual({ status: 'Success', attached: false });
+    expect(log).toEqual([
+      `create pv1 {"name":"pv1","size":"1GiB","backend":"loop","labels":{"${PV_LABEL}":"pv1"}}`,
+      'attach vol-pv1 node-1',
+      'mount vol-pv1 flex-device:/dm/pv1 /dm/pv1 ro=false',
+      'mount vol-pv1 flex:/pods/u/pv1 /pods/u/pv1 ro=true',
+      'unmount vol-pv1 flex:/pods/u/pv1',
+      'unmount vol-pv1 flex-device:/dm/pv1',
+      'detach vol-pv1 node-1',
+    ]);
+  });
+
+  it('detach finds a volume created under another name through its PV label; absent is success', async () => {
+    const { admin, log } = fakeAdmin();
+    const run = (argv: string[]) => runFlexCall(argv, () => admin);
+    await run(['attach', J({ volumeName: 'data' }), 'node-1']);
+    expect(await run(['detach', 'pv1', 'node-1'])).toEqual({ status: 'Success' });
+    expect(log).toContain('detach vol-data node-1');
+    expect(await run(['detach', 'pv-unknown', 'node-1'])).toMatchObject({ status: 'Success' });
+  });
+
+  it('refuses a missing volume when create=false, a filesystem mismatch, and bad arguments', async () => {
+    const { admin } = fakeAdmin();
+    const run = (argv: string[]) => runFlexCall(argv, () => admin);
+    await expect(run(['mount', '/p', J({ create: 'false' })])).rejects.toThrow(/does not exist and the create option is false/);
+    await run(['attach', J({ fs: 'xfs' }), 'node-1']);
+    await expect(run(['mount', '/p', J({ 'kubernetes.io/fsType': 'ext4' })])).rejects.toThrow(/has filesystem xfs/);
+    await expect(run(['mount', '/p'])).rejects.toThrow(/usage: mount <mount dir> <json>/);
+    await expect(run(['expandvolume', J({}), 'x', '12abc', '1'])).rejects.toThrow(/newSizeBytes/);
+  });
+
+  it('answers Not supported where kubelet has the right fallback', async () => {
+    const { admin } = fakeAdmin();
+    expect(await runFlexCall(['getvolumename', J({})], () => admin)).toEqual({ status: 'Not supported' });
+    expect(await runFlexCall(['waitfordetach', '/dev/x'], () => admin)).toEqual({ status: 'Not supported' });
+  });
+});
