@@ -1,0 +1,261 @@
+/**
+ * CSI Controller service: volume lifecycle, capability checks, listing, capacity and
+ * node attachment (ControllerPublish/Unpublish = service.attach/detach). Snapshot and
+ * expansion RPCs live in snapshots.ts / expansion.ts and are merged in by server.ts.
+ *
+ * Every handler checks its request first (requests.ts), then makes the service call with
+ * `wait: false`, so a second concurrent operation on a volume is ABORTED, as CSI wants.
+ */
+import {
+  alreadyExists, inUse, invalidArgument, isBerthError, notFound, parseVolumeOptions, resourceExhausted,
+  validateVolumeName,
+  type BackendInfo, type CreateVolumeRequest as BerthCreate, type FsType, type OpContext, type Volume, type VolumeService,
+} from '../../core/index.js';
+import type { Config } from '../../core/index.js';
+import { featuresOf } from './features.js';
+import { paginate, VOLUME_TOKEN } from './pagination.js';
+import type * as pb from './proto.js';
+import {
+  parseCapacityRange, parseMaxEntries, requireCapabilities, requireCapability, requireString, type Capability,
+} from './requests.js';
+import {
+  accessModeFor, capabilityMismatch, isReadOnlyMode, isSingleNodeMode, publishedNodeIds, toCsiVolume, volumeCondition,
+  type CsiIdentity,
+} from './volumes.js';
+
+export interface ControllerDeps {
+  readonly service: VolumeService;
+  readonly id: CsiIdentity;
+  readonly config: Pick<Config['csi'], 'maxVolumesPerNode'>;
+}
+
+/** Parameter keys the Kubernetes external-provisioner adds (--extra-create-metadata); kept as labels. */
+const K8S_PARAMETER_PREFIX = 'csi.storage.k8s.io/';
+
+/** The volume whose CSI volume_id this is; null when there is none (a name is not an id). */
+export function lookupVolume(service: VolumeService, volumeId: string): Volume | null {
+  const v = service.find(volumeId);
+  return v && v.id === volumeId ? v : null;
+}
+
+export function requireVolume(service: VolumeService, volumeId: string): Volume {
+  const v = lookupVolume(service, volumeId);
+  if (!v) throw notFound(`volume ${volumeId} does not exist`);
+  return v;
+}
+
+/** @example server.addService(services.Controller, wrap(createControllerHandlers(deps))) */
+export function createControllerHandlers(d: ControllerDeps) {
+  const { service, id } = d;
+  const ctx: OpContext = { frontend: 'csi', wait: false };
+  const backendInfo = (name: string): BackendInfo | undefined => service.backends().find((b) => b.name === name);
+  const render = (v: Volume) => toCsiVolume(v, backendInfo(v.backend), id);
+
+  function status(v: Volume) {
+    return { published_node_ids: publishedNodeIds(v), volume_condition: volumeCondition(v) };
+  }
+
+  return {
+    async CreateVolume(req: pb.CreateVolumeRequest) {
+      const name = validateVolumeName(requireString(req.name, 'name'), 'name');
+      const caps = requireCapabilities(req.volume_capabilities, 'volume_capabilities');
+      const range = parseCapacityRange(req.capacity_range, 'capacity_range');
+      const { params, labels: k8sLabels } = splitParameters(req.parameters ?? {});
+      const opts = parseVolumeOptions(params, 'parameters');
+
+      const block = caps.some((c) => c.accessType === 'block');
+      if (block && caps.some((c) => c.accessType === 'mount')) {
+        throw invalidArgument('volume_capabilities', 'mixes block and mount access types; a volume is one or the other');
+      }
+      const volumeMode = block ? 'block' : 'filesystem';
+      if (opts.volumeMode && opts.volumeMode !== volumeMode) {
+        throw invalidArgument('parameters.mode', `"${opts.volumeMode}" contradicts the ${block ? 'block' : 'mount'} access type requested`);
+      }
+      const accessMode = accessModeFor(caps.map((c) => c.mode));
+      if (opts.accessMode && opts.accessMode !== accessMode) {
+        throw invalidArgument('parameters.accessMode', `"${opts.accessMode}" contradicts the access modes requested (${accessMode})`);
+      }
+      checkTopology(req.accessibility_requirements, id);
+
+      const source = contentSource(req.volume_content_source) ?? opts.source;
+      const sizeBytes = range.required || range.limit || opts.sizeBytes;
+      const create: BerthCreate = {
+        name,
+        volumeMode,
+        accessMode,
+        ...(opts.backend !== undefined ? { backend: opts.backend } : {}),
+        ...(sizeBytes !== undefined && sizeBytes > 0 ? { sizeBytes } : {}),
+        ...fsTypeFor(opts.fsType, caps, opts.backend, service.backends()),
+        ...(opts.labels || Object.keys(k8sLabels).length ? { labels: { ...opts.labels, ...k8sLabels } } : {}),
+        ...(opts.options ? { options: opts.options } : {}),
+        ...(source ? { source } : {}),
+      };
+      return { volume: render(await service.create(create, ctx)) };
+    },
+
+    async DeleteVolume(req: pb.DeleteVolumeRequest) {
+      const volumeId = requireString(req.volume_id, 'volume_id');
+      if (!lookupVolume(service, volumeId)) return {}; // already gone: DeleteVolume is idempotent
+      try {
+        await service.remove({ ref: volumeId }, ctx);
+      } catch (err) {
+        if (!(isBerthError(err) && err.kind === 'NotFound')) throw err;
+      }
+      return {};
+    },
+
+    async ControllerPublishVolume(req: pb.ControllerPublishVolumeRequest) {
+      const volumeId = requireString(req.volume_id, 'volume_id');
+      const nodeId = requireString(req.node_id, 'node_id');
+      const cap = requireCapability(req.volume_capability, 'volume_capability');
+      const vol = requireVolume(service, volumeId);
+      if (nodeId !== id.nodeId) throw notFound(`node ${nodeId} is not served by this plugin (this node is ${id.nodeId})`);
+      const mismatch = capabilityMismatch(vol, cap);
+      if (mismatch) throw invalidArgument('volume_capability', mismatch);
+      const readOnly = req.readonly || isReadOnlyMode(cap.mode);
+
+      const here = vol.attachments.find((a) => a.node === nodeId);
+      if (here && !here.implicit && here.readOnly !== readOnly) {
+        throw alreadyExists(`volume ${volumeId} is already published to ${nodeId} ${here.readOnly ? 'read-only' : 'read-write'}`);
+      }
+      const elsewhere = vol.attachments.find((a) => a.node !== nodeId);
+      if (elsewhere && isSingleNodeMode(vol.accessMode)) {
+        throw inUse(`volume ${volumeId} (${vol.accessMode}) is published to node ${elsewhere.node}`);
+      }
+      if (!here && d.config.maxVolumesPerNode > 0) {
+        const onNode = (await service.list({}, ctx)).filter((v) => v.attachments.some((a) => a.node === nodeId)).length;
+        if (onNode >= d.config.maxVolumesPerNode) {
+          throw resourceExhausted(`node ${nodeId} already has ${onNode} volumes published (max_volumes_per_node ${d.config.maxVolumesPerNode})`);
+        }
+      }
+      const attached = await service.attach({ ref: volumeId, node: nodeId, readOnly }, ctx);
+      const device = attached.attachments.find((a) => a.node === nodeId)?.device ?? null;
+      return { publish_context: device ? { device } : {} };
+    },
+
+    async ControllerUnpublishVolume(req: pb.ControllerUnpublishVolumeRequest) {
+      const volumeId = requireString(req.volume_id, 'volume_id');
+      const vol = lookupVolume(service, volumeId);
+      // A volume or node berth does not know is, by the spec, already unpublished from it.
+      if (!vol) return {};
+      const nodes = req.node_id ? [req.node_id] : publishedNodeIds(vol);
+      for (const node of nodes) {
+        if (!vol.attachments.some((a) => a.node === node)) continue;
+        await service.detach({ ref: volumeId, node }, ctx);
+      }
+      return {};
+    },
+
+    async ValidateVolumeCapabilities(req: pb.ValidateVolumeCapabilitiesRequest) {
+      const volumeId = requireString(req.volume_id, 'volume_id');
+      const caps = requireCapabilities(req.volume_capabilities, 'volume_capabilities');
+      const vol = requireVolume(service, volumeId);
+      const problems = caps.map((c) => capabilityMismatch(vol, c)).filter((m): m is string => m !== null);
+      if (problems.length) return { confirmed: null, message: problems.join('; ') };
+      return {
+        confirmed: {
+          volume_context: req.volume_context ?? {},
+          volume_capabilities: req.volume_capabilities,
+          parameters: req.parameters ?? {},
+          mutable_parameters: {},
+        },
+        message: '',
+      };
+    },
+
+    async ListVolumes(req: pb.ListVolumesRequest) {
+      const max = parseMaxEntries(req.max_entries, 'max_entries');
+      const page = paginate(await service.list({}, ctx), req.starting_token ?? '', max, VOLUME_TOKEN);
+      return {
+        entries: page.entries.map((v) => ({ volume: render(v), status: status(v) })),
+        next_token: page.nextToken,
+      };
+    },
+
+    async ControllerGetVolume(req: pb.ControllerGetVolumeRequest) {
+      const vol = requireVolume(service, requireString(req.volume_id, 'volume_id'));
+      return { volume: render(vol), status: status(vol) };
+    },
+
+    async GetCapacity(req: pb.GetCapacityRequest) {
+      if (req.volume_capabilities?.length) requireCapabilities(req.volume_capabilities, 'volume_capabilities');
+      const { params } = splitParameters(req.parameters ?? {});
+      const opts = parseVolumeOptions(params, 'parameters');
+      // Another node's topology segment: nothing of this node's storage is reachable there.
+      const segment = req.accessible_topology?.segments?.[id.topologyKey];
+      if (segment !== undefined && segment !== id.nodeId) return { available_capacity: 0 };
+      const caps = await service.capacity(opts.backend, ctx);
+      return { available_capacity: caps.reduce((sum, c) => sum + c.availableBytes, 0) };
+    },
+
+    async ControllerGetCapabilities() {
+      const f = featuresOf(service.backends());
+      const types = [
+        'CREATE_DELETE_VOLUME', 'PUBLISH_UNPUBLISH_VOLUME', 'LIST_VOLUMES', 'GET_CAPACITY', 'PUBLISH_READONLY',
+        'LIST_VOLUMES_PUBLISHED_NODES', 'VOLUME_CONDITION', 'GET_VOLUME', 'SINGLE_NODE_MULTI_WRITER',
+        ...(f.snapshots ? ['CREATE_DELETE_SNAPSHOT', 'LIST_SNAPSHOTS'] : []),
+        ...(f.clones ? ['CLONE_VOLUME'] : []),
+        ...(f.expansion !== 'none' ? ['EXPAND_VOLUME'] : []),
+      ];
+      return { capabilities: types.map((type) => ({ rpc: { type } })) };
+    },
+  };
+}
+
+/** CSI parameters minus the Kubernetes metadata keys, which become labels ("csi.storage.k8s.io/pvc/name"). */
+function splitParameters(parameters: Record<string, string>): { params: Record<string, string>; labels: Record<string, string> } {
+  const params: Record<string, string> = {};
+  const labels: Record<string, string> = {};
+  for (const [k, v] of Object.entries(parameters)) {
+    if (k.startsWith(K8S_PARAMETER_PREFIX)) labels[k] = v;
+    else params[k] = v;
+  }
+  return { params, labels };
+}
+
+function contentSource(src: pb.VolumeContentSource | null | undefined): BerthCreate['source'] {
+  if (!src) return undefined;
+  if (src.snapshot) {
+    return { kind: 'snapshot', ref: requireString(src.snapshot.snapshot_id, 'volume_content_source.snapshot.snapshot_id') };
+  }
+  if (src.volume) return { kind: 'volume', ref: requireString(src.volume.volume_id, 'volume_content_source.volume.volume_id') };
+  return undefined;
+}
+
+/** requisite topologies: the volume can only be made here, so one of them must allow this node. */
+function checkTopology(req: pb.CreateVolumeRequest['accessibility_requirements'], id: CsiIdentity): void {
+  const requisite = req?.requisite ?? [];
+  if (requisite.length === 0) return;
+  const fits = requisite.some((t) => {
+    const v = t.segments?.[id.topologyKey];
+    return v === undefined || v === id.nodeId;
+  });
+  if (!fits) throw resourceExhausted(`accessibility_requirements: volumes of this plugin can only be made on node ${id.nodeId}`);
+}
+
+/**
+ * The filesystem to ask for. `parameters.fs` wins; otherwise the mount capability's
+ * fs_type is used when the target backend makes filesystems (dir makes none, so there
+ * the CO's default fs_type means nothing). With no backend parameter and several
+ * backends, the hint is used only when every backend can make that filesystem.
+ */
+function fsTypeFor(
+  fromParams: FsType | undefined,
+  caps: readonly Capability[],
+  backendName: string | undefined,
+  backends: readonly BackendInfo[],
+): { fsType?: FsType } {
+  if (fromParams) return { fsType: fromParams };
+  const i = caps.findIndex((c) => c.accessType === 'mount' && c.fsType);
+  if (i < 0) return {};
+  const fs = caps[i]!.fsType;
+  const targets = backendName
+    ? backends.filter((b) => b.name === backendName)
+    : backends.length === 1 ? backends : backends.every((b) => b.capabilities.fsTypes.length > 0) ? backends : [];
+  if (targets.length === 0 || targets.some((b) => b.capabilities.fsTypes.length === 0)) return {};
+  const bad = targets.find((b) => !(b.capabilities.fsTypes as readonly string[]).includes(fs));
+  if (bad) {
+    throw invalidArgument(`volume_capabilities[${i}].mount.fs_type`, `backend "${bad.name}" cannot make "${fs}" (it makes ${bad.capabilities.fsTypes.join(', ')})`);
+  }
+  return { fsType: fs as FsType };
+}

@@ -1,0 +1,90 @@
+/**
+ * The CSI frontend: a grpc-js server on a unix socket serving Identity always, and
+ * Controller and/or Node by config csi.mode.
+ */
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import type { Config, Logger, VolumeService } from '../../core/index.js';
+import type { FrontendServer } from '../types.js';
+import { createControllerHandlers } from './controller.js';
+import { createIdentityHandlers } from './identity.js';
+import { createNodeHandlers } from './node.js';
+import { loadCsiServices } from './proto.js';
+import { wrapHandlers } from './server.js';
+import { createSnapshotHandlers } from './snapshots.js';
+import { topologyKeyFor, type CsiIdentity } from './volumes.js';
+
+export interface CsiFrontendOptions {
+  readonly service: VolumeService;
+  readonly config: Config['csi'];
+  readonly nodeId: string;
+  readonly version: string;
+  readonly log: Logger;
+}
+
+/** Removes a socket file left by a previous run; refuses to delete anything that is not a socket. */
+async function removeStaleSocket(path: string): Promise<void> {
+  const st = await stat(path).catch(() => null);
+  if (!st) return;
+  if (!st.isSocket()) throw new Error(`csi.endpoint ${path} exists and is not a socket; refusing to replace it`);
+  await rm(path, { force: true });
+}
+
+/**
+ * @example const csi = createCsiFrontend({ service, config: cfg.csi, nodeId: cfg.nodeId, version, log }); await csi.start();
+ */
+export function createCsiFrontend(o: CsiFrontendOptions): FrontendServer {
+  const endpoint = o.config.endpoint.replace(/^unix:\/\//, '').replace(/^unix:/, '');
+  const log = o.log.child({ frontend: 'csi' });
+  const id: CsiIdentity = { driverName: o.config.driverName, nodeId: o.nodeId, topologyKey: topologyKeyFor(o.config.driverName) };
+  const controller = o.config.mode === 'controller' || o.config.mode === 'both';
+  const node = o.config.mode === 'node' || o.config.mode === 'both';
+  let server: Server | null = null;
+
+  return {
+    name: 'csi',
+
+    async start() {
+      if (server) return;
+      const services = loadCsiServices();
+      const s = new Server();
+      s.addService(services.Identity, wrapHandlers('Identity', createIdentityHandlers({
+        service: o.service, driverName: o.config.driverName, version: o.version, controller,
+      }), log));
+      if (controller) {
+        s.addService(services.Controller, wrapHandlers('Controller', {
+          ...createControllerHandlers({ service: o.service, id, config: o.config }),
+          ...createSnapshotHandlers({ service: o.service }),
+        }, log));
+      }
+      if (node) s.addService(services.Node, wrapHandlers('Node', createNodeHandlers({ service: o.service, id, config: o.config }), log));
+      await mkdir(dirname(endpoint), { recursive: true });
+      await removeStaleSocket(endpoint);
+      await new Promise<void>((resolve, reject) => {
+        s.bindAsync(`unix:${endpoint}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+      });
+      server = s;
+      log.info({ endpoint, mode: o.config.mode, driver: o.config.driverName }, 'csi listening');
+    },
+
+    async stop() {
+      const s = server;
+      server = null;
+      if (s) {
+        // Let in-flight calls finish for a moment, then cut the rest off.
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            s.forceShutdown();
+            resolve();
+          }, 5_000);
+          s.tryShutdown(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+      await rm(endpoint, { force: true });
+    },
+  };
+}

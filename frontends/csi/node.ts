@@ -1,0 +1,134 @@
+/**
+ * CSI Node service. Each RPC is one service.mount/unmount with a consumer reference:
+ * - NodeStage   -> consumer "csi-stage:<staging path>". For filesystem volumes of attachable
+ *   backends (loop) the core attaches the device, makes/mounts the filesystem and binds it at
+ *   the staging path. Where there is nothing to stage (dir directories, raw block devices)
+ *   the reference alone is recorded: the staging path is private to the plugin, and
+ *   skipping a bind mount there saves a mount(8) and umount(8) per volume lifecycle.
+ * - NodePublish -> consumer "csi:<target path>", target = target path: the core binds the
+ *   volume (or, for block access, the device onto a file it creates) there, read-only
+ *   when asked; NodeUnpublish unbinds and removes the target.
+ * References live in the core's store, so a staged volume survives a daemon restart.
+ */
+import {
+  alreadyExists, failedPrecondition, invalidArgument, isBerthError, notFound,
+  type Config, type OpContext, type Volume, type VolumeService,
+} from '../../core/index.js';
+import { requireVolume } from './controller.js';
+import type * as pb from './proto.js';
+import { requireCapability, requirePath, requireString } from './requests.js';
+import { capabilityMismatch, isReadOnlyMode, nodeTopology, type CsiIdentity } from './volumes.js';
+
+export interface NodeDeps {
+  readonly service: VolumeService;
+  readonly id: CsiIdentity;
+  readonly config: Pick<Config['csi'], 'maxVolumesPerNode'>;
+}
+
+export const stageConsumer = (stagingPath: string) => `csi-stage:${stagingPath}`;
+export const publishConsumer = (targetPath: string) => `csi:${targetPath}`;
+
+/** The core names bind-mount flag errors "mountFlags[i]"; CSI users know them by their proto name. */
+async function withCsiFlagField<T>(field: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (isBerthError(err) && err.kind === 'InvalidArgument' && err.field?.startsWith('mountFlags')) {
+      throw invalidArgument(field + err.field.slice('mountFlags'.length), err.message.replace(/^mountFlags(\[\d+\])?: /, ''));
+    }
+    throw err;
+  }
+}
+
+/** @example server.addService(services.Node, wrap(createNodeHandlers(deps))) */
+export function createNodeHandlers(d: NodeDeps) {
+  const { service, id } = d;
+  const ctx: OpContext = { frontend: 'csi', wait: false };
+  const attachable = (v: Volume) => service.backends().find((b) => b.name === v.backend)?.capabilities.attachable ?? false;
+
+  return {
+    async NodeStageVolume(req: pb.NodeStageVolumeRequest) {
+      const volumeId = requireString(req.volume_id, 'volume_id');
+      const staging = requirePath(req.staging_target_path, 'staging_target_path');
+      const cap = requireCapability(req.volume_capability, 'volume_capability');
+      const vol = requireVolume(service, volumeId);
+      const mismatch = capabilityMismatch(vol, cap);
+      if (mismatch) throw invalidArgument('volume_capability', mismatch);
+      const consumer = stageConsumer(staging);
+      if (vol.mounts.some((m) => m.consumer === consumer)) return {}; // already staged here
+      const bind = vol.volumeMode === 'filesystem' && attachable(vol);
+      await service.mount({ ref: volumeId, consumer, ...(bind ? { target: staging } : {}) }, ctx);
+      return {};
+    },
+
+    async NodeUnstageVolume(req: pb.NodeUnstageVolumeRequest) {
+      const volumeId = requireString(req.volume_id, 'volume_id');
+      const staging = requirePath(req.staging_target_path, 'staging_target_path');
+      requireVolume(service, volumeId);
+      await service.unmount({ ref: volumeId, consumer: stageConsumer(staging) }, ctx);
+      return {};
+    },
+
+    async NodePublishVolume(req: pb.NodePublishVolumeRequest) {
+      const volumeId = requireString(req.volume_id, 'volume_id');
+      const target = requirePath(req.target_path, 'target_path');
+      const staging = requirePath(req.staging_target_path, 'staging_target_path');
+      const cap = requireCapability(req.volume_capability, 'volume_capability');
+      const vol = requireVolume(service, volumeId);
+      const mismatch = capabilityMismatch(vol, cap);
+      if (mismatch) throw invalidArgument('volume_capability', mismatch);
+      if (!vol.mounts.some((m) => m.consumer === stageConsumer(staging))) {
+        throw failedPrecondition(`volume ${volumeId} is not staged at ${staging}: call NodeStageVolume first`);
+      }
+      const readOnly = req.readonly || isReadOnlyMode(cap.mode);
+      const consumer = publishConsumer(target);
+      const existing = vol.mounts.find((m) => m.consumer === consumer);
+      if (existing) {
+        if (existing.readOnly !== readOnly) {
+          throw alreadyExists(`volume ${volumeId} is already published at ${target} ${existing.readOnly ? 'read-only' : 'read-write'}`);
+        }
+        return {};
+      }
+      await withCsiFlagField('volume_capability.mount.mount_flags', () =>
+        service.mount({ ref: volumeId, consumer, target, readOnly, mountFlags: cap.mountFlags }, ctx));
+      return {};
+    },
+
+    async NodeUnpublishVolume(req: pb.NodeUnpublishVolumeRequest) {
+      const volumeId = requireString(req.volume_id, 'volume_id');
+      const target = requirePath(req.target_path, 'target_path');
+      requireVolume(service, volumeId);
+      await service.unmount({ ref: volumeId, consumer: publishConsumer(target) }, ctx);
+      return {};
+    },
+
+    async NodeGetVolumeStats(req: pb.NodeGetVolumeStatsRequest) {
+      const volumeId = requireString(req.volume_id, 'volume_id');
+      const volumePath = requireString(req.volume_path, 'volume_path');
+      const vol = requireVolume(service, volumeId);
+      const paths = new Set<string>();
+      for (const m of vol.mounts) {
+        if (m.target) paths.add(m.target);
+        if (m.consumer.startsWith('csi-stage:')) paths.add(m.consumer.slice('csi-stage:'.length));
+      }
+      if (vol.path) paths.add(vol.path);
+      const normalized = volumePath.length > 1 ? volumePath.replace(/\/+$/, '') : volumePath;
+      if (!paths.has(normalized)) throw notFound(`volume ${volumeId} is not published or staged at ${volumePath}`);
+      const s = await service.stats(volumeId, ctx);
+      const usage: object[] = [{ unit: 'BYTES', total: s.totalBytes, used: s.usedBytes, available: s.availableBytes }];
+      if (s.totalInodes !== null) {
+        usage.push({ unit: 'INODES', total: s.totalInodes, used: s.usedInodes ?? 0, available: s.availableInodes ?? 0 });
+      }
+      return { usage, volume_condition: { abnormal: s.abnormal, message: s.message } };
+    },
+
+    async NodeGetCapabilities() {
+      const types = ['STAGE_UNSTAGE_VOLUME', 'GET_VOLUME_STATS', 'VOLUME_CONDITION', 'SINGLE_NODE_MULTI_WRITER'];
+      return { capabilities: types.map((type) => ({ rpc: { type } })) };
+    },
+
+    async NodeGetInfo() {
+      return { node_id: id.nodeId, max_volumes_per_node: d.config.maxVolumesPerNode, accessible_topology: nodeTopology(id) };
+    },
+  };
+}

@@ -1,0 +1,62 @@
+/**
+ * Turns berth's promise handlers into grpc-js unary handlers through ONE wrapper that
+ * logs every call (method, volume, duration, gRPC code; secrets never logged) and maps
+ * every thrown error through errors.ts.
+ */
+import { status, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { Logger } from '../../core/index.js';
+import { toGrpcError } from './errors.js';
+
+type AnyHandler = (req: never) => Promise<unknown>;
+
+/** The volume (or snapshot) a request is about, for the log line. */
+function subjectOf(req: Record<string, unknown>): string | undefined {
+  for (const k of ['volume_id', 'source_volume_id', 'snapshot_id', 'name'] as const) {
+    const v = req[k];
+    if (typeof v === 'string' && v) return v;
+  }
+  return undefined;
+}
+
+/** A copy of the request without secrets (any field named "secrets", at any depth), for debug logs. */
+export function stripSecrets(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(stripSecrets);
+  if (value === null || typeof value !== 'object') return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) out[k] = k === 'secrets' ? '***stripped***' : stripSecrets(v);
+  return out;
+}
+
+/**
+ * @example server.addService(services.Node, wrapHandlers('Node', createNodeHandlers(deps), log))
+ */
+export function wrapHandlers(service: string, handlers: Record<string, AnyHandler>, log: Logger): UntypedServiceImplementation {
+  const impl: UntypedServiceImplementation = {};
+  for (const [method, handler] of Object.entries(handlers)) {
+    impl[method] = (call: ServerUnaryCall<Record<string, unknown>, unknown>, callback: sendUnaryData<unknown>) => {
+      const started = performance.now();
+      const req = call.request ?? {};
+      const volume = subjectOf(req);
+      const done = (code: status, err?: unknown) => {
+        const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
+        const line = { frontend: 'csi', service, method, volume, durationMs, code: status[code] };
+        if (code === status.OK) log.info(line, 'csi call');
+        else if (code === status.INTERNAL || code === status.UNKNOWN) log.error({ ...line, err }, 'csi call failed');
+        else log.info({ ...line, error: err instanceof Error ? err.message : String(err) }, 'csi call failed');
+      };
+      log.debug({ frontend: 'csi', method, request: stripSecrets(req) }, 'csi request');
+      handler(req as never).then(
+        (res) => {
+          done(status.OK);
+          callback(null, res);
+        },
+        (err: unknown) => {
+          const e = toGrpcError(err);
+          done(e.code, err);
+          callback(e);
+        },
+      );
+    };
+  }
+  return impl;
+}
