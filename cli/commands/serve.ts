@@ -1,0 +1,70 @@
+/**
+ * `berth serve`: load the config once, start the daemon, stop it cleanly on SIGTERM/SIGINT
+ * (exit 0). Any startup failure is one clear line on stderr and exit 1.
+ */
+import type { CommandModule } from 'yargs';
+import { loadConfig, type ConfigFlags } from '../../core/config-load.js';
+import { createLogger } from '../../core/log.js';
+import { isBerthError } from '../../core/errors.js';
+import { startDaemon } from '../daemon.js';
+import { BERTH_VERSION } from '../version.js';
+import type { GlobalArgs } from '../context.js';
+
+type ServeArgs = GlobalArgs & {
+  'state-root'?: string; 'node-id'?: string; 'log-level'?: string; 'default-backend'?: string;
+  'admin-tcp'?: string; 'docker-socket'?: string; 'csi-endpoint'?: string; docker?: boolean; csi?: boolean;
+};
+
+export const serveCommand: CommandModule<GlobalArgs, ServeArgs> = {
+  command: 'serve',
+  describe: 'Run the daemon (config: --config, else /etc/berth/config.yaml, else embedded defaults)',
+  builder: (y) =>
+    y
+      .option('state-root', { type: 'string', describe: 'override stateRoot' })
+      .option('node-id', { type: 'string', describe: 'override nodeId' })
+      .option('log-level', { type: 'string', describe: 'debug | info | warn | error | silent' })
+      .option('default-backend', { type: 'string', describe: 'override defaultBackend' })
+      .option('admin-tcp', { type: 'string', describe: 'also serve the admin API on host:port (needs admin.token)' })
+      .option('docker-socket', { type: 'string', describe: 'override docker.socket' })
+      .option('csi-endpoint', { type: 'string', describe: 'override csi.endpoint' })
+      .option('docker', { type: 'boolean', describe: 'serve the Docker volume plugin API (--no-docker to disable)' })
+      .option('csi', { type: 'boolean', describe: 'serve CSI (--no-csi to disable)' }),
+  handler: async (a) => {
+    process.exitCode = await serve(a);
+  },
+};
+
+async function serve(a: ServeArgs): Promise<number> {
+  const flags: ConfigFlags = {
+    stateRoot: a['state-root'], nodeId: a['node-id'], logLevel: a['log-level'], defaultBackend: a['default-backend'],
+    socket: a.socket, adminTcp: a['admin-tcp'], dockerSocket: a['docker-socket'], csiEndpoint: a['csi-endpoint'],
+    dockerEnabled: a.docker, csiEnabled: a.csi,
+  };
+  const warnings: string[] = [];
+  let daemon: Awaited<ReturnType<typeof startDaemon>>;
+  let log;
+  try {
+    const config = loadConfig({ file: a.config, env: process.env, flags, onWarning: (m) => warnings.push(m) });
+    log = createLogger({ level: config.log.level });
+    for (const w of warnings) log.warn(w);
+    daemon = await startDaemon(config, { log, version: BERTH_VERSION });
+  } catch (err) {
+    const why = isBerthError(err) ? `${err.kind}: ${err.message}` : err instanceof Error ? err.message : String(err);
+    process.stderr.write(`berth serve: cannot start: ${why}\n`);
+    log?.error({ err }, 'startup failed');
+    return 1;
+  }
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  log.info({ signal }, 'shutting down');
+  try {
+    await daemon.stop();
+  } catch (err) {
+    log.error({ err }, 'shutdown failed');
+    return 1;
+  }
+  log.info('stopped');
+  return 0;
+}

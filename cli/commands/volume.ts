@@ -1,0 +1,194 @@
+/**
+ * `berth volume ...`: each subcommand is one admin API call and one print.
+ * Validation of sizes, names and options happens in the daemon (one parser for every
+ * frontend); the CLI only shapes flags into the request body.
+ */
+import type { Argv, CommandModule } from 'yargs';
+import { clientFor, parsePairs, printerFor, type GlobalArgs } from '../context.js';
+import { VOLUME_COLUMNS, VOLUME_FIELDS } from '../output.js';
+import type { CreateVolumeBody } from '../../frontends/admin/client.js';
+import type { AccessMode, VolumeMode } from '../../core/types.js';
+
+/** The consumer reference the CLI holds when it mounts without --consumer. */
+export const CLI_CONSUMER = 'cli';
+
+type Ref = GlobalArgs & { ref: string };
+
+const ref = <T>(y: Argv<T>) => y.positional('ref', { type: 'string', demandOption: true, describe: 'volume name or id' });
+
+const ls: CommandModule<GlobalArgs, GlobalArgs & { backend?: string; label?: string[] }> = {
+  command: 'ls',
+  aliases: ['list'],
+  describe: 'List volumes',
+  builder: (y) =>
+    y
+      .option('backend', { type: 'string', describe: 'only volumes of this backend instance' })
+      .option('label', { type: 'string', array: true, describe: 'only volumes with this label (k=v, repeatable)' }),
+  handler: async (a) => {
+    const labels = parsePairs(a.label, 'label');
+    const vols = await clientFor(a).listVolumes({ ...(a.backend ? { backend: a.backend } : {}), labels });
+    printerFor(a).list(vols, VOLUME_COLUMNS);
+  },
+};
+
+type CreateArgs = GlobalArgs & {
+  name: string; size?: string; fs?: string; backend?: string; mode?: string; 'access-mode'?: string;
+  label?: string[]; opt?: string[]; 'from-snapshot'?: string; 'from-volume'?: string;
+};
+const create: CommandModule<GlobalArgs, CreateArgs> = {
+  command: 'create <name>',
+  describe: 'Create a volume (idempotent: the same parameters return the existing volume)',
+  builder: (y) =>
+    y
+      .positional('name', { type: 'string', demandOption: true })
+      .option('size', { type: 'string', describe: 'size with units: 512MiB, 1GiB, 10G, or bytes' })
+      .option('fs', { type: 'string', describe: 'filesystem for loop volumes: ext4, xfs, btrfs' })
+      .option('backend', { type: 'string', describe: 'backend instance (default: config defaultBackend)' })
+      .option('mode', { type: 'string', describe: 'filesystem or block' })
+      .option('access-mode', { type: 'string', describe: 'ReadWriteOnce, ReadWriteOncePod, ReadOnlyMany, ReadWriteMany' })
+      .option('label', { type: 'string', array: true, describe: 'label k=v (repeatable)' })
+      .option('opt', { alias: 'o', type: 'string', array: true, describe: 'backend option k=v (repeatable)' })
+      .option('from-snapshot', { type: 'string', describe: 'fill from this snapshot' })
+      .option('from-volume', { type: 'string', describe: 'fill from a copy of this volume' }),
+  handler: async (a) => {
+    const labels = parsePairs(a.label, 'label');
+    const options = parsePairs(a.opt, 'opt');
+    const body: CreateVolumeBody = {
+      name: a.name,
+      ...(a.size !== undefined ? { size: a.size } : {}),
+      ...(a.fs !== undefined ? { fs: a.fs } : {}),
+      ...(a.backend !== undefined ? { backend: a.backend } : {}),
+      ...(a.mode !== undefined ? { mode: a.mode as VolumeMode } : {}),
+      ...(a['access-mode'] !== undefined ? { accessMode: a['access-mode'] as AccessMode } : {}),
+      ...(Object.keys(labels).length ? { labels } : {}),
+      ...(Object.keys(options).length ? { options } : {}),
+      ...(a['from-snapshot'] !== undefined ? { fromSnapshot: a['from-snapshot'] } : {}),
+      ...(a['from-volume'] !== undefined ? { fromVolume: a['from-volume'] } : {}),
+    };
+    printerFor(a).item(await clientFor(a).createVolume(body), VOLUME_FIELDS);
+  },
+};
+
+const inspect: CommandModule<GlobalArgs, Ref> = {
+  command: 'inspect <ref>',
+  describe: 'Show one volume',
+  builder: ref,
+  handler: async (a) => printerFor(a).item(await clientFor(a).inspectVolume(a.ref), VOLUME_FIELDS),
+};
+
+const rm: CommandModule<GlobalArgs, Ref & { force?: boolean }> = {
+  command: 'rm <ref>',
+  aliases: ['remove'],
+  describe: 'Remove a volume (refused while mounted unless --force)',
+  builder: (y) => ref(y).option('force', { alias: 'f', type: 'boolean', describe: 'unmount every reference and detach first' }),
+  handler: async (a) => {
+    await clientFor(a).removeVolume(a.ref, { force: a.force ?? false });
+    printerFor(a).value({ removed: a.ref }, `removed ${a.ref}`);
+  },
+};
+
+const attach: CommandModule<GlobalArgs, Ref & { node?: string; 'read-only'?: boolean }> = {
+  command: 'attach <ref>',
+  describe: 'Attach the volume to a node (loop: sets up the loop device)',
+  builder: (y) => ref(y).option('node', { type: 'string' }).option('read-only', { type: 'boolean' }),
+  handler: async (a) => {
+    const v = await clientFor(a).attach(a.ref, { ...(a.node ? { node: a.node } : {}), ...(a['read-only'] ? { readOnly: true } : {}) });
+    printerFor(a).item(v, VOLUME_FIELDS);
+  },
+};
+
+const detach: CommandModule<GlobalArgs, Ref & { node?: string }> = {
+  command: 'detach <ref>',
+  describe: 'Detach the volume from a node',
+  builder: (y) => ref(y).option('node', { type: 'string' }),
+  handler: async (a) => printerFor(a).item(await clientFor(a).detach(a.ref, a.node ? { node: a.node } : {}), VOLUME_FIELDS),
+};
+
+const mount: CommandModule<GlobalArgs, Ref & { consumer: string; target?: string; 'read-only'?: boolean }> = {
+  command: 'mount <ref>',
+  describe: 'Mount the volume for a consumer and print the path',
+  builder: (y) =>
+    ref(y)
+      .option('consumer', { type: 'string', default: CLI_CONSUMER, describe: 'reference to hold (one per consumer)' })
+      .option('target', { type: 'string', describe: 'also bind-mount the volume here' })
+      .option('read-only', { type: 'boolean' }),
+  handler: async (a) => {
+    const res = await clientFor(a).mount(a.ref, {
+      consumer: a.consumer,
+      ...(a.target ? { target: a.target } : {}),
+      ...(a['read-only'] ? { readOnly: true } : {}),
+    });
+    printerFor(a).value(res, res.path);
+  },
+};
+
+const unmount: CommandModule<GlobalArgs, Ref & { consumer: string }> = {
+  command: 'unmount <ref>',
+  aliases: ['umount'],
+  describe: "Drop a consumer's reference (the last one unmounts)",
+  builder: (y) => ref(y).option('consumer', { type: 'string', default: CLI_CONSUMER }),
+  handler: async (a) => {
+    const v = await clientFor(a).unmount(a.ref, { consumer: a.consumer });
+    printerFor(a).value(v, `${v.name}: ${v.mounts.length} mount reference(s) left`);
+  },
+};
+
+const path: CommandModule<GlobalArgs, Ref> = {
+  command: 'path <ref>',
+  describe: 'Print where the volume is mounted (nothing is printed and exit is 1 when not mounted)',
+  builder: ref,
+  handler: async (a) => {
+    const p = await clientFor(a).path(a.ref);
+    printerFor(a).value({ path: p }, p ?? '');
+    if (p === null) process.exitCode = 1;
+  },
+};
+
+const expand: CommandModule<GlobalArgs, Ref & { size: string }> = {
+  command: 'expand <ref> <size>',
+  describe: 'Grow the volume to a new size',
+  builder: (y) => ref(y).positional('size', { type: 'string', demandOption: true }),
+  handler: async (a) => {
+    const res = await clientFor(a).expand(a.ref, a.size);
+    printerFor(a).item(res.volume, [
+      ...VOLUME_FIELDS.slice(0, 4),
+      ['Filesystem growth', () => (res.pendingFsGrowth ? 'at next mount' : 'done')],
+    ]);
+  },
+};
+
+const stats: CommandModule<GlobalArgs, Ref> = {
+  command: 'stats <ref>',
+  describe: 'Show usage of a mounted volume',
+  builder: ref,
+  handler: async (a) => {
+    const s = await clientFor(a).stats(a.ref);
+    printerFor(a).item(s, [
+      ['Total bytes', (x) => String(x.totalBytes)],
+      ['Used bytes', (x) => String(x.usedBytes)],
+      ['Available bytes', (x) => String(x.availableBytes)],
+      ['Health', (x) => (x.abnormal ? `abnormal: ${x.message}` : 'ok')],
+    ]);
+  },
+};
+
+export const volumeCommand: CommandModule<GlobalArgs, GlobalArgs> = {
+  command: 'volume',
+  aliases: ['volumes', 'vol'],
+  describe: 'Manage volumes',
+  builder: (y) =>
+    y
+      .command(ls)
+      .command(create)
+      .command(inspect)
+      .command(rm)
+      .command(attach)
+      .command(detach)
+      .command(mount)
+      .command(unmount)
+      .command(path)
+      .command(expand)
+      .command(stats)
+      .demandCommand(1, 'name a volume subcommand'),
+  handler: () => undefined,
+};

@@ -1,0 +1,80 @@
+/**
+ * The composition root: the only place the daemon's parts meet.
+ *   Config -> Exec -> backends (builtinDrivers) -> Store (<stateRoot>/state.db)
+ *          -> VolumeService (reconciles before it returns) -> frontends (admin, docker, csi).
+ * Everything is built here and passed down; nothing below holds module-level state.
+ * Shutdown runs in reverse: frontends stop (sockets removed), the service closes, the store closes.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createBackends, createExec, createVolumeService, openStore, type Config, type CoreVolumeService, type Logger } from '../core/index.js';
+
+import { builtinDrivers } from '../backends/index.js';
+import { createAdminFrontend } from '../frontends/admin/server.js';
+import { createDockerFrontend } from '../frontends/docker/index.js';
+import type { FrontendServer } from '../frontends/types.js';
+import { createMetrics } from './metrics.js';
+
+export interface RunningDaemon {
+  readonly config: Config;
+  readonly service: CoreVolumeService;
+  /** Stops every frontend (removing its socket), closes the service and the store. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Builds and starts everything; on any failure it undoes what it started and rethrows.
+ * @example const d = await startDaemon(config, { log, version: '0.1.0' }); ...; await d.stop();
+ */
+export async function startDaemon(config: Config, o: { log: Logger; version: string }): Promise<RunningDaemon> {
+  const { log, version } = o;
+  const undo: Array<() => Promise<void> | void> = [];
+  const unwind = async () => {
+    for (const fn of undo.splice(0).reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        log.warn({ err }, 'shutdown step failed');
+      }
+    }
+  };
+
+  try {
+    await mkdir(config.stateRoot, { recursive: true, mode: 0o755 });
+    const exec = createExec();
+    const backends = await createBackends({ config, drivers: builtinDrivers, exec, log });
+    const store = openStore(join(config.stateRoot, 'state.db'));
+    undo.push(() => store.close());
+
+    let service: CoreVolumeService | null = null;
+    const metrics = createMetrics({ volumes: () => service?.status().volumes ?? 0 });
+    service = await createVolumeService({
+      config, store, backends, exec, log, version, observer: metrics.observe,
+    });
+    const svc = service;
+    undo.push(() => svc.close());
+
+    const frontends: FrontendServer[] = [createAdminFrontend({ service: svc, config: config.admin, log, metrics: metrics.render })];
+    if (config.docker.enabled) frontends.push(createDockerFrontend({ service: svc, config: config.docker, log }));
+    if (config.csi.enabled) {
+      // LEAD: wire the CSI frontend here once frontends/csi/index.ts lands:
+      //   frontends.push(createCsiFrontend({ service: svc, config: config.csi, nodeId: config.nodeId, version, log }));
+      log.warn('csi.enabled is set but this build has no CSI frontend yet; CSI is not served');
+    }
+    for (const f of frontends) {
+      await f.start();
+      undo.push(() => f.stop());
+    }
+    log.info({ version, nodeId: config.nodeId, stateRoot: config.stateRoot, frontends: frontends.map((f) => f.name) }, 'berth daemon ready');
+
+    let stopped: Promise<void> | null = null;
+    return {
+      config,
+      service: svc,
+      stop: () => (stopped ??= unwind()),
+    };
+  } catch (err) {
+    await unwind();
+    throw err;
+  }
+}

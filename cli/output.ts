@@ -1,0 +1,101 @@
+/**
+ * Renders CLI results as a table (cli-table3), JSON or YAML. Commands hand over the plain
+ * API objects plus a table layout; json/yaml always print the whole object unchanged so
+ * scripts get every field.
+ */
+import Table from 'cli-table3';
+import { stringify as toYaml } from 'yaml';
+import type { Attachment, MountRef, Volume } from '../core/types.js';
+
+export const OUTPUT_FORMATS = ['table', 'json', 'yaml'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+
+/** One column of a list table: header and how to get the cell from a row. */
+export interface Column<T> {
+  readonly header: string;
+  readonly cell: (row: T) => string;
+}
+
+export interface Printer {
+  /** A list: a table with one row per item, or the array as JSON/YAML. */
+  list<T>(rows: readonly T[], columns: readonly Column<T>[]): void;
+  /** One object: a two-column key/value table, or the object as JSON/YAML. */
+  item<T>(value: T, fields: ReadonlyArray<readonly [string, (v: T) => string]>): void;
+  /** A bare value (a path, a version): the text itself in table mode. */
+  value(value: unknown, text: string): void;
+}
+
+/**
+ * Builds a printer for one format writing to `out`.
+ * @example createPrinter('table', (s) => process.stdout.write(s)).list(volumes, VOLUME_COLUMNS)
+ */
+export function createPrinter(format: OutputFormat, out: (text: string) => void): Printer {
+  const structured = (v: unknown) => out(format === 'json' ? `${JSON.stringify(v, null, 2)}\n` : toYaml(v));
+  return {
+    list(rows, columns) {
+      if (format !== 'table') return structured(rows);
+      const t = new Table({ head: columns.map((c) => c.header), style: { head: [], border: [] }, chars: PLAIN });
+      for (const r of rows) t.push(columns.map((c) => c.cell(r)));
+      out(`${t.toString()}\n`);
+    },
+    item(value, fields) {
+      if (format !== 'table') return structured(value);
+      const t = new Table({ style: { head: [], border: [] }, chars: PLAIN });
+      for (const [k, f] of fields) t.push({ [k]: f(value) });
+      out(`${t.toString()}\n`);
+    },
+    value(value, text) {
+      if (format !== 'table') return structured(value);
+      out(`${text}\n`);
+    },
+  };
+}
+
+/** Borderless tables: easy to read and to grep. */
+const PLAIN = {
+  top: '', 'top-mid': '', 'top-left': '', 'top-right': '', bottom: '', 'bottom-mid': '', 'bottom-left': '', 'bottom-right': '',
+  left: '', 'left-mid': '', mid: '', 'mid-mid': '', right: '', 'right-mid': '', middle: '  ',
+};
+
+/** Bytes as the largest exact binary unit ("64MiB"), so the text can be pasted back into --size. */
+export function formatBytes(bytes: number): string {
+  if (bytes === 0) return '0';
+  for (const [unit, mult] of [['TiB', 2 ** 40], ['GiB', 2 ** 30], ['MiB', 2 ** 20], ['KiB', 2 ** 10]] as const) {
+    if (bytes % mult === 0) return `${bytes / mult}${unit}`;
+  }
+  if (bytes >= 2 ** 20) return `${(bytes / 2 ** 20).toFixed(1)}MiB`;
+  return `${bytes}B`;
+}
+
+const kv = (m: Readonly<Record<string, string>>) => Object.entries(m).map(([k, v]) => `${k}=${v}`).join(',') || '-';
+
+export const VOLUME_COLUMNS: readonly Column<Volume>[] = [
+  { header: 'NAME', cell: (v) => v.name },
+  { header: 'BACKEND', cell: (v) => v.backend },
+  { header: 'SIZE', cell: (v) => (v.sizeBytes ? formatBytes(v.sizeBytes) : '-') },
+  { header: 'FS', cell: (v) => (v.volumeMode === 'block' ? 'block' : (v.fsType ?? '-')) },
+  { header: 'STATUS', cell: (v) => v.status },
+  { header: 'MOUNTS', cell: (v) => String(v.mounts.length) },
+  { header: 'ID', cell: (v) => v.id },
+];
+
+const attachmentText = (a: Attachment) => `${a.node}${a.device ? ` ${a.device}` : ''}${a.readOnly ? ' ro' : ''}${a.implicit ? ' (implicit)' : ''}`;
+const mountText = (m: MountRef) => `${m.consumer} [${m.frontend}]${m.target ? ` -> ${m.target}` : ''}${m.readOnly ? ' ro' : ''}`;
+
+export const VOLUME_FIELDS: ReadonlyArray<readonly [string, (v: Volume) => string]> = [
+  ['Name', (v) => v.name],
+  ['ID', (v) => v.id],
+  ['Backend', (v) => v.backend],
+  ['Size', (v) => (v.sizeBytes ? `${formatBytes(v.sizeBytes)} (${v.sizeBytes} bytes)` : 'unlimited')],
+  ['Filesystem', (v) => v.fsType ?? '-'],
+  ['Mode', (v) => v.volumeMode],
+  ['Access mode', (v) => v.accessMode],
+  ['Status', (v) => v.status],
+  ['Labels', (v) => kv(v.labels)],
+  ['Options', (v) => kv(v.options)],
+  ['Source', (v) => (v.source ? `${v.source.kind} ${v.source.id}` : '-')],
+  ['Created', (v) => v.createdAt],
+  ['Path', (v) => v.path ?? '-'],
+  ['Attachments', (v) => v.attachments.map(attachmentText).join('\n') || '-'],
+  ['Mounts', (v) => v.mounts.map(mountText).join('\n') || '-'],
+];

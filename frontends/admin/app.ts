@@ -1,0 +1,255 @@
+/**
+ * The admin REST API (/v1, JSON) as a Hono app: each route checks its input, makes one
+ * VolumeService call and renders the result; errors go through errors.ts only. The same
+ * app serves the unix socket and, built with a token, the optional TCP listener.
+ * One structured log line per operation comes from the core's observer; this file adds an
+ * HTTP access line at debug level only.
+ */
+import { Hono, type Context } from 'hono';
+import { timingSafeEqual } from 'node:crypto';
+import {
+  asBerthError, invalidArgument, parseSize, parseVolumeOptions, validateVolumeName,
+  type CreateVolumeRequest, type Frontend, type Logger, type OpContext, type VolumeService,
+} from '../../core/index.js';
+import { BerthError } from '../../core/errors.js';
+import { httpStatus, toErrorBody } from './errors.js';
+
+export interface AdminAppOptions {
+  readonly service: VolumeService;
+  readonly log: Logger;
+  /** Prometheus exposition for GET /metrics; the daemon owns the registry. */
+  readonly metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** When set, every request must carry `Authorization: Bearer <token>` (the TCP listener). */
+  readonly token?: string | null;
+}
+
+type Env = { Variables: { ctx: OpContext } };
+
+/** Frontends that reach the core through this API say who they are in X-Berth-Frontend. */
+const CALLER_FRONTENDS: readonly Frontend[] = ['admin', 'flexvolume', 'dvdcli'];
+
+type FieldType = 'string' | 'boolean' | 'size' | 'strings' | 'object';
+type Body = Record<string, unknown>;
+
+/**
+ * Builds the admin API app.
+ * @example const app = createAdminApp({ service, log }); await app.request('/v1/status');
+ */
+export function createAdminApp(o: AdminAppOptions): Hono<Env> {
+  const { service, log } = o;
+  const app = new Hono<Env>();
+
+  app.onError((err, c) => {
+    if (!(err instanceof BerthError)) log.error({ err }, 'admin API: unexpected error');
+    const e = asBerthError(err);
+    return c.json(toErrorBody(e), httpStatus(e.kind));
+  });
+  app.notFound((c) => {
+    const e = new BerthError('NotFound', `no route ${c.req.method} ${c.req.path}`);
+    return c.json(toErrorBody(e), 404);
+  });
+
+  app.use('*', async function accessLog(c, next) {
+    const started = performance.now();
+    await next();
+    log.debug({ method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - started) }, 'http');
+  });
+
+  if (o.token) {
+    const expected = Buffer.from(`Bearer ${o.token}`);
+    app.use('*', async function bearerAuth(c, next) {
+      const got = Buffer.from(c.req.header('authorization') ?? '');
+      if (got.length !== expected.length || !timingSafeEqual(got, expected)) {
+        const e = new BerthError('FailedPrecondition', 'missing or wrong bearer token');
+        return c.json(toErrorBody(e), 401);
+      }
+      await next();
+    });
+  }
+
+  app.use('/v1/*', async function opContext(c, next) {
+    const frontend = c.req.header('x-berth-frontend') ?? 'admin';
+    if (!(CALLER_FRONTENDS as readonly string[]).includes(frontend)) {
+      throw invalidArgument('X-Berth-Frontend', `"${frontend}" is not one of ${CALLER_FRONTENDS.join(', ')}`);
+    }
+    c.set('ctx', { frontend: frontend as Frontend });
+    await next();
+  });
+
+  // Volumes
+  app.get('/v1/volumes', async (c) => {
+    const labels: Record<string, string> = {};
+    for (const l of c.req.queries('label') ?? []) {
+      const eq = l.indexOf('=');
+      if (eq <= 0) throw invalidArgument('label', `"${l}" must be key=value`);
+      labels[l.slice(0, eq)] = l.slice(eq + 1);
+    }
+    const backend = c.req.query('backend');
+    return c.json(await service.list({ ...(backend ? { backend } : {}), ...(Object.keys(labels).length ? { labels } : {}) }, c.var.ctx));
+  });
+
+  app.post('/v1/volumes', async (c) => {
+    const b = await readBody(c, {
+      name: 'string', size: 'size', fs: 'string', backend: 'string', mode: 'string', accessMode: 'string',
+      labels: 'object', options: 'object', fromSnapshot: 'string', fromVolume: 'string',
+    });
+    const name = validateVolumeName(b.name, 'name');
+    // Typed fields go through the same parser every frontend uses; labels/options are
+    // passed whole so an option key can never be mistaken for a typed field.
+    const typed = withBareFields(() =>
+      parseVolumeOptions(pick(b, ['size', 'fs', 'backend', 'mode', 'accessMode', 'fromSnapshot', 'fromVolume']), 'body'),
+    );
+    const req: CreateVolumeRequest = {
+      name,
+      ...typed,
+      ...(b.labels !== undefined ? { labels: stringMap(b.labels, 'labels') } : {}),
+      ...(b.options !== undefined ? { options: stringMap(b.options, 'options') } : {}),
+    };
+    return c.json(await service.create(req, c.var.ctx), 201);
+  });
+
+  app.get('/v1/volumes/:ref', async (c) => c.json(await service.inspect(c.req.param('ref'), c.var.ctx)));
+
+  app.delete('/v1/volumes/:ref', async (c) => {
+    const force = boolQuery(c.req.query('force'), 'force');
+    await service.remove({ ref: c.req.param('ref'), force }, c.var.ctx);
+    return c.body(null, 204);
+  });
+
+  app.post('/v1/volumes/:ref/attach', async (c) => {
+    const b = await readBody(c, { node: 'string', readOnly: 'boolean' }, true);
+    return c.json(await service.attach({ ref: c.req.param('ref'), ...b }, c.var.ctx));
+  });
+
+  app.post('/v1/volumes/:ref/detach', async (c) => {
+    const b = await readBody(c, { node: 'string' }, true);
+    return c.json(await service.detach({ ref: c.req.param('ref'), ...b }, c.var.ctx));
+  });
+
+  app.post('/v1/volumes/:ref/mount', async (c) => {
+    const b = await readBody(c, { consumer: 'string', target: 'string', readOnly: 'boolean', mountFlags: 'strings' });
+    const consumer = required(b.consumer, 'consumer') as string;
+    const res = await service.mount({ ref: c.req.param('ref'), ...b, consumer }, c.var.ctx);
+    return c.json({ path: res.path, volume: res.volume, existing: res.existing });
+  });
+
+  app.post('/v1/volumes/:ref/unmount', async (c) => {
+    const b = await readBody(c, { consumer: 'string' });
+    const consumer = required(b.consumer, 'consumer') as string;
+    return c.json(await service.unmount({ ref: c.req.param('ref'), consumer }, c.var.ctx));
+  });
+
+  app.get('/v1/volumes/:ref/path', async (c) => c.json({ path: await service.path(c.req.param('ref'), c.var.ctx) }));
+
+  app.post('/v1/volumes/:ref/expand', async (c) => {
+    const b = await readBody(c, { size: 'size' });
+    const sizeBytes = parseSize(required(b.size, 'size') as string | number, 'size');
+    return c.json(await service.expand({ ref: c.req.param('ref'), sizeBytes }, c.var.ctx));
+  });
+
+  app.get('/v1/volumes/:ref/stats', async (c) => c.json(await service.stats(c.req.param('ref'), c.var.ctx)));
+
+  // Snapshots
+  app.get('/v1/snapshots', async (c) => {
+    const volume = c.req.query('volume');
+    return c.json(await service.listSnapshots(volume ? { volume } : {}, c.var.ctx));
+  });
+  app.post('/v1/snapshots', async (c) => {
+    const b = await readBody(c, { name: 'string', volume: 'string' });
+    const name = validateVolumeName(b.name, 'name');
+    const volume = required(b.volume, 'volume') as string;
+    return c.json(await service.createSnapshot({ name, volume }, c.var.ctx), 201);
+  });
+  app.get('/v1/snapshots/:ref', async (c) => c.json(await service.inspectSnapshot(c.req.param('ref'), c.var.ctx)));
+  app.delete('/v1/snapshots/:ref', async (c) => {
+    await service.deleteSnapshot(c.req.param('ref'), c.var.ctx);
+    return c.body(null, 204);
+  });
+
+  // Daemon
+  app.get('/v1/backends', (c) => c.json(service.backends()));
+  app.get('/v1/capacity', async (c) => c.json(await service.capacity(c.req.query('backend') || undefined, c.var.ctx)));
+  app.get('/v1/status', (c) => c.json(service.status()));
+  app.get('/v1/version', (c) => c.json({ version: service.status().version, nodeId: service.nodeId }));
+
+  app.get('/metrics', async (c) => {
+    if (!o.metrics) throw new BerthError('Unsupported', 'metrics are not enabled');
+    const m = await o.metrics();
+    return c.body(m.body, 200, { 'content-type': m.contentType });
+  });
+
+  return app;
+}
+
+/** Parses a JSON object body, refusing unknown keys and wrong types by name. */
+async function readBody(c: Context<Env>, spec: Record<string, FieldType>, optional = false): Promise<Body> {
+  const text = await c.req.text();
+  if (text.trim() === '') {
+    if (optional) return {};
+    throw invalidArgument('body', `a JSON object is required (keys: ${Object.keys(spec).join(', ')})`);
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw invalidArgument('body', 'is not valid JSON');
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalidArgument('body', 'must be a JSON object');
+  const out: Body = {};
+  for (const [key, value] of Object.entries(body)) {
+    const type = spec[key];
+    if (type === undefined) throw invalidArgument(key, `unknown field; allowed: ${Object.keys(spec).join(', ')}`);
+    if (value === null || value === undefined) continue;
+    const ok =
+      type === 'string' ? typeof value === 'string'
+      : type === 'boolean' ? typeof value === 'boolean'
+      : type === 'size' ? typeof value === 'string' || typeof value === 'number'
+      : type === 'strings' ? Array.isArray(value) && value.every((v) => typeof v === 'string')
+      : typeof value === 'object' && !Array.isArray(value);
+    if (!ok) throw invalidArgument(key, `must be ${describeType(type)}`);
+    out[key] = value;
+  }
+  return out;
+}
+
+const describeType = (t: FieldType) =>
+  ({ string: 'a string', boolean: 'true or false', size: 'a size such as "1GiB" or a number of bytes', strings: 'an array of strings', object: 'an object of string values' })[t];
+
+function required(value: unknown, field: string): unknown {
+  if (value === undefined || value === '') throw invalidArgument(field, 'is required');
+  return value;
+}
+
+function pick(b: Body, keys: readonly string[]): Body {
+  const out: Body = {};
+  for (const k of keys) if (b[k] !== undefined) out[k] = b[k];
+  return out;
+}
+
+/** parseVolumeOptions names fields "body.<key>"; the REST API's fields are the bare keys. */
+function withBareFields<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof BerthError && err.field?.startsWith('body.')) {
+      const field = err.field.slice('body.'.length);
+      throw new BerthError(err.kind, err.message.replace(/^body\./, ''), { field, cause: err });
+    }
+    throw err;
+  }
+}
+
+function stringMap(value: unknown, field: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(value as Body)) {
+    if (typeof v !== 'string') throw invalidArgument(`${field}.${k}`, 'must be a string');
+    out[k] = v;
+  }
+  return out;
+}
+
+function boolQuery(value: string | undefined, field: string): boolean {
+  if (value === undefined || value === '' || value === 'false' || value === '0') return false;
+  if (value === 'true' || value === '1') return true;
+  throw invalidArgument(field, `"${value}" must be true or false`);
+}
