@@ -15,7 +15,7 @@ import type { BackendCapabilities, FsType, VolumeStats } from '../../core/types.
 import type { Exec } from '../../core/os/exec.js';
 import type { Logger } from '../../core/log.js';
 import { failedPrecondition, internal, notFound } from '../../core/errors.js';
-import { attachLoop, blockDeviceSize, detachLoop, findLoopDevices, listLoopDevices, type LoopDevice } from '../../core/os/loop.js';
+import { attachLoop, blockDeviceSize, detachLoop, findLoopDevices, findLoopDevicesUnder, type LoopDevice } from '../../core/os/loop.js';
 import { fsMountOptions, fsUsage, growFilesystem, makeFilesystem, probeFilesystem, readExt4Size } from '../../core/os/fs.js';
 import { findMount, mount as mountFs, readMountInfo } from '../../core/os/mounts.js';
 import { childPath, managedMountPath, VOLUME_ID_RE } from '../paths.js';
@@ -170,7 +170,7 @@ export class LoopBackend implements Backend {
       const id = idFromImageName(e);
       if (id) ids.add(id);
     }
-    const ours = (await listLoopDevices(this.exec)).filter((d) => d.backFile.startsWith(`${this.settings.root}/`));
+    const ours = await findLoopDevicesUnder(this.exec, this.settings.root);
     for (const d of ours) {
       const id = idFromImageName(d.backFile.slice(this.settings.root.length + 1));
       if (id) ids.add(id);

@@ -1,7 +1,10 @@
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { CommandSpec, Exec } from './exec.js';
 import { CommandError } from './exec.js';
-import { attachLoop, detachLoop, findLoopDevicesUnder, parseLosetupJson } from './loop.js';
+import { attachLoop, detachLoop, findLoopDevices, findLoopDevicesUnder, listLoopDevices, parseLosetupJson, readSysfsLoops } from './loop.js';
 
 // util-linux 2.38 (this machine): JSON booleans and numbers.
 const NEW_FORMAT = `{
@@ -67,9 +70,41 @@ describe('losetup commands', () => {
     await expect(detachLoop(fakeExec(() => ({ fail: 'losetup: /dev/loop5: detach failed: No such device or address' })), '/dev/loop5')).resolves.toBeUndefined();
     await expect(detachLoop(fakeExec(() => ({ fail: 'losetup: /dev/loop5: detach failed: Permission denied' })), '/dev/loop5')).rejects.toMatchObject({ kind: 'Internal' });
   });
-  it('finds devices under a directory by path prefix, not by substring', async () => {
+});
+
+describe('loop devices from sysfs', () => {
+  let sys: string;
+  beforeAll(async () => {
+    sys = await mkdtemp(join(tmpdir(), 'berth-sysfs-'));
+    const dev = async (name: string, attrs: Record<string, string> | null, ro = '0\n') => {
+      await mkdir(join(sys, name, 'loop'), { recursive: true });
+      await writeFile(join(sys, name, 'ro'), ro);
+      if (!attrs) return void (await rm(join(sys, name, 'loop'), { recursive: true }));
+      for (const [k, v] of Object.entries(attrs)) await writeFile(join(sys, name, 'loop', k), v);
+    };
+    await dev('loop0', { backing_file: '/var/lib/berth/backends/fast/vol-a.img\n', offset: '0\n', sizelimit: '0\n', autoclear: '0\n', dio: '0\n' });
+    await dev('loop10', { backing_file: '/var/lib/berth/backends/fast/vol-b.img (deleted)\n', offset: '0\n', sizelimit: '0\n', autoclear: '1\n', dio: '1\n' }, '1\n');
+    await dev('loop2', null); // present but not attached
+    await mkdir(join(sys, 'vda'));
+  });
+  afterAll(() => rm(sys, { recursive: true, force: true }));
+
+  it('lists attached devices in numeric order with their flags', async () => {
+    expect(await readSysfsLoops(sys)).toEqual([
+      { name: '/dev/loop0', backFile: '/var/lib/berth/backends/fast/vol-a.img', deleted: false, offset: 0, sizeLimit: 0, readOnly: false, autoclear: false, directIo: false },
+      { name: '/dev/loop10', backFile: '/var/lib/berth/backends/fast/vol-b.img', deleted: true, offset: 0, sizeLimit: 0, readOnly: true, autoclear: true, directIo: true },
+    ]);
+  });
+  it('finds devices under a directory by path prefix, not by substring, without a process', async () => {
+    const exec = fakeExec(() => ({ fail: 'must not run' }));
+    expect((await findLoopDevicesUnder(exec, '/var/lib/berth/backends/fast', { sysBlock: sys })).map((d) => d.name)).toEqual(['/dev/loop0', '/dev/loop10']);
+    expect(await findLoopDevicesUnder(exec, '/var/lib/berth/backends/fa', { sysBlock: sys })).toEqual([]);
+    expect((await findLoopDevices(exec, '/var/lib/berth/backends/fast/vol-b.img', { sysBlock: sys }))[0]?.deleted).toBe(true);
+    expect(exec.calls).toEqual([]);
+  });
+  it('falls back to losetup --json when sysfs cannot be read', async () => {
     const exec = fakeExec(() => ({ stdout: NEW_FORMAT }));
-    expect((await findLoopDevicesUnder(exec, '/var/lib/berth/backends/fast')).map((d) => d.name)).toEqual(['/dev/loop0']);
-    expect(await findLoopDevicesUnder(exec, '/var/lib/berth/backends/fa')).toEqual([]);
+    expect((await listLoopDevices(exec, { sysBlock: join(sys, 'missing') })).map((d) => d.name)).toEqual(['/dev/loop0', '/dev/loop7']);
+    expect(exec.calls[0]).toMatchObject({ bin: 'losetup', args: ['--json', '--list'] });
   });
 });

@@ -7,7 +7,7 @@
  * attaching an image that already has a device returns that device (`--nooverlap`),
  * detaching a device that is already gone is success.
  */
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { CommandError, type Exec } from './exec.js';
 import { internal, notFound, resourceExhausted } from '../errors.js';
@@ -58,8 +58,63 @@ export function parseLosetupJson(text: string): LoopDevice[] {
   return out;
 }
 
-/** Every attached loop device on the machine. */
-export async function listLoopDevices(exec: Exec): Promise<LoopDevice[]> {
+/**
+ * Pure parser for one device's sysfs attributes (/sys/block/loopN/loop/* and ../ro);
+ * null when the device has no backing file (not attached).
+ */
+export function parseSysfsLoop(name: string, attrs: Readonly<Record<string, string | undefined>>): LoopDevice | null {
+  let backFile = (attrs['backing_file'] ?? '').replace(/\n$/, '');
+  if (!backFile) return null;
+  const deleted = backFile.endsWith(DELETED_SUFFIX);
+  if (deleted) backFile = backFile.slice(0, -DELETED_SUFFIX.length);
+  return {
+    name: `/dev/${name}`,
+    backFile,
+    deleted,
+    offset: num(attrs['offset']?.trim()),
+    sizeLimit: num(attrs['sizelimit']?.trim()),
+    readOnly: bool(attrs['ro']?.trim()),
+    autoclear: bool(attrs['autoclear']?.trim()),
+    directIo: bool(attrs['dio']?.trim()),
+  };
+}
+
+export interface ListOptions {
+  /** Where sysfs block devices are (tests point this at a fixture tree). */
+  readonly sysBlock?: string;
+}
+
+const SYSFS_ATTRS = ['backing_file', 'offset', 'sizelimit', 'autoclear', 'dio'] as const;
+
+/** Attached loop devices read from sysfs; null when sysfs cannot be read (then losetup answers). */
+export async function readSysfsLoops(sysBlock = '/sys/block'): Promise<LoopDevice[] | null> {
+  let names: string[];
+  try {
+    names = (await readdir(sysBlock)).filter((n) => /^loop\d+$/.test(n));
+  } catch {
+    return null;
+  }
+  const read = (p: string) => readFile(p, 'utf8').catch(() => undefined);
+  const devices = await Promise.all(
+    names.map(async (n) => {
+      const dir = `${sysBlock}/${n}`;
+      const backing = await read(`${dir}/loop/backing_file`);
+      if (backing === undefined) return null; // not attached: the loop/ directory is absent
+      const attrs: Record<string, string | undefined> = { backing_file: backing, ro: await read(`${dir}/ro`) };
+      for (const a of SYSFS_ATTRS.slice(1)) attrs[a] = await read(`${dir}/loop/${a}`);
+      return parseSysfsLoop(n, attrs);
+    }),
+  );
+  return devices.filter((d): d is LoopDevice => d !== null).sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }));
+}
+
+/**
+ * Every attached loop device on the machine. Read from sysfs (no process: this runs on
+ * every attach, mount, detach and inspect), falling back to `losetup --json --list`.
+ */
+export async function listLoopDevices(exec: Exec, opts: ListOptions = {}): Promise<LoopDevice[]> {
+  const fromSysfs = await readSysfsLoops(opts.sysBlock);
+  if (fromSysfs) return fromSysfs;
   const r = await exec({ bin: 'losetup', args: ['--json', '--list'], timeoutMs: LOSETUP_TIMEOUT_MS });
   return parseLosetupJson(r.stdout);
 }
@@ -68,14 +123,14 @@ export async function listLoopDevices(exec: Exec): Promise<LoopDevice[]> {
  * Devices whose backing file is `image` (an absolute, already resolved path), including
  * devices whose image was deleted while attached, so they can still be freed.
  */
-export async function findLoopDevices(exec: Exec, image: string): Promise<LoopDevice[]> {
-  return (await listLoopDevices(exec)).filter((d) => d.backFile === image);
+export async function findLoopDevices(exec: Exec, image: string, opts: ListOptions = {}): Promise<LoopDevice[]> {
+  return (await listLoopDevices(exec, opts)).filter((d) => d.backFile === image);
 }
 
 /** Devices whose backing file lies directly or deeper under `dir` (for leftovers sweeps). */
-export async function findLoopDevicesUnder(exec: Exec, dir: string): Promise<LoopDevice[]> {
+export async function findLoopDevicesUnder(exec: Exec, dir: string, opts: ListOptions = {}): Promise<LoopDevice[]> {
   const prefix = dir.endsWith('/') ? dir : `${dir}/`;
-  return (await listLoopDevices(exec)).filter((d) => d.backFile.startsWith(prefix));
+  return (await listLoopDevices(exec, opts)).filter((d) => d.backFile.startsWith(prefix));
 }
 
 /**

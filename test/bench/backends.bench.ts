@@ -1,0 +1,103 @@
+// dir and loop backends next to the raw OS cost of the same steps, measured in the same run:
+// a 64 MiB ext4 volume's life (truncate, losetup, mkfs.ext4 + mount, umount, losetup -d, rm)
+// done by hand with the plain commands, then through the loop backend
+// (create, attach, first mount = mkfs + mount, unmount, detach, delete), then through dir.
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { Backend, BackendVolume } from '../../core/backend.js';
+import { createSilentLogger } from '../../core/log.js';
+import { createExec } from '../../core/os/exec.js';
+import { createDirBackend } from '../../backends/dir/dir.js';
+import { createLoopBackend } from '../../backends/loop/loop.js';
+import { sweepRoot } from '../helpers/cleanup.js';
+import { summarize, type BenchResult } from './stats.js';
+
+const sh = promisify(execFile);
+const GROUP = 'backends (raw OS vs backend)';
+const N = 20;
+const SIZE = 64 * 1024 * 1024;
+const ID_CHARS = '0123456789abcdefghjkmnpqrstvwxyz';
+const newId = () => `vol-${[...randomBytes(26)].map((b) => ID_CHARS[b % 32]).join('')}`;
+
+type Steps = Record<string, number[]>;
+
+async function timed(steps: Steps, name: string, fn: () => Promise<unknown>): Promise<void> {
+  const t0 = performance.now();
+  await fn();
+  (steps[name] ??= []).push(performance.now() - t0);
+}
+
+/** The loop lifecycle with the plain commands, each step timed. */
+async function rawCycle(root: string, i: number, steps: Steps): Promise<void> {
+  const img = join(root, `raw-${i}.img`);
+  const mnt = join(root, `raw-${i}`);
+  await mkdir(mnt);
+  await timed(steps, 'truncate', () => sh('truncate', ['-s', String(SIZE), img]));
+  let dev = '';
+  await timed(steps, 'losetup', async () => (dev = (await sh('losetup', ['--find', '--show', img])).stdout.trim()));
+  await timed(steps, 'mkfs.ext4 + mount', async () => {
+    await sh('mkfs.ext4', ['-q', '-F', '-m', '0', '-E', 'lazy_itable_init=1,lazy_journal_init=1', dev]);
+    await sh('mount', ['-t', 'ext4', dev, mnt]);
+  });
+  await timed(steps, 'umount', () => sh('umount', [mnt]));
+  await timed(steps, 'losetup -d', () => sh('losetup', ['-d', dev]));
+  await timed(steps, 'rm', () => rm(img));
+}
+
+/** The same lifecycle through a backend. */
+async function backendCycle(b: Backend, steps: Steps): Promise<void> {
+  const spec = b.validateCreate({ sizeBytes: b.capabilities.sizeEnforced ? SIZE : 0, fsType: null, volumeMode: 'filesystem', options: {} });
+  const vol: BackendVolume = { id: newId(), name: 'bench', ...spec };
+  await timed(steps, 'create', () => b.create(vol));
+  let device: string | null = null;
+  await timed(steps, 'attach', async () => (device = (await b.attach(vol)).device));
+  await timed(steps, 'mount (first: mkfs + mount)', () => b.mount(vol, { device }));
+  await timed(steps, 'unmount', () => b.unmount(vol));
+  await timed(steps, 'detach', () => b.detach(vol));
+  await timed(steps, 'delete', () => b.delete(vol));
+}
+
+async function cycles(n: number, fn: (i: number, steps: Steps) => Promise<void>): Promise<Steps> {
+  const steps: Steps = {};
+  for (let i = 0; i < 2; i++) await fn(-1 - i, {}); // warm-up
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await fn(i, steps);
+    (steps['whole cycle'] ??= []).push(performance.now() - t0);
+  }
+  return steps;
+}
+
+const p50 = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+export async function run(): Promise<BenchResult[]> {
+  const root = await mkdtemp(join(tmpdir(), 'berth-bench-backends-'));
+  try {
+    const ctx = (name: string) => ({ name, settings: {}, stateRoot: join(root, name), exec: createExec(), log: createSilentLogger() });
+    const loopBackend = await createLoopBackend(ctx('loop'));
+    const dirBackend = await createDirBackend(ctx('dir'));
+    const raw = await cycles(N, (i, steps) => rawCycle(root, i + 10, steps));
+    const loop = await cycles(N, (_i, steps) => backendCycle(loopBackend, steps));
+    const dir = await cycles(N, (_i, steps) => backendCycle(dirBackend, steps));
+
+    const out: BenchResult[] = [];
+    for (const [name, xs] of Object.entries(raw)) out.push(summarize(GROUP, `raw ${name} (64MiB ext4)`, xs));
+    const reference: Record<string, string> = {
+      create: 'truncate', attach: 'losetup', 'mount (first: mkfs + mount)': 'mkfs.ext4 + mount', unmount: 'umount', detach: 'losetup -d', delete: 'rm', 'whole cycle': 'whole cycle',
+    };
+    for (const [name, xs] of Object.entries(loop)) {
+      const ref = raw[reference[name] ?? ''];
+      const r = summarize(GROUP, `loop ${name} (64MiB ext4)`, xs);
+      out.push(ref ? { ...r, ratio: { reference: `raw ${reference[name]}`, value: r.p50Ms! / p50(ref) } } : r);
+    }
+    for (const [name, xs] of Object.entries(dir)) out.push(summarize(GROUP, `dir ${name}`, xs, { note: 'no device, no OS mount' }));
+    return out;
+  } finally {
+    await sweepRoot(root);
+    await rm(root, { recursive: true, force: true });
+  }
+}
