@@ -27,8 +27,10 @@ const COMMANDS: ReadonlyArray<CommandModule<GlobalArgs, any>> = [
   flexvolumeCommand,
 ];
 
+/** A command-line mistake caught by yargs (exit 2), as opposed to an error from the daemon (exit 1). */
+class UsageError extends Error {}
+
 export async function main(args: string[]): Promise<number> {
-  let usageError = false;
   let cli: Argv<GlobalArgs> = (yargs(args)
     .scriptName('berth')
     .usage('$0 <command> [options]')
@@ -43,17 +45,19 @@ export async function main(args: string[]): Promise<number> {
     .wrap(Math.min(120, process.stdout.columns || 100))
     .fail((msg, err) => {
       if (err) throw err;
-      usageError = true;
-      process.stderr.write(`berth: ${msg}\n(run with --help for usage)\n`);
+      throw new UsageError(msg);
     }) as unknown) as Argv<GlobalArgs>;
   for (const c of COMMANDS) cli = cli.command(c);
   try {
     await cli.parseAsync();
   } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`berth: ${err.message}\n(run with --help for usage)\n`);
+      return 2;
+    }
     process.stderr.write(`${formatError(err)}\n`);
     return 1;
   }
-  if (usageError) return 2;
   return typeof process.exitCode === 'number' ? process.exitCode : 0;
 }
 

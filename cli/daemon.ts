@@ -11,6 +11,7 @@ import { createBackends, createExec, createVolumeService, openStore, type Config
 
 import { builtinDrivers } from '../backends/index.js';
 import { createAdminFrontend } from '../frontends/admin/server.js';
+import { createCsiFrontend } from '../frontends/csi/index.js';
 import { createDockerFrontend } from '../frontends/docker/index.js';
 import type { FrontendServer } from '../frontends/types.js';
 import { createMetrics } from './metrics.js';
@@ -56,11 +57,7 @@ export async function startDaemon(config: Config, o: { log: Logger; version: str
 
     const frontends: FrontendServer[] = [createAdminFrontend({ service: svc, config: config.admin, log, metrics: metrics.render })];
     if (config.docker.enabled) frontends.push(createDockerFrontend({ service: svc, config: config.docker, log }));
-    if (config.csi.enabled) {
-      // LEAD: wire the CSI frontend here once frontends/csi/index.ts lands:
-      //   frontends.push(createCsiFrontend({ service: svc, config: config.csi, nodeId: config.nodeId, version, log }));
-      log.warn('csi.enabled is set but this build has no CSI frontend yet; CSI is not served');
-    }
+    if (config.csi.enabled) frontends.push(createCsiFrontend({ service: svc, config: config.csi, nodeId: config.nodeId, version, log }));
     for (const f of frontends) {
       await f.start();
       undo.push(() => f.stop());
