@@ -89,6 +89,9 @@ export async function createVolume(d: CoreDeps, req: CheckedCreate, defaultBacke
     await finishInterrupted(d, existing);
     existing = d.store.getVolumeByName(req.name);
   }
+  if (existing && req.backend !== undefined && req.backend !== existing.backend) {
+    throw alreadyExists(`volume "${req.name}" already exists with different backend ("${existing.backend}")`);
+  }
   const backendName = req.backend ?? existing?.backend ?? defaultBackend;
   const backend = d.backends.get(backendName);
   if (!backend) {

@@ -67,6 +67,11 @@ export interface FakeBackend extends Backend {
   readonly state: FakeState;
   /** The next call of `method` throws `err` (default Internal "injected fault"). Queued per method. */
   failNext(method: FakeMethod, err?: Error): void;
+  /**
+   * The next call of `method` stops before doing anything until `release()`; `reached`
+   * resolves once it is stopped there. Lets tests hold an operation mid-way without sleeps.
+   */
+  holdNext(method: FakeMethod): { reached: Promise<void>; release: () => void };
   /** Calls made to `method`, as ids. */
   callsTo(method: FakeMethod): (string | null)[];
   resetCalls(): void;
@@ -96,6 +101,7 @@ export function createFakeBackend(opts: FakeBackendOptions = {}): FakeBackend {
   const state = opts.state ?? createFakeState();
   const calls: FakeCall[] = [];
   const faults = new Map<FakeMethod, Error[]>();
+  const holds = new Map<FakeMethod, Array<{ arrive: () => void; gate: Promise<void> }>>();
   const knownOptions = opts.knownOptions ?? ['tier'];
   const defaultSize = opts.defaultSizeBytes ?? (caps.sizeEnforced ? 64 * 2 ** 20 : 0);
   const root = opts.root;
@@ -104,6 +110,11 @@ export function createFakeBackend(opts: FakeBackendOptions = {}): FakeBackend {
   const enter = async (method: FakeMethod, id: string | null): Promise<void> => {
     calls.push({ method, id });
     if (opts.delayMs) await new Promise((r) => setTimeout(r, opts.delayMs));
+    const hold = holds.get(method)?.shift();
+    if (hold) {
+      hold.arrive();
+      await hold.gate;
+    }
     const queue = faults.get(method);
     const err = queue?.shift();
     if (err) throw err;
@@ -132,6 +143,16 @@ export function createFakeBackend(opts: FakeBackendOptions = {}): FakeBackend {
       const list = faults.get(method) ?? [];
       list.push(err ?? new BerthError('Internal', `fake: injected ${method} fault`));
       faults.set(method, list);
+    },
+    holdNext(method) {
+      let arrive!: () => void;
+      let release!: () => void;
+      const reached = new Promise<void>((r) => (arrive = r));
+      const gate = new Promise<void>((r) => (release = r));
+      const list = holds.get(method) ?? [];
+      list.push({ arrive, gate });
+      holds.set(method, list);
+      return { reached, release };
     },
     callsTo: (method) => calls.filter((c) => c.method === method).map((c) => c.id),
     resetCalls() {

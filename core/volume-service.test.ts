@@ -1,0 +1,451 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createFakeHarness, type FakeHarness } from '../backends/fake/harness.js';
+import { LOOP_LIKE } from '../backends/fake/fake.js';
+import { BerthError } from './errors.js';
+import type { OpRecord } from './observe.js';
+import type { OpContext } from './service.js';
+
+const ctx: OpContext = { frontend: 'admin' };
+const MiB = 2 ** 20;
+
+async function errorOf(p: Promise<unknown>): Promise<BerthError> {
+  const err = await p.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err, 'expected a BerthError').toBeInstanceOf(BerthError);
+  return err as BerthError;
+}
+
+describe('volume service (fake backend, real SQLite)', () => {
+  let h: FakeHarness;
+  const records: OpRecord[] = [];
+
+  beforeEach(async () => {
+    records.length = 0;
+    h = await createFakeHarness({
+      backends: { local: { capabilities: LOOP_LIKE }, plain: {} },
+      observer: (r) => records.push(r),
+    });
+  });
+  afterEach(async () => {
+    await h.cleanup();
+  });
+
+  describe('create', () => {
+    it('is idempotent: same parameters -> same volume, one backend create', async () => {
+      const a = await h.svc.create({ name: 'db', sizeBytes: 128 * MiB, fsType: 'xfs', labels: { team: 'x' } }, ctx);
+      const b = await h.svc.create({ name: 'db', sizeBytes: 128 * MiB, fsType: 'xfs', labels: { team: 'x' } }, ctx);
+      expect(b.id).toBe(a.id);
+      expect(a.id).toMatch(/^vol-[0-9a-z]{26}$/);
+      expect(a).toMatchObject({ backend: 'local', sizeBytes: 128 * MiB, fsType: 'xfs', status: 'ready', accessMode: 'ReadWriteOnce' });
+      expect(h.backend.callsTo('create')).toEqual([a.id]);
+    });
+
+    it('fields left out do not conflict (a bare create by name returns the existing volume)', async () => {
+      const a = await h.svc.create({ name: 'db', sizeBytes: 128 * MiB, fsType: 'xfs' }, ctx);
+      const b = await h.svc.create({ name: 'db' }, { frontend: 'docker' });
+      expect(b.id).toBe(a.id);
+    });
+
+    it.each([
+      [{ sizeBytes: 256 * MiB }, 'size'],
+      [{ fsType: 'ext4' as const }, 'fs'],
+      [{ accessMode: 'ReadWriteMany' as const }, 'accessMode'],
+      [{ backend: 'plain' }, 'backend'],
+      [{ labels: { team: 'y' } }, 'labels'],
+      [{ options: { tier: 'gold' } }, 'options'],
+    ])('different parameters (%j) -> AlreadyExists naming %s', async (diff, what) => {
+      await h.svc.create({ name: 'db', sizeBytes: 128 * MiB, fsType: 'xfs', labels: { team: 'x' } }, ctx);
+      const err = await errorOf(h.svc.create({ name: 'db', sizeBytes: 128 * MiB, fsType: 'xfs', labels: { team: 'x' }, ...diff }, ctx));
+      expect(err.kind).toBe('AlreadyExists');
+      expect(err.message).toContain(what);
+    });
+
+    it('50 concurrent creates of one name produce exactly one volume', async () => {
+      const results = await Promise.allSettled(
+        Array.from({ length: 50 }, () => h.svc.create({ name: 'race', sizeBytes: 64 * MiB }, ctx)),
+      );
+      const ok = results.filter((r) => r.status === 'fulfilled').map((r) => (r as PromiseFulfilledResult<{ id: string }>).value.id);
+      expect(ok).toHaveLength(50);
+      expect(new Set(ok).size).toBe(1);
+      expect(h.backend.callsTo('create')).toHaveLength(1);
+      expect(await h.svc.list({}, ctx)).toHaveLength(1);
+    });
+
+    it('50 concurrent creates of different names all succeed', async () => {
+      const vols = await Promise.all(Array.from({ length: 50 }, (_, i) => h.svc.create({ name: `v${i}` }, ctx)));
+      expect(new Set(vols.map((v) => v.id)).size).toBe(50);
+      expect(h.svc.status().volumes).toBe(50);
+    });
+
+    it.each<[Record<string, unknown>, string]>([
+      [{ name: '' }, 'name'],
+      [{ name: '../etc' }, 'name'],
+      [{ name: 'a/b' }, 'name'],
+      [{ name: 'a\0b' }, 'name'],
+      [{ name: 'x'.repeat(129) }, 'name'],
+      [{ name: 'ok', sizeBytes: -1 }, 'size'],
+      [{ name: 'ok', sizeBytes: 1.5 }, 'size'],
+      [{ name: 'ok', fsType: 'ntfs' }, 'fs'],
+      [{ name: 'ok', volumeMode: 'tape' }, 'mode'],
+      [{ name: 'ok', accessMode: 'Sometimes' }, 'accessMode'],
+      [{ name: 'ok', backend: 'nope' }, 'backend'],
+      [{ name: 'ok', options: { bogus: '1' } }, 'opts.bogus'],
+      [{ name: 'ok', labels: { 'bad key': '1' } }, 'labels.bad key'],
+      [{ name: 'ok', backend: 'plain', fsType: 'ext4' }, 'fs'],
+      [{ name: 'ok', backend: 'plain', volumeMode: 'block' }, 'mode'],
+    ])('refuses %j naming field %s and changes nothing', async (req, field) => {
+      const err = await errorOf(h.svc.create(req as never, ctx));
+      expect(err.kind).toBe('InvalidArgument');
+      expect(err.field).toBe(field);
+      expect(h.svc.status().volumes).toBe(0);
+      expect(h.backend.callsTo('create')).toHaveLength(0);
+    });
+
+    it('a failing backend create leaves no record and can be retried', async () => {
+      h.backend.failNext('create');
+      const err = await errorOf(h.svc.create({ name: 'flaky' }, ctx));
+      expect(err.kind).toBe('Internal');
+      expect(h.svc.find('flaky')).toBeNull();
+      const v = await h.svc.create({ name: 'flaky' }, ctx);
+      expect(v.status).toBe('ready');
+    });
+
+    it('applies backend defaults (size, fs) and records them', async () => {
+      const v = await h.svc.create({ name: 'd' }, ctx);
+      expect(v.sizeBytes).toBe(64 * MiB);
+      expect(v.fsType).toBe('ext4');
+      const p = await h.svc.create({ name: 'p', backend: 'plain' }, ctx);
+      expect(p).toMatchObject({ sizeBytes: 0, fsType: null, backend: 'plain' });
+    });
+  });
+
+  describe('inspect / find / list', () => {
+    it('inspect and find take id or name; NotFound / null otherwise', async () => {
+      const v = await h.svc.create({ name: 'a' }, ctx);
+      expect((await h.svc.inspect(v.id, ctx)).name).toBe('a');
+      expect((await h.svc.inspect('a', ctx)).id).toBe(v.id);
+      expect(h.svc.find(v.id)?.name).toBe('a');
+      expect(h.svc.find('a')?.id).toBe(v.id);
+      expect(h.svc.find('missing')).toBeNull();
+      expect((await errorOf(h.svc.inspect('missing', ctx))).kind).toBe('NotFound');
+    });
+
+    it('lists with backend and label filters', async () => {
+      await h.svc.create({ name: 'a', labels: { team: 'x', env: 'prod' } }, ctx);
+      await h.svc.create({ name: 'b', labels: { team: 'y' } }, ctx);
+      await h.svc.create({ name: 'c', backend: 'plain', labels: { team: 'x' } }, ctx);
+      expect((await h.svc.list({}, ctx)).map((v) => v.name)).toEqual(['a', 'b', 'c']);
+      expect((await h.svc.list({ backend: 'plain' }, ctx)).map((v) => v.name)).toEqual(['c']);
+      expect((await h.svc.list({ labels: { team: 'x' } }, ctx)).map((v) => v.name)).toEqual(['a', 'c']);
+      expect((await h.svc.list({ labels: { team: 'x', env: 'prod' } }, ctx)).map((v) => v.name)).toEqual(['a']);
+      expect((await h.svc.list({ backend: 'local', labels: { team: 'y' } }, ctx)).map((v) => v.name)).toEqual(['b']);
+      expect(await h.svc.list({ labels: { team: 'z' } }, ctx)).toEqual([]);
+    });
+
+    it('list and inspect work with 10,000 volumes in the store', async () => {
+      const now = new Date().toISOString();
+      h.store.tx(() => {
+        for (let i = 0; i < 10_000; i++) {
+          h.store.insertVolume({
+            id: `vol-${String(i).padStart(26, '0')}`, name: `bulk-${i}`, backend: i % 2 ? 'local' : 'plain', sizeBytes: 0, fsType: null,
+            volumeMode: 'filesystem', accessMode: 'ReadWriteOnce', labels: { i: String(i % 10) }, options: {}, sourceKind: null,
+            sourceId: null, status: 'ready', createdAt: now, path: null,
+          });
+        }
+      });
+      const all = await h.svc.list({}, ctx);
+      expect(all).toHaveLength(10_000);
+      expect(await h.svc.list({ backend: 'plain' }, ctx)).toHaveLength(5_000);
+      expect(await h.svc.list({ labels: { i: '3' } }, ctx)).toHaveLength(1_000);
+      for (const i of [0, 4_999, 9_999]) {
+        expect((await h.svc.inspect(`bulk-${i}`, ctx)).id).toBe(`vol-${String(i).padStart(26, '0')}`);
+        expect(h.svc.find(`vol-${String(i).padStart(26, '0')}`)?.name).toBe(`bulk-${i}`);
+      }
+      expect(h.svc.status().volumes).toBe(10_000);
+    });
+  });
+
+  describe('mount / unmount', () => {
+    it('counts references: only the last unmount unmounts and detaches the implicit attachment', async () => {
+      const v = await h.svc.create({ name: 'm' }, ctx);
+      const m1 = await h.svc.mount({ ref: 'm', consumer: 'docker:1' }, { frontend: 'docker' });
+      expect(m1.existing).toBe(false);
+      expect(m1.path).toBe(m1.volume.path);
+      expect(m1.volume.attachments).toMatchObject([{ node: 'node-1', implicit: true }]);
+      const m2 = await h.svc.mount({ ref: 'm', consumer: 'docker:2' }, { frontend: 'docker' });
+      expect(m2.path).toBe(m1.path);
+      const again = await h.svc.mount({ ref: 'm', consumer: 'docker:1' }, { frontend: 'docker' });
+      expect(again.existing).toBe(true);
+      expect(h.backend.callsTo('mount')).toEqual([v.id]);
+      expect(h.backend.callsTo('attach')).toEqual([v.id]);
+
+      const after1 = await h.svc.unmount({ ref: 'm', consumer: 'docker:1' }, ctx);
+      expect(after1.mounts.map((m) => m.consumer)).toEqual(['docker:2']);
+      expect(h.backend.callsTo('unmount')).toHaveLength(0);
+      expect(h.backend.state.volumes.get(v.id)?.mounted).toBe(true);
+
+      const after2 = await h.svc.unmount({ ref: 'm', consumer: 'docker:2' }, ctx);
+      expect(after2).toMatchObject({ mounts: [], attachments: [], path: null });
+      expect(h.backend.state.volumes.get(v.id)).toMatchObject({ mounted: false, device: null });
+      // Unknown consumer: no-op.
+      await h.svc.unmount({ ref: 'm', consumer: 'docker:2' }, ctx);
+      expect(h.backend.callsTo('unmount')).toHaveLength(1);
+    });
+
+    it('records the frontend on the reference and keeps an explicit attachment after the last unmount', async () => {
+      const v = await h.svc.create({ name: 'e' }, ctx);
+      const att = await h.svc.attach({ ref: 'e' }, { frontend: 'csi' });
+      expect(att.attachments).toMatchObject([{ node: 'node-1', implicit: false, device: expect.any(String) }]);
+      const m = await h.svc.mount({ ref: 'e', consumer: 'csi-stage:/x' }, { frontend: 'csi' });
+      expect(m.volume.mounts).toMatchObject([{ consumer: 'csi-stage:/x', frontend: 'csi' }]);
+      await h.svc.unmount({ ref: 'e', consumer: 'csi-stage:/x' }, ctx);
+      expect(h.backend.state.volumes.get(v.id)?.device).not.toBeNull();
+      const d = await h.svc.detach({ ref: 'e' }, ctx);
+      expect(d.attachments).toEqual([]);
+      expect(h.backend.state.volumes.get(v.id)?.device).toBeNull();
+    });
+
+    it('detach is refused while mounted on this node', async () => {
+      await h.svc.create({ name: 'e' }, ctx);
+      await h.svc.attach({ ref: 'e' }, ctx);
+      await h.svc.mount({ ref: 'e', consumer: 'c1' }, ctx);
+      expect((await errorOf(h.svc.detach({ ref: 'e' }, ctx))).kind).toBe('InUse');
+    });
+
+    it('a failed mount rolls back its reference and implicit attachment', async () => {
+      const v = await h.svc.create({ name: 'f' }, ctx);
+      h.backend.failNext('mount');
+      expect((await errorOf(h.svc.mount({ ref: 'f', consumer: 'docker:1' }, ctx))).kind).toBe('Internal');
+      const after = await h.svc.inspect('f', ctx);
+      expect(after).toMatchObject({ mounts: [], attachments: [], path: null });
+      expect(h.store.listMountRefs(v.id)).toEqual([]);
+      expect(h.backend.state.volumes.get(v.id)?.device).toBeNull();
+      const ok = await h.svc.mount({ ref: 'f', consumer: 'docker:1' }, ctx);
+      expect(ok.volume.mounts).toHaveLength(1);
+    });
+
+    it('refuses bad mount input naming the field', async () => {
+      await h.svc.create({ name: 'b' }, ctx);
+      expect((await errorOf(h.svc.mount({ ref: 'b', consumer: '' }, ctx))).field).toBe('consumer');
+      expect((await errorOf(h.svc.mount({ ref: 'b', consumer: 'c', target: 'relative/x' }, ctx))).field).toBe('target');
+      expect((await errorOf(h.svc.mount({ ref: 'b', consumer: 'c', target: '/a/../b' }, ctx))).field).toBe('target');
+      expect((await errorOf(h.svc.mount({ ref: 'b', consumer: 'c', mountFlags: ['suid'] }, ctx))).field).toBe('mountFlags[0]');
+      expect((await errorOf(h.svc.mount({ ref: '', consumer: 'c' }, ctx))).field).toBe('ref');
+      expect((await errorOf(h.svc.mount({ ref: 'nope', consumer: 'c' }, ctx))).kind).toBe('NotFound');
+      expect((await h.svc.inspect('b', ctx)).mounts).toEqual([]);
+    });
+
+    it('ReadWriteOnce: attaching to a second node fails naming the node holding it', async () => {
+      await h.svc.create({ name: 'rwo', accessMode: 'ReadWriteOnce' }, ctx);
+      await h.svc.attach({ ref: 'rwo', node: 'node-2' }, ctx);
+      const err = await errorOf(h.svc.attach({ ref: 'rwo', node: 'node-3' }, ctx));
+      expect(err.kind).toBe('FailedPrecondition');
+      expect(err.message).toContain('node-2');
+      // Attach to another node only records: no backend attach happened.
+      expect(h.backend.callsTo('attach')).toHaveLength(0);
+      expect((await errorOf(h.svc.mount({ ref: 'rwo', consumer: 'c' }, ctx))).kind).toBe('FailedPrecondition');
+      await h.svc.detach({ ref: 'rwo', node: 'node-2' }, ctx);
+      await h.svc.mount({ ref: 'rwo', consumer: 'c' }, ctx);
+    });
+
+    it('ReadWriteMany: several nodes may attach', async () => {
+      await h.svc.create({ name: 'rwx', accessMode: 'ReadWriteMany' }, ctx);
+      await h.svc.attach({ ref: 'rwx', node: 'node-2' }, ctx);
+      const v = await h.svc.attach({ ref: 'rwx', node: 'node-3' }, ctx);
+      expect(v.attachments.map((a) => a.node)).toEqual(['node-2', 'node-3']);
+    });
+
+    it('ReadWriteOncePod: one workload consumer besides csi-stage', async () => {
+      await h.svc.create({ name: 'pod', accessMode: 'ReadWriteOncePod' }, ctx);
+      await h.svc.mount({ ref: 'pod', consumer: 'csi-stage:/s' }, ctx);
+      await h.svc.mount({ ref: 'pod', consumer: 'csi:/t1' }, ctx);
+      expect((await errorOf(h.svc.mount({ ref: 'pod', consumer: 'csi:/t2' }, ctx))).kind).toBe('InUse');
+      await h.svc.mount({ ref: 'pod', consumer: 'csi:/t1' }, ctx); // same consumer: idempotent
+      await h.svc.unmount({ ref: 'pod', consumer: 'csi:/t1' }, ctx);
+      await h.svc.mount({ ref: 'pod', consumer: 'csi:/t2' }, ctx);
+    });
+
+    it('ReadOnlyMany: references are read-only', async () => {
+      await h.svc.create({ name: 'rox', accessMode: 'ReadOnlyMany' }, ctx);
+      const m = await h.svc.mount({ ref: 'rox', consumer: 'c', readOnly: false }, ctx);
+      expect(m.volume.mounts[0]?.readOnly).toBe(true);
+    });
+
+    it('path is the managed path while mounted, else null', async () => {
+      await h.svc.create({ name: 'p' }, ctx);
+      expect(await h.svc.path('p', ctx)).toBeNull();
+      const m = await h.svc.mount({ ref: 'p', consumer: 'dvdcli' }, { frontend: 'dvdcli' });
+      expect(await h.svc.path('p', ctx)).toBe(m.path);
+    });
+  });
+
+  describe('remove', () => {
+    it('is refused with InUse while mounted or attached, works with force, NotFound afterwards', async () => {
+      const v = await h.svc.create({ name: 'r' }, ctx);
+      await h.svc.mount({ ref: 'r', consumer: 'docker:1' }, ctx);
+      const err = await errorOf(h.svc.remove({ ref: 'r' }, ctx));
+      expect(err.kind).toBe('InUse');
+      expect(err.message).toContain('docker:1');
+      await h.svc.unmount({ ref: 'r', consumer: 'docker:1' }, ctx);
+      await h.svc.attach({ ref: 'r', node: 'node-2' }, ctx);
+      expect((await errorOf(h.svc.remove({ ref: 'r' }, ctx))).kind).toBe('InUse');
+      await h.svc.mount({ ref: 'r', consumer: 'docker:1' }, ctx).catch(() => undefined); // RWO on node-2: refused
+      await h.svc.remove({ ref: 'r', force: true }, ctx);
+      expect(h.svc.find('r')).toBeNull();
+      expect(h.backend.state.volumes.has(v.id)).toBe(false);
+      expect((await errorOf(h.svc.remove({ ref: 'r' }, ctx))).kind).toBe('NotFound');
+    });
+
+    it('force unmounts every reference and detaches first', async () => {
+      const v = await h.svc.create({ name: 'f' }, ctx);
+      await h.svc.mount({ ref: 'f', consumer: 'a' }, ctx);
+      await h.svc.mount({ ref: 'f', consumer: 'b' }, ctx);
+      await h.svc.remove({ ref: v.id, force: true }, ctx);
+      expect(h.backend.callsTo('unmount')).toEqual([v.id]);
+      expect(h.backend.callsTo('detach')).toContain(v.id);
+      expect(h.backend.callsTo('delete')).toEqual([v.id]);
+      expect(h.store.listMountRefs()).toEqual([]);
+      expect(h.store.listAttachments()).toEqual([]);
+    });
+
+    it('a failed backend delete leaves the volume deleting; a retry finishes it', async () => {
+      const v = await h.svc.create({ name: 'x' }, ctx);
+      h.backend.failNext('delete');
+      await errorOf(h.svc.remove({ ref: 'x' }, ctx));
+      expect(h.svc.find('x')?.status).toBe('deleting');
+      expect((await errorOf(h.svc.mount({ ref: 'x', consumer: 'c' }, ctx))).kind).toBe('FailedPrecondition');
+      await h.svc.remove({ ref: 'x' }, ctx);
+      expect(h.svc.find(v.id)).toBeNull();
+    });
+  });
+
+  describe('serialization', () => {
+    it('wait:false gets Busy while another operation holds the volume', async () => {
+      await h.svc.create({ name: 's' }, ctx);
+      const hold = h.backend.holdNext('mount');
+      const mounting = h.svc.mount({ ref: 's', consumer: 'c1' }, ctx);
+      await hold.reached;
+      const err = await errorOf(h.svc.unmount({ ref: 's', consumer: 'c1' }, { frontend: 'csi', wait: false }));
+      expect(err.kind).toBe('Busy');
+      // Another volume is not blocked.
+      await h.svc.create({ name: 'other' }, { frontend: 'csi', wait: false });
+      hold.release();
+      await mounting;
+      expect((await h.svc.inspect('s', ctx)).mounts).toHaveLength(1);
+    });
+
+    it('a waiting operation runs after the holder and sees its result', async () => {
+      await h.svc.create({ name: 's' }, ctx);
+      const hold = h.backend.holdNext('mount');
+      const mounting = h.svc.mount({ ref: 's', consumer: 'c1' }, ctx);
+      await hold.reached;
+      const removing = h.svc.remove({ ref: 's' }, ctx);
+      hold.release();
+      await mounting;
+      expect((await errorOf(removing)).kind).toBe('InUse');
+    });
+
+    it('bounded wait ends in Busy', async () => {
+      const quick = await createFakeHarness({ lockWaitMs: 50 });
+      try {
+        await quick.svc.create({ name: 's' }, ctx);
+        const hold = quick.backend.holdNext('mount');
+        const mounting = quick.svc.mount({ ref: 's', consumer: 'c1' }, ctx);
+        await hold.reached;
+        expect((await errorOf(quick.svc.remove({ ref: 's' }, ctx))).kind).toBe('Busy');
+        hold.release();
+        await mounting;
+      } finally {
+        await quick.cleanup();
+      }
+    });
+  });
+
+  describe('snapshots, clones, expand', () => {
+    it('snapshot create is idempotent by name; other volume -> AlreadyExists; restore and delete', async () => {
+      const v = await h.svc.create({ name: 'src', sizeBytes: 64 * MiB }, ctx);
+      const s1 = await h.svc.createSnapshot({ name: 'snap1', volume: 'src' }, ctx);
+      const s2 = await h.svc.createSnapshot({ name: 'snap1', volume: v.id }, ctx);
+      expect(s2.id).toBe(s1.id);
+      expect(s1).toMatchObject({ volumeId: v.id, backend: 'local', sizeBytes: 64 * MiB, readyToUse: true });
+      expect(s1.id).toMatch(/^snap-[0-9a-z]{26}$/);
+      await h.svc.create({ name: 'other' }, ctx);
+      expect((await errorOf(h.svc.createSnapshot({ name: 'snap1', volume: 'other' }, ctx))).kind).toBe('AlreadyExists');
+      expect(h.backend.callsTo('createSnapshot')).toEqual([s1.id]);
+
+      const restored = await h.svc.create({ name: 'restored', source: { kind: 'snapshot', ref: 'snap1' } }, ctx);
+      expect(restored).toMatchObject({ sizeBytes: 64 * MiB, source: { kind: 'snapshot', id: s1.id } });
+      expect(h.backend.state.volumes.get(restored.id)?.filledFrom).toBe(s1.id);
+      expect((await errorOf(h.svc.create({ name: 'small', sizeBytes: MiB, source: { kind: 'snapshot', ref: 'snap1' } }, ctx))).kind).toBe('OutOfRange');
+
+      expect((await h.svc.listSnapshots({ volume: 'src' }, ctx)).map((s) => s.name)).toEqual(['snap1']);
+      expect(await h.svc.listSnapshots({ volume: 'other' }, ctx)).toEqual([]);
+      expect((await h.svc.inspectSnapshot('snap1', ctx)).id).toBe(s1.id);
+      await h.svc.deleteSnapshot(s1.id, ctx);
+      expect((await errorOf(h.svc.inspectSnapshot('snap1', ctx))).kind).toBe('NotFound');
+      expect(h.backend.state.snapshots.size).toBe(0);
+    });
+
+    it('clones a volume', async () => {
+      const v = await h.svc.create({ name: 'src' }, ctx);
+      const c = await h.svc.create({ name: 'clone', source: { kind: 'volume', ref: 'src' } }, ctx);
+      expect(c.source).toEqual({ kind: 'volume', id: v.id });
+      expect(h.backend.state.volumes.get(c.id)?.filledFrom).toBe(v.id);
+      const again = await h.svc.create({ name: 'clone', source: { kind: 'volume', ref: v.id } }, ctx);
+      expect(again.id).toBe(c.id);
+    });
+
+    it('backends without the capability answer Unsupported', async () => {
+      await h.svc.create({ name: 'p', backend: 'plain' }, ctx);
+      expect((await errorOf(h.svc.createSnapshot({ name: 's', volume: 'p' }, ctx))).kind).toBe('Unsupported');
+      expect((await errorOf(h.svc.expand({ ref: 'p', sizeBytes: 2 * MiB }, ctx))).kind).toBe('Unsupported');
+      expect((await errorOf(h.svc.create({ name: 'c', backend: 'plain', source: { kind: 'volume', ref: 'p' } }, ctx))).kind).toBe('Unsupported');
+    });
+
+    it('expands, refuses shrinking, and is idempotent at the same size', async () => {
+      const v = await h.svc.create({ name: 'g', sizeBytes: 64 * MiB }, ctx);
+      const r = await h.svc.expand({ ref: 'g', sizeBytes: 128 * MiB }, ctx);
+      expect(r).toMatchObject({ pendingFsGrowth: false, volume: { sizeBytes: 128 * MiB } });
+      expect(h.backend.state.volumes.get(v.id)?.sizeBytes).toBe(128 * MiB);
+      await h.svc.expand({ ref: 'g', sizeBytes: 128 * MiB }, ctx);
+      expect(h.backend.callsTo('expand')).toHaveLength(1);
+      const err = await errorOf(h.svc.expand({ ref: 'g', sizeBytes: 32 * MiB }, ctx));
+      expect(err).toMatchObject({ kind: 'OutOfRange', field: 'size' });
+    });
+  });
+
+  describe('observability and misc', () => {
+    it('emits one OpRecord per call with frontend, op, volume and outcome', async () => {
+      await h.svc.create({ name: 'o' }, { frontend: 'docker' });
+      await h.svc.inspect('missing', ctx).catch(() => undefined);
+      expect(records).toEqual([
+        expect.objectContaining({ frontend: 'docker', op: 'create', volume: 'o', outcome: 'ok', durationMs: expect.any(Number) }),
+        expect.objectContaining({ frontend: 'admin', op: 'inspect', volume: 'missing', outcome: 'NotFound' }),
+      ]);
+    });
+
+    it('reports backends, capacity and status', async () => {
+      expect(h.svc.backends().map((b) => [b.name, b.driver, b.capabilities.attachable])).toEqual([
+        ['local', 'fake', true],
+        ['plain', 'fake', false],
+      ]);
+      const cap = await h.svc.capacity(undefined, ctx);
+      expect(cap.map((c) => c.backend)).toEqual(['local', 'plain']);
+      expect((await errorOf(h.svc.capacity('nope', ctx))).kind).toBe('NotFound');
+      expect(h.svc.status()).toMatchObject({ version: 'test', nodeId: 'node-1', ready: true, volumes: 0, backends: ['local', 'plain'] });
+      expect(h.svc.nodeId).toBe('node-1');
+    });
+
+    it('stats come from the backend', async () => {
+      await h.svc.create({ name: 's', sizeBytes: 64 * MiB }, ctx);
+      expect((await h.svc.stats('s', ctx)).totalBytes).toBe(64 * MiB);
+    });
+
+    it('operations after close are refused', async () => {
+      await h.svc.close();
+      expect((await errorOf(h.svc.create({ name: 'late' }, ctx))).kind).toBe('FailedPrecondition');
+    });
+  });
+});
