@@ -1,0 +1,199 @@
+// The FlexVolume driver as kubelet and kube-controller-manager run it: installed with
+// `berth flexvolume install`, exec'd by absolute path with stdin closed and no BERTH_*
+// environment (the socket comes from the berth.json written at install), every reply
+// parsed from stdout+stderr as exactly one JSON value, against a real daemon and real
+// loop volumes.
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { goJson, kubeletCall, mountTable } from '../helpers/callers.js';
+import { runBerth, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { useTmpRoots, type TmpRoot } from '../helpers/tmp-root.js';
+
+const roots = useTmpRoots();
+const NODE = 'test-node'; // the test daemon's nodeId, used as kubelet's node name
+
+async function install(root: TmpRoot, socket: string): Promise<string> {
+  const pluginDir = root.path('exec');
+  const r = await runBerth(['--socket', socket, 'flexvolume', 'install', '--plugin-dir', pluginDir]);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  return join(pluginDir, 'berth~berth', 'berth');
+}
+
+/** kubelet's paths for a pod volume and the per-node device mount (flexvolume.md §5). */
+function kubeletPaths(root: TmpRoot, pv: string, podUid: string) {
+  const dm = root.path('kubelet', 'plugins', 'kubernetes.io', 'flexvolume', 'berth', 'berth', 'mounts', pv);
+  const pd = root.path('kubelet', 'pods', podUid, 'volumes', 'berth~berth', pv);
+  return { dm, pd };
+}
+
+const uniq = (p: string) => `${p}-${randomBytes(4).toString('hex')}`;
+
+describe('FlexVolume driver (kubelet-style calls)', () => {
+  it('installs atomically as <dir>/berth~berth/berth bound to the admin socket, and upgrades in place', async () => {
+    const root = roots.create('flex-install');
+    const socket = root.path('admin.sock');
+    const exe = await install(root, socket);
+    const driverDir = join(root.path('exec'), 'berth~berth');
+    expect(readdirSync(driverDir).sort()).toEqual(['berth', 'berth.json']);
+    expect(statSync(exe).mode & 0o777).toBe(0o755);
+    expect(readFileSync(exe, 'utf8').split('\n')[0]).toBe(`#!${process.execPath}`);
+    expect(JSON.parse(readFileSync(join(driverDir, 'berth.json'), 'utf8'))).toEqual({ socket });
+
+    // Upgrade: same names, no dot-named leftovers in the driver dir or the plugin dir.
+    const again = await install(root, root.path('other.sock'));
+    expect(again).toBe(exe);
+    expect(readdirSync(driverDir).sort()).toEqual(['berth', 'berth.json']);
+    expect(readdirSync(root.path('exec'))).toEqual(['berth~berth']);
+    expect(JSON.parse(readFileSync(join(driverDir, 'berth.json'), 'utf8'))).toEqual({ socket: root.path('other.sock') });
+
+    const init = await kubeletCall(exe, ['init']);
+    expect(init.code).toBe(0);
+    expect(init.stderr).toBe('');
+    expect(init.reply).toEqual({ status: 'Success', capabilities: { attach: true, selinuxRelabel: true, supportsMetrics: true, fsGroup: true, requiresFSResize: false } });
+
+    const un = await runBerth(['flexvolume', 'uninstall', '--plugin-dir', root.path('exec')]);
+    expect(un.code).toBe(0);
+    expect(existsSync(driverDir)).toBe(false);
+  });
+
+  it('runs a full pod lifecycle on a loop volume: attach, waitforattach, mountdevice, mount, unmount, unmountdevice, detach', async () => {
+    const root = roots.create('flex-pod');
+    const d: TestDaemon = await startTestDaemon(root);
+    const exe = await install(root, d.socket);
+    const pv = uniq('pv-flex');
+    const podUid = '6b1e2c3d-0000-4000-8000-123456789abc';
+    const { dm, pd } = kubeletPaths(root, pv, podUid);
+    const user = { backend: 'loop', size: '64Mi', 'label.note': 'a&b<c>' };
+    const J = goJson({ 'kubernetes.io/fsType': 'ext4', 'kubernetes.io/pvOrVolumeName': pv, 'kubernetes.io/readwrite': 'rw', ...user });
+    const call = async (...args: string[]) => {
+      const r = await kubeletCall(exe, args);
+      expect(r.stderr, `stderr of ${args[0]}`).toBe('');
+      expect(r.code, `exit of ${args[0]}: ${r.stdout}`).toBe(r.reply.status === 'Failure' ? 1 : 0);
+      return r.reply;
+    };
+    root.defer(() => d.client.removeVolume(pv, { force: true }).catch(() => undefined));
+
+    // kube-controller-manager
+    const attached = await call('attach', J, NODE);
+    expect(attached.status).toBe('Success');
+    expect(attached.device).toMatch(/^\/dev\/loop\d+$/);
+    expect((await call('isattached', J, NODE))).toEqual({ status: 'Success', attached: true });
+    const vol = await d.client.inspectVolume(pv);
+    expect(vol).toMatchObject({ backend: 'loop', sizeBytes: 64 * 1024 * 1024, fsType: 'ext4', labels: { note: 'a&b<c>', 'flex-pv': pv } });
+    expect(vol.attachments).toMatchObject([{ node: NODE, device: attached.device, implicit: false }]);
+
+    // kubelet
+    expect(await call('waitforattach', attached.device!, J)).toEqual({ status: 'Success', device: attached.device });
+    mkdirSync(dm, { recursive: true, mode: 0o750 });
+    expect(await call('mountdevice', dm, attached.device!, J)).toEqual({ status: 'Success' });
+    mkdirSync(pd, { recursive: true, mode: 0o750 });
+    const JM = goJson({
+      'kubernetes.io/fsType': 'ext4', 'kubernetes.io/mounterArgs.FsGroup': '2000', 'kubernetes.io/pod.name': 'web-0',
+      'kubernetes.io/pod.namespace': 'default', 'kubernetes.io/pod.uid': podUid, 'kubernetes.io/pvOrVolumeName': pv,
+      'kubernetes.io/readwrite': 'rw', 'kubernetes.io/secret/password': 'czNjcjN0', 'kubernetes.io/serviceAccount.name': 'default', ...user,
+    });
+    expect(await call('mount', pd, JM)).toEqual({ status: 'Success' });
+    expect(await call('mount', pd, JM)).toEqual({ status: 'Success' }); // a retry changes nothing
+
+    let mounts = await mountTable();
+    expect(mounts.get(dm)).toBe(attached.device);
+    expect(mounts.get(pd)).toBe(attached.device);
+    writeFileSync(join(pd, 'hello'), 'from the pod');
+    expect(readFileSync(join(dm, 'hello'), 'utf8')).toBe('from the pod');
+    expect(readdirSync(pd)).toEqual(['hello']); // the data/ subdir: no lost+found
+    expect((await d.client.inspectVolume(pv)).mounts.map((m) => m.consumer).sort()).toEqual([`flex-device:${dm}`, `flex:${pd}`]);
+
+    // A second, read-only pod on the same node shares the device mount.
+    const { pd: pd2 } = kubeletPaths(root, pv, 'second-pod');
+    mkdirSync(pd2, { recursive: true });
+    expect(await call('mount', pd2, goJson({ ...JSON.parse(JM), 'kubernetes.io/readwrite': 'ro', 'kubernetes.io/pod.uid': 'second-pod' }))).toEqual({ status: 'Success' });
+    expect(readFileSync(join(pd2, 'hello'), 'utf8')).toBe('from the pod');
+    expect(() => writeFileSync(join(pd2, 'nope'), 'x')).toThrow(/EROFS/);
+    expect(await call('unmount', pd2)).toEqual({ status: 'Success' });
+
+    // Teardown, in kubelet's order.
+    expect(await call('unmount', pd)).toEqual({ status: 'Success' });
+    mounts = await mountTable();
+    expect(mounts.has(pd)).toBe(false);
+    expect(mounts.get(dm)).toBe(attached.device);
+    expect(await call('unmount', pd)).toMatchObject({ status: 'Success' }); // retried after a crash: still fine
+    expect(await call('unmountdevice', dm)).toEqual({ status: 'Success' });
+    expect((await mountTable()).has(dm)).toBe(false);
+    expect(await call('detach', pv, NODE)).toEqual({ status: 'Success' });
+    expect(await call('isattached', J, NODE)).toEqual({ status: 'Success', attached: false });
+    const after = await d.client.inspectVolume(pv);
+    expect(after.mounts).toEqual([]);
+    expect(after.attachments).toEqual([]);
+
+    // The data survives: the next pod sees it.
+    expect(await call('mount', pd, JM)).toEqual({ status: 'Success' });
+    expect(readFileSync(join(pd, 'hello'), 'utf8')).toBe('from the pod');
+    expect(await call('unmount', pd)).toEqual({ status: 'Success' });
+    expect((await d.client.inspectVolume(pv)).mounts).toEqual([]);
+  });
+
+  it('expandvolume grows the volume through the daemon, or fails naming the backend that cannot', async () => {
+    const root = roots.create('flex-expand');
+    const d = await startTestDaemon(root);
+    const exe = await install(root, d.socket);
+    const pv = uniq('pv-grow');
+    root.defer(() => d.client.removeVolume(pv, { force: true }).catch(() => undefined));
+    const J = goJson({ 'kubernetes.io/fsType': '', 'kubernetes.io/pvOrVolumeName': pv, 'kubernetes.io/readwrite': 'rw', backend: 'loop', size: '64Mi' });
+    expect((await kubeletCall(exe, ['attach', J, NODE])).reply.status).toBe('Success');
+    // KCM passes the relative device mount path and decimal byte counts (flexvolume.md §5).
+    const r = await kubeletCall(exe, ['expandvolume', J, `berth/berth/mounts/${pv}`, String(96 * 1024 * 1024), String(64 * 1024 * 1024)]);
+    expect(r.stderr).toBe('');
+    const loop = (await d.client.backends()).find((b) => b.name === 'loop')!;
+    if (loop.capabilities.expansion === 'none') {
+      expect(r.reply).toEqual({ status: 'Failure', message: expect.stringMatching(/^not supported by the backend: .*loop.*cannot expand/) });
+      expect(r.code).toBe(1);
+      expect((await d.client.inspectVolume(pv)).sizeBytes).toBe(64 * 1024 * 1024);
+    } else {
+      expect(r.reply).toEqual({ status: 'Success' });
+      expect((await d.client.inspectVolume(pv)).sizeBytes).toBe(96 * 1024 * 1024);
+    }
+    expect((await kubeletCall(exe, ['detach', pv, NODE])).reply).toEqual({ status: 'Success' });
+  });
+
+  it('answers every failure as one Failure JSON with exit 1 and nothing on stderr', async () => {
+    const root = roots.create('flex-errors');
+    // No daemon on this socket at all.
+    const deadSocket = root.path('nobody-home.sock');
+    const dead = await install(root, deadSocket);
+    for (const args of [['attach', '{"kubernetes.io/pvOrVolumeName":"pv1"}', NODE], ['unmount', '/var/lib/kubelet/pods/x/volumes/berth~berth/pv1'], ['detach', 'pv1', NODE]]) {
+      const r = await kubeletCall(dead, args);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(1);
+      expect(r.reply.status).toBe('Failure');
+      expect(r.reply.message).toContain(`berth daemon not reachable at ${deadSocket}`);
+    }
+    expect((await kubeletCall(dead, ['init'])).reply.status).toBe('Success'); // init never needs the daemon
+
+    const d = await startTestDaemon(root);
+    const exe = await install(root, d.socket);
+    const expectFailure = async (args: string[], message: RegExp) => {
+      const r = await kubeletCall(exe, args);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(1);
+      expect(r.reply.status).toBe('Failure');
+      expect(r.reply.message).toMatch(message);
+    };
+    await expectFailure(['mount', root.path('pd'), '{"kubernetes.io/pvOrVolumeName": '], /mount options JSON: not valid JSON/);
+    await expectFailure(['mount', root.path('pd')], /usage: mount <mount dir> <json>/);
+    await expectFailure(['mount', root.path('pd'), goJson({ 'kubernetes.io/pvOrVolumeName': uniq('absent'), create: 'false' })], /^not found: volume "absent-[0-9a-f]+" does not exist and the create option is false$/);
+    await expectFailure(['attach', goJson({ 'kubernetes.io/pvOrVolumeName': uniq('bad'), bogus: '1' }), NODE], /opts\.bogus/);
+    await expectFailure(['attach', goJson({ 'kubernetes.io/pvOrVolumeName': uniq('bad'), size: 'lots' }), NODE], /size/);
+
+    const nsup = await kubeletCall(exe, ['getvolumename', goJson({ 'kubernetes.io/pvOrVolumeName': 'pv1' })]);
+    expect(nsup.reply).toEqual({ status: 'Not supported' });
+    expect(nsup.code).toBe(0);
+    expect((await kubeletCall(exe, ['waitfordetach', '/dev/loop0'])).reply).toEqual({ status: 'Not supported' });
+    // Teardown calls for things that were never set up succeed (kubelet retries them).
+    expect((await kubeletCall(exe, ['unmountdevice', root.path('never-mounted')])).reply.status).toBe('Success');
+    expect((await kubeletCall(exe, ['detach', uniq('never-attached'), NODE])).reply.status).toBe('Success');
+    expect((await kubeletCall(exe, ['isattached', goJson({ 'kubernetes.io/pvOrVolumeName': uniq('nope') }), NODE])).reply).toEqual({ status: 'Success', attached: false });
+  });
+});
