@@ -3,7 +3,7 @@
 import { mkdtempSync, rmSync, existsSync, writeFileSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -56,6 +56,26 @@ describe('createDockerFrontend', () => {
     await f.stop();
     expect(existsSync(socket)).toBe(false);
     await f.stop(); // twice is fine
+  });
+
+  it('answers the exact bytes Docker sends (empty Host header, no Content-Type, trailing newline)', async () => {
+    const socket = join(dir, 'raw.sock');
+    await frontend(socket).start();
+    const reply = await new Promise<string>((resolve, reject) => {
+      const c = connect(socket);
+      let text = '';
+      c.on('data', (d: Buffer) => {
+        text += d.toString();
+        if (text.includes('\r\n\r\n') && text.endsWith('}')) c.end();
+      });
+      c.on('end', () => resolve(text));
+      c.on('error', reject);
+      c.write('POST /VolumeDriver.Capabilities HTTP/1.1\r\nHost: \r\nUser-Agent: Go-http-client/1.1\r\n' +
+        'Content-Length: 3\r\nAccept: application/vnd.docker.plugins.v1.2+json\r\n\r\n{}\n');
+    });
+    expect(reply).toMatch(/^HTTP\/1\.1 200 /);
+    expect(reply).toMatch(/content-type: application\/vnd\.docker\.plugins\.v1\.2\+json/i);
+    expect(reply.slice(reply.indexOf('\r\n\r\n') + 4)).toBe('{"Capabilities":{"Scope":"local"}}');
   });
 
   it('replaces a stale socket left by a crash', async () => {

@@ -36,7 +36,9 @@ export function createDockerFrontend(o: {
       await mkdir(dirname(socket), { recursive: true, mode: 0o755 });
       await removeStaleSocket(socket);
       const app = createDockerApp({ service: o.service, log: o.log });
-      const s = createAdaptorServer({ fetch: app.fetch }) as Server;
+      // Docker sends an empty Host header ("Host: \r\n"); without a default hostname
+      // the adapter cannot build the request URL and answers 400 to every call.
+      const s = createAdaptorServer({ fetch: app.fetch, hostname: 'localhost' }) as Server;
       // Docker holds connections open between calls; don't let that stall stop().
       s.keepAliveTimeout = 5_000;
       await new Promise<void>((resolve, reject) => {

@@ -132,7 +132,14 @@ export async function listDriverVolumes(driver: string): Promise<string[]> {
  * volumes (while berth still answers), and last the plugin socket if the daemon left one.
  * Collects failures and throws once at the end so one failure does not skip the rest.
  */
-export async function cleanupDocker(o: { driver: string; containers?: readonly string[]; stopped?: boolean }): Promise<void> {
+export async function cleanupDocker(o: {
+  driver: string;
+  containers?: readonly string[];
+  /** berth is not running: skip the volumes (Docker would wait on the plugin). */
+  stopped?: boolean;
+  /** Called per volume before `docker volume rm -f`, e.g. to drop references other consumers hold. */
+  release?: (volume: string) => Promise<unknown>;
+}): Promise<void> {
   const errors: string[] = [];
   for (const c of o.containers ?? []) {
     const r = await dockerRun(['rm', '-f', c]);
@@ -144,6 +151,7 @@ export async function cleanupDocker(o: { driver: string; containers?: readonly s
       return [];
     });
     for (const v of names) {
+      await o.release?.(v).catch((e: Error) => errors.push(`release ${v}: ${e.message}`));
       const r = await dockerRun(['volume', 'rm', '-f', v]);
       if (r.code !== 0) errors.push(`volume rm -f ${v}: ${r.stderr.trim()}`);
     }
