@@ -16,7 +16,7 @@ import type { Exec } from '../../core/os/exec.js';
 import type { Logger } from '../../core/log.js';
 import { failedPrecondition, internal, notFound } from '../../core/errors.js';
 import { attachLoop, blockDeviceSize, detachLoop, findLoopDevices, findLoopDevicesUnder, type LoopDevice } from '../../core/os/loop.js';
-import { fsMountOptions, fsUsage, growFilesystem, makeFilesystem, probeFilesystem, readExt4Size } from '../../core/os/fs.js';
+import { fsMountOptions, fsUsage, growFilesystem, makeFilesystem, probeFilesystem, readExt4Size, readFsMagic } from '../../core/os/fs.js';
 import { findMount, mount as mountFs, readMountInfo } from '../../core/os/mounts.js';
 import { childPath, managedMountPath, VOLUME_ID_RE } from '../paths.js';
 import { parseLoopSettings, validateLoopCreate, type LoopSettings } from './settings.js';
@@ -247,14 +247,13 @@ export class LoopBackend implements Backend {
    * else; grows an ext4 that is smaller than its device (the offline half of expansion).
    */
   private async prepareFilesystem(vol: BackendVolume, fsType: FsType, device: string): Promise<void> {
-    const probe = await probeFilesystem(this.exec, device);
-    if (!probe) {
+    // Remounts are the common case: our own magic answers them without a process.
+    if ((await readFsMagic(device)) !== fsType) {
+      const probe = await probeFilesystem(this.exec, device);
+      if (probe) throw failedPrecondition(`volume ${vol.id} holds ${probe.type}, not ${fsType}: refusing to mount or overwrite it`);
       await makeFilesystem(this.exec, fsType, device);
       this.log.info({ volume: vol.id, device, fs: fsType }, 'filesystem made on first use');
       return;
-    }
-    if (probe.type !== fsType) {
-      throw failedPrecondition(`volume ${vol.id} holds ${probe.type}, not ${fsType}: refusing to mount or overwrite it`);
     }
     if (fsType === 'ext4') {
       const [fsSize, devSize] = await Promise.all([readExt4Size(device), blockDeviceSize(device)]);

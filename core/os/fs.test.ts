@@ -3,7 +3,7 @@ import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createExec } from './exec.js';
-import { FS_MIN_BYTES, growCommands, makeFilesystem, mkfsCommand, parseBlkidExport, parseExt4Superblock, probeFilesystem, readExt4Size } from './fs.js';
+import { FS_MIN_BYTES, growCommands, makeFilesystem, mkfsCommand, parseBlkidExport, parseExt4Superblock, probeFilesystem, readExt4Size, readFsMagic, detectFsMagic } from './fs.js';
 
 describe('filesystem commands as data', () => {
   it('makes ext4 fast and without root-reserved blocks, xfs/btrfs forced', () => {
@@ -36,6 +36,14 @@ describe('filesystem commands as data', () => {
     expect(parseExt4Superblock(sb)).toBe((2 ** 32 + 1000) * 4096);
     expect(parseExt4Superblock(Buffer.alloc(1024))).toBeNull();
   });
+  it('detects only its own filesystems by magic, and nothing in a short or empty head', () => {
+    expect(detectFsMagic(Buffer.alloc(70_000))).toBeNull();
+    expect(detectFsMagic(Buffer.from('XFSB'))).toBe('xfs');
+    const head = Buffer.alloc(70_000);
+    head.write('_BHRfS_M', 65_536 + 0x40, 'latin1');
+    expect(detectFsMagic(head)).toBe('btrfs');
+    expect(detectFsMagic(head.subarray(0, 65_000))).toBeNull();
+  });
 });
 
 describe('filesystem commands on real images', () => {
@@ -51,12 +59,15 @@ describe('filesystem commands on real images', () => {
         await truncate(img, FS_MIN_BYTES[fs]);
         await makeFilesystem(exec, fs, img);
         expect((await probeFilesystem(exec, img))?.type).toBe(fs);
+        expect(await readFsMagic(img)).toBe(fs);
       }
       const img = join(dir, 'ext4.img');
       await writeFile(img, '');
       await truncate(img, FS_MIN_BYTES.ext4);
       expect(await probeFilesystem(exec, img)).toBeNull();
+      expect(await readFsMagic(img)).toBeNull();
       await makeFilesystem(exec, 'ext4', img);
+      expect(await readFsMagic(img)).toBe('ext4');
       expect(await readExt4Size(img)).toBe(FS_MIN_BYTES.ext4);
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -92,6 +92,32 @@ export async function probeFilesystem(exec: Exec, device: string): Promise<FsPro
   }
 }
 
+/** Bytes detectFsMagic needs: btrfs keeps its superblock at 64 KiB, its magic 64 bytes in. */
+export const FS_MAGIC_SPAN = 65_536 + 0x48;
+
+/**
+ * Pure check of the superblock magic of the three filesystems berth makes, in the first
+ * FS_MAGIC_SPAN bytes of a device. Answers "is it berth's filesystem" without a process;
+ * anything else (another signature, or none) is left to blkid.
+ */
+export function detectFsMagic(head: Buffer): FsType | null {
+  if (head.length >= 4 && head.toString('latin1', 0, 4) === 'XFSB') return 'xfs';
+  if (head.length >= 1082 && head.readUInt16LE(1080) === EXT4_MAGIC) return 'ext4';
+  if (head.length >= FS_MAGIC_SPAN && head.toString('latin1', 65_536 + 0x40, 65_536 + 0x48) === '_BHRfS_M') return 'btrfs';
+  return null;
+}
+
+export async function readFsMagic(device: string): Promise<FsType | null> {
+  const fh = await open(device, 'r');
+  try {
+    const head = Buffer.alloc(FS_MAGIC_SPAN);
+    const { bytesRead } = await fh.read(head, 0, FS_MAGIC_SPAN, 0);
+    return detectFsMagic(head.subarray(0, bytesRead));
+  } finally {
+    await fh.close();
+  }
+}
+
 const EXT4_MAGIC = 0xef53;
 const EXT4_INCOMPAT_64BIT = 0x80;
 

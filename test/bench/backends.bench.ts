@@ -33,8 +33,8 @@ async function timed(steps: Steps, name: string, fn: () => Promise<unknown>): Pr
 
 /** The loop lifecycle with the plain commands, each step timed. */
 async function rawCycle(root: string, i: number, steps: Steps): Promise<void> {
-  const img = join(root, `raw-${i}.img`);
-  const mnt = join(root, `raw-${i}`);
+  const img = join(root, `raw-${i + 2}.img`);
+  const mnt = join(root, `raw-${i + 2}`);
   await mkdir(mnt);
   await timed(steps, 'truncate', () => sh('truncate', ['-s', String(SIZE), img]));
   let dev = '';
@@ -61,15 +61,21 @@ async function backendCycle(b: Backend, steps: Steps): Promise<void> {
   await timed(steps, 'delete', () => b.delete(vol));
 }
 
-async function cycles(n: number, fn: (i: number, steps: Steps) => Promise<void>): Promise<Steps> {
-  const steps: Steps = {};
-  for (let i = 0; i < 2; i++) await fn(-1 - i, {}); // warm-up
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
-    await fn(i, steps);
-    (steps['whole cycle'] ??= []).push(performance.now() - t0);
+/**
+ * Runs the raw, loop and dir cycles interleaved (raw, loop, dir, raw, ...) so load from
+ * anything else on the machine falls on all three alike and the ratios stay fair.
+ */
+async function interleaved(n: number, fns: ReadonlyArray<(i: number, steps: Steps) => Promise<void>>): Promise<Steps[]> {
+  const all: Steps[] = fns.map(() => ({}));
+  for (let i = -2; i < n; i++) {
+    for (const [k, fn] of fns.entries()) {
+      const steps = i < 0 ? {} : all[k]!; // two warm-up rounds
+      const t0 = performance.now();
+      await fn(i, steps);
+      (steps['whole cycle'] ??= []).push(performance.now() - t0);
+    }
   }
-  return steps;
+  return all;
 }
 
 const p50 = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -80,9 +86,11 @@ export async function run(): Promise<BenchResult[]> {
     const ctx = (name: string) => ({ name, settings: {}, stateRoot: join(root, name), exec: createExec(), log: createSilentLogger() });
     const loopBackend = await createLoopBackend(ctx('loop'));
     const dirBackend = await createDirBackend(ctx('dir'));
-    const raw = await cycles(N, (i, steps) => rawCycle(root, i + 10, steps));
-    const loop = await cycles(N, (_i, steps) => backendCycle(loopBackend, steps));
-    const dir = await cycles(N, (_i, steps) => backendCycle(dirBackend, steps));
+    const [raw, loop, dir] = (await interleaved(N, [
+      (i, steps) => rawCycle(root, i, steps),
+      (_i, steps) => backendCycle(loopBackend, steps),
+      (_i, steps) => backendCycle(dirBackend, steps),
+    ])) as [Steps, Steps, Steps];
 
     const out: BenchResult[] = [];
     for (const [name, xs] of Object.entries(raw)) out.push(summarize(GROUP, `raw ${name} (64MiB ext4)`, xs));
