@@ -1,0 +1,245 @@
+/**
+ * CSI against a real berth daemon (dist/berth.js) over its unix socket, with real
+ * directories, loop devices, mkfs and bind mounts: the full lifecycle on dir and loop
+ * (mount and block), idempotency, ABORTED under concurrency, NOT_FOUND, malformed
+ * requests, a kill -9 in the middle of a lifecycle, and one state across frontends.
+ */
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { status } from '@grpc/grpc-js';
+import { describe, expect, it } from 'vitest';
+import { isMountpoint } from '../../core/os/mounts.js';
+import { blockCap, createCsiClient, mountCap, type CsiClient } from '../helpers/csi-client.js';
+import { startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { raw } from '../helpers/http.js';
+import { useTmpRoots, type TmpRoot } from '../helpers/tmp-root.js';
+
+const roots = useTmpRoots();
+const MiB = 2 ** 20;
+
+async function start(label: string, o: { docker?: boolean } = {}): Promise<{ d: TestDaemon; c: CsiClient; root: TmpRoot }> {
+  const root = await roots.create(label);
+  const d = await startTestDaemon(root, { csi: true, ...(o.docker ? { docker: true } : {}) });
+  const c = createCsiClient(d.csiEndpoint);
+  root.defer(() => c.close());
+  return { d, c, root };
+}
+
+async function grpcError(p: Promise<unknown>): Promise<{ code: number; details: string }> {
+  try {
+    await p;
+  } catch (err) {
+    return err as { code: number; details: string };
+  }
+  throw new Error('expected the call to fail');
+}
+
+/** Each step twice: every CSI call must be idempotent. */
+async function twice<T>(fn: () => Promise<T>): Promise<T> {
+  const first = await fn();
+  expect(await fn()).toEqual(first);
+  return first;
+}
+
+interface Lifecycle {
+  readonly volumeId: string;
+  readonly staging: string;
+  readonly target: string;
+}
+
+async function stageAndPublish(c: CsiClient, root: TmpRoot, volumeId: string, cap: object, name: string): Promise<Lifecycle> {
+  const staging = root.path('kubelet', 'staging', name);
+  const target = root.path('kubelet', 'pods', name, 'volume');
+  await twice(() => c.node('NodeStageVolume', { volume_id: volumeId, staging_target_path: staging, volume_capability: cap }));
+  await twice(() => c.node('NodePublishVolume', {
+    volume_id: volumeId, staging_target_path: staging, target_path: target, volume_capability: cap,
+  }));
+  return { volumeId, staging, target };
+}
+
+async function teardown(c: CsiClient, l: Lifecycle): Promise<void> {
+  await twice(() => c.node('NodeUnpublishVolume', { volume_id: l.volumeId, target_path: l.target }));
+  expect(existsSync(l.target)).toBe(false);
+  await twice(() => c.node('NodeUnstageVolume', { volume_id: l.volumeId, staging_target_path: l.staging }));
+  await twice(() => c.controller('DeleteVolume', { volume_id: l.volumeId }));
+  expect((await grpcError(c.controller('ControllerGetVolume', { volume_id: l.volumeId }))).code).toBe(status.NOT_FOUND);
+}
+
+describe('csi against a real daemon', () => {
+  it('runs the full lifecycle on dir, data visible through the published path', async () => {
+    const { c, root } = await start('csi-dir');
+    const req = { name: 'pvc-dir', capacity_range: { required_bytes: String(10 * MiB) }, volume_capabilities: [mountCap()] };
+    const vol = (await twice(() => c.controller('CreateVolume', req))).volume;
+    expect(vol.volume_context.backend).toBe('local');
+    const cap = mountCap();
+    const l = await stageAndPublish(c, root, vol.volume_id, cap, 'dir');
+    expect(await isMountpoint(l.target)).toBe(true);
+    writeFileSync(join(l.target, 'hello.txt'), 'from a pod');
+    // A second pod on the node, read-only: sees the data, cannot write.
+    const ro = root.path('kubelet', 'pods', 'dir-ro', 'volume');
+    await c.node('NodePublishVolume', {
+      volume_id: vol.volume_id, staging_target_path: l.staging, target_path: ro, volume_capability: cap, readonly: true,
+    });
+    expect(readFileSync(join(ro, 'hello.txt'), 'utf8')).toBe('from a pod');
+    expect(() => writeFileSync(join(ro, 'nope.txt'), 'x')).toThrow(/EROFS|read-only/);
+    const stats = await c.node('NodeGetVolumeStats', { volume_id: vol.volume_id, volume_path: l.target });
+    expect(Number(stats.usage.find((u: any) => u.unit === 'BYTES').total)).toBeGreaterThan(0);
+    await c.node('NodeUnpublishVolume', { volume_id: vol.volume_id, target_path: ro });
+    await teardown(c, l);
+  });
+
+  it('runs the full lifecycle on loop (xfs, mount access) with the fs bound at the staging path', async () => {
+    const { c, root } = await start('csi-loop');
+    const req = {
+      name: 'pvc-loop', capacity_range: { required_bytes: String(300 * MiB) }, volume_capabilities: [mountCap('SINGLE_NODE_WRITER', 'xfs')],
+      parameters: { backend: 'loop' },
+    };
+    const vol = (await twice(() => c.controller('CreateVolume', req))).volume;
+    expect(vol.volume_context).toMatchObject({ backend: 'loop', fsType: 'xfs' });
+    const pub = await twice(() => c.controller('ControllerPublishVolume', {
+      volume_id: vol.volume_id, node_id: 'test-node', volume_capability: mountCap(),
+    }));
+    expect(pub.publish_context.device).toMatch(/^\/dev\/loop\d+$/);
+    const l = await stageAndPublish(c, root, vol.volume_id, mountCap(), 'loop');
+    expect(await isMountpoint(l.staging)).toBe(true);
+    const info = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((x) => x.includes(` ${l.target} `));
+    expect(info).toMatch(/ - xfs /);
+    writeFileSync(join(l.target, 'db.dat'), 'rows');
+    const listed = (await c.controller('ListVolumes', {})).entries.find((e: any) => e.volume.volume_id === vol.volume_id);
+    expect(listed.status.published_node_ids).toEqual(['test-node']);
+    // Still staged: unpublish from the node is refused until the node lets go.
+    expect((await grpcError(c.controller('ControllerUnpublishVolume', { volume_id: vol.volume_id, node_id: 'test-node' }))).code)
+      .toBe(status.FAILED_PRECONDITION);
+    await twice(() => c.node('NodeUnpublishVolume', { volume_id: l.volumeId, target_path: l.target }));
+    await twice(() => c.node('NodeUnstageVolume', { volume_id: l.volumeId, staging_target_path: l.staging }));
+    expect(await isMountpoint(l.staging)).toBe(false);
+    await twice(() => c.controller('ControllerUnpublishVolume', { volume_id: vol.volume_id, node_id: 'test-node' }));
+    await twice(() => c.controller('DeleteVolume', { volume_id: vol.volume_id }));
+  });
+
+  it('publishes a loop block volume as a device file at the target', async () => {
+    const { c, root } = await start('csi-block');
+    const req = {
+      name: 'pvc-block', capacity_range: { required_bytes: String(32 * MiB) }, volume_capabilities: [blockCap()],
+      parameters: { backend: 'loop' },
+    };
+    const vol = (await twice(() => c.controller('CreateVolume', req))).volume;
+    expect(vol.volume_context.volumeMode).toBe('block');
+    // A block volume cannot be staged or published as a filesystem.
+    expect((await grpcError(c.node('NodeStageVolume', {
+      volume_id: vol.volume_id, staging_target_path: root.path('s'), volume_capability: mountCap(),
+    }))).code).toBe(status.INVALID_ARGUMENT);
+    const l = await stageAndPublish(c, root, vol.volume_id, blockCap(), 'block');
+    const st = statSync(l.target);
+    expect(st.isBlockDevice()).toBe(true);
+    expect(await isMountpoint(l.target)).toBe(true);
+    await teardown(c, l);
+  });
+
+  it('answers ABORTED while another operation holds the volume, and the winner completes', async () => {
+    const { c, root } = await start('csi-abort');
+    const vol = (await c.controller('CreateVolume', {
+      name: 'pvc-race', capacity_range: { required_bytes: String(300 * MiB) }, volume_capabilities: [mountCap()],
+      parameters: { backend: 'loop', fs: 'xfs' },
+    })).volume;
+    // The first stage attaches, runs mkfs.xfs and mounts (tens of ms at least); the others arrive meanwhile.
+    const stagings = [0, 1, 2, 3].map((i) => root.path('staging', `s${i}`));
+    const results = await Promise.allSettled(stagings.map((s) => c.node('NodeStageVolume', {
+      volume_id: vol.volume_id, staging_target_path: s, volume_capability: mountCap(),
+    })));
+    const codes = results.map((r) => (r.status === 'fulfilled' ? status.OK : (r.reason as { code: number }).code));
+    expect(codes).toContain(status.ABORTED);
+    expect(codes).toContain(status.OK);
+    expect(codes.every((x) => x === status.OK || x === status.ABORTED)).toBe(true);
+    for (const [i, s] of stagings.entries()) {
+      if (codes[i] === status.OK) await c.node('NodeUnstageVolume', { volume_id: vol.volume_id, staging_target_path: s });
+    }
+    await c.controller('DeleteVolume', { volume_id: vol.volume_id });
+  });
+
+  it('answers NOT_FOUND for unknown volumes and INVALID_ARGUMENT naming the field for malformed requests', async () => {
+    const { c } = await start('csi-errors');
+    const missing = 'vol-01aaaaaaaaaaaaaaaaaaaaaaaa';
+    const notFound: Array<[string, 'controller' | 'node', object]> = [
+      ['ControllerGetVolume', 'controller', { volume_id: missing }],
+      ['ValidateVolumeCapabilities', 'controller', { volume_id: missing, volume_capabilities: [mountCap()] }],
+      ['NodeStageVolume', 'node', { volume_id: missing, staging_target_path: '/tmp/x-stage', volume_capability: mountCap() }],
+      ['NodePublishVolume', 'node', {
+        volume_id: missing, staging_target_path: '/tmp/x-stage', target_path: '/tmp/x-target', volume_capability: mountCap(),
+      }],
+      ['NodeGetVolumeStats', 'node', { volume_id: missing, volume_path: '/tmp/x-target' }],
+    ];
+    for (const [method, svc, req] of notFound) {
+      expect({ method, code: (await grpcError(c[svc](method, req))).code }).toEqual({ method, code: status.NOT_FOUND });
+    }
+    const malformed: Array<[string, 'controller' | 'node', object, string]> = [
+      ['CreateVolume', 'controller', { volume_capabilities: [mountCap()] }, 'name'],
+      ['CreateVolume', 'controller', { name: 'bad/name', volume_capabilities: [mountCap()] }, 'name'],
+      ['CreateVolume', 'controller', { name: 'x', volume_capabilities: [mountCap()], parameters: { backend: 'nope' } }, 'backend'],
+      ['CreateVolume', 'controller', { name: 'x', volume_capabilities: [mountCap()], parameters: { fs: 'ntfs' } }, 'parameters.fs'],
+      ['DeleteVolume', 'controller', {}, 'volume_id'],
+      ['ControllerPublishVolume', 'controller', { volume_id: missing, volume_capability: mountCap() }, 'node_id'],
+      ['ListVolumes', 'controller', { max_entries: -1 }, 'max_entries'],
+      ['NodeStageVolume', 'node', { volume_id: missing, volume_capability: mountCap() }, 'staging_target_path'],
+      ['NodeStageVolume', 'node', { volume_id: missing, staging_target_path: 'relative/path', volume_capability: mountCap() }, 'staging_target_path'],
+      ['NodeStageVolume', 'node', { volume_id: missing, staging_target_path: '/tmp/s' }, 'volume_capability'],
+      ['NodePublishVolume', 'node', { volume_id: missing, staging_target_path: '/tmp/s', volume_capability: mountCap() }, 'target_path'],
+      ['NodeUnpublishVolume', 'node', { target_path: '/tmp/t' }, 'volume_id'],
+      ['NodeGetVolumeStats', 'node', { volume_id: missing }, 'volume_path'],
+    ];
+    for (const [method, svc, req, field] of malformed) {
+      const e = await grpcError(c[svc](method, req));
+      expect({ method, field, code: e.code }).toEqual({ method, field, code: status.INVALID_ARGUMENT });
+      expect(e.details, `${method}: ${e.details}`).toContain(field);
+    }
+  });
+
+  it('keeps a staged loop volume across a kill -9 of the daemon and finishes the lifecycle after restart', async () => {
+    const { d, root } = await start('csi-restart');
+    let c = createCsiClient(d.csiEndpoint);
+    const vol = (await c.controller('CreateVolume', {
+      name: 'pvc-restart', capacity_range: { required_bytes: String(64 * MiB) }, volume_capabilities: [mountCap()],
+      parameters: { backend: 'loop' },
+    })).volume;
+    const staging = root.path('staging', 'r');
+    const target = root.path('pods', 'r', 'volume');
+    await c.node('NodeStageVolume', { volume_id: vol.volume_id, staging_target_path: staging, volume_capability: mountCap() });
+    writeFileSync(join(staging, 'before.txt'), 'kept');
+    c.close();
+
+    await d.kill('SIGKILL');
+    await d.start();
+    c = createCsiClient(d.csiEndpoint);
+    root.defer(() => c.close());
+
+    expect(await isMountpoint(staging)).toBe(true);
+    const listed = (await c.controller('ControllerGetVolume', { volume_id: vol.volume_id })).volume;
+    expect(listed.volume_id).toBe(vol.volume_id);
+    await c.node('NodeStageVolume', { volume_id: vol.volume_id, staging_target_path: staging, volume_capability: mountCap() });
+    await c.node('NodePublishVolume', {
+      volume_id: vol.volume_id, staging_target_path: staging, target_path: target, volume_capability: mountCap(),
+    });
+    expect(readFileSync(join(target, 'before.txt'), 'utf8')).toBe('kept');
+    await teardown(c, { volumeId: vol.volume_id, staging, target });
+  });
+
+  it('shares one state with the admin API and the Docker frontend', async () => {
+    const { d, c } = await start('csi-shared', { docker: true });
+    const viaAdmin = await d.client.createVolume({ name: 'made-by-admin', size: '16MiB' });
+    const docker = await raw({ socket: d.dockerSocket }, 'POST', '/VolumeDriver.Create', { Name: 'made-by-docker', Opts: { size: '8MiB' } });
+    expect(docker.json).toEqual({ Err: '' });
+    const entries = (await c.controller('ListVolumes', {})).entries.map((e: any) => e.volume);
+    const byId = new Map(entries.map((v: any) => [v.volume_id, v]));
+    expect(byId.get(viaAdmin.id)).toMatchObject({ capacity_bytes: String(16 * MiB) });
+    const dockerVol = entries.find((v: any) => v.volume_context.name === 'made-by-docker');
+    expect(dockerVol).toBeDefined();
+    // Deleting through CSI is seen by the admin API.
+    await c.controller('DeleteVolume', { volume_id: viaAdmin.id });
+    const names = (await d.client.listVolumes()).map((v) => v.name);
+    expect(names).toEqual(['made-by-docker']);
+    // A volume CSI creates is visible to Docker by name.
+    await c.controller('CreateVolume', { name: 'made-by-csi', volume_capabilities: [mountCap()] });
+    const got = await raw({ socket: d.dockerSocket }, 'POST', '/VolumeDriver.Get', { Name: 'made-by-csi' });
+    expect(got.json).toMatchObject({ Err: '', Volume: { Name: 'made-by-csi' } });
+  });
+});
