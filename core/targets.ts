@@ -69,9 +69,9 @@ export async function bindTarget(
     if (st?.isDirectory()) throw invalidArgument('target', `"${target}" is a directory; a block volume needs a file target`);
     if (!st) closeSync(openSync(target, 'a', 0o600));
   } else {
-    await mkdir(target, { recursive: true });
-    const st = await stat(target);
-    if (!st.isDirectory()) throw invalidArgument('target', `"${target}" is not a directory`);
+    const st = await stat(target).catch(() => null);
+    if (st && !st.isDirectory()) throw invalidArgument('target', `"${target}" exists and is not a directory`);
+    if (!st) await mkdir(target, { recursive: true });
   }
   if ((await isMountpoint(target)) && (await sameInode(source, target))) return;
   await bindMount(exec, source, target, { readOnly: opts.readOnly });

@@ -9,7 +9,7 @@
  *   can be handed to a second instance, which is how tests simulate a daemon restart with
  *   the "kernel" state left as the crash left it.
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type {
   AttachResult, Backend, BackendFactory, BackendRuntimeState, BackendSnapshot, BackendVolume, CreateSpec, MountResult,
@@ -159,7 +159,7 @@ export function createFakeBackend(opts: FakeBackendOptions = {}): FakeBackend {
       calls.length = 0;
     },
 
-    describe: () => ({ root: root ?? null, fake: true }),
+    describe: () => ({ root: root ?? null, fake: true, sizeEnforced: caps.sizeEnforced }),
 
     validateCreate(spec: CreateSpec): CreateSpec {
       if (spec.volumeMode === 'block' && !caps.block) throw invalidArgument('mode', 'this fake backend has no block volumes');
@@ -190,8 +190,8 @@ export function createFakeBackend(opts: FakeBackendOptions = {}): FakeBackend {
       await enter('delete', vol.id);
       const v = state.volumes.get(vol.id);
       if (!v) return;
-      if (v.mounted) throw failedPrecondition(`fake: volume ${vol.id} is still mounted`);
-      if (v.device) throw failedPrecondition(`fake: volume ${vol.id} is still attached`);
+      // Like the real backends, delete tears down a mounted / attached volume first.
+      if (root && v.device) rmSync(v.device, { force: true });
       state.volumes.delete(vol.id);
       if (root) {
         rmSync(dataDir(vol.id), { recursive: true, force: true });
@@ -263,8 +263,10 @@ export function createFakeBackend(opts: FakeBackendOptions = {}): FakeBackend {
     async stats(vol): Promise<VolumeStats> {
       await enter('stats', vol.id);
       const v = must(vol.id);
+      const total = v.sizeBytes || 2 ** 40;
+      const used = root ? treeBytes(dataDir(vol.id)) : 0;
       return {
-        totalBytes: v.sizeBytes, usedBytes: 0, availableBytes: v.sizeBytes, totalInodes: null, usedInodes: null,
+        totalBytes: total, usedBytes: used, availableBytes: Math.max(0, total - used), totalInodes: null, usedInodes: null,
         availableInodes: null, abnormal: false, message: 'fake',
       };
     },
@@ -322,3 +324,14 @@ export const fakeDriver: BackendFactory = (ctx) => {
     ...(Array.isArray(s.knownOptions) ? { knownOptions: s.knownOptions as string[] } : {}),
   });
 };
+
+/** Bytes of the regular files under `dir` (the fake's notion of "used"). */
+function treeBytes(dir: string): number {
+  let total = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) total += treeBytes(p);
+    else if (e.isFile()) total += lstatSync(p).size;
+  }
+  return total;
+}

@@ -1,0 +1,104 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MIGRATIONS } from './migrations.js';
+import { openStore } from './sqlite.js';
+import type { Store, VolumeRow } from './store.js';
+
+const vol = (id: string, name: string, over: Partial<VolumeRow> = {}): VolumeRow => ({
+  id, name, backend: 'local', sizeBytes: 1024, fsType: 'ext4', volumeMode: 'filesystem', accessMode: 'ReadWriteOnce',
+  labels: { a: '1' }, options: { tier: 'x' }, sourceKind: null, sourceId: null, status: 'ready', createdAt: '2024-01-01T00:00:00.000Z',
+  path: null, ...over,
+});
+
+describe('SQLite store', () => {
+  let dir: string;
+  let store: Store;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'berth-store-'));
+    store = openStore(join(dir, 'sub', 'state.db'));
+  });
+  afterEach(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('opens in WAL mode with synchronous=FULL, foreign keys and the latest schema', () => {
+    store.close();
+    const db = new Database(join(dir, 'sub', 'state.db'));
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    expect(db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.at(-1)!.version);
+    db.close();
+    store = openStore(join(dir, 'sub', 'state.db'));
+  });
+
+  it('round-trips volumes and survives reopening the file', () => {
+    store.insertVolume(vol('vol-1', 'one'));
+    store.updateVolume('vol-1', { status: 'deleting', path: '/mnt/x', sizeBytes: 2048 });
+    store.close();
+    store = openStore(join(dir, 'sub', 'state.db'));
+    expect(store.getVolume('vol-1')).toEqual(vol('vol-1', 'one', { status: 'deleting', path: '/mnt/x', sizeBytes: 2048 }));
+    expect(store.getVolumeByName('one')?.id).toBe('vol-1');
+    expect(store.getVolume('nope')).toBeNull();
+  });
+
+  it('enforces unique names', () => {
+    store.insertVolume(vol('vol-1', 'dup'));
+    expect(() => store.insertVolume(vol('vol-2', 'dup'))).toThrow(/UNIQUE/);
+  });
+
+  it('lists by backend and status, ordered by name', () => {
+    store.insertVolume(vol('vol-1', 'b'));
+    store.insertVolume(vol('vol-2', 'a', { backend: 'fast' }));
+    store.insertVolume(vol('vol-3', 'c', { status: 'creating' }));
+    expect(store.listVolumes().map((v) => v.name)).toEqual(['a', 'b', 'c']);
+    expect(store.listVolumes({ backend: 'local' }).map((v) => v.name)).toEqual(['b', 'c']);
+    expect(store.listVolumes({ status: 'creating' }).map((v) => v.name)).toEqual(['c']);
+    expect(store.listVolumes({ backend: 'local', status: 'ready' }).map((v) => v.name)).toEqual(['b']);
+    expect(store.countVolumes()).toBe(3);
+  });
+
+  it('deleting a volume deletes its attachments and mount references (foreign keys)', () => {
+    store.insertVolume(vol('vol-1', 'one'));
+    store.putAttachment({ volumeId: 'vol-1', node: 'n1', device: '/dev/loop1', readOnly: false, implicit: true, createdAt: 't' });
+    store.putAttachment({ volumeId: 'vol-1', node: 'n1', device: '/dev/loop2', readOnly: true, implicit: false, createdAt: 't' });
+    store.insertMountRef({ volumeId: 'vol-1', consumer: 'c1', frontend: 'docker', target: null, readOnly: false, state: 'pending', createdAt: 't' });
+    store.setMountRefState('vol-1', 'c1', 'committed');
+    expect(store.listAttachments('vol-1')).toEqual([{ volumeId: 'vol-1', node: 'n1', device: '/dev/loop2', readOnly: true, implicit: false, createdAt: 't' }]);
+    expect(store.listMountRefs()).toMatchObject([{ consumer: 'c1', state: 'committed' }]);
+    expect(() => store.insertMountRef({ volumeId: 'vol-missing', consumer: 'c', frontend: 'docker', target: null, readOnly: false, state: 'pending', createdAt: 't' })).toThrow(/FOREIGN KEY/);
+    store.deleteVolume('vol-1');
+    expect(store.listAttachments()).toEqual([]);
+    expect(store.listMountRefs()).toEqual([]);
+  });
+
+  it('tx rolls back every write when fn throws', () => {
+    expect(() =>
+      store.tx(() => {
+        store.insertVolume(vol('vol-1', 'one'));
+        throw new Error('boom');
+      }),
+    ).toThrow('boom');
+    expect(store.countVolumes()).toBe(0);
+  });
+
+  it('stores snapshots independent of their volume', () => {
+    store.insertSnapshot({ id: 'snap-1', name: 's', volumeId: 'vol-gone', backend: 'local', sizeBytes: 5, status: 'creating', createdAt: 't' });
+    store.setSnapshotStatus('snap-1', 'ready');
+    expect(store.getSnapshotByName('s')).toMatchObject({ id: 'snap-1', status: 'ready' });
+    expect(store.listSnapshots({ volumeId: 'vol-gone' })).toHaveLength(1);
+    store.deleteSnapshot('snap-1');
+    expect(store.getSnapshot('snap-1')).toBeNull();
+  });
+
+  it('refuses a database written by a newer berth', () => {
+    store.close();
+    const db = new Database(join(dir, 'sub', 'state.db'));
+    db.pragma('user_version = 999');
+    db.close();
+    expect(() => openStore(join(dir, 'sub', 'state.db'))).toThrow(/newer/);
+    store = openStore(join(dir, 'other.db'));
+  });
+});
