@@ -106,7 +106,7 @@ describe('berth CLI', () => {
 
     const bad: Array<{ args: string[]; code: number; err: RegExp }> = [
       { args: ['volume', 'create', 'v', '--size', '12XB'], code: 1, err: /InvalidArgument.*\(field: size\)/ },
-      { args: ['volume', 'create', 'v', '--size', '-1G'], code: 1, err: /\(field: size\)/ },
+      { args: ['volume', 'create', 'v', '--size=-1G'], code: 1, err: /\(field: size\)/ },
       { args: ['volume', 'create', '../etc'], code: 1, err: /\(field: name\)/ },
       { args: ['volume', 'create', 'a/b'], code: 1, err: /\(field: name\)/ },
       { args: ['volume', 'create', 'x'.repeat(129)], code: 1, err: /\(field: name\)/ },
