@@ -112,7 +112,18 @@ export interface Backend {
    * Grows to newSizeBytes. `mounted` says whether the volume is mounted now; a backend
    * with expansion 'offline' grows the image and leaves the filesystem to grow at next mount.
    */
-  expand?(vol: BackendVolume, newSizeBytes: number, state: { mounted: boolean; device: string | null }): Promise<void>;
+  expand?(vol: BackendVolume, newSizeBytes: number, state: { mounted: boolean; device: string | null }): Promise<void | ExpandOutcome>;
+}
+
+/**
+ * What expand did, when it knows better than its backend-wide capability: the loop driver
+ * grows xfs and btrfs while mounted but ext4 only at the next mount. The core should take
+ * `pendingFsGrowth` from here when expand returns it, and derive it from
+ * capabilities.expansion only when expand returns nothing.
+ */
+export interface ExpandOutcome {
+  /** The volume's filesystem still has to grow at its next mount. */
+  readonly pendingFsGrowth: boolean;
 }
 
 export type Progress = (doneBytes: number, totalBytes: number) => void;
