@@ -1,0 +1,144 @@
+// Snapshot -> restore -> clone -> expand end to end: a real daemon (dist/berth.js) with a btrfs
+// backend on a loop-image pool, driven through the admin API and the `berth` CLI. Data is
+// written and read through the paths the daemon hands out, as a consumer would.
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { BerthError } from '../../core/errors.js';
+import { makeBtrfsPool, writeMiB } from '../helpers/btrfs-pool.js';
+import { startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { useTmpRoots } from '../helpers/tmp-root.js';
+
+const MiB = 1024 * 1024;
+const roots = useTmpRoots();
+const unique = (label: string) => `${label}-${randomBytes(4).toString('hex')}`;
+
+/** A daemon whose default backend "pool" is btrfs on a fresh loop-image filesystem. */
+async function btrfsDaemon(label: string): Promise<TestDaemon> {
+  const root = roots.create(label);
+  // The pool lives in its own mkdtemp root; deferred first so it is removed after the daemon stops.
+  const pool = await makeBtrfsPool({ prefix: `berth-${label}-pool-` });
+  root.defer(() => pool.cleanup());
+  return startTestDaemon(root, {
+    backends: { local: { driver: 'dir' }, pool: { driver: 'btrfs', pool: pool.pool } },
+    defaultBackend: 'pool',
+  });
+}
+
+async function expectKind(p: Promise<unknown>, kind: string): Promise<void> {
+  const err = await p.then(() => null, (e: unknown) => e);
+  expect(err, `expected ${kind}`).toBeInstanceOf(BerthError);
+  expect((err as BerthError).kind).toBe(kind);
+}
+
+describe('data services on btrfs through a real daemon', () => {
+  it('snapshot, restore, clone and online expand through the admin API', async () => {
+    const d = await btrfsDaemon('data-api');
+    const c = d.client;
+    const [src, snap, restored, clone] = ['src', 'snap', 'restored', 'clone'].map(unique) as [string, string, string, string];
+
+    const backends = await c.backends();
+    expect(backends.find((b) => b.name === 'pool')).toMatchObject({
+      driver: 'btrfs', capabilities: { snapshots: true, clones: true, expansion: 'online', sizeEnforced: true },
+    });
+
+    await c.createVolume({ name: src, size: '32MiB' });
+    const { path: srcPath } = await c.mount(src, { consumer: 'test:src' });
+    await writeFile(join(srcPath, 'before.txt'), 'before');
+    await writeFile(join(srcPath, 'changed.txt'), 'v1');
+
+    const s = await c.createSnapshot({ name: snap, volume: src });
+    expect(s).toMatchObject({ name: snap, readyToUse: true, sizeBytes: 32 * MiB, backend: 'pool' });
+    expect((await c.listSnapshots({ volume: src })).map((x) => x.name)).toEqual([snap]);
+    await writeFile(join(srcPath, 'after.txt'), 'after');
+    await writeFile(join(srcPath, 'changed.txt'), 'v2');
+
+    // Restore: the data written before the snapshot, not after.
+    const r = await c.createVolume({ name: restored, fromSnapshot: snap });
+    expect(r.source).toEqual({ kind: 'snapshot', id: s.id });
+    expect(r.sizeBytes).toBe(32 * MiB);
+    const { path: rPath } = await c.mount(restored, { consumer: 'test:restored' });
+    expect((await readdir(rPath)).sort()).toEqual(['before.txt', 'changed.txt']);
+    expect(await readFile(join(rPath, 'changed.txt'), 'utf8')).toBe('v1');
+
+    // Clone: a copy of the source as it is now, independent in both directions.
+    const cl = await c.createVolume({ name: clone, fromVolume: src, size: '48MiB' });
+    expect(cl.source?.kind).toBe('volume');
+    const { path: cPath } = await c.mount(clone, { consumer: 'test:clone' });
+    expect(await readFile(join(cPath, 'changed.txt'), 'utf8')).toBe('v2');
+    await writeFile(join(cPath, 'changed.txt'), 'clone');
+    await writeFile(join(srcPath, 'src-only.txt'), 'x');
+    expect(await readFile(join(srcPath, 'changed.txt'), 'utf8')).toBe('v2');
+    expect(await readdir(cPath)).not.toContain('src-only.txt');
+
+    // Size limit enforced; online expand (still mounted) lifts it.
+    expect((await writeMiB(join(srcPath, 'big'), 48)).ok).toBe(false);
+    await expectKind(c.expand(src, '16MiB'), 'OutOfRange'); // no shrinking
+    const ex = await c.expand(src, '128MiB');
+    expect(ex.volume.sizeBytes).toBe(128 * MiB);
+    expect(ex.pendingFsGrowth).toBe(false);
+    expect((await writeMiB(join(srcPath, 'big'), 48)).ok).toBe(true);
+    const stats = await c.stats(src);
+    expect(stats.totalBytes).toBe(128 * MiB);
+    expect(stats.usedBytes).toBeGreaterThanOrEqual(48 * MiB);
+
+    // Deleting the snapshot a volume was restored from is allowed; the restored volume keeps its data.
+    await c.deleteSnapshot(snap);
+    await expectKind(c.inspectSnapshot(snap), 'NotFound');
+    expect(await readFile(join(rPath, 'before.txt'), 'utf8')).toBe('before');
+
+    for (const [name, consumer] of [[restored, 'test:restored'], [clone, 'test:clone'], [src, 'test:src']] as const) {
+      await c.unmount(name, { consumer });
+      await c.removeVolume(name);
+    }
+    expect(await c.listVolumes({ backend: 'pool' })).toEqual([]);
+  });
+
+  it('the berth CLI: snapshot create|ls|rm, volume create --from-snapshot|--from-volume, volume expand', async () => {
+    const d = await btrfsDaemon('data-cli');
+    const [vol, snap, fromSnap, fromVol] = ['vol', 'snap', 'fromsnap', 'fromvol'].map(unique) as [string, string, string, string];
+    const ok = async (args: string[]) => {
+      const res = await d.berth(args);
+      expect(res.code, `berth ${args.join(' ')}\n${res.stderr}`).toBe(0);
+      return res.stdout;
+    };
+
+    await ok(['volume', 'create', vol, '--size', '24MiB']);
+    const { path } = await d.client.mount(vol, { consumer: 'test:cli' });
+    await writeFile(join(path, 'data.txt'), 'hello');
+
+    await ok(['snapshot', 'create', vol, snap]);
+    expect(await ok(['snapshot', 'ls'])).toContain(snap);
+    const listed = JSON.parse(await ok(['snapshot', 'ls', '--volume', vol, '--output', 'json'])) as Array<{ name: string }>;
+    expect(listed.map((x) => x.name)).toEqual([snap]);
+
+    await ok(['volume', 'create', fromSnap, '--from-snapshot', snap]);
+    await ok(['volume', 'create', fromVol, '--from-volume', vol, '--size', '32MiB']);
+    for (const name of [fromSnap, fromVol]) {
+      const { path: p } = await d.client.mount(name, { consumer: 'test:cli' });
+      expect(await readFile(join(p, 'data.txt'), 'utf8')).toBe('hello');
+      await d.client.unmount(name, { consumer: 'test:cli' });
+    }
+    expect((await d.client.inspectVolume(fromVol)).sizeBytes).toBe(32 * MiB);
+
+    await ok(['volume', 'expand', vol, '64MiB']);
+    expect((await d.client.inspectVolume(vol)).sizeBytes).toBe(64 * MiB);
+    const bad = await d.berth(['volume', 'expand', vol, '8MiB']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/shrink|size/i);
+
+    await ok(['snapshot', 'rm', snap]);
+    expect(JSON.parse(await ok(['snapshot', 'ls', '--output', 'json']))).toEqual([]);
+    await d.client.unmount(vol, { consumer: 'test:cli' });
+    for (const name of [fromSnap, fromVol, vol]) await ok(['volume', 'rm', name]);
+  });
+
+  it('refuses a volume option btrfs does not take, and block mode, naming the field', async () => {
+    const d = await btrfsDaemon('data-bad');
+    const err = await d.client.createVolume({ name: unique('bad'), options: { compress: 'zstd' } }).then(() => null, (e: unknown) => e);
+    expect(err).toMatchObject({ kind: 'InvalidArgument', field: 'opts.compress' });
+    const block = await d.client.createVolume({ name: unique('blk'), mode: 'block' }).then(() => null, (e: unknown) => e);
+    expect(block).toMatchObject({ kind: 'InvalidArgument', field: 'mode' });
+  });
+});
