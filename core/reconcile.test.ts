@@ -143,3 +143,30 @@ describe('reconcile after a crash', () => {
     expect(h.svc.find('lost')?.status).toBe('ready');
   });
 });
+
+describe('reconcile: volumes whose data vanished', () => {
+  let h: FakeHarness;
+  beforeEach(async () => {
+    h = await createFakeHarness();
+  });
+  afterEach(async () => {
+    await h.cleanup();
+  });
+
+  it('marks them error (mount refused, remove works) and ready again when the data is back', async () => {
+    const v = await h.svc.create({ name: 'lost' }, ctx);
+    const saved = h.backend.state.volumes.get(v.id)!;
+    h.backend.state.volumes.delete(v.id);
+    await h.restart();
+    expect(h.svc.find('lost')?.status).toBe('error');
+    expect((await h.svc.reconcile()).missing).toEqual(['lost']);
+    await expect(h.svc.mount({ ref: 'lost', consumer: 'c' }, ctx)).rejects.toMatchObject({ kind: 'FailedPrecondition' });
+    h.backend.state.volumes.set(v.id, saved);
+    await h.svc.reconcile();
+    expect(h.svc.find('lost')?.status).toBe('ready');
+    h.backend.state.volumes.delete(v.id);
+    await h.svc.reconcile();
+    await h.svc.remove({ ref: 'lost' }, ctx);
+    expect(h.svc.find('lost')).toBeNull();
+  });
+});

@@ -17,7 +17,7 @@
  *    detached but never deleted: data berth cannot account for is kept for a human.
  * Every failure is collected in the report instead of aborting the rest.
  */
-import type { Backend } from './backend.js';
+import type { Backend, BackendRuntimeState } from './backend.js';
 import { toBackendVolume, type CoreDeps } from './core-deps.js';
 import { finishInterrupted } from './create-ops.js';
 import type { KeyedMutex } from './locks.js';
@@ -40,6 +40,8 @@ export interface ReconcileReport {
   readonly released: string[];
   /** Backend objects with no record, unmounted/detached and kept, as "backend/id". */
   readonly orphans: string[];
+  /** Volumes whose data the backend no longer has: marked 'error' (remove still works). */
+  readonly missing: string[];
   readonly errors: { readonly volume: string; readonly message: string }[];
   readonly durationMs: number;
 }
@@ -49,6 +51,7 @@ export async function reconcile(d: CoreDeps, locks: KeyedMutex): Promise<Reconci
   const r = {
     rolledBack: [] as string[], rolledForward: [] as string[], snapshotsFinished: [] as string[],
     pendingRefsDropped: [] as string[], restored: [] as string[], released: [] as string[], orphans: [] as string[],
+    missing: [] as string[],
     errors: [] as { volume: string; message: string }[],
   };
   const fail = (volume: string, err: unknown) => {
@@ -69,8 +72,9 @@ export async function reconcile(d: CoreDeps, locks: KeyedMutex): Promise<Reconci
           return;
         }
         await dropPendingRefs(d, fresh, r.pendingRefsDropped);
-        if (fresh.status !== 'ready') return;
-        const outcome = await converge(d, fresh);
+        const state = await checkExists(d, fresh, r.missing);
+        if (!state) return;
+        const outcome = await converge(d, { ...fresh, status: 'ready' }, state);
         if (outcome === 'restored') r.restored.push(fresh.name);
         if (outcome === 'released') r.released.push(fresh.name);
       } catch (err) {
@@ -100,13 +104,32 @@ export async function reconcile(d: CoreDeps, locks: KeyedMutex): Promise<Reconci
   }
 
   const report: ReconcileReport = { ...r, durationMs: Math.round(performance.now() - started) };
-  const changed = report.rolledBack.length + report.rolledForward.length + report.snapshotsFinished.length +
+  const changed = report.missing.length + report.rolledBack.length + report.rolledForward.length + report.snapshotsFinished.length +
     report.pendingRefsDropped.length + report.restored.length + report.released.length + report.orphans.length;
   const line = { op: 'reconcile', ...report };
   if (report.errors.length) d.log.warn(line, 'reconcile finished with errors');
   else if (changed) d.log.info(line, 'reconcile repaired state');
   else d.log.info({ op: 'reconcile', durationMs: report.durationMs, volumes: d.store.countVolumes() }, 'reconcile: state consistent');
   return report;
+}
+
+/**
+ * A ready volume whose data the backend no longer finds is marked 'error' (mounts are
+ * refused, remove still works); an 'error' volume whose data is back (a pool mounted
+ * late) becomes 'ready' again. Returns whether the volume should be converged.
+ */
+async function checkExists(d: CoreDeps, row: VolumeRow, missing: string[]): Promise<BackendRuntimeState | null> {
+  const backend = d.backends.get(row.backend);
+  if (!backend) throw new Error(`backend "${row.backend}" is not configured; volume left as recorded`);
+  const state = await backend.inspect(toBackendVolume(row));
+  if (!state.exists) {
+    if (row.status !== 'error') d.store.updateVolume(row.id, { status: 'error' });
+    missing.push(row.name);
+    d.log.error({ volume: row.name, id: row.id, backend: row.backend }, 'reconcile: the backend has no data for this volume; marked error');
+    return null;
+  }
+  if (row.status === 'error') d.store.updateVolume(row.id, { status: 'ready' });
+  return state;
 }
 
 /** Drops pending references (their caller never got success), unbinding what they bound. */
@@ -120,11 +143,9 @@ async function dropPendingRefs(d: CoreDeps, row: VolumeRow, dropped: string[]): 
 }
 
 /** Makes one ready volume's runtime state match its records. */
-async function converge(d: CoreDeps, row: VolumeRow): Promise<'restored' | 'released' | 'unchanged'> {
-  const backend = d.backends.get(row.backend);
-  if (!backend) throw new Error(`backend "${row.backend}" is not configured; volume left as recorded`);
+async function converge(d: CoreDeps, row: VolumeRow, state: BackendRuntimeState): Promise<'restored' | 'released' | 'unchanged'> {
+  const backend = d.backends.get(row.backend)!;
   const bv = toBackendVolume(row);
-  const state = await backend.inspect(bv);
   const refs = d.store.listMountRefs(row.id);
   let local = d.store.listAttachments(row.id).find((a) => a.node === d.nodeId);
   let changed = false;

@@ -189,9 +189,13 @@ class CoreService implements CoreVolumeService {
     return this.#op('create', ctx, typeof req?.name === 'string' ? req.name : null, async () => {
       const checked = checkCreate(req);
       const keys = [volKey(checked.name)];
+      // Hold the source too, so it cannot be removed / deleted while it is being copied.
       if (checked.source?.kind === 'volume') {
         const src = findVolumeRow(this.#d, checked.source.ref);
         if (src) keys.push(volKey(src.name));
+      } else if (checked.source?.kind === 'snapshot') {
+        const snap = findSnapshotRow(this.#d, checked.source.ref);
+        if (snap) keys.push(snapKey(snap.name));
       }
       const release = await this.#locks.acquireAll(keys, { wait: ctx?.wait ?? true });
       try {
