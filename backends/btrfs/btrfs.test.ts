@@ -154,6 +154,18 @@ describe('btrfs backend: volumes', () => {
     await expectBerthError(backend.mount(vol, { device: null }), 'NotFound');
   });
 
+  it('refuses to delete a volume holding a nested subvolume with FailedPrecondition, and deletes it once that is gone', async () => {
+    const vol = volume(16 * MiB);
+    await backend.create(vol);
+    const { path } = await backend.mount(vol, { device: null });
+    await run('btrfs', ['subvolume', 'create', join(path, 'inner')]);
+    const err = await expectBerthError(backend.delete(vol), 'FailedPrecondition');
+    expect(err.message).toMatch(/nested btrfs subvolume/);
+    await run('btrfs', ['subvolume', 'delete', join(path, 'inner')]);
+    await backend.delete(vol);
+    expect((await backend.inspect(vol)).exists).toBe(false);
+  });
+
   it('create after a crash between subvolume and limit sets the limit', async () => {
     const vol = volume(24 * MiB);
     const path = join(pool.pool, 'volumes', vol.id);

@@ -21,7 +21,7 @@ import type {
   Progress,
 } from '../../core/backend.js';
 import {
-  BerthError, internal, inUse, invalidArgument, notFound, outOfRange, resourceExhausted,
+  BerthError, failedPrecondition, internal, inUse, invalidArgument, notFound, outOfRange, resourceExhausted,
 } from '../../core/errors.js';
 import { CommandError, type Exec } from '../../core/os/exec.js';
 import {
@@ -253,6 +253,10 @@ class BtrfsBackend implements Backend {
       const text = err.stderrTail;
       if (/No space left|Disk quota exceeded/i.test(text)) throw resourceExhausted(`${what}: btrfs pool ${this.settings.pool} is full: ${text}`);
       if (/resource busy/i.test(text)) throw inUse(`${what}: ${text}`);
+      if (/Directory not empty/i.test(text)) {
+        // btrfs will not delete a subvolume holding another one (a consumer made it inside).
+        throw failedPrecondition(`${what}: it contains a nested btrfs subvolume made inside the volume; delete that first (${text})`);
+      }
       throw internal(`${what}: ${err.message}`, err);
     }
   }
