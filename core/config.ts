@@ -52,7 +52,9 @@ export function defaultConfig(): Config {
     nodeId: hostname(),
     stateRoot: DEFAULT_STATE_ROOT,
     defaultBackend: 'local',
-    backends: { local: { driver: 'dir' } },
+    // dir is the default; a loop instance is there too so a fresh install can make
+    // size-enforced ext4/xfs/btrfs volumes (`--backend loop`) without writing a config.
+    backends: { local: { driver: 'dir' }, loop: { driver: 'loop' } },
     lockWaitMs: 60_000,
     log: { level: 'info' },
     admin: { socket: '/run/berth/berth.sock', tcp: null, token: null },
