@@ -39,12 +39,12 @@ export function wrapHandlers(service: string, handlers: Record<string, AnyHandle
       const volume = subjectOf(req);
       const done = (code: status, err?: unknown) => {
         const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
-        const line = { frontend: 'csi', service, method, volume, durationMs, code: status[code] };
+        const line = { service, method, volume, durationMs, code: status[code] };
         if (code === status.OK) log.info(line, 'csi call');
         else if (code === status.INTERNAL || code === status.UNKNOWN) log.error({ ...line, err }, 'csi call failed');
         else log.info({ ...line, error: err instanceof Error ? err.message : String(err) }, 'csi call failed');
       };
-      log.debug({ frontend: 'csi', method, request: stripSecrets(req) }, 'csi request');
+      log.debug({ method, request: stripSecrets(req) }, 'csi request');
       handler(req as never).then(
         (res) => {
           done(status.OK);
