@@ -134,6 +134,27 @@ describe('data services on btrfs through a real daemon', () => {
     for (const name of [fromSnap, fromVol, vol]) await ok(['volume', 'rm', name]);
   });
 
+  it('volumes, limits and snapshots survive kill -9 and a restart (quotas already on, reconcile keeps them)', async () => {
+    const d = await btrfsDaemon('data-restart');
+    const [vol, snap, restored] = ['vol', 'snap', 'restored'].map(unique) as [string, string, string];
+    await d.client.createVolume({ name: vol, size: '16MiB' });
+    const { path } = await d.client.mount(vol, { consumer: 'test:restart' });
+    await writeFile(join(path, 'kept.txt'), 'kept');
+    await d.client.createSnapshot({ name: snap, volume: vol });
+
+    await d.kill('SIGKILL');
+    await d.start();
+
+    expect((await d.client.inspectVolume(vol)).mounts.map((m) => m.consumer)).toEqual(['test:restart']);
+    expect((await d.client.listSnapshots({ volume: vol })).map((s) => s.name)).toEqual([snap]);
+    expect(await readFile(join(path, 'kept.txt'), 'utf8')).toBe('kept');
+    expect((await writeMiB(join(path, 'big'), 32)).ok).toBe(false); // the limit is still there
+    await d.client.createVolume({ name: restored, fromSnapshot: snap });
+    const { path: rPath } = await d.client.mount(restored, { consumer: 'test:restart' });
+    expect(await readFile(join(rPath, 'kept.txt'), 'utf8')).toBe('kept');
+    expect((await d.client.stats(vol)).totalBytes).toBe(16 * MiB);
+  });
+
   it('refuses a volume option btrfs does not take, and block mode, naming the field', async () => {
     const d = await btrfsDaemon('data-bad');
     const err = await d.client.createVolume({ name: unique('bad'), options: { compress: 'zstd' } }).then(() => null, (e: unknown) => e);
