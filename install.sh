@@ -85,13 +85,19 @@ EOF
   systemctl enable berth.service >/dev/null
   if [ "$RESTART" -eq 1 ]; then systemctl restart berth.service; else systemctl start berth.service; fi
 else
-  running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
-  if running && [ "$RESTART" -eq 1 ]; then
+  # Alive = the pid file names a live, non-zombie process (a killed daemon may linger as a zombie).
+  alive() {
+    local pid st
+    pid="$(cat "$PIDFILE" 2>/dev/null)" && [ -n "$pid" ] || return 1
+    st="$(ps -o stat= -p "$pid" 2>/dev/null)" || return 1
+    [ "${st#Z}" = "$st" ]
+  }
+  if alive && [ "$RESTART" -eq 1 ]; then
     say "stopping berth (pid $(cat "$PIDFILE"))"
     kill -TERM "$(cat "$PIDFILE")"
-    for _ in $(seq 1 100); do running || break; sleep 0.1; done
+    for _ in $(seq 1 100); do alive || break; sleep 0.1; done
   fi
-  if running; then
+  if alive; then
     say "berth already running (pid $(cat "$PIDFILE"))"
   else
     say "starting berth serve (log: $LOG)"
@@ -107,7 +113,7 @@ for _ in $(seq 1 300); do
     say "berth is running. Try: berth volume create demo && berth volume ls"
     exit 0
   fi
-  if [ -f "$PIDFILE" ] && ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null && [ "$(ps -p 1 -o comm=)" != "systemd" ]; then
+  if [ "$(ps -p 1 -o comm=)" != "systemd" ] && ! alive; then
     tail -n 20 "$LOG" >&2 || true
     die "the daemon exited during start (see $LOG)"
   fi
