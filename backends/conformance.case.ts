@@ -262,6 +262,96 @@ export function runBackendConformance(opts: ConformanceOptions): void {
       if (backend.capabilities.sizeEnforced) expect(s.totalBytes).toBeLessThanOrEqual(vol.sizeBytes);
     });
 
+    const snapTest = (title: string, fn: () => Promise<void>) =>
+      test(title, async () => {
+        if (!backend.capabilities.snapshots) {
+          expect(backend.createSnapshot, 'createSnapshot exists exactly when declared').toBeUndefined();
+          return;
+        }
+        await fn();
+      });
+
+    snapTest('a restore from a snapshot has the data written before it, not after', async () => {
+      const src = newVolume();
+      await backend.create(src);
+      const srcPath = await attachAndMount(src);
+      await writeFile(join(srcPath, 'before'), 'before');
+      const snap = { id: `snap-${randomVolumeId().slice(4)}`, volumeId: src.id, sizeBytes: src.sizeBytes };
+      stack.defer(`delete snapshot ${snap.id}`, () => backend.deleteSnapshot!(snap));
+      await backend.createSnapshot!(src, snap); // taken while mounted
+      await backend.createSnapshot!(src, snap); // idempotent
+      await writeFile(join(srcPath, 'after'), 'after');
+      const restored = newVolume({ sizeBytes: src.sizeBytes, fsType: src.fsType });
+      await backend.createFromSnapshot!(restored, snap);
+      const path = await attachAndMount(restored); // mounted beside its still-mounted source
+      expect(await readFile(join(path, 'before'), 'utf8')).toBe('before');
+      expect(await readdir(path)).not.toContain('after');
+      await backend.deleteSnapshot!(snap);
+      await backend.deleteSnapshot!(snap);
+      await writeFile(join(path, 'still-writable'), 'yes');
+      expect(await readFile(join(path, 'before'), 'utf8')).toBe('before');
+    });
+
+    test('a clone is independent of its source', async () => {
+      if (!backend.capabilities.clones) {
+        expect(backend.createFromVolume, 'createFromVolume exists exactly when declared').toBeUndefined();
+        return;
+      }
+      const src = newVolume();
+      await backend.create(src);
+      const srcPath = await attachAndMount(src);
+      await writeFile(join(srcPath, 'shared'), 'v1');
+      const clone = newVolume({ sizeBytes: src.sizeBytes, fsType: src.fsType });
+      await backend.createFromVolume!(clone, src);
+      const clonePath = await attachAndMount(clone);
+      expect(await readFile(join(clonePath, 'shared'), 'utf8')).toBe('v1');
+      await writeFile(join(clonePath, 'shared'), 'clone');
+      await writeFile(join(srcPath, 'only-source'), 'x');
+      expect(await readFile(join(srcPath, 'shared'), 'utf8')).toBe('v1');
+      expect(await readdir(clonePath)).not.toContain('only-source');
+    });
+
+    const expandTest = (title: string, fn: () => Promise<void>) =>
+      test(title, async () => {
+        if (backend.capabilities.expansion === 'none') {
+          expect(backend.expand, 'expand exists exactly when declared').toBeUndefined();
+          return;
+        }
+        await fn();
+      });
+
+    expandTest('expand grows a mounted volume (online, or at the next mount when it says so)', async () => {
+      const vol = newVolume();
+      await backend.create(vol);
+      const { device } = await backend.attach(vol);
+      let path = (await backend.mount(vol, { device })).path;
+      await writeFile(join(path, 'kept'), 'kept');
+      const before = await backend.stats(vol);
+      const grown = { ...vol, sizeBytes: vol.sizeBytes * 2 };
+      const outcome = await backend.expand!(vol, grown.sizeBytes, { mounted: true, device });
+      if (outcome?.pendingFsGrowth || backend.capabilities.expansion === 'offline') {
+        await unmountAndDetach(grown);
+        path = await attachAndMount(grown);
+      }
+      const after = await backend.stats(grown);
+      expect(after.totalBytes).toBeGreaterThan(before.totalBytes);
+      expect(await readFile(join(path, 'kept'), 'utf8')).toBe('kept');
+      if (backend.capabilities.sizeEnforced) expect(await writeUntil(join(path, 'fill.bin'), vol.sizeBytes + 4 * MiB)).toBeNull();
+    });
+
+    expandTest('expand of an unmounted volume shows at the next mount', async () => {
+      const vol = newVolume();
+      await backend.create(vol);
+      await writeFile(join(await attachAndMount(vol), 'kept'), 'kept');
+      const before = await backend.stats(vol);
+      await unmountAndDetach(vol);
+      const grown = { ...vol, sizeBytes: vol.sizeBytes * 2 };
+      await backend.expand!(vol, grown.sizeBytes, { mounted: false, device: null });
+      const path = await attachAndMount(grown);
+      expect((await backend.stats(grown)).totalBytes).toBeGreaterThan(before.totalBytes);
+      expect(await readFile(join(path, 'kept'), 'utf8')).toBe('kept');
+    });
+
     test('block volumes give the raw device, bounded by the size', async () => {
       if (!backend.capabilities.block) {
         await expectBerthError(() => newVolume({ volumeMode: 'block', fsType: null }), 'InvalidArgument', 'mode');

@@ -10,30 +10,40 @@
  */
 import { mkdir, open, readdir, rm, rmdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { AttachResult, Backend, BackendContext, BackendFactory, BackendVolume, CreateSpec, MountResult } from '../../core/backend.js';
+import type {
+  AttachResult, Backend, BackendContext, BackendFactory, BackendSnapshot, BackendVolume, CreateSpec, ExpandOutcome, MountResult, Progress,
+} from '../../core/backend.js';
 import type { BackendCapabilities, FsType, VolumeStats } from '../../core/types.js';
 import type { Exec } from '../../core/os/exec.js';
 import type { Logger } from '../../core/log.js';
-import { failedPrecondition, internal, notFound } from '../../core/errors.js';
-import { attachLoop, blockDeviceSize, detachLoop, findLoopDevices, findLoopDevicesUnder, type LoopDevice } from '../../core/os/loop.js';
-import { fsMountOptions, fsUsage, growFilesystem, makeFilesystem, probeFilesystem, readExt4Size, readFsMagic } from '../../core/os/fs.js';
+import { failedPrecondition, internal, invalidArgument, notFound, outOfRange } from '../../core/errors.js';
+import { attachLoop, blockDeviceSize, detachLoop, findLoopDevices, findLoopDevicesUnder, refreshLoopCapacity, type LoopDevice } from '../../core/os/loop.js';
+import { FS_GROWS_ONLINE, fsMountOptions, fsUsage, growFilesystem, makeFilesystem, probeFilesystem, readFsMagic, readFsSize } from '../../core/os/fs.js';
 import { findMount, mount as mountFs, readMountInfo } from '../../core/os/mounts.js';
 import { childPath, managedMountPath, VOLUME_ID_RE } from '../paths.js';
 import { parseLoopSettings, validateLoopCreate, type LoopSettings } from './settings.js';
 import { unmountAll } from './unmount.js';
+import { copyImage, thaw } from './copy.js';
 
 const CAPABILITIES: BackendCapabilities = {
   sizeEnforced: true,
   block: true,
-  snapshots: false,
-  clones: false,
-  expansion: 'none',
+  snapshots: true,
+  clones: true,
+  // The image and device always grow while mounted; the filesystem does for xfs and
+  // btrfs, ext4 only at its next mount (expand says which through pendingFsGrowth).
+  expansion: 'online',
   fsTypes: ['ext4', 'xfs', 'btrfs'],
   attachable: true,
   scope: 'local',
 };
 
 const IMAGE_SUFFIX = '.img';
+const SNAPSHOT_DIR = 'snapshots';
+/** The kernel refuses to resize a btrfs to less than 256 MiB (BTRFS_IOC_RESIZE returns EINVAL). */
+const BTRFS_MIN_RESIZE = 256 * 1024 * 1024;
+/** A filesystem this much smaller than its device is grown at mount (less is rounding). */
+const GROW_SLACK = 1024 * 1024;
 /** How long detach waits for the kernel to drop a device it detached lazily (udev still had it open). */
 const DETACH_SETTLE_MS = 5_000;
 
@@ -43,7 +53,7 @@ const DETACH_SETTLE_MS = 5_000;
  */
 export const createLoopBackend: BackendFactory = async (ctx) => {
   const settings = parseLoopSettings(ctx);
-  await mkdir(settings.root, { recursive: true, mode: 0o700 });
+  await mkdir(join(settings.root, SNAPSHOT_DIR), { recursive: true, mode: 0o700 });
   await mkdir(join(ctx.stateRoot, 'mounts'), { recursive: true, mode: 0o755 });
   return new LoopBackend(ctx, settings);
 };
@@ -73,6 +83,8 @@ export class LoopBackend implements Backend {
       defaultSize: this.settings.defaultSize,
       defaultFs: this.settings.defaultFs,
       sizeEnforced: true,
+      expansion: { xfs: 'online', btrfs: 'online (to 256MiB or more)', ext4: 'offline: grows at the next mount' },
+      snapshots: 'image copies (reflink where the image filesystem supports it)',
     };
   }
 
@@ -82,6 +94,10 @@ export class LoopBackend implements Backend {
 
   image(vol: Pick<BackendVolume, 'id'>): string {
     return childPath(this.settings.root, vol.id, IMAGE_SUFFIX);
+  }
+
+  snapshotImage(snap: Pick<BackendSnapshot, 'id'>): string {
+    return childPath(join(this.settings.root, SNAPSHOT_DIR), snap.id, IMAGE_SUFFIX);
   }
 
   mountPoint(vol: Pick<BackendVolume, 'id'>): string {
@@ -103,6 +119,7 @@ export class LoopBackend implements Backend {
   async delete(vol: BackendVolume): Promise<void> {
     if (vol.volumeMode === 'filesystem') await this.unmount(vol);
     await this.detachAll(vol);
+    await rm(`${this.image(vol)}.partial`, { force: true }); // a copy a crash interrupted
     await rm(this.image(vol), { force: true });
   }
 
@@ -129,11 +146,12 @@ export class LoopBackend implements Backend {
     const target = this.mountPoint(vol);
     const data = join(target, 'data');
     if (await findMount(target)) {
+      await thaw(this.exec, target); // a crash during a snapshot copy may have left it frozen
       await mkdir(data, { recursive: true, mode: 0o755 });
       return { path: data };
     }
     const device = await this.attachedDevice(vol, opts.device);
-    await this.prepareFilesystem(vol, fsType, device);
+    const { growOnline } = await this.prepareFilesystem(vol, fsType, device);
     await mkdir(target, { recursive: true, mode: 0o755 });
     const options = [...fsMountOptions(fsType)];
     if (vol.options['discard'] === 'true') options.push('discard');
@@ -143,6 +161,14 @@ export class LoopBackend implements Backend {
     } catch (err) {
       await unmountAll(this.exec, target).catch(() => undefined);
       throw internal(`mounting ${vol.id} (${device}) at ${target} failed: ${err instanceof Error ? err.message : String(err)}`, err);
+    }
+    if (growOnline) {
+      // The image grew while unmounted (expand, or a restore into a bigger volume). A failed
+      // grow leaves a smaller but working filesystem, so it is logged, not fatal.
+      await growFilesystem(this.exec, fsType, { device, mountpoint: target }).then(
+        () => this.log.info({ volume: vol.id, fs: fsType }, 'filesystem grown to its device at mount'),
+        (err: unknown) => this.log.warn({ volume: vol.id, err }, 'filesystem could not grow to its device'),
+      );
     }
     return { path: data };
   }
@@ -244,23 +270,88 @@ export class LoopBackend implements Backend {
 
   /**
    * Makes the filesystem on a device that has none; refuses a device holding something
-   * else; grows an ext4 that is smaller than its device (the offline half of expansion).
+   * else; grows an ext4 smaller than its device before mounting (the offline half of
+   * expansion) and tells the caller when xfs/btrfs must grow once mounted.
    */
-  private async prepareFilesystem(vol: BackendVolume, fsType: FsType, device: string): Promise<void> {
+  private async prepareFilesystem(vol: BackendVolume, fsType: FsType, device: string): Promise<{ growOnline: boolean }> {
     // Remounts are the common case: our own magic answers them without a process.
     if ((await readFsMagic(device)) !== fsType) {
       const probe = await probeFilesystem(this.exec, device);
       if (probe) throw failedPrecondition(`volume ${vol.id} holds ${probe.type}, not ${fsType}: refusing to mount or overwrite it`);
       await makeFilesystem(this.exec, fsType, device);
       this.log.info({ volume: vol.id, device, fs: fsType }, 'filesystem made on first use');
-      return;
+      return { growOnline: false };
     }
-    if (fsType === 'ext4') {
-      const [fsSize, devSize] = await Promise.all([readExt4Size(device), blockDeviceSize(device)]);
-      if (devSize > fsSize) {
-        await growFilesystem(this.exec, 'ext4', { device, mountpoint: null });
-        this.log.info({ volume: vol.id, from: fsSize, to: devSize }, 'ext4 grown offline before mount');
-      }
+    const [fsSize, devSize] = await Promise.all([readFsSize(device), blockDeviceSize(device)]);
+    if (fsSize === null || devSize - fsSize < GROW_SLACK) return { growOnline: false };
+    if (FS_GROWS_ONLINE[fsType]) return { growOnline: !(fsType === 'btrfs' && devSize < BTRFS_MIN_RESIZE) };
+    await growFilesystem(this.exec, fsType, { device, mountpoint: null });
+    this.log.info({ volume: vol.id, from: fsSize, to: devSize }, `${fsType} grown offline before mount`);
+    return { growOnline: false };
+  }
+
+  // ---- snapshots, clones, expansion ----
+
+  async createSnapshot(vol: BackendVolume, snap: BackendSnapshot): Promise<void> {
+    const src = this.image(vol);
+    if (!(await exists(src))) throw notFound(`volume ${vol.id} has no image at ${src}`);
+    const freeze = vol.volumeMode === 'filesystem' ? this.mountPoint(vol) : null;
+    await copyImage(this.exec, src, this.snapshotImage(snap), { freeze });
+  }
+
+  async deleteSnapshot(snap: BackendSnapshot): Promise<void> {
+    const img = this.snapshotImage(snap);
+    await rm(`${img}.partial`, { force: true });
+    await rm(img, { force: true });
+  }
+
+  async createFromSnapshot(vol: BackendVolume, snap: BackendSnapshot, onProgress?: Progress): Promise<void> {
+    const src = this.snapshotImage(snap);
+    if (!(await exists(src))) throw notFound(`snapshot ${snap.id} has no image at ${src}`);
+    await this.checkCopyTarget(vol, src, snap.sizeBytes);
+    await copyImage(this.exec, src, this.image(vol), { freeze: null, onProgress });
+    await this.create(vol); // grows the copy to the new volume's size; the fs follows at mount
+  }
+
+  async createFromVolume(vol: BackendVolume, source: BackendVolume, onProgress?: Progress): Promise<void> {
+    const src = this.image(source);
+    if (!(await exists(src))) throw notFound(`volume ${source.id} has no image at ${src}`);
+    await this.checkCopyTarget(vol, src, source.sizeBytes);
+    const freeze = source.volumeMode === 'filesystem' ? this.mountPoint(source) : null;
+    await copyImage(this.exec, src, this.image(vol), { freeze, onProgress });
+    await this.create(vol);
+  }
+
+  /**
+   * Grows the image, then every device backing it (losetup -c), then the mounted
+   * filesystem: xfs and btrfs online; ext4 at its next mount (pendingFsGrowth).
+   */
+  async expand(vol: BackendVolume, newSizeBytes: number, _state: { mounted: boolean; device: string | null }): Promise<ExpandOutcome> {
+    if (vol.fsType === 'btrfs' && newSizeBytes < BTRFS_MIN_RESIZE) {
+      throw outOfRange('size', `a btrfs volume grows only to 256MiB or more (the kernel refuses smaller resizes), asked ${newSizeBytes} bytes`);
+    }
+    const image = this.image(vol);
+    if (!(await exists(image))) throw notFound(`volume ${vol.id} has no image at ${image}`);
+    await this.create({ ...vol, sizeBytes: newSizeBytes });
+    const devs = await this.devices(vol);
+    for (const d of devs) await refreshLoopCapacity(this.exec, d.name);
+    if (vol.volumeMode === 'block' || !vol.fsType) return { pendingFsGrowth: false };
+    const target = this.mountPoint(vol);
+    const mount = await findMount(target);
+    if (!mount) return { pendingFsGrowth: false }; // grows when next mounted (prepareFilesystem)
+    if (!FS_GROWS_ONLINE[vol.fsType]) return { pendingFsGrowth: true };
+    await growFilesystem(this.exec, vol.fsType, { device: mount.source, mountpoint: target });
+    return { pendingFsGrowth: false };
+  }
+
+  /** A copy must keep its filesystem type, and a btrfs copy must be growable to its size. */
+  private async checkCopyTarget(vol: BackendVolume, src: string, sourceSize: number): Promise<void> {
+    if (vol.volumeMode === 'filesystem') {
+      const holds = await readFsMagic(src);
+      if (holds && holds !== vol.fsType) throw invalidArgument('fs', `the source holds ${holds}, so the new volume must be ${holds}, not ${vol.fsType}`);
+    }
+    if (vol.fsType === 'btrfs' && vol.sizeBytes > sourceSize && vol.sizeBytes < BTRFS_MIN_RESIZE) {
+      throw outOfRange('size', `a btrfs copy can grow only to 256MiB or more; keep the source's size (${sourceSize} bytes) or ask 256MiB+`);
     }
   }
 }

@@ -3,7 +3,7 @@ import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createExec } from './exec.js';
-import { FS_MIN_BYTES, growCommands, makeFilesystem, mkfsCommand, parseBlkidExport, parseExt4Superblock, probeFilesystem, readExt4Size, readFsMagic, detectFsMagic } from './fs.js';
+import { FS_MIN_BYTES, growCommands, makeFilesystem, mkfsCommand, parseBlkidExport, parseExt4Superblock, probeFilesystem, readFsSize, readFsMagic, detectFsMagic } from './fs.js';
 
 describe('filesystem commands as data', () => {
   it('makes ext4 fast and without root-reserved blocks, xfs/btrfs forced', () => {
@@ -60,6 +60,7 @@ describe('filesystem commands on real images', () => {
         await makeFilesystem(exec, fs, img);
         expect((await probeFilesystem(exec, img))?.type).toBe(fs);
         expect(await readFsMagic(img)).toBe(fs);
+        expect(await readFsSize(img)).toBe(FS_MIN_BYTES[fs]);
       }
       const img = join(dir, 'ext4.img');
       await writeFile(img, '');
@@ -68,7 +69,7 @@ describe('filesystem commands on real images', () => {
       expect(await readFsMagic(img)).toBeNull();
       await makeFilesystem(exec, 'ext4', img);
       expect(await readFsMagic(img)).toBe('ext4');
-      expect(await readExt4Size(img)).toBe(FS_MIN_BYTES.ext4);
+      expect(await readFsSize(img)).toBe(FS_MIN_BYTES.ext4);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

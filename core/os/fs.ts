@@ -92,8 +92,8 @@ export async function probeFilesystem(exec: Exec, device: string): Promise<FsPro
   }
 }
 
-/** Bytes detectFsMagic needs: btrfs keeps its superblock at 64 KiB, its magic 64 bytes in. */
-export const FS_MAGIC_SPAN = 65_536 + 0x48;
+/** Bytes the superblock readers need: btrfs keeps its superblock at 64 KiB (magic at +0x40, size at +0x70). */
+export const FS_MAGIC_SPAN = 65_536 + 0x78;
 
 /**
  * Pure check of the superblock magic of the three filesystems berth makes, in the first
@@ -108,11 +108,39 @@ export function detectFsMagic(head: Buffer): FsType | null {
 }
 
 export async function readFsMagic(device: string): Promise<FsType | null> {
+  return detectFsMagic(await readHead(device));
+}
+
+/**
+ * Pure: the size in bytes the filesystem in `head` (the first FS_MAGIC_SPAN bytes of its
+ * device) believes it has, from its superblock; null when it is none of berth's three.
+ * xfs: sb_blocksize (BE u32 @4) x sb_dblocks (BE u64 @8); btrfs: total_bytes (LE u64 @0x70
+ * of the superblock at 64 KiB); ext4: see parseExt4Superblock.
+ */
+export function parseFsSize(head: Buffer): number | null {
+  switch (detectFsMagic(head)) {
+    case 'xfs':
+      return head.length >= 16 ? head.readUInt32BE(4) * Number(head.readBigUInt64BE(8)) : null;
+    case 'btrfs':
+      return Number(head.readBigUInt64LE(65_536 + 0x70));
+    case 'ext4':
+      return parseExt4Superblock(head.subarray(1024, 2048));
+    default:
+      return null;
+  }
+}
+
+/** What the filesystem on `device` says its size is (to tell whether it must grow). */
+export async function readFsSize(device: string): Promise<number | null> {
+  return parseFsSize(await readHead(device));
+}
+
+async function readHead(device: string): Promise<Buffer> {
   const fh = await open(device, 'r');
   try {
     const head = Buffer.alloc(FS_MAGIC_SPAN);
     const { bytesRead } = await fh.read(head, 0, FS_MAGIC_SPAN, 0);
-    return detectFsMagic(head.subarray(0, bytesRead));
+    return head.subarray(0, bytesRead);
   } finally {
     await fh.close();
   }
@@ -131,23 +159,6 @@ export function parseExt4Superblock(sb: Buffer): number | null {
   const lo = sb.readUInt32LE(0x04);
   const hi = sb.readUInt32LE(0x60) & EXT4_INCOMPAT_64BIT ? sb.readUInt32LE(0x150) : 0;
   return (hi * 2 ** 32 + lo) * blockSize;
-}
-
-/**
- * Size of the ext4 filesystem on `device` in bytes, read straight from its superblock
- * (no process: this runs on every mount to tell whether an offline grow is due).
- */
-export async function readExt4Size(device: string): Promise<number> {
-  const fh = await open(device, 'r');
-  try {
-    const buf = Buffer.alloc(1024);
-    await fh.read(buf, 0, 1024, 1024);
-    const size = parseExt4Superblock(buf);
-    if (size === null) throw internal(`${device} holds no ext4 superblock`);
-    return size;
-  } finally {
-    await fh.close();
-  }
 }
 
 /**
