@@ -96,7 +96,10 @@ describe('createDockerFrontend', () => {
     const live = createServer();
     await new Promise<void>((r) => live.listen(socket, r));
     stops.push(() => new Promise((r) => live.close(r)));
-    await expect(frontend(socket).start()).rejects.toThrow(/in use by another process/);
+    const refused = frontend(socket);
+    await expect(refused.start()).rejects.toThrow(/in use by another process/);
+    await refused.stop();
+    expect(statSync(socket).isSocket()).toBe(true); // still the other process's
 
     const file = join(dir, 'file.sock');
     writeFileSync(file, '');

@@ -27,6 +27,8 @@ export function createDockerFrontend(o: {
   const socket = o.config.socket;
   const log = o.log.child({ frontend: 'docker', socket });
   let server: Server | null = null;
+  /** Set once our listener created the socket: never delete a socket another process serves. */
+  let owned = false;
 
   return {
     name: 'docker',
@@ -48,8 +50,9 @@ export function createDockerFrontend(o: {
           resolve();
         });
       });
-      await chmod(socket, 0o660);
+      owned = true;
       server = s;
+      await chmod(socket, 0o660);
       log.info({ driver: o.config.driverName }, 'docker volume plugin listening');
     },
 
@@ -63,6 +66,8 @@ export function createDockerFrontend(o: {
         });
         log.info('docker volume plugin stopped');
       }
+      if (!owned) return;
+      owned = false;
       await unlink(socket).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
       });

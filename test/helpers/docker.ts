@@ -2,12 +2,12 @@
  * A real Docker engine for the integration tests and the benchmark: starts dockerd
  * when `docker info` fails (no bridge, no iptables: nothing here needs networking),
  * builds a tiny busybox image with `docker import` (no registry is reachable), and
- * wraps the docker CLI. Every suite uses its own driver name (berth-t<random>) and
+ * wraps the docker CLI. Every suite holds its own driver name (acquireDriverName) and
  * cleans up its containers, volumes and plugin socket even when a test fails.
  */
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, open, rm, symlink, unlink } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, open, readFile, rm, symlink, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -109,9 +109,42 @@ export async function ensureTestImage(): Promise<string> {
   return TEST_IMAGE;
 }
 
-/** A driver name no other suite uses: Docker discovers it as PLUGIN_DIR/<name>.sock. */
-export function uniqueDriverName(prefix = 'berth-t'): string {
-  return `${prefix}${randomBytes(4).toString('hex')}`;
+/**
+ * A driver name no other running suite holds, from a small fixed pool (<prefix>0..N-1).
+ *
+ * Why a pool and not a random name: Docker 20.10 keeps every legacy volume driver it has
+ * ever talked to in memory until dockerd restarts, and once that driver's socket is gone
+ * every unfiltered `docker volume ls` and every lookup of an unknown volume name waits
+ * ~15 s per such driver. Reusing a few names bounds that cost; random names grow it by
+ * one driver per test. The holder's pid is written to a lock file, so a lock left by a
+ * dead test process is taken over.
+ */
+export async function acquireDriverName(prefix = 'berth-it', pool = 4): Promise<{ driver: string; release(): Promise<void> }> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    for (let i = 0; i < pool; i++) {
+      const driver = `${prefix}${i}`;
+      const lock = join(tmpdir(), `berth-docker-driver-${driver}.lock`);
+      try {
+        const fh = await open(lock, 'wx');
+        await fh.writeFile(String(process.pid));
+        await fh.close();
+        return { driver, release: () => unlink(lock).catch(() => {}) };
+      } catch {
+        const holder = Number((await readFile(lock, 'utf8').catch(() => '')).trim());
+        if (!holder || !alive(holder)) await unlink(lock).catch(() => {});
+      }
+    }
+  }
+  throw new Error(`all ${pool} test driver names ${prefix}0..${pool - 1} are held by running processes`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 export const pluginSocket = (driver: string): string => join(PLUGIN_DIR, `${driver}.sock`);

@@ -1,13 +1,13 @@
 // The Docker volume plugin frontend against a real Docker engine and a real berth daemon
-// (dist/berth.js) with `dir` and `loop` backends. Each test gets its own driver name
-// (berth-t<random>, socket /run/docker/plugins/<driver>.sock), state root and volume
+// (dist/berth.js) with `dir` and `loop` backends. Each test holds its own driver name
+// (berth-it<n>, socket /run/docker/plugins/<driver>.sock), state root and volume
 // names; cleanup removes containers and volumes, stops berth, removes the socket and
 // sweeps mounts and loop devices even when a test fails.
 import { unlink } from 'node:fs/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 import {
-  cleanupDocker, docker, dockerRun, ensureDocker, ensureTestImage, listDriverVolumes, pluginSocket, uniqueDriverName,
+  acquireDriverName, cleanupDocker, docker, dockerRun, ensureDocker, ensureTestImage, listDriverVolumes, pluginSocket,
   uniqueName,
 } from '../helpers/docker.js';
 import { leftovers, useTmpRoots, type TmpRoot } from '../helpers/tmp-root.js';
@@ -31,7 +31,8 @@ interface Env {
 /** A berth daemon serving Docker on its own driver name; `loop` is the default backend. */
 async function setup(label: string): Promise<Env> {
   const root = roots.create(`docker-${label}`);
-  const driver = uniqueDriverName();
+  const { driver, release } = await acquireDriverName();
+  root.defer(release);
   const socket = pluginSocket(driver);
   const containers: string[] = [];
   // Cleanup runs last-in first-out: containers and volumes first (berth must still
