@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../helpers/daemon.js';
-import { callerEnv, dockerPluginCall, execFile, mountTable, type ExecResult } from '../helpers/callers.js';
+import { callerEnv, dockerPluginCall, execFile, holdDriverName, mountTable, type ExecResult } from '../helpers/callers.js';
 import { createCsiClient } from '../helpers/csi-client.js';
 import { startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { useTmpRoots, type TmpRoot } from '../helpers/tmp-root.js';
@@ -23,9 +23,11 @@ function installDvdcli(root: TmpRoot): string {
   return join(bin, 'dvdcli');
 }
 
-/** Registers the daemon's Docker socket under a unique driver name with a spec file. */
-function registerSpec(root: TmpRoot, d: TestDaemon): string {
-  const driver = uniq('berth-test');
+/** Registers the daemon's Docker socket with a spec file under a held shared driver name. */
+async function registerSpec(root: TmpRoot, d: TestDaemon): Promise<string> {
+  const driver = await holdDriverName(root);
+  // A socket of the same name would win over the spec file (Docker's discovery order).
+  rmSync(`/run/docker/plugins/${driver}.sock`, { force: true });
   mkdirSync('/etc/docker/plugins', { recursive: true });
   const spec = `/etc/docker/plugins/${driver}.spec`;
   writeFileSync(spec, `unix://${d.dockerSocket}\n`);
@@ -36,7 +38,7 @@ function registerSpec(root: TmpRoot, d: TestDaemon): string {
 async function daemonWithPlugin(label: string, csi = false) {
   const root = roots.create(label);
   const d = await startTestDaemon(root, { docker: true, csi });
-  return { root, d, dvdcli: installDvdcli(root), driver: registerSpec(root, d) };
+  return { root, d, dvdcli: installDvdcli(root), driver: await registerSpec(root, d) };
 }
 
 /** The isolator's mount argv (driver.cpp): always --flag=value, one --volumeopts per option. */
@@ -137,17 +139,18 @@ describe('dvdcli (Mesos-style calls)', () => {
     expectOk(unmountedPath);
     expect(unmountedPath.stdout).toBe('');
 
-    // Socket discovery: /run/docker/plugins/<driver>.sock (a symlink to the daemon's socket).
-    const sockDriver = uniq('berth-sock');
+    // Socket discovery: /run/docker/plugins/<driver>.sock (a symlink to the daemon's socket)
+    // wins over the spec file of the same name.
     mkdirSync('/run/docker/plugins', { recursive: true });
-    const link = `/run/docker/plugins/${sockDriver}.sock`;
+    const link = `/run/docker/plugins/${driver}.sock`;
     symlinkSync(d.dockerSocket, link);
     root.defer(() => rmSync(link, { force: true }));
-    const mounted = await execFile(dvdcli, ['mount', `--volumedriver=${sockDriver}`, `--volumename=${name}`, '--explicitCreate=true']);
+    rmSync(`/etc/docker/plugins/${driver}.spec`);
+    const mounted = await execFile(dvdcli, ['mount', `--volumedriver=${driver}`, `--volumename=${name}`, '--explicitCreate=true']);
     expectOk(mounted);
-    const path = await execFile(dvdcli, ['path', `--volumedriver=${sockDriver}`, `--volumename=${name}`]);
+    const path = await execFile(dvdcli, ['path', `--volumedriver=${driver}`, `--volumename=${name}`]);
     expect(path.stdout).toBe(mounted.stdout);
-    expectOk(await mesosUnmount(dvdcli, sockDriver, name));
+    expectOk(await mesosUnmount(dvdcli, driver, name));
 
     const removed = await execFile(dvdcli, ['remove', `--volumedriver=${driver}`, `--volumename=${name}`]);
     expectOk(removed);

@@ -1,0 +1,71 @@
+// dvdcli next to a real Docker engine on the same berth daemon: the Mesos path (dvdcli,
+// no mount ID) and a real `docker run -v` container share one volume. dvdcli finds the
+// plugin exactly where Docker does (/run/docker/plugins/<driver>.sock).
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { execFile, holdDriverName } from '../helpers/callers.js';
+import { REPO_ROOT, startTestDaemon } from '../helpers/daemon.js';
+import { cleanupDocker, docker, ensureDocker, ensureTestImage, listDriverVolumes, pluginSocket, uniqueName } from '../helpers/docker.js';
+import { useTmpRoots } from '../helpers/tmp-root.js';
+
+const roots = useTmpRoots();
+let image: string;
+
+beforeAll(async () => {
+  await ensureDocker();
+  image = await ensureTestImage();
+}, 180_000);
+
+describe('dvdcli and a real Docker engine on one daemon', () => {
+  it('a Mesos-mounted volume is in `docker volume ls`; a Docker container keeps it mounted after the single dvdcli unmount', async () => {
+    const root = roots.create('dvdcli-docker');
+    const driver = await holdDriverName(root);
+    const socket = pluginSocket(driver);
+    const containers: string[] = [];
+    root.defer(() => unlink(socket).catch(() => {}));
+    const d = await startTestDaemon(root, { defaultBackend: 'loop', config: { docker: { enabled: true, driverName: driver, socket } } });
+    root.defer(() =>
+      cleanupDocker({
+        driver, containers, stopped: d.pid() === null,
+        release: (v) => d.client.removeVolume(v, { force: true }).catch((e: { kind?: string }) => {
+          if (e.kind !== 'NotFound') throw e;
+        }),
+      }),
+    );
+    mkdirSync(root.path('bin'));
+    const dvdcli = root.path('bin', 'dvdcli');
+    symlinkSync(join(REPO_ROOT, 'dist', 'dvdcli.js'), dvdcli);
+    const name = uniqueName('mesos');
+    const args = (cmd: string) => [cmd, `--volumedriver=${driver}`, `--volumename=${name}`];
+
+    const first = await execFile(dvdcli, [...args('mount'), '--volumeopts=size=64MiB']);
+    expect(first.code, first.stderr).toBe(0);
+    const path = first.stdout.trim();
+    writeFileSync(join(path, 'from-mesos'), 'hello docker');
+    expect(await listDriverVolumes(driver)).toContain(name);
+
+    const container = uniqueName('berth-dvd');
+    containers.push(container);
+    await docker(['run', '-d', '--name', container, '-v', `${name}:/data`, image, 'sleep', '300']);
+    const second = await execFile(dvdcli, args('mount'));
+    expect(second.stdout).toBe(first.stdout);
+
+    const consumers = (await d.client.inspectVolume(name)).mounts.map((m) => m.consumer);
+    expect(consumers).toHaveLength(2);
+    expect(consumers).toContain('dvdcli');
+    expect(consumers.find((c) => c.startsWith('docker:'))).toMatch(/^docker:[0-9a-f]{64}$/);
+
+    const un = await execFile(dvdcli, args('unmount'));
+    expect(un.code, un.stderr).toBe(0);
+    expect(await docker(['exec', container, 'cat', '/data/from-mesos'])).toBe('hello docker');
+    expect(readFileSync(join(path, 'from-mesos'), 'utf8')).toBe('hello docker');
+    expect((await d.client.inspectVolume(name)).mounts.map((m) => m.consumer)).toEqual([consumers.find((c) => c.startsWith('docker:'))]);
+
+    await docker(['rm', '-f', container]);
+    const after = await d.client.inspectVolume(name);
+    expect(after.mounts).toEqual([]);
+    expect(after.path).toBeNull();
+  });
+});
