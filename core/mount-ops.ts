@@ -106,22 +106,26 @@ export async function mountVolume(d: CoreDeps, row: VolumeRow, req: MountRequest
     volumeId: row.id, consumer: req.consumer, frontend, target, readOnly, state: 'pending', createdAt: d.now(),
   });
   const undo: Array<() => Promise<void>> = [];
+  // Records written together with the commit (one fsync): a crash before it leaves a
+  // pending reference, and reconcile releases whatever the OS holds without records.
+  const commit: Array<() => void> = [];
   try {
     let path = row.path;
     if (path === null) {
-      const device = await ensureLocalAttachment(d, row, backend, undo);
-      path = (await backend.mount(toBackendVolume(row), { device })).path;
-      undo.push(async () => {
-        await backend.unmount(toBackendVolume(row));
-        d.store.updateVolume(row.id, { path: null });
-      });
-      d.store.updateVolume(row.id, { path });
+      const device = await ensureLocalAttachment(d, row, backend, undo, commit);
+      const mounted = (await backend.mount(toBackendVolume(row), { device })).path;
+      undo.push(() => backend.unmount(toBackendVolume(row)));
+      commit.push(() => d.store.updateVolume(row.id, { path: mounted }));
+      path = mounted;
     }
     if (target !== null) {
       await bindTarget(d.exec, path, target, { readOnly, file: row.volumeMode === 'block', extraFlags: flags.extra });
       undo.push(() => unbindTarget(d.exec, target));
     }
-    d.store.setMountRefState(row.id, req.consumer, 'committed');
+    d.store.tx(() => {
+      for (const write of commit) write();
+      d.store.setMountRefState(row.id, req.consumer, 'committed');
+    });
     const current = d.store.getVolume(row.id)!;
     return { volume: loadVolume(d, current), path: target ?? path, existing: false };
   } catch (err) {
@@ -133,27 +137,30 @@ export async function mountVolume(d: CoreDeps, row: VolumeRow, req: MountRequest
   }
 }
 
-/** The device to mount with: this node's attachment, made implicitly when there is none. */
+/**
+ * The device to mount with: this node's attachment, made implicitly (backend attach now,
+ * record at commit) when there is none.
+ */
 async function ensureLocalAttachment(
   d: CoreDeps,
   row: VolumeRow,
   backend: Backend,
   undo: Array<() => Promise<void>>,
+  commit: Array<() => void>,
 ): Promise<string | null> {
   if (!backend.capabilities.attachable) return null;
   const existing = d.store.listAttachments(row.id).find((a) => a.node === d.nodeId);
   if (existing?.device) return existing.device;
-  const { attachment, created } = await attachVolume(d, row, { node: d.nodeId, readOnly: false, implicit: true });
-  if (created) {
-    undo.push(async () => {
-      await backend.detach(toBackendVolume(row));
-      d.store.deleteAttachment(row.id, d.nodeId);
-    });
-  }
-  if (attachment.device) return attachment.device;
-  // An attachment recorded without a device (e.g. attached while the backend had none): attach now.
   const { device } = await backend.attach(toBackendVolume(row));
-  d.store.putAttachment({ ...attachment, device });
+  if (existing) {
+    // Recorded without a device (attached while the backend had none): keep it, add the device.
+    commit.push(() => d.store.putAttachment({ ...existing, device }));
+    return device;
+  }
+  undo.push(() => backend.detach(toBackendVolume(row)));
+  commit.push(() =>
+    d.store.putAttachment({ volumeId: row.id, node: d.nodeId, device, readOnly: false, implicit: true, createdAt: d.now() }),
+  );
   return device;
 }
 

@@ -31,6 +31,10 @@ interface AttachmentDb { volume_id: string; node: string; device: string | null;
 interface MountRefDb { volume_id: string; consumer: string; frontend: string; target: string | null; read_only: number; state: string; created_at: string }
 interface SnapshotDb { id: string; name: string; volume_id: string; backend: string; size_bytes: number; status: string; created_at: string }
 
+const EMPTY: Readonly<Record<string, string>> = Object.freeze({});
+/** Most volumes have no labels / options: skip JSON.parse for those (list of 10,000 volumes). */
+const parseMap = (json: string): Readonly<Record<string, string>> => (json === '{}' ? EMPTY : (JSON.parse(json) as Record<string, string>));
+
 const toVolume = (r: VolumeDb): VolumeRow => ({
   id: r.id,
   name: r.name,
@@ -39,8 +43,8 @@ const toVolume = (r: VolumeDb): VolumeRow => ({
   fsType: r.fs_type as VolumeRow['fsType'],
   volumeMode: r.volume_mode as VolumeRow['volumeMode'],
   accessMode: r.access_mode as VolumeRow['accessMode'],
-  labels: JSON.parse(r.labels) as Record<string, string>,
-  options: JSON.parse(r.options) as Record<string, string>,
+  labels: parseMap(r.labels),
+  options: parseMap(r.options),
   sourceKind: r.source_kind as VolumeRow['sourceKind'],
   sourceId: r.source_id,
   status: r.status as VolumeStatus,
