@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createExec } from '../../core/os/exec.js';
@@ -126,7 +126,6 @@ describe('loop backend specifics', () => {
     await backend.create(vol);
     const { device } = await backend.attach(vol);
     const { path } = await backend.mount(vol, { device });
-    const { open } = await import('node:fs/promises');
     const fh = await open(join(path, 'held'), 'w');
     try {
       await expect(backend.unmount(vol)).rejects.toMatchObject({ kind: 'InUse' });
@@ -147,6 +146,76 @@ describe('loop backend specifics', () => {
     await backend.delete(vol);
     expect(await backend.listPresent()).toEqual([]);
     expect((await listLoopDevices(createExec())).some((d) => d.name === device && d.backFile === backend.image(vol))).toBe(false);
+  });
+
+  it('expand says honestly which filesystems grew while mounted: xfs yes, ext4 at next mount', async () => {
+    for (const [fs, size] of [['ext4', 32 * MiB], ['xfs', 300 * MiB]] as const) {
+      const vol = volume({ fsType: fs, sizeBytes: size });
+      await backend.create(vol);
+      const { device } = await backend.attach(vol);
+      await backend.mount(vol, { device });
+      const before = (await backend.stats(vol)).totalBytes;
+      const outcome = await backend.expand(vol, size + 64 * MiB, { mounted: true, device });
+      expect(outcome).toEqual({ pendingFsGrowth: fs === 'ext4' });
+      expect((await stat(backend.image(vol))).size).toBe(size + 64 * MiB);
+      const afterOnline = (await backend.stats(vol)).totalBytes;
+      // Filesystem overhead grows with the size, so "grew" means most of the 64 MiB added.
+      if (fs === 'xfs') expect(afterOnline).toBeGreaterThan(before + 48 * MiB);
+      else expect(afterOnline).toBe(before);
+      await backend.unmount(vol);
+      await backend.mount({ ...vol, sizeBytes: size + 64 * MiB }, { device });
+      expect((await backend.stats(vol)).totalBytes).toBeGreaterThan(before + 48 * MiB);
+    }
+  });
+
+  it('refuses btrfs growth under 256MiB and a restore into another filesystem type', async () => {
+    const vol = volume({ fsType: 'btrfs', sizeBytes: 128 * MiB });
+    await backend.create(vol);
+    await expect(backend.expand(vol, 200 * MiB, { mounted: false, device: null })).rejects.toMatchObject({ kind: 'OutOfRange', field: 'size' });
+    expect((await stat(backend.image(vol))).size).toBe(128 * MiB);
+    const { device } = await backend.attach(vol);
+    await backend.mount(vol, { device });
+    const snap = { id: 'snap-0123456789abcdefghjkmnpqrs', volumeId: vol.id, sizeBytes: vol.sizeBytes };
+    stack.defer('delete snapshot', () => backend.deleteSnapshot(snap));
+    await backend.createSnapshot(vol, snap);
+    const asExt4 = volume({ fsType: 'ext4', sizeBytes: 128 * MiB });
+    await expect(backend.createFromSnapshot(asExt4, snap)).rejects.toMatchObject({ kind: 'InvalidArgument', field: 'fs' });
+    const tooSmallGrowth = volume({ fsType: 'btrfs', sizeBytes: 200 * MiB });
+    await expect(backend.createFromSnapshot(tooSmallGrowth, snap)).rejects.toMatchObject({ kind: 'OutOfRange', field: 'size' });
+    expect(await backend.listPresent()).toEqual([vol.id]);
+  });
+
+  it('a restore into a bigger volume grows its filesystem at first mount (ext4 offline, xfs online)', async () => {
+    for (const [fs, size] of [['ext4', 32 * MiB], ['xfs', 300 * MiB]] as const) {
+      const src = volume({ fsType: fs, sizeBytes: size });
+      await backend.create(src);
+      const a = await backend.attach(src);
+      await writeFile(join((await backend.mount(src, { device: a.device })).path, 'f'), fs);
+      const snap = { id: `snap-${randomVolumeId().slice(4)}`, volumeId: src.id, sizeBytes: size };
+      stack.defer('delete snapshot', () => backend.deleteSnapshot(snap));
+      await backend.createSnapshot(src, snap);
+      const srcTotal = (await backend.stats(src)).totalBytes;
+      const big = volume({ fsType: fs, sizeBytes: size * 2 });
+      const progress: number[] = [];
+      await backend.createFromSnapshot(big, snap, (done) => progress.push(done));
+      expect(progress.length).toBeGreaterThan(0);
+      const { device } = await backend.attach(big);
+      const { path } = await backend.mount(big, { device });
+      expect((await backend.stats(big)).totalBytes).toBeGreaterThan(srcTotal + size / 2);
+      expect(await readFile(join(path, 'f'), 'utf8')).toBe(fs);
+    }
+  });
+
+  it('a crash mid-copy leaves only a .partial file, which delete removes and a retry replaces', async () => {
+    const src = volume();
+    await backend.create(src);
+    const clone = volume();
+    await writeFile(`${backend.image(clone)}.partial`, 'torn');
+    expect(await backend.listPresent()).toEqual([src.id]);
+    await backend.createFromVolume(clone, src);
+    expect((await stat(backend.image(clone))).size).toBe(16 * MiB);
+    await backend.delete(clone);
+    expect(await readdir(root + '/backends/fast')).toEqual(expect.not.arrayContaining([expect.stringContaining(clone.id)]));
   });
 
   it('stats of an unmounted volume come from the image', async () => {
