@@ -7,7 +7,7 @@
  * between is rolled back (creating) or forward (deleting) by reconcile.ts; a failure at run
  * time is cleaned up right here.
  */
-import type { Backend, CreateSpec } from './backend.js';
+import type { Backend, CreateSpec, Progress } from './backend.js';
 import { backendOf, findSnapshotRow, findVolumeRow, loadVolume, toBackendVolume, type CoreDeps } from './core-deps.js';
 import { alreadyExists, failedPrecondition, inUse, invalidArgument, notFound, outOfRange, unsupported } from './errors.js';
 import { releaseAll } from './mount-ops.js';
@@ -81,7 +81,12 @@ function resolveSource(d: CoreDeps, req: CheckedCreate, backend: Backend): Resol
   return { kind: 'volume', volume: vol, id: vol.id, sizeBytes: vol.sizeBytes };
 }
 
-export async function createVolume(d: CoreDeps, req: CheckedCreate, defaultBackend: string): Promise<Volume> {
+export async function createVolume(
+  d: CoreDeps,
+  req: CheckedCreate,
+  defaultBackend: string,
+  onProgress?: Progress,
+): Promise<Volume> {
   let existing = d.store.getVolumeByName(req.name);
   if (existing && existing.status !== 'ready' && existing.status !== 'error') {
     // A previous attempt failed and its cleanup failed too (we hold the lock, so nothing
@@ -137,9 +142,9 @@ export async function createVolume(d: CoreDeps, req: CheckedCreate, defaultBacke
   try {
     if (source?.snapshot) {
       const s = source.snapshot;
-      await backend.createFromSnapshot!(bv, { id: s.id, volumeId: s.volumeId, sizeBytes: s.sizeBytes });
+      await backend.createFromSnapshot!(bv, { id: s.id, volumeId: s.volumeId, sizeBytes: s.sizeBytes }, onProgress);
     } else if (source?.volume) {
-      await backend.createFromVolume!(bv, toBackendVolume(source.volume));
+      await backend.createFromVolume!(bv, toBackendVolume(source.volume), onProgress);
     } else {
       await backend.create(bv);
     }

@@ -21,6 +21,11 @@ export interface OpContext {
   readonly frontend: Frontend;
   /** false: throw Busy at once if another operation holds the volume. Default true (wait, bounded). */
   readonly wait?: boolean;
+  /**
+   * Called with copied/total bytes while create fills a volume from a snapshot or another
+   * volume (backends that copy report it; instant ones report once at the end).
+   */
+  readonly onProgress?: (doneBytes: number, totalBytes: number) => void;
 }
 
 export interface CreateVolumeRequest {

@@ -77,7 +77,9 @@ export async function expandVolume(d: CoreDeps, vol: VolumeRow, sizeBytes: numbe
   const pendingFsGrowth = mounted && backend.capabilities.expansion === 'offline' && vol.volumeMode === 'filesystem';
   if (sizeBytes === vol.sizeBytes) return { volume: loadVolume(d, vol), pendingFsGrowth: false };
   const device = d.store.listAttachments(vol.id).find((a) => a.node === d.nodeId)?.device ?? null;
-  await backend.expand(toBackendVolume(vol), sizeBytes, { mounted, device });
+  const outcome = await backend.expand(toBackendVolume(vol), sizeBytes, { mounted, device });
   d.store.updateVolume(vol.id, { sizeBytes });
-  return { volume: loadVolume(d, { ...vol, sizeBytes }), pendingFsGrowth };
+  // The backend knows better than its backend-wide capability (loop: xfs online, ext4 offline).
+  const pending = outcome ? outcome.pendingFsGrowth && vol.volumeMode === 'filesystem' : pendingFsGrowth;
+  return { volume: loadVolume(d, { ...vol, sizeBytes }), pendingFsGrowth: pending };
 }

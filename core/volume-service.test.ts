@@ -449,3 +449,42 @@ describe('volume service (fake backend, real SQLite)', () => {
     });
   });
 });
+
+describe('volume service: expand outcome and copy progress', () => {
+  let h: FakeHarness;
+  afterEach(async () => {
+    await h.cleanup();
+  });
+
+  it('takes pendingFsGrowth from the backend when expand reports it, else from capabilities', async () => {
+    h = await createFakeHarness({
+      backends: {
+        ext4ish: { capabilities: { ...LOOP_LIKE, expansion: 'online' }, expandOutcome: (st) => ({ pendingFsGrowth: st.mounted }) },
+        offline: { capabilities: { ...LOOP_LIKE, expansion: 'offline' } },
+      },
+    });
+    await h.svc.create({ name: 'a', sizeBytes: 64 * MiB }, ctx);
+    await h.svc.mount({ ref: 'a', consumer: 'c' }, ctx);
+    expect((await h.svc.expand({ ref: 'a', sizeBytes: 128 * MiB }, ctx)).pendingFsGrowth).toBe(true);
+    await h.svc.unmount({ ref: 'a', consumer: 'c' }, ctx);
+    expect((await h.svc.expand({ ref: 'a', sizeBytes: 256 * MiB }, ctx)).pendingFsGrowth).toBe(false);
+    await h.svc.create({ name: 'b', backend: 'offline', sizeBytes: 64 * MiB }, ctx);
+    await h.svc.mount({ ref: 'b', consumer: 'c' }, ctx);
+    expect((await h.svc.expand({ ref: 'b', sizeBytes: 128 * MiB }, ctx)).pendingFsGrowth).toBe(true);
+  });
+
+  it('passes copy progress to the caller, and a throwing callback does not fail the create', async () => {
+    h = await createFakeHarness({ backends: { local: { capabilities: LOOP_LIKE } } });
+    await h.svc.create({ name: 'src', sizeBytes: 64 * MiB }, ctx);
+    const seen: number[] = [];
+    await h.svc.create({ name: 'c1', source: { kind: 'volume', ref: 'src' } }, { frontend: 'admin', onProgress: (done) => seen.push(done) });
+    expect(seen).toEqual([64 * MiB]);
+    const c2 = await h.svc.create({ name: 'c2', source: { kind: 'volume', ref: 'src' } }, {
+      frontend: 'admin',
+      onProgress: () => {
+        throw new Error('broken progress bar');
+      },
+    });
+    expect(c2.status).toBe('ready');
+  });
+});

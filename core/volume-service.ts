@@ -199,7 +199,7 @@ class CoreService implements CoreVolumeService {
       }
       const release = await this.#locks.acquireAll(keys, { wait: ctx?.wait ?? true });
       try {
-        return await createVolume(this.#d, checked, this.#defaultBackend);
+        return await createVolume(this.#d, checked, this.#defaultBackend, safeProgress(ctx?.onProgress, this.#d.log));
       } finally {
         release();
       }
@@ -389,6 +389,18 @@ class CoreService implements CoreVolumeService {
     while (this.#inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     this.#d.store.close();
   }
+}
+
+/** A progress callback that throws must not fail the copy. */
+function safeProgress(cb: OpContext['onProgress'], log: Logger): ((done: number, total: number) => void) | undefined {
+  if (!cb) return undefined;
+  return (done, total) => {
+    try {
+      cb(done, total);
+    } catch (err) {
+      log.warn({ err }, 'progress callback threw');
+    }
+  };
 }
 
 function groupBy<T extends AttachmentRow | MountRefRow>(rows: T[]): Map<string, T[]> {

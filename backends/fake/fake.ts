@@ -58,6 +58,8 @@ export interface FakeBackendOptions {
   readonly defaultSizeBytes?: number;
   /** Refused below this size (OutOfRange "size"), to test minimums. Default 0. */
   readonly minSizeBytes?: number;
+  /** What expand returns (default nothing: the core derives pendingFsGrowth from capabilities). */
+  readonly expandOutcome?: (state: { mounted: boolean; device: string | null }) => { pendingFsGrowth: boolean };
   /** Delay every async call by this many ms (tests of concurrency/serialization). */
   readonly delayMs?: number;
 }
@@ -282,25 +284,29 @@ export function createFakeBackend(opts: FakeBackendOptions = {}): FakeBackend {
       await enter('deleteSnapshot', snap.id);
       state.snapshots.delete(snap.id);
     };
-    backend.createFromSnapshot = async (vol, snap) => {
+    backend.createFromSnapshot = async (vol, snap, onProgress) => {
       await enter('createFromSnapshot', vol.id);
+      onProgress?.(snap.sizeBytes, snap.sizeBytes);
       if (!state.snapshots.has(snap.id)) throw notFound(`fake: snapshot ${snap.id} does not exist`);
       if (!state.volumes.has(vol.id)) state.volumes.set(vol.id, { sizeBytes: vol.sizeBytes, device: null, mounted: false, filledFrom: snap.id });
       materialize(vol.id, vol);
     };
   }
   if (caps.clones) {
-    backend.createFromVolume = async (vol, source) => {
+    backend.createFromVolume = async (vol, source, onProgress) => {
       await enter('createFromVolume', vol.id);
+      onProgress?.(source.sizeBytes, source.sizeBytes);
       must(source.id);
       if (!state.volumes.has(vol.id)) state.volumes.set(vol.id, { sizeBytes: vol.sizeBytes, device: null, mounted: false, filledFrom: source.id });
       materialize(vol.id, vol);
     };
   }
   if (caps.expansion !== 'none') {
-    backend.expand = async (vol, newSizeBytes) => {
+    backend.expand = async (vol, newSizeBytes, st) => {
       await enter('expand', vol.id);
       must(vol.id).sizeBytes = newSizeBytes;
+      // Lets tests play the loop driver's ext4 case: grown image, filesystem at next mount.
+      if (opts.expandOutcome) return opts.expandOutcome(st);
     };
   }
   return backend;
