@@ -8,7 +8,6 @@
  */
 import {
   alreadyExists, inUse, invalidArgument, isBerthError, notFound, parseVolumeOptions, resourceExhausted,
-  validateVolumeName,
   type BackendInfo, type CreateVolumeRequest as BerthCreate, type FsType, type OpContext, type Volume, type VolumeService,
 } from '../../core/index.js';
 import type { Config } from '../../core/index.js';
@@ -16,7 +15,7 @@ import { featuresOf } from './features.js';
 import { paginate, VOLUME_TOKEN } from './pagination.js';
 import type * as pb from './proto.js';
 import {
-  parseCapacityRange, parseMaxEntries, requireCapabilities, requireCapability, requireString, type Capability,
+  berthName, parseCapacityRange, parseMaxEntries, requireCapabilities, requireCapability, requireString, type Capability,
 } from './requests.js';
 import {
   accessModeFor, capabilityMismatch, isReadOnlyMode, isSingleNodeMode, publishedNodeIds, toCsiVolume, volumeCondition,
@@ -28,6 +27,9 @@ export interface ControllerDeps {
   readonly id: CsiIdentity;
   readonly config: Pick<Config['csi'], 'maxVolumesPerNode'>;
 }
+
+/** Label holding the CO's name when it is not a valid berth name (requests.ts berthName). */
+const CSI_NAME_LABEL = 'csi.berth.dev/name';
 
 /** Parameter keys the Kubernetes external-provisioner adds (--extra-create-metadata); kept as labels. */
 const K8S_PARAMETER_PREFIX = 'csi.storage.k8s.io/';
@@ -57,7 +59,7 @@ export function createControllerHandlers(d: ControllerDeps) {
 
   return {
     async CreateVolume(req: pb.CreateVolumeRequest) {
-      const name = validateVolumeName(requireString(req.name, 'name'), 'name');
+      const { name, mapped } = berthName(req.name, 'name');
       const caps = requireCapabilities(req.volume_capabilities, 'volume_capabilities');
       const range = parseCapacityRange(req.capacity_range, 'capacity_range');
       const { params, labels: k8sLabels } = splitParameters(req.parameters ?? {});
@@ -86,7 +88,9 @@ export function createControllerHandlers(d: ControllerDeps) {
         ...(opts.backend !== undefined ? { backend: opts.backend } : {}),
         ...(sizeBytes !== undefined && sizeBytes > 0 ? { sizeBytes } : {}),
         ...fsTypeFor(opts.fsType, caps, opts.backend, service.backends()),
-        ...(opts.labels || Object.keys(k8sLabels).length ? { labels: { ...opts.labels, ...k8sLabels } } : {}),
+        ...(opts.labels || Object.keys(k8sLabels).length || mapped
+          ? { labels: { ...opts.labels, ...k8sLabels, ...(mapped ? { [CSI_NAME_LABEL]: req.name } : {}) } }
+          : {}),
         ...(opts.options ? { options: opts.options } : {}),
         ...(source ? { source } : {}),
       };

@@ -104,6 +104,17 @@ describe('csi controller', () => {
     expect(e.code).toBe(status.ALREADY_EXISTS);
   });
 
+  it('maps CSI names berth does not allow to a stable valid name, keeping the original as a label', async () => {
+    const { c, h } = await setup();
+    const req = { name: 'sanity-max-attach-limit-vol+1-44E77943', volume_capabilities: [mountCap()] };
+    const a = (await c.controller('CreateVolume', req)).volume;
+    expect(a.volume_context.name).toMatch(/^sanity-max-attach-limit-vol-1-44E77943-[0-9a-f]{10}$/);
+    expect((await c.controller('CreateVolume', req)).volume.volume_id).toBe(a.volume_id);
+    expect(h.svc.find(a.volume_id)?.labels['csi.berth.dev/name']).toBe(req.name);
+    const long = (await c.controller('CreateVolume', { name: 'é'.repeat(100), volume_capabilities: [mountCap()] })).volume;
+    expect(long.volume_context.name).toMatch(/^csi-[0-9a-f]{10}$/);
+  });
+
   it('names the bad field of malformed requests', async () => {
     const { c } = await setup();
     const cases: Array<[object, string, number]> = [

@@ -3,7 +3,8 @@
  * JS number cannot hold) naming the CSI field exactly as the proto spells it, so a
  * CO's error message points at the field it sent wrong. Pure: no service calls.
  */
-import { invalidArgument, outOfRange } from '../../core/index.js';
+import { createHash } from 'node:crypto';
+import { invalidArgument, outOfRange, validateVolumeName } from '../../core/index.js';
 import { CSI_ACCESS_MODES, type CapacityRange, type CsiAccessMode, type Int64, type VolumeCapability } from './proto.js';
 
 /** A required string field: present and not empty. */
@@ -89,4 +90,21 @@ export function parseMaxEntries(value: number | null | undefined, field: string)
   const n = value ?? 0;
   if (!Number.isInteger(n) || n < 0) throw invalidArgument(field, 'must not be negative');
   return n;
+}
+
+const BERTH_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+const MAX_NAME = 128;
+
+/**
+ * A CSI name (any string the CO picks; Kubernetes sends "pvc-<uuid>") as a berth volume or
+ * snapshot name. Valid berth names pass unchanged; anything else maps deterministically
+ * (so a repeated CreateVolume finds the same volume) to its allowed characters plus a
+ * hash of the original, e.g. "vol+1" -> "vol-1-3f2a9c0d1e".
+ */
+export function berthName(csiName: unknown, field: string): { name: string; mapped: boolean } {
+  const raw = requireString(csiName, field);
+  if (BERTH_NAME_RE.test(raw) && Buffer.byteLength(raw) <= MAX_NAME) return { name: raw, mapped: false };
+  const hash = createHash('sha256').update(raw).digest('hex').slice(0, 10);
+  const cleaned = raw.replace(/[^A-Za-z0-9_.-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, MAX_NAME - hash.length - 1);
+  return { name: validateVolumeName(cleaned ? `${cleaned}-${hash}` : `csi-${hash}`, field), mapped: true };
 }

@@ -5,13 +5,13 @@
  * GetSnapshot is deliberately not served: csi-sanity v5.3.1 refuses plugins that advertise it.
  */
 import {
-  invalidArgument, isBerthError, notFound, validateVolumeName,
+  invalidArgument, isBerthError, notFound,
   type OpContext, type Snapshot, type VolumeService,
 } from '../../core/index.js';
 import { lookupVolume, requireVolume } from './controller.js';
 import { paginate, SNAPSHOT_TOKEN } from './pagination.js';
 import type * as pb from './proto.js';
-import { parseCapacityRange, parseMaxEntries, requireCapability, requireString } from './requests.js';
+import { berthName, parseCapacityRange, parseMaxEntries, requireCapability, requireString } from './requests.js';
 import { capabilityMismatch } from './volumes.js';
 
 export interface SnapshotDeps {
@@ -48,7 +48,7 @@ export function createSnapshotHandlers(d: SnapshotDeps) {
   return {
     async CreateSnapshot(req: pb.CreateSnapshotRequest) {
       const sourceId = requireString(req.source_volume_id, 'source_volume_id');
-      const name = validateVolumeName(requireString(req.name, 'name'), 'name');
+      const { name } = berthName(req.name, 'name');
       requireVolume(service, sourceId);
       const snap = await service.createSnapshot({ name, volume: sourceId }, ctx);
       return { snapshot: toCsiSnapshot(snap) };
