@@ -2,29 +2,68 @@
 // backend on a loop-image pool, driven through the admin API and the `berth` CLI. Data is
 // written and read through the paths the daemon hands out, as a consumer would.
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BerthError } from '../../core/errors.js';
 import { makeBtrfsPool, writeMiB } from '../helpers/btrfs-pool.js';
 import { startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import {
+  acquireDriverName, cleanupDocker, docker, dockerRun, ensureDocker, ensureTestImage, pluginSocket, uniqueName,
+} from '../helpers/docker.js';
 import { useTmpRoots } from '../helpers/tmp-root.js';
 
 const MiB = 1024 * 1024;
 const roots = useTmpRoots();
 const unique = (label: string) => `${label}-${randomBytes(4).toString('hex')}`;
 
-/** A daemon whose default backend "pool" is btrfs on a fresh loop-image filesystem. */
-async function btrfsDaemon(label: string): Promise<TestDaemon> {
+interface BtrfsEnv {
+  readonly d: TestDaemon;
+  /** Docker driver name when Docker is served, else ''. */
+  readonly driver: string;
+  /** Containers removed in cleanup. */
+  readonly containers: string[];
+}
+
+/**
+ * A daemon whose default backend "pool" is btrfs on a fresh loop-image filesystem; with
+ * `docker` it also serves Docker under a driver name of its own. Cleanup (LIFO): containers
+ * and Docker volumes, the daemon, the plugin socket, the pool, the driver name.
+ */
+async function btrfsEnv(label: string, o: { docker?: boolean } = {}): Promise<BtrfsEnv> {
   const root = roots.create(label);
-  // The pool lives in its own mkdtemp root; deferred first so it is removed after the daemon stops.
+  let driver = '';
+  if (o.docker) {
+    // Own name prefix: Docker caches a legacy driver's address by name, and other suites
+    // serve berth-it<n> from other socket paths (dvdcli spec files).
+    const held = await acquireDriverName('berth-data', 2);
+    root.defer(held.release);
+    driver = held.driver;
+  }
   const pool = await makeBtrfsPool({ prefix: `berth-${label}-pool-` });
   root.defer(() => pool.cleanup());
-  return startTestDaemon(root, {
+  const socket = driver ? pluginSocket(driver) : '';
+  if (driver) root.defer(() => unlink(socket).catch(() => {}));
+  const d = await startTestDaemon(root, {
     backends: { local: { driver: 'dir' }, pool: { driver: 'btrfs', pool: pool.pool } },
     defaultBackend: 'pool',
+    ...(driver ? { config: { docker: { enabled: true, driverName: driver, socket } } } : {}),
   });
+  const containers: string[] = [];
+  if (driver) {
+    root.defer(() => cleanupDocker({
+      driver,
+      containers,
+      stopped: d.pid() === null,
+      release: (v) => d.client.removeVolume(v, { force: true }).catch((e: { kind?: string }) => {
+        if (e.kind !== 'NotFound') throw e;
+      }),
+    }));
+  }
+  return { d, driver, containers };
 }
+
+const btrfsDaemon = async (label: string): Promise<TestDaemon> => (await btrfsEnv(label)).d;
 
 async function expectKind(p: Promise<unknown>, kind: string): Promise<void> {
   const err = await p.then(() => null, (e: unknown) => e);
@@ -161,5 +200,46 @@ describe('data services on btrfs through a real daemon', () => {
     expect(err).toMatchObject({ kind: 'InvalidArgument', field: 'opts.compress' });
     const block = await d.client.createVolume({ name: unique('blk'), mode: 'block' }).then(() => null, (e: unknown) => e);
     expect(block).toMatchObject({ kind: 'InvalidArgument', field: 'mode' });
+  });
+});
+
+describe('data services on btrfs through Docker', () => {
+  it('-o fromSnapshot / -o fromVolume restore and clone; a running container sees an online expand at once', async () => {
+    await ensureDocker();
+    const image = await ensureTestImage();
+    const { d, driver, containers } = await btrfsEnv('data-docker', { docker: true });
+    const [src, snap, restored, clone] = ['src', 'snap', 'restored', 'clone'].map(uniqueName) as [string, string, string, string];
+    const container = () => {
+      const n = uniqueName('berth-data');
+      containers.push(n);
+      return n;
+    };
+    const runIn = (vol: string, script: string) =>
+      dockerRun(['run', '--rm', '--name', container(), '-v', `${vol}:/data`, image, 'sh', '-c', script]);
+
+    await docker(['volume', 'create', '-d', driver, '-o', 'size=32MiB', src]);
+    expect((await runIn(src, 'echo before > /data/f && sync')).code).toBe(0);
+    await d.client.createSnapshot({ name: snap, volume: src });
+    expect((await runIn(src, 'echo after > /data/f && echo new > /data/g')).code).toBe(0);
+
+    await docker(['volume', 'create', '-d', driver, '-o', `fromSnapshot=${snap}`, restored]);
+    expect((await runIn(restored, 'cat /data/f; ls /data')).stdout.trim().split('\n')).toEqual(['before', 'f']);
+    await docker(['volume', 'create', '-d', driver, '-o', `fromVolume=${src}`, clone]);
+    expect((await runIn(clone, 'echo clone > /data/f && cat /data/g')).stdout.trim()).toBe('new');
+    expect((await runIn(src, 'cat /data/f')).stdout.trim()).toBe('after');
+
+    // A container keeps the volume mounted; a write past the limit fails inside it, the
+    // expand happens while it runs, and the same write then succeeds without a remount.
+    const holder = container();
+    await docker(['run', '-d', '--name', holder, '-v', `${src}:/data`, image, 'sleep', '600']);
+    const fill = () => dockerRun(['exec', holder, 'dd', 'if=/dev/zero', 'of=/data/big', 'bs=1M', 'count=48', 'conv=fsync']);
+    const refused = await fill();
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/quota|space/i);
+    await docker(['exec', holder, 'rm', '-f', '/data/big']);
+    expect((await d.berth(['volume', 'expand', src, '128MiB'])).code).toBe(0);
+    expect((await fill()).code).toBe(0);
+    expect((await d.client.stats(src)).totalBytes).toBe(128 * MiB);
+    await docker(['rm', '-f', holder]);
   });
 });
