@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Hono } from 'hono';
-import { createFakeBackend } from '../../backends/fake/fake.js';
+import { createFakeBackend, LOOP_LIKE } from '../../backends/fake/fake.js';
 import {
   createExec, createSilentLogger, createVolumeService, openStore, type CoreVolumeService,
 } from '../../core/index.js';
@@ -21,10 +21,11 @@ beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'berth-docker-app-'));
   const log = createSilentLogger();
   const backend = createFakeBackend({ name: BACKEND, root: join(dir, 'fake') });
+  const loopLike = createFakeBackend({ name: 'blk', root: join(dir, 'blk'), capabilities: LOOP_LIKE });
   service = await createVolumeService({
     config: { nodeId: 'n1', stateRoot: dir, defaultBackend: BACKEND, lockWaitMs: 5_000 },
     store: openStore(join(dir, 'state.db')),
-    backends: new Map([[BACKEND, backend]]),
+    backends: new Map([[BACKEND, backend], ['blk', loopLike]]),
     exec: createExec(),
     log,
     version: 'test',
@@ -149,6 +150,13 @@ describe('VolumeDriver.Mount / Unmount / Path', () => {
     expect(service.find('v')!.mounts.map((m) => [m.consumer, m.frontend])).toEqual([['dvdcli', 'dvdcli']]);
     await call('VolumeDriver.Unmount', { Name: 'v' });
     expect(service.find('v')!.mounts).toEqual([]);
+  });
+
+  it('refuses to hand Docker a block volume (it can only bind-mount directories)', async () => {
+    expect((await call('VolumeDriver.Create', { Name: 'raw', Opts: { backend: 'blk', mode: 'block', size: '8MiB' } })).json.Err).toBe('');
+    const r = await call('VolumeDriver.Mount', { Name: 'raw', ID: A });
+    expect(r.json.Err).toMatch(/not supported: volume raw is a block volume/);
+    expect(service.find('raw')!.mounts).toEqual([]);
   });
 
   it('Mount of an unknown volume answers Err naming it', async () => {
