@@ -136,6 +136,57 @@ describe('csi against a real daemon', () => {
     await teardown(c, l);
   });
 
+  it('snapshots, restores, clones and grows a loop xfs volume online through CSI', async () => {
+    const { c, root } = await start('csi-data');
+    const caps = (await c.controller('ControllerGetCapabilities')).capabilities.map((x: any) => x.rpc.type);
+    expect(caps).toEqual(expect.arrayContaining(['CREATE_DELETE_SNAPSHOT', 'LIST_SNAPSHOTS', 'CLONE_VOLUME', 'EXPAND_VOLUME']));
+    expect(caps).not.toContain('GET_SNAPSHOT');
+    const params = { backend: 'loop', fs: 'xfs' };
+    const size = { required_bytes: String(300 * MiB) };
+    const src = (await c.controller('CreateVolume', { name: 'pvc-src', capacity_range: size, volume_capabilities: [mountCap()], parameters: params })).volume;
+    const l = await stageAndPublish(c, root, src.volume_id, mountCap(), 'src');
+    writeFileSync(join(l.target, 'before.txt'), 'in the snapshot');
+    const snap = (await twice(() => c.controller('CreateSnapshot', { source_volume_id: src.volume_id, name: 'snap-1' }))).snapshot;
+    expect(snap).toMatchObject({ source_volume_id: src.volume_id, ready_to_use: true });
+    writeFileSync(join(l.target, 'after.txt'), 'not in the snapshot');
+    const listed = (await c.controller('ListSnapshots', { source_volume_id: src.volume_id })).entries.map((e: any) => e.snapshot.snapshot_id);
+    expect(listed).toEqual([snap.snapshot_id]);
+
+    // Restore: data from before the snapshot only.
+    const restored = (await c.controller('CreateVolume', {
+      name: 'pvc-restored', capacity_range: size, volume_capabilities: [mountCap()], parameters: params,
+      volume_content_source: { snapshot: { snapshot_id: snap.snapshot_id } },
+    })).volume;
+    expect(restored.content_source).toMatchObject({ snapshot: { snapshot_id: snap.snapshot_id } });
+    const r = await stageAndPublish(c, root, restored.volume_id, mountCap(), 'restored');
+    expect(readFileSync(join(r.target, 'before.txt'), 'utf8')).toBe('in the snapshot');
+    expect(existsSync(join(r.target, 'after.txt'))).toBe(false);
+    await teardown(c, r);
+
+    // Online growth while published: the filesystem the pod sees gets bigger.
+    const statfsTotal = async (p: string) => {
+      const s = await c.node('NodeGetVolumeStats', { volume_id: src.volume_id, volume_path: p });
+      return Number(s.usage.find((u: any) => u.unit === 'BYTES').total);
+    };
+    const before = await statfsTotal(l.target);
+    const grown = await c.controller('ControllerExpandVolume', { volume_id: src.volume_id, capacity_range: { required_bytes: String(400 * MiB) } });
+    expect(grown).toEqual({ capacity_bytes: String(400 * MiB), node_expansion_required: false });
+    expect(await statfsTotal(l.target)).toBeGreaterThan(before + 50 * MiB);
+
+    // Clone: an independent copy of the source as it is now.
+    const clone = (await c.controller('CreateVolume', {
+      name: 'pvc-clone', capacity_range: { required_bytes: String(400 * MiB) }, volume_capabilities: [mountCap()], parameters: params,
+      volume_content_source: { volume: { volume_id: src.volume_id } },
+    })).volume;
+    const k = await stageAndPublish(c, root, clone.volume_id, mountCap(), 'clone');
+    expect(readFileSync(join(k.target, 'after.txt'), 'utf8')).toBe('not in the snapshot');
+    writeFileSync(join(k.target, 'only-in-clone.txt'), 'x');
+    expect(existsSync(join(l.target, 'only-in-clone.txt'))).toBe(false);
+    await teardown(c, k);
+    await twice(() => c.controller('DeleteSnapshot', { snapshot_id: snap.snapshot_id }));
+    await teardown(c, l);
+  });
+
   it('answers ABORTED while another operation holds the volume, and the winner completes', async () => {
     const { c, root } = await start('csi-abort');
     const vol = (await c.controller('CreateVolume', {
