@@ -488,3 +488,30 @@ describe('volume service: expand outcome and copy progress', () => {
     expect(c2.status).toBe('ready');
   });
 });
+
+describe('volume service: structured log lines', () => {
+  it('writes one line per operation with frontend, op, volume, durationMs and outcome', async () => {
+    const { Writable } = await import('node:stream');
+    const { createLogger } = await import('./log.js');
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
+        cb();
+      },
+    });
+    const h = await createFakeHarness({ log: createLogger({ level: 'info', destination: sink }) });
+    try {
+      await h.svc.create({ name: 'logged' }, { frontend: 'docker' });
+      await h.svc.remove({ ref: 'nope' }, { frontend: 'csi' }).catch(() => undefined);
+      const ops = lines.filter((l) => l['op'] === 'create' || l['op'] === 'remove');
+      expect(ops).toEqual([
+        expect.objectContaining({ frontend: 'docker', op: 'create', volume: 'logged', outcome: 'ok', durationMs: expect.any(Number) }),
+        expect.objectContaining({ frontend: 'csi', op: 'remove', volume: 'nope', outcome: 'NotFound', error: expect.stringContaining('nope') }),
+      ]);
+      expect(lines.some((l) => l['op'] === 'reconcile')).toBe(true);
+    } finally {
+      await h.cleanup();
+    }
+  });
+});

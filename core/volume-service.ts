@@ -17,7 +17,7 @@
 import type { Backend } from './backend.js';
 import { findSnapshotRow, findVolumeRow, loadVolume, toSnapshot, toVolume, type CoreDeps } from './core-deps.js';
 import { createVolume, removeVolume, type CheckedCreate } from './create-ops.js';
-import { asBerthError, failedPrecondition, invalidArgument, notFound } from './errors.js';
+import { asBerthError, busy, failedPrecondition, invalidArgument, notFound } from './errors.js';
 import { createIdGenerator } from './ids.js';
 import { KeyedMutex } from './locks.js';
 import type { Logger } from './log.js';
@@ -140,18 +140,20 @@ class CoreService implements CoreVolumeService {
     const started = performance.now();
     this.#inFlight++;
     let outcome: 'ok' | ReturnType<typeof asBerthError>['kind'] = 'ok';
+    let error: string | undefined;
     try {
       if (this.#closed) throw failedPrecondition('the volume service is shutting down');
       return await fn();
     } catch (err) {
       const be = asBerthError(err);
       outcome = be.kind;
+      error = be.message;
       if (be.kind === 'Internal') this.#d.log.error({ err, frontend, op, volume }, `${op} failed: ${be.message}`);
       throw be;
     } finally {
       this.#inFlight--;
       const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
-      const line = { frontend, op, volume, durationMs, outcome };
+      const line = error === undefined ? { frontend, op, volume, durationMs, outcome } : { frontend, op, volume, durationMs, outcome, error };
       if (READ_OPS.has(op) && outcome === 'ok') this.#d.log.debug(line, 'op');
       else this.#d.log.info(line, 'op');
       try {
@@ -171,8 +173,11 @@ class CoreService implements CoreVolumeService {
     if (!first) throw notFound(`volume "${ref}" does not exist`);
     const release = await this.#locks.acquire(volKey(first.name), { wait: ctx?.wait ?? true });
     try {
-      const row = this.#d.store.getVolume(first.id);
+      // Re-resolve by the caller's ref: the volume may have been removed (or removed and
+      // made again under the same name) while we waited.
+      const row = findVolumeRow(this.#d, ref);
       if (!row) throw notFound(`volume "${ref}" does not exist`);
+      if (row.name !== first.name) throw busy(`volume "${ref}" changed while waiting; retry`);
       return await fn(row);
     } finally {
       release();
