@@ -136,7 +136,11 @@ describe('docker volume plugin with a real Docker engine', () => {
     let vol = await env.berth.client.inspectVolume(v);
     expect(vol.mounts[0]!.consumer).toMatch(/^docker:[0-9a-f]{64}$/);
     expect(vol.path).not.toBeNull();
-    expect((await inspect(v)).Mountpoint).toBe(vol.path);
+    const shown = await inspect(v);
+    expect(shown.Mountpoint).toBe(vol.path);
+    // loop volumes are attached implicitly while mounted; Get shows the device.
+    expect(shown.Status.mounts).toBe(1);
+    expect(shown.Status.attachments).toEqual([{ node: 'test-node', device: expect.stringMatching(/^\/dev\/loop\d+$/), readOnly: false, implicit: true }]);
 
     // Docker refuses by itself while c1 uses the volume.
     const refusedByDocker = await dockerRun(['volume', 'rm', v]);
