@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createExec } from '../../core/os/exec.js';
@@ -56,6 +56,33 @@ describe('dir backend settings and specifics', () => {
         expect(err).toBeInstanceOf(BerthError);
         expect((err as BerthError).field).toBe(field);
       }
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('snapshots copy the tree with modes and owners, keep a finished copy, and replace a torn one', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'berth-dir-'));
+    try {
+      const b = await createDirBackend(ctx(root));
+      const vol = { id: 'vol-0123456789abcdefghjkmnpqrs', name: 'v', sizeBytes: 0, fsType: null, volumeMode: 'filesystem' as const, options: {} };
+      await b.create(vol);
+      const { path } = await b.mount(vol, { device: null });
+      await mkdir(join(path, 'sub'));
+      await writeFile(join(path, 'sub', 'secret'), 'x', { mode: 0o600 });
+      await chown(join(path, 'sub', 'secret'), 1234, 5678);
+      const snap = { id: 'snap-0123456789abcdefghjkmnpqrs', volumeId: vol.id, sizeBytes: 0 };
+      await mkdir(join(root, 'backends', 'local', 'snapshots', `${snap.id}.partial`)); // a crash mid-copy
+      await b.createSnapshot!(vol, snap);
+      const copied = await stat(join(root, 'backends', 'local', 'snapshots', snap.id, 'sub', 'secret'));
+      expect({ mode: copied.mode & 0o777, uid: copied.uid, gid: copied.gid }).toEqual({ mode: 0o600, uid: 1234, gid: 5678 });
+      await writeFile(join(path, 'later'), 'y');
+      await b.createSnapshot!(vol, snap); // already there: kept as it was
+      const restored = { ...vol, id: 'vol-1123456789abcdefghjkmnpqrs' };
+      await b.createFromSnapshot!(restored, snap);
+      expect((await readdir((await b.mount(restored, { device: null })).path)).sort()).toEqual(['sub']);
+      expect(await b.listPresent()).toEqual([vol.id, restored.id]);
+      expect(await b.expand!(vol, 10 * 1024 ** 3, { mounted: true, device: null })).toEqual({ pendingFsGrowth: false });
     } finally {
       await rm(root, { recursive: true, force: true });
     }

@@ -6,11 +6,19 @@
  * It cannot enforce size, and says so plainly: capabilities.sizeEnforced is false and
  * describe() repeats it. A requested size is accepted and recorded (frontends such as
  * CSI always send one) but nothing stops a volume from growing past it; 0 = no size.
+ * For the same reason expand only records the new size (it succeeds at once, online).
+ *
+ * Snapshots and clones are copies of the directory tree (`cp -a --reflink=auto`: instant
+ * where the filesystem has reflinks), made under a .partial name and renamed into place.
+ * A copy of a volume in use is not atomic: files written during the copy may or may not
+ * be in it, as with any file-level copy.
  */
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
-import type { Backend, BackendContext, BackendFactory, BackendVolume, CreateSpec } from '../../core/backend.js';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Backend, BackendContext, BackendFactory, BackendSnapshot, BackendVolume, CreateSpec, ExpandOutcome } from '../../core/backend.js';
+import type { Exec } from '../../core/os/exec.js';
 import type { BackendCapabilities, VolumeStats } from '../../core/types.js';
-import { invalidArgument, notFound } from '../../core/errors.js';
+import { internal, invalidArgument, notFound } from '../../core/errors.js';
 import { fsUsage } from '../../core/os/fs.js';
 import { checkKnownKeys, pathSetting } from '../settings.js';
 import { childPath, VOLUME_ID_RE } from '../paths.js';
@@ -20,12 +28,15 @@ export interface DirSettings {
   readonly root: string;
 }
 
+const SNAPSHOT_DIR = 'snapshots';
+const COPY_TIMEOUT_MS = 3_600_000;
+
 const CAPABILITIES: BackendCapabilities = {
   sizeEnforced: false,
   block: false,
-  snapshots: false,
-  clones: false,
-  expansion: 'none',
+  snapshots: true,
+  clones: true,
+  expansion: 'online',
   fsTypes: [],
   attachable: false,
   scope: 'local',
@@ -42,8 +53,8 @@ export function parseDirSettings(ctx: Pick<BackendContext, 'name' | 'settings' |
  */
 export const createDirBackend: BackendFactory = async (ctx) => {
   const settings = parseDirSettings(ctx);
-  await mkdir(settings.root, { recursive: true, mode: 0o711 });
-  return new DirBackend(ctx.name, settings);
+  await mkdir(join(settings.root, SNAPSHOT_DIR), { recursive: true, mode: 0o711 });
+  return new DirBackend(ctx.name, settings, ctx.exec);
 };
 
 class DirBackend implements Backend {
@@ -53,6 +64,7 @@ class DirBackend implements Backend {
   constructor(
     readonly name: string,
     private readonly settings: DirSettings,
+    private readonly exec: Exec,
   ) {}
 
   describe(): Readonly<Record<string, unknown>> {
@@ -79,7 +91,50 @@ class DirBackend implements Backend {
   }
 
   async delete(vol: BackendVolume): Promise<void> {
+    await rm(`${this.dir(vol)}.partial`, { recursive: true, force: true });
     await rm(this.dir(vol), { recursive: true, force: true });
+  }
+
+  private snapshotDir(snap: Pick<BackendSnapshot, 'id'>): string {
+    return childPath(join(this.settings.root, SNAPSHOT_DIR), snap.id);
+  }
+
+  async createSnapshot(vol: BackendVolume, snap: BackendSnapshot): Promise<void> {
+    await this.copyTree(this.dir(vol), this.snapshotDir(snap), `volume ${vol.id}`);
+  }
+
+  async deleteSnapshot(snap: BackendSnapshot): Promise<void> {
+    await rm(`${this.snapshotDir(snap)}.partial`, { recursive: true, force: true });
+    await rm(this.snapshotDir(snap), { recursive: true, force: true });
+  }
+
+  async createFromSnapshot(vol: BackendVolume, snap: BackendSnapshot): Promise<void> {
+    await this.copyTree(this.snapshotDir(snap), this.dir(vol), `snapshot ${snap.id}`);
+  }
+
+  async createFromVolume(vol: BackendVolume, source: BackendVolume): Promise<void> {
+    await this.copyTree(this.dir(source), this.dir(vol), `volume ${source.id}`);
+  }
+
+  /** Sizes are not enforced, so there is nothing to grow: the new size is only recorded. */
+  async expand(): Promise<ExpandOutcome> {
+    return { pendingFsGrowth: false };
+  }
+
+  /** Copies a tree into `dst` unless `dst` exists (a finished copy is kept: idempotent). */
+  private async copyTree(src: string, dst: string, what: string): Promise<void> {
+    if (await isDirectory(dst)) return;
+    if (!(await isDirectory(src))) throw notFound(`${what} has no directory at ${src}`);
+    const tmp = `${dst}.partial`;
+    await rm(tmp, { recursive: true, force: true });
+    try {
+      // "src/." copies the contents into tmp, which cp creates with src's mode and owner.
+      await this.exec({ bin: 'cp', args: ['-a', '--reflink=auto', '--', `${src}/.`, tmp], timeoutMs: COPY_TIMEOUT_MS });
+      await rename(tmp, dst);
+    } catch (err) {
+      await rm(tmp, { recursive: true, force: true });
+      throw internal(`copying ${what} failed: ${err instanceof Error ? err.message : String(err)}`, err);
+    }
   }
 
   async attach(): Promise<{ device: null }> {
