@@ -3,6 +3,7 @@
 // (berth-it<n>, socket /run/docker/plugins/<driver>.sock), state root and volume
 // names; cleanup removes containers and volumes, stops berth, removes the socket and
 // sweeps mounts and loop devices even when a test fails.
+import { statSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
@@ -165,7 +166,7 @@ describe('docker volume plugin with a real Docker engine', () => {
     expect(leftovers(env.root.dir)).toEqual({ mounts: [], loops: [] });
   });
 
-  it('keeps a running container\'s mount across a berth restart and releases it when the container exits', async () => {
+  it('keeps a running container\'s mount across a berth crash (kill -9) and releases it when the container exits', async () => {
     const env = await setup('restart');
     const v = uniqueName('keep');
     await docker(['volume', 'create', '-d', env.driver, '-o', 'size=64MiB', v]);
@@ -173,7 +174,9 @@ describe('docker volume plugin with a real Docker engine', () => {
     await docker(['run', '-d', '--name', c1, '-v', `${v}:/data`, image, 'sh', '-c', 'exec sleep 600']);
     await waitForMounts(env, v, 1);
 
-    await env.berth.stop();
+    // kill -9 leaves the plugin socket behind; the restarted daemon replaces it.
+    await env.berth.kill('SIGKILL');
+    expect(statSync(pluginSocket(env.driver)).isSocket()).toBe(true);
     await env.berth.start();
 
     // berth remembered c1's reference: the volume is still mounted and written through.
