@@ -275,7 +275,7 @@ describe('csi against a real daemon', () => {
   });
 
   it('shares one state with the admin API and the Docker frontend', async () => {
-    const { d, c } = await start('csi-shared', { docker: true });
+    const { d, c, root } = await start('csi-shared', { docker: true });
     const viaAdmin = await d.client.createVolume({ name: 'made-by-admin', size: '16MiB' });
     const docker = await raw({ socket: d.dockerSocket }, 'POST', '/VolumeDriver.Create', { Name: 'made-by-docker', Opts: { size: '8MiB' } });
     expect(docker.json).toEqual({ Err: '' });
@@ -292,5 +292,20 @@ describe('csi against a real daemon', () => {
     await c.controller('CreateVolume', { name: 'made-by-csi', volume_capabilities: [mountCap()] });
     const got = await raw({ socket: d.dockerSocket }, 'POST', '/VolumeDriver.Get', { Name: 'made-by-csi' });
     expect(got.json).toMatchObject({ Err: '', Volume: { Name: 'made-by-csi' } });
+
+    // A ReadWriteOncePod volume a Docker container holds cannot also be published to a pod.
+    const rwop = await d.client.createVolume({ name: 'one-writer', accessMode: 'ReadWriteOncePod' });
+    const m = await raw({ socket: d.dockerSocket }, 'POST', '/VolumeDriver.Mount', { Name: 'one-writer', ID: 'ctr-1' });
+    expect(m.json).toMatchObject({ Err: '' });
+    const cap = mountCap('SINGLE_NODE_SINGLE_WRITER');
+    const staging = root.path('staging', 'rwop');
+    await c.node('NodeStageVolume', { volume_id: rwop.id, staging_target_path: staging, volume_capability: cap });
+    const e = await grpcError(c.node('NodePublishVolume', {
+      volume_id: rwop.id, staging_target_path: staging, target_path: root.path('pods', 'rwop', 'v'), volume_capability: cap,
+    }));
+    expect(e.code).toBe(status.FAILED_PRECONDITION);
+    expect(e.details).toContain('docker:ctr-1');
+    await c.node('NodeUnstageVolume', { volume_id: rwop.id, staging_target_path: staging });
+    await raw({ socket: d.dockerSocket }, 'POST', '/VolumeDriver.Unmount', { Name: 'one-writer', ID: 'ctr-1' });
   });
 });
