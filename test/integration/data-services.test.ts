@@ -7,11 +7,12 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BerthError } from '../../core/errors.js';
 import { makeBtrfsPool, writeMiB } from '../helpers/btrfs-pool.js';
+import { createCsiClient, mountCap, type CsiClient } from '../helpers/csi-client.js';
 import { startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 import {
   acquireDriverName, cleanupDocker, docker, dockerRun, ensureDocker, ensureTestImage, pluginSocket, uniqueName,
 } from '../helpers/docker.js';
-import { useTmpRoots } from '../helpers/tmp-root.js';
+import { useTmpRoots, type TmpRoot } from '../helpers/tmp-root.js';
 
 const MiB = 1024 * 1024;
 const roots = useTmpRoots();
@@ -19,6 +20,7 @@ const unique = (label: string) => `${label}-${randomBytes(4).toString('hex')}`;
 
 interface BtrfsEnv {
   readonly d: TestDaemon;
+  readonly root: TmpRoot;
   /** Docker driver name when Docker is served, else ''. */
   readonly driver: string;
   /** Containers removed in cleanup. */
@@ -30,7 +32,7 @@ interface BtrfsEnv {
  * `docker` it also serves Docker under a driver name of its own. Cleanup (LIFO): containers
  * and Docker volumes, the daemon, the plugin socket, the pool, the driver name.
  */
-async function btrfsEnv(label: string, o: { docker?: boolean } = {}): Promise<BtrfsEnv> {
+async function btrfsEnv(label: string, o: { docker?: boolean; csi?: boolean } = {}): Promise<BtrfsEnv> {
   const root = roots.create(label);
   let driver = '';
   if (o.docker) {
@@ -47,6 +49,7 @@ async function btrfsEnv(label: string, o: { docker?: boolean } = {}): Promise<Bt
   const d = await startTestDaemon(root, {
     backends: { local: { driver: 'dir' }, pool: { driver: 'btrfs', pool: pool.pool } },
     defaultBackend: 'pool',
+    csi: o.csi ?? false,
     ...(driver ? { config: { docker: { enabled: true, driverName: driver, socket } } } : {}),
   });
   const containers: string[] = [];
@@ -60,7 +63,7 @@ async function btrfsEnv(label: string, o: { docker?: boolean } = {}): Promise<Bt
       }),
     }));
   }
-  return { d, driver, containers };
+  return { d, root, driver, containers };
 }
 
 const btrfsDaemon = async (label: string): Promise<TestDaemon> => (await btrfsEnv(label)).d;
@@ -241,5 +244,76 @@ describe('data services on btrfs through Docker', () => {
     expect((await fill()).code).toBe(0);
     expect((await d.client.stats(src)).totalBytes).toBe(128 * MiB);
     await docker(['rm', '-f', holder]);
+  });
+});
+
+describe('data services on btrfs through CSI', () => {
+  it('CreateSnapshot, content sources (snapshot and volume), ListSnapshots, ControllerExpandVolume, DeleteSnapshot', async () => {
+    const { d, root } = await btrfsEnv('data-csi', { csi: true });
+    const c: CsiClient = createCsiClient(d.csiEndpoint);
+    root.defer(() => c.close());
+    const caps = (await c.controller('ControllerGetCapabilities')).capabilities.map((x: any) => x.rpc.type);
+    expect(caps).toEqual(expect.arrayContaining(['CREATE_DELETE_SNAPSHOT', 'LIST_SNAPSHOTS', 'CLONE_VOLUME', 'EXPAND_VOLUME']));
+
+    const published: Array<{ id: string; staging: string; target: string }> = [];
+    const publish = async (volumeId: string, name: string): Promise<string> => {
+      const staging = root.path('kubelet', 'staging', name);
+      const target = root.path('kubelet', 'pods', name, 'volume');
+      await c.node('NodeStageVolume', { volume_id: volumeId, staging_target_path: staging, volume_capability: mountCap() });
+      await c.node('NodePublishVolume', {
+        volume_id: volumeId, staging_target_path: staging, target_path: target, volume_capability: mountCap(),
+      });
+      published.push({ id: volumeId, staging, target });
+      return target;
+    };
+    root.defer(async () => {
+      for (const p of published.reverse()) {
+        await c.node('NodeUnpublishVolume', { volume_id: p.id, target_path: p.target }).catch(() => {});
+        await c.node('NodeUnstageVolume', { volume_id: p.id, staging_target_path: p.staging }).catch(() => {});
+      }
+    });
+    const create = (name: string, extra: object = {}) => c.controller('CreateVolume', {
+      name, capacity_range: { required_bytes: String(32 * MiB) }, volume_capabilities: [mountCap()], ...extra,
+    }).then((r: any) => r.volume);
+
+    const src = await create(unique('pvc-src'));
+    expect(Number(src.capacity_bytes)).toBe(32 * MiB);
+    const srcPath = await publish(src.volume_id, 'src');
+    await writeFile(join(srcPath, 'f.txt'), 'before');
+
+    const snapReq = { source_volume_id: src.volume_id, name: unique('snapshot') };
+    const { snapshot } = await c.controller('CreateSnapshot', snapReq);
+    expect(snapshot).toMatchObject({ source_volume_id: src.volume_id, ready_to_use: true });
+    expect((await c.controller('CreateSnapshot', snapReq)).snapshot.snapshot_id).toBe(snapshot.snapshot_id); // idempotent
+    await writeFile(join(srcPath, 'f.txt'), 'after');
+
+    const listed = await c.controller('ListSnapshots', { source_volume_id: src.volume_id });
+    expect(listed.entries.map((e: any) => e.snapshot.snapshot_id)).toEqual([snapshot.snapshot_id]);
+
+    const restored = await create(unique('pvc-restored'), { volume_content_source: { snapshot: { snapshot_id: snapshot.snapshot_id } } });
+    expect(restored.content_source.snapshot.snapshot_id).toBe(snapshot.snapshot_id);
+    expect(await readFile(join(await publish(restored.volume_id, 'restored'), 'f.txt'), 'utf8')).toBe('before');
+
+    const clone = await create(unique('pvc-clone'), { volume_content_source: { volume: { volume_id: src.volume_id } } });
+    const clonePath = await publish(clone.volume_id, 'clone');
+    expect(await readFile(join(clonePath, 'f.txt'), 'utf8')).toBe('after');
+    await writeFile(join(clonePath, 'f.txt'), 'clone');
+    expect(await readFile(join(srcPath, 'f.txt'), 'utf8')).toBe('after');
+
+    // Online: the volume stays published while it grows; the same write fails before and works after.
+    expect((await writeMiB(join(srcPath, 'big'), 48)).ok).toBe(false);
+    await unlink(join(srcPath, 'big'));
+    const ex = await c.controller('ControllerExpandVolume', { volume_id: src.volume_id, capacity_range: { required_bytes: String(128 * MiB) } });
+    expect(ex).toMatchObject({ capacity_bytes: String(128 * MiB), node_expansion_required: false });
+    expect((await writeMiB(join(srcPath, 'big'), 48)).ok).toBe(true);
+    const stats = await c.node('NodeGetVolumeStats', { volume_id: src.volume_id, volume_path: srcPath });
+    const bytes = stats.usage.find((u: any) => u.unit === 'BYTES');
+    expect(Number(bytes.total)).toBe(128 * MiB);
+
+    // Deleting the snapshot leaves the restored volume alone.
+    await c.controller('DeleteSnapshot', { snapshot_id: snapshot.snapshot_id });
+    await c.controller('DeleteSnapshot', { snapshot_id: snapshot.snapshot_id });
+    expect((await c.controller('ListSnapshots', { source_volume_id: src.volume_id })).entries).toEqual([]);
+    expect((await d.client.inspectVolume(restored.volume_id)).status).toBe('ready');
   });
 });
