@@ -3,7 +3,7 @@
  * of the real core (SQLite store) with fake backends. Real bind mounts happen for targets,
  * so everything lives under a per-test temporary root that is swept afterwards.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
@@ -41,13 +41,13 @@ afterEach(async () => {
 
 async function setup(backends: Parameters<typeof createFakeHarness>[0] extends infer O ? O extends { backends?: infer B } ? B : never : never = {
   local: { capabilities: LOOP_LIKE },
-}, maxVolumesPerNode = 0): Promise<Env> {
+}, maxVolumesPerNode = 0, mode: 'controller' | 'node' | 'both' = 'both'): Promise<Env> {
   const dir = mkdtempSync(join(tmpdir(), 'berth-csi-unit-'));
   const h = await createFakeHarness({ root: join(dir, 'state'), backends, nodeId: 'node-a' });
   const socket = join(dir, 'run', 'csi.sock');
   const csi = createCsiFrontend({
     service: h.svc,
-    config: { ...defaultConfig().csi, endpoint: socket, maxVolumesPerNode },
+    config: { ...defaultConfig().csi, endpoint: socket, maxVolumesPerNode, mode },
     nodeId: 'node-a',
     version: '9.9.9-test',
     log: createSilentLogger(),
@@ -241,5 +241,38 @@ describe('csi node', () => {
     });
     const caps = (await c.node('NodeGetCapabilities')).capabilities.map((x: any) => x.rpc.type);
     expect(caps).toEqual(expect.arrayContaining(['STAGE_UNSTAGE_VOLUME', 'GET_VOLUME_STATS', 'VOLUME_CONDITION']));
+  });
+});
+
+describe('csi server lifecycle', () => {
+  it('serves only Identity and Node in node mode', async () => {
+    const { c } = await setup(undefined, 0, 'node');
+    const caps = (await c.identity('GetPluginCapabilities')).capabilities;
+    expect(caps).not.toContainEqual(expect.objectContaining({ service: { type: 'CONTROLLER_SERVICE' } }));
+    expect((await grpcError(c.controller('ListVolumes', {}))).code).toBe(status.UNIMPLEMENTED);
+    expect((await c.node('NodeGetInfo')).node_id).toBe('node-a');
+  });
+
+  it('replaces a stale socket, refuses to replace a regular file, and removes its socket on stop', async () => {
+    const { csi, socket } = await setup();
+    await csi.stop();
+    expect(existsSync(socket)).toBe(false);
+    await csi.stop(); // twice is fine
+    // A socket left by a killed daemon: a net server that goes away without unlinking.
+    const { createServer } = await import('node:net');
+    const stale = createServer();
+    await new Promise<void>((r) => stale.listen(socket, r));
+    const { unlinkSync, renameSync } = await import('node:fs');
+    renameSync(socket, `${socket}.keep`); // keep the inode past close(), which unlinks
+    await new Promise<void>((r) => stale.close(() => r()));
+    renameSync(`${socket}.keep`, socket);
+    await csi.start();
+    const c = createCsiClient(socket);
+    expect((await c.identity('Probe')).ready).toEqual({ value: true });
+    c.close();
+    await csi.stop();
+    writeFileSync(socket, 'not a socket');
+    await expect(csi.start()).rejects.toThrow(/not a socket/);
+    unlinkSync(socket);
   });
 });
