@@ -5,9 +5,9 @@
  * Everything is built here and passed down; nothing below holds module-level state.
  * Shutdown runs in reverse: frontends stop (sockets removed), the service closes, the store closes.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createBackends, createExec, createVolumeService, openStore, type Config, type CoreVolumeService, type Logger } from '../core/index.js';
+import { BerthError, createBackends, createExec, createVolumeService, openStore, type Config, type CoreVolumeService, type Logger } from '../core/index.js';
 
 import { builtinDrivers } from '../backends/index.js';
 import { createAdminFrontend } from '../frontends/admin/server.js';
@@ -42,6 +42,10 @@ export async function startDaemon(config: Config, o: { log: Logger; version: str
 
   try {
     await mkdir(config.stateRoot, { recursive: true, mode: 0o755 });
+    // Before anything touches the state: a second daemon on the same state root would
+    // reconcile (unmount, detach) what the running one manages.
+    await claimStateRoot(config.stateRoot);
+    undo.push(() => rm(join(config.stateRoot, PID_FILE), { force: true }));
     const exec = createExec();
     const backends = await createBackends({ config, drivers: builtinDrivers, exec, log });
     const store = openStore(join(config.stateRoot, 'state.db'));
@@ -74,4 +78,22 @@ export async function startDaemon(config: Config, o: { log: Logger; version: str
     await unwind();
     throw err;
   }
+}
+
+const PID_FILE = 'daemon.pid';
+
+/**
+ * Records this daemon's pid in <stateRoot>/daemon.pid, refusing when the recorded pid is a
+ * live berth process (after kill -9 the file names a dead one and is simply taken over).
+ */
+async function claimStateRoot(stateRoot: string): Promise<void> {
+  const file = join(stateRoot, PID_FILE);
+  const recorded = Number((await readFile(file, 'utf8').catch(() => '')).trim());
+  if (Number.isInteger(recorded) && recorded > 0 && recorded !== process.pid) {
+    const cmdline = await readFile(`/proc/${recorded}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.includes('berth')) {
+      throw new BerthError('FailedPrecondition', `another berth daemon (pid ${recorded}) is using the state root ${stateRoot}`);
+    }
+  }
+  await writeFile(file, `${process.pid}\n`);
 }

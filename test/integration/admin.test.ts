@@ -1,6 +1,6 @@
 // The admin REST API of a real daemon over its unix socket: routes, idempotency, error
 // bodies that name the bad field (and change nothing), metrics, socket mode, TCP + token.
-import { statSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { BerthError } from '../../core/errors.js';
@@ -180,10 +180,30 @@ describe('admin API', () => {
 
   it('refuses to start on an unknown config key, naming it', async () => {
     const root = roots.create('admin-badcfg');
-    const { writeFileSync } = await import('node:fs');
     writeFileSync(root.path('c.yaml'), `stateRoot: ${root.path('state')}\nadmin:\n  sockett: /x\n`);
     const r = await runBerth(['serve', '--config', root.path('c.yaml')]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/admin\.sockett.*did you mean "admin\.socket"/);
+  });
+
+  it('refuses to start on an unknown backend driver or a socket another daemon serves; the first keeps working', async () => {
+    const root = roots.create('admin-startfail');
+    writeFileSync(root.path('bad.yaml'), `stateRoot: ${root.path('s2')}\nbackends: { local: { driver: dri } }\nadmin: { socket: ${root.path('b.sock')} }\ndocker: { enabled: false }\ncsi: { enabled: false }\n`);
+    const badDriver = await runBerth(['serve', '--config', root.path('bad.yaml')]);
+    expect(badDriver.code).toBe(1);
+    expect(badDriver.stderr).toMatch(/cannot start: InvalidArgument: .*dri/);
+
+    const d = await startTestDaemon(root);
+    await d.client.createVolume({ name: 'precious' });
+    // Same config: the state root is taken (checked before the store is opened or reconciled).
+    const same = await runBerth(['serve', '--config', d.configFile]);
+    expect(same.code).toBe(1);
+    expect(same.stderr).toMatch(/another berth daemon \(pid \d+\) is using the state root/);
+    // Another state root but the same admin socket: the live socket is not stolen.
+    const second = await runBerth(['serve', '--config', d.configFile, '--state-root', root.path('other-state')]);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/another process is listening on .*admin\.sock/);
+    expect((await d.client.inspectVolume('precious')).status).toBe('ready');
+    expect((await d.client.status()).ready).toBe(true);
   });
 });
