@@ -24,7 +24,7 @@ export interface TestDaemonOptions {
   readonly defaultBackend?: string;
   readonly docker?: boolean;
   readonly csi?: boolean;
-  /** Extra top-level config keys (merged over the generated ones). */
+  /** Extra config keys, merged one level deep over the generated ones (`backends` is replaced whole). */
   readonly config?: Record<string, unknown>;
   readonly logLevel?: 'debug' | 'info' | 'warn' | 'error';
 }
@@ -83,8 +83,13 @@ export async function startTestDaemon(root: TmpRoot, o: TestDaemonOptions = {}):
     admin: { socket },
     docker: { enabled: o.docker ?? false, socket: dockerSocket },
     csi: { enabled: o.csi ?? false, endpoint: csiEndpoint },
-    ...o.config,
-  };
+  } as Record<string, unknown>;
+  // One level deep, so `config: { docker: { driverName: 'x' } }` keeps the generated socket.
+  for (const [k, v] of Object.entries(o.config ?? {})) {
+    const cur = config[k];
+    const isObj = (x: unknown) => typeof x === 'object' && x !== null && !Array.isArray(x);
+    config[k] = isObj(cur) && isObj(v) && k !== 'backends' ? { ...(cur as object), ...(v as object) } : v;
+  }
   writeFileSync(configFile, stringify(config));
 
   let child: ChildProcess | null = null;
