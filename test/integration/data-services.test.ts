@@ -274,6 +274,54 @@ describe('data services on btrfs through Docker', () => {
   });
 });
 
+describe('online growth seen from inside a container (loop)', () => {
+  /** Size in KiB of the filesystem holding /data, as `df` inside the container reports it. */
+  const dfKiB = async (container: string): Promise<number> => {
+    const out = await docker(['exec', container, 'df', '-k', '/data']);
+    const cols = out.trim().split('\n').at(-1)!.trim().split(/\s+/);
+    return Number(cols[1]);
+  };
+
+  it('an xfs volume grown while a container writes shows the new size in df without a remount; ext4 grows at the next mount', async () => {
+    await ensureDocker();
+    const image = await ensureTestImage();
+    const { d, driver, containers } = await btrfsEnv('data-df', { docker: true });
+    const name = (p: string) => {
+      const n = uniqueName(p);
+      containers.push(n);
+      return n;
+    };
+    const [xfsVol, ext4Vol] = [uniqueName('xfs'), uniqueName('ext4')];
+
+    await docker(['volume', 'create', '-d', driver, '-o', 'backend=loop', '-o', 'fs=xfs', '-o', 'size=320MiB', xfsVol]);
+    const writer = name('berth-writer');
+    // Keeps writing 1 MiB files (rotating over 64 of them) for as long as it runs.
+    await docker(['run', '-d', '--name', writer, '-v', `${xfsVol}:/data`, image, 'sh', '-c',
+      'i=0; while true; do dd if=/dev/zero of=/data/f$i bs=1M count=1 2>/dev/null; i=$(( (i+1) % 64 )); done']);
+    const before = await dfKiB(writer);
+    expect(before).toBeLessThan(320 * 1024);
+    const res = await d.berth(['volume', 'expand', xfsVol, '640MiB', '--output', 'json']);
+    expect(res.code, res.stderr).toBe(0);
+    const after = await dfKiB(writer);
+    expect(after).toBeGreaterThan(before + 280 * 1024);
+    expect(after).toBeLessThanOrEqual(640 * 1024);
+    expect(await docker(['inspect', '-f', '{{.State.Running}}', writer])).toBe('true'); // never stopped
+    await docker(['rm', '-f', writer]);
+
+    await docker(['volume', 'create', '-d', driver, '-o', 'backend=loop', '-o', 'size=64MiB', ext4Vol]);
+    const holder = name('berth-holder');
+    await docker(['run', '-d', '--name', holder, '-v', `${ext4Vol}:/data`, image, 'sleep', '600']);
+    const ext4Before = await dfKiB(holder);
+    const ex = await d.client.expand(ext4Vol, '128MiB');
+    expect(ex.pendingFsGrowth).toBe(true); // said honestly: ext4 cannot grow while mounted here
+    expect(await dfKiB(holder)).toBe(ext4Before);
+    await docker(['rm', '-f', holder]); // the last reference: unmounted
+    const out = await docker(['run', '--rm', '--name', name('berth-reader'), '-v', `${ext4Vol}:/data`, image, 'df', '-k', '/data']);
+    const grown = Number(out.trim().split('\n').at(-1)!.trim().split(/\s+/)[1]);
+    expect(grown).toBeGreaterThan(ext4Before + 50 * 1024);
+  });
+});
+
 describe('data services on btrfs through CSI', () => {
   it('CreateSnapshot, content sources (snapshot and volume), ListSnapshots, ControllerExpandVolume, DeleteSnapshot', async () => {
     const { d, root } = await btrfsEnv('data-csi', { csi: true });
