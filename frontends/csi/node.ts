@@ -16,7 +16,8 @@ import {
 } from '../../core/index.js';
 import { requireVolume } from './controller.js';
 import type * as pb from './proto.js';
-import { requireCapability, requirePath, requireString } from './requests.js';
+import { featuresOf } from './features.js';
+import { parseCapacityRange, requireCapability, requirePath, requireString } from './requests.js';
 import { capabilityMismatch, isReadOnlyMode, nodeTopology, type CsiIdentity } from './volumes.js';
 
 export interface NodeDeps {
@@ -38,6 +39,27 @@ async function withCsiFlagField<T>(field: string, fn: () => Promise<T>): Promise
     }
     throw err;
   }
+}
+
+/**
+ * Below this fraction of the requested size an ext4 filesystem has not grown yet. Metadata
+ * takes up to ~11% of a small ext4 (128 MiB: 120 MB usable) and less on larger ones, so a
+ * grown filesystem is always above it; a growth request under ~6% cannot be told apart
+ * this way and is reported as done.
+ */
+const FS_GROWN_RATIO = 0.85;
+
+const trimSlash = (p: string) => (p.length > 1 ? p.replace(/\/+$/, '') : p);
+
+/** Every path on this node where the volume can be seen: publish targets, staging paths, the managed path. */
+function volumePaths(vol: Volume): Set<string> {
+  const paths = new Set<string>();
+  for (const m of vol.mounts) {
+    if (m.target) paths.add(m.target);
+    if (m.consumer.startsWith('csi-stage:')) paths.add(m.consumer.slice('csi-stage:'.length));
+  }
+  if (vol.path) paths.add(vol.path);
+  return paths;
 }
 
 /** @example server.addService(services.Node, wrap(createNodeHandlers(deps))) */
@@ -106,14 +128,7 @@ export function createNodeHandlers(d: NodeDeps) {
       const volumeId = requireString(req.volume_id, 'volume_id');
       const volumePath = requireString(req.volume_path, 'volume_path');
       const vol = requireVolume(service, volumeId);
-      const paths = new Set<string>();
-      for (const m of vol.mounts) {
-        if (m.target) paths.add(m.target);
-        if (m.consumer.startsWith('csi-stage:')) paths.add(m.consumer.slice('csi-stage:'.length));
-      }
-      if (vol.path) paths.add(vol.path);
-      const normalized = volumePath.length > 1 ? volumePath.replace(/\/+$/, '') : volumePath;
-      if (!paths.has(normalized)) throw notFound(`volume ${volumeId} is not published or staged at ${volumePath}`);
+      if (!volumePaths(vol).has(trimSlash(volumePath))) throw notFound(`volume ${volumeId} is not published or staged at ${volumePath}`);
       const s = await service.stats(volumeId, ctx);
       const usage: object[] = [{ unit: 'BYTES', total: s.totalBytes, used: s.usedBytes, available: s.availableBytes }];
       if (s.totalInodes !== null) {
@@ -122,8 +137,33 @@ export function createNodeHandlers(d: NodeDeps) {
       return { usage, volume_condition: { abnormal: s.abnormal, message: s.message } };
     },
 
+    /**
+     * Nothing to do on the node: the core grows filesystems itself (online, or at the next
+     * mount). This answers whether the filesystem at volume_path has the requested size
+     * yet; FAILED_PRECONDITION while it waits for the next mount (ext4 on these machines),
+     * so the CO keeps the resize pending instead of reporting a size the pod cannot see.
+     */
+    async NodeExpandVolume(req: pb.NodeExpandVolumeRequest) {
+      const volumeId = requireString(req.volume_id, 'volume_id');
+      const volumePath = requireString(req.volume_path, 'volume_path');
+      const range = parseCapacityRange(req.capacity_range, 'capacity_range');
+      const vol = requireVolume(service, volumeId);
+      if (!volumePaths(vol).has(trimSlash(volumePath))) throw notFound(`volume ${volumeId} is not published or staged at ${volumePath}`);
+      const want = range.required || range.limit || vol.sizeBytes;
+      // Only ext4 waits for a mount to grow (no CAP_SYS_RESOURCE for online resize2fs here);
+      // xfs and btrfs grow online in ControllerExpandVolume, block devices have no filesystem.
+      if (vol.volumeMode === 'block' || vol.fsType !== 'ext4') return { capacity_bytes: vol.sizeBytes };
+      const s = await service.stats(volumeId, ctx);
+      // A filesystem's usable size is its device size less metadata (a few percent).
+      if (s.totalBytes < want * FS_GROWN_RATIO) {
+        throw failedPrecondition(`the filesystem of volume ${volumeId} is ${s.totalBytes} bytes and grows to ${want} at its next mount (unpublish and unstage it, or restart the pod)`);
+      }
+      return { capacity_bytes: vol.sizeBytes };
+    },
+
     async NodeGetCapabilities() {
       const types = ['STAGE_UNSTAGE_VOLUME', 'GET_VOLUME_STATS', 'VOLUME_CONDITION', 'SINGLE_NODE_MULTI_WRITER'];
+      if (featuresOf(service.backends()).expansion !== 'none') types.push('EXPAND_VOLUME');
       return { capabilities: types.map((type) => ({ rpc: { type } })) };
     },
 

@@ -97,9 +97,10 @@ export function createSnapshotHandlers(d: SnapshotDeps) {
       // Growing to a size it already has is a repeat of a finished call: answer the same.
       if (vol.sizeBytes >= want) return { capacity_bytes: vol.sizeBytes, node_expansion_required: false };
       const res = await service.expand({ ref: volumeId, sizeBytes: want }, ctx);
-      // The core grows the filesystem itself (online, or at the next mount for ext4), so the
-      // CO never has to call NodeExpandVolume.
-      return { capacity_bytes: res.volume.sizeBytes, node_expansion_required: false };
+      // The core grows the filesystem itself: online (xfs, btrfs) or, where it cannot while
+      // mounted (ext4 here), at the next mount. In that case the CO is told a node step is
+      // still due, and NodeExpandVolume reports the growth only once it has happened.
+      return { capacity_bytes: res.volume.sizeBytes, node_expansion_required: res.pendingFsGrowth };
     },
   };
 }

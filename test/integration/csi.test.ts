@@ -187,6 +187,29 @@ describe('csi against a real daemon', () => {
     await teardown(c, l);
   });
 
+  it('keeps an ext4 resize pending until the next stage grows the filesystem', async () => {
+    const { c, root } = await start('csi-ext4-grow');
+    const vol = (await c.controller('CreateVolume', {
+      name: 'pvc-ext4', capacity_range: { required_bytes: String(64 * MiB) }, volume_capabilities: [mountCap()],
+      parameters: { backend: 'loop', fs: 'ext4' },
+    })).volume;
+    let l = await stageAndPublish(c, root, vol.volume_id, mountCap(), 'ext4');
+    const expand = { volume_id: vol.volume_id, volume_path: l.target, capacity_range: { required_bytes: String(128 * MiB) } };
+    const grown = await c.controller('ControllerExpandVolume', { volume_id: vol.volume_id, capacity_range: expand.capacity_range });
+    expect(grown).toEqual({ capacity_bytes: String(128 * MiB), node_expansion_required: true });
+    const pending = await grpcError(c.node('NodeExpandVolume', expand));
+    expect(pending.code).toBe(status.FAILED_PRECONDITION);
+    expect(pending.details).toContain('next mount');
+    // The pod restarts: unpublish + unstage, then stage again (the filesystem grows at mount).
+    await c.node('NodeUnpublishVolume', { volume_id: vol.volume_id, target_path: l.target });
+    await c.node('NodeUnstageVolume', { volume_id: vol.volume_id, staging_target_path: l.staging });
+    l = await stageAndPublish(c, root, vol.volume_id, mountCap(), 'ext4');
+    expect(await c.node('NodeExpandVolume', expand)).toEqual({ capacity_bytes: String(128 * MiB) });
+    const s = await c.node('NodeGetVolumeStats', { volume_id: vol.volume_id, volume_path: l.target });
+    expect(Number(s.usage.find((u: any) => u.unit === 'BYTES').total)).toBeGreaterThan(110 * MiB);
+    await teardown(c, l);
+  });
+
   it('answers ABORTED while another operation holds the volume, and the winner completes', async () => {
     const { c, root } = await start('csi-abort');
     const vol = (await c.controller('CreateVolume', {
