@@ -4,10 +4,11 @@
  * or a .spec / .json file under /etc/docker/plugins or /usr/lib/docker/plugins), activate
  * it, then POST /VolumeDriver.* with a JSON body. It works with any Docker volume driver,
  * berth's included, and needs no Docker daemon. Loads node:http (node:https only for a
- * TLS .json spec) and nothing else.
+ * TLS .json spec), both on first use, and nothing else.
  */
 import { readFileSync, statSync } from 'node:fs';
-import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+// node:http is loaded on the first call only: `version`, usage and argv errors never need it.
+import type { IncomingMessage, RequestOptions, request as HttpRequest } from 'node:http';
 import { join } from 'node:path';
 
 export const SOCKET_DIRS = ['/run/docker/plugins'] as const;
@@ -156,7 +157,7 @@ async function send(endpoint: PluginEndpoint, method: string, payload: string): 
   const headers = { accept: 'application/vnd.docker.plugins.v1.2+json', 'content-length': String(Buffer.byteLength(payload)) };
   const path = `/${method}`;
   let opts: RequestOptions;
-  let request = httpRequest;
+  let request: typeof HttpRequest = (await import('node:http')).request;
   if (endpoint.kind === 'unix') opts = { socketPath: endpoint.socketPath, path, method: 'POST', headers };
   else {
     opts = { host: endpoint.url.hostname, port: endpoint.url.port || (endpoint.tls ? 443 : 80), path, method: 'POST', headers };
@@ -169,7 +170,7 @@ async function send(endpoint: PluginEndpoint, method: string, payload: string): 
         ...(t.certFile ? { cert: readFileSync(t.certFile) } : {}),
         ...(t.keyFile ? { key: readFileSync(t.keyFile) } : {}),
       });
-      request = https.request as typeof httpRequest;
+      request = https.request as typeof HttpRequest;
     }
   }
   return new Promise((resolve, reject) => {

@@ -167,8 +167,8 @@ describe('dvdcli (Mesos-style calls)', () => {
     const name = uniq('err-vol');
     root.defer(() => d.client.removeVolume(name, { force: true }).catch(() => undefined));
     const expectFail = (r: ExecResult, stderr: RegExp) => {
-      expect(r.code).toBe(1);
-      expect(r.stdout).toBe('');
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stdout, r.stderr).toBe('');
       expect(r.stderr).toMatch(stderr);
     };
 
