@@ -3,10 +3,10 @@
  * (exit 0). Any startup failure is one clear line on stderr and exit 1.
  */
 import type { CommandModule } from 'yargs';
-import { loadConfig, type ConfigFlags } from '../../core/config-load.js';
-import { createLogger } from '../../core/log.js';
+import type { ConfigFlags } from '../../core/config-load.js';
 import { isBerthError } from '../../core/errors.js';
-import { startDaemon } from '../daemon.js';
+import type { Logger } from '../../core/log.js';
+import type { RunningDaemon } from '../daemon.js';
 import { BERTH_VERSION } from '../version.js';
 import type { GlobalArgs } from '../context.js';
 
@@ -41,9 +41,16 @@ async function serve(a: ServeArgs): Promise<number> {
     dockerEnabled: a.docker, csiEnabled: a.csi,
   };
   const warnings: string[] = [];
-  let daemon: Awaited<ReturnType<typeof startDaemon>>;
-  let log;
+  let daemon: RunningDaemon;
+  let log: Logger | undefined;
   try {
+    // Loaded here, not at the top: the client commands must not pay for the daemon's
+    // dependencies (gRPC, SQLite, zod, prom-client) on every `berth` call.
+    const [{ loadConfig }, { createLogger }, { startDaemon }] = await Promise.all([
+      import('../../core/config-load.js'),
+      import('../../core/log.js'),
+      import('../daemon.js'),
+    ]);
     const config = loadConfig({ file: a.config, env: process.env, flags, onWarning: (m) => warnings.push(m) });
     log = createLogger({ level: config.log.level });
     for (const w of warnings) log.warn(w);
