@@ -16,7 +16,7 @@
  */
 import type { Backend } from './backend.js';
 import { findSnapshotRow, findVolumeRow, loadVolume, toSnapshot, toVolume, type CoreDeps } from './core-deps.js';
-import { createVolume, removeVolume, type CheckedCreate } from './create-ops.js';
+import { createVolume, removeVolume } from './create-ops.js';
 import { asBerthError, busy, failedPrecondition, invalidArgument, notFound } from './errors.js';
 import { createIdGenerator } from './ids.js';
 import { KeyedMutex } from './locks.js';
@@ -30,9 +30,8 @@ import type {
   ListVolumesFilter, MountRequest, MountResponse, OpContext, RemoveVolumeRequest, ServiceStatus, UnmountRequest, VolumeService,
 } from './service.js';
 import { createSnapshot, deleteSnapshot, expandVolume } from './snapshot-ops.js';
-import {
-  parseAccessMode, parseFsType, parseSize, parseVolumeMode, validateLabels, validateOptions, validateStringValue, validateVolumeName,
-} from './spec.js';
+import { checkCreate, requireConsumer, requireNode, requireRef } from './request-checks.js';
+import { parseSize, validateLabels, validateVolumeName } from './spec.js';
 import type { Config } from './config.js';
 import type { Store, VolumeRow } from './store/store.js';
 import type { AttachmentRow, MountRefRow } from './store/store.js';
@@ -61,46 +60,6 @@ const READ_OPS = new Set(['inspect', 'list', 'path', 'stats', 'capacity', 'inspe
 
 const volKey = (name: string) => `vol:${name}`;
 const snapKey = (name: string) => `snap:${name}`;
-
-function requireRef(ref: unknown, field = 'ref'): string {
-  if (typeof ref !== 'string' || ref.length === 0) throw invalidArgument(field, 'must be a volume name or id');
-  if (ref.includes('\0') || Buffer.byteLength(ref) > 256) throw invalidArgument(field, 'is not a valid volume name or id');
-  return ref;
-}
-
-function requireConsumer(consumer: unknown): string {
-  if (typeof consumer !== 'string' || consumer.length === 0) throw invalidArgument('consumer', 'must be a non-empty string');
-  if (consumer.includes('\0') || Buffer.byteLength(consumer) > 4200) throw invalidArgument('consumer', 'is not a valid consumer reference');
-  return consumer;
-}
-
-function requireNode(node: unknown, fallback: string): string {
-  if (node === undefined || node === null || node === '') return fallback;
-  if (typeof node !== 'string' || node.includes('\0') || Buffer.byteLength(node) > 256) throw invalidArgument('node', 'must be a node id');
-  return node;
-}
-
-/** Field checks of a create request: everything that needs no store or backend. */
-function checkCreate(req: CreateVolumeRequest): CheckedCreate {
-  if (!req || typeof req !== 'object') throw invalidArgument('request', 'must be an object');
-  const name = validateVolumeName(req.name, 'name');
-  const out: { -readonly [K in keyof CheckedCreate]: CheckedCreate[K] } = {
-    name,
-    labels: validateLabels(req.labels, 'labels'),
-    options: validateOptions(req.options, 'options'),
-  };
-  if (req.backend !== undefined) out.backend = validateStringValue(req.backend, 'backend');
-  if (req.sizeBytes !== undefined) out.sizeBytes = parseSize(req.sizeBytes, 'size');
-  if (req.fsType !== undefined && req.fsType !== null) out.fsType = parseFsType(req.fsType, 'fs');
-  if (req.volumeMode !== undefined) out.volumeMode = parseVolumeMode(req.volumeMode, 'mode');
-  if (req.accessMode !== undefined) out.accessMode = parseAccessMode(req.accessMode, 'accessMode');
-  if (req.source !== undefined && req.source !== null) {
-    const field = req.source.kind === 'snapshot' ? 'fromSnapshot' : 'fromVolume';
-    if (req.source.kind !== 'snapshot' && req.source.kind !== 'volume') throw invalidArgument('source.kind', 'must be "snapshot" or "volume"');
-    out.source = { kind: req.source.kind, ref: requireRef(req.source.ref, field) };
-  }
-  return out;
-}
 
 class CoreService implements CoreVolumeService {
   readonly nodeId: string;
