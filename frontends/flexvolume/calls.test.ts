@@ -101,6 +101,16 @@ describe('FlexVolume calls', () => {
     expect(await run(['detach', 'pv-unknown', 'node-1'])).toMatchObject({ status: 'Success' });
   });
 
+  it('detach of a shared inline volume name detaches only the idle volumes attached to the node', async () => {
+    const { admin, log } = fakeAdmin();
+    const run = (argv: string[]) => runFlexCall(argv, () => admin);
+    await run(['attach', J({ volumeName: 'a', 'kubernetes.io/pvOrVolumeName': 'scratch' }), 'node-1']);
+    await run(['attach', J({ volumeName: 'b', 'kubernetes.io/pvOrVolumeName': 'scratch' }), 'node-1']);
+    await run(['mount', '/pods/p1/scratch', J({ volumeName: 'a', 'kubernetes.io/pvOrVolumeName': 'scratch' })]);
+    expect(await run(['detach', 'scratch', 'node-1'])).toEqual({ status: 'Success' });
+    expect(log.filter((l) => l.startsWith('detach'))).toEqual(['detach vol-b node-1']);
+  });
+
   it('refuses a missing volume when create=false, a filesystem mismatch, and bad arguments', async () => {
     const { admin } = fakeAdmin();
     const run = (argv: string[]) => runFlexCall(argv, () => admin);

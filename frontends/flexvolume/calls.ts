@@ -79,16 +79,23 @@ async function volumeWithConsumer(admin: FlexAdmin, consumer: string): Promise<V
   return all.find((v) => v.mounts.some((m) => m.consumer === consumer)) ?? null;
 }
 
-/** detach gets only the PV / pod volume name: the volume by that name, or the one created for that PV. */
-async function volumeForPv(admin: FlexAdmin, pvName: string): Promise<Volume | null> {
+/**
+ * detach gets only the PV / pod volume name: the volume by that name, else the volumes this
+ * driver created for that name (label flex-pv). Inline volumes of different pods may share
+ * a pod volume name (kubelet then shares the attachment, too), so every such volume that is
+ * attached to the node and no longer mounted is detached.
+ */
+async function volumesForPv(admin: FlexAdmin, pvName: string, node: string): Promise<Volume[]> {
   try {
-    return await admin.inspectVolume(pvName);
+    return [await admin.inspectVolume(pvName)];
   } catch (err) {
     if (!isKind(err, 'NotFound')) throw err;
   }
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(pvName)) return null;
-  const labelled = await admin.listVolumes({ labels: { [PV_LABEL]: pvName } });
-  return labelled[0] ?? null;
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(pvName)) return [];
+  const attached = (await admin.listVolumes({ labels: { [PV_LABEL]: pvName } })).filter((v) => v.attachments.some((a) => a.node === node));
+  const idle = attached.filter((v) => v.mounts.length === 0);
+  // All still mounted: try one anyway, so the daemon's InUse tells kubelet to retry later.
+  return idle.length > 0 ? idle : attached.slice(0, 1);
 }
 
 const deviceOn = (vol: Volume, node: string): string | null | undefined =>
@@ -126,10 +133,9 @@ async function waitForAttach(admin: FlexAdmin, devicePath: string, json: string)
 }
 
 async function detach(admin: FlexAdmin, pvName: string, node: string): Promise<FlexReply> {
-  const vol = await volumeForPv(admin, pvName);
-  if (vol === null) return success({ message: `no volume for ${pvName}, nothing to detach` });
-  if (!vol.attachments.some((a) => a.node === node)) return success({ message: `${vol.name} is not attached to ${node}` });
-  await admin.detach(vol.id, { node });
+  const vols = (await volumesForPv(admin, pvName, node)).filter((v) => v.attachments.some((a) => a.node === node));
+  if (vols.length === 0) return success({ message: `no volume for ${pvName} is attached to ${node}` });
+  for (const vol of vols) await admin.detach(vol.id, { node });
   return success();
 }
 

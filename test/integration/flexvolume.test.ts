@@ -135,6 +135,34 @@ describe('FlexVolume driver (kubelet-style calls)', () => {
     expect((await d.client.inspectVolume(pv)).mounts).toEqual([]);
   });
 
+  it('serves an inline pod volume on the dir backend (nothing to attach) under its volumeName', async () => {
+    const root = roots.create('flex-inline');
+    const d = await startTestDaemon(root);
+    const exe = await install(root, d.socket);
+    const volName = uniq('scratch-shared');
+    root.defer(() => d.client.removeVolume(volName, { force: true }).catch(() => undefined));
+    // Inline volume: pvOrVolumeName is the pod's volume name, the user option names the berth volume.
+    const J = goJson({ 'kubernetes.io/fsType': '', 'kubernetes.io/pvOrVolumeName': 'scratch', 'kubernetes.io/readwrite': 'rw', backend: 'local', volumeName: volName });
+    const { dm, pd } = kubeletPaths(root, 'scratch', 'pod-inline');
+    const attach = await kubeletCall(exe, ['attach', J, NODE]);
+    expect(attach.reply).toEqual({ status: 'Success' }); // no device for a dir volume
+    expect((await kubeletCall(exe, ['waitforattach', '', J])).reply).toEqual({ status: 'Success', device: '' });
+    mkdirSync(dm, { recursive: true });
+    expect((await kubeletCall(exe, ['mountdevice', dm, '', J])).reply).toEqual({ status: 'Success' });
+    mkdirSync(pd, { recursive: true });
+    expect((await kubeletCall(exe, ['mount', pd, J])).reply).toEqual({ status: 'Success' });
+    writeFileSync(join(pd, 'log'), 'x');
+    expect(readFileSync(join(dm, 'log'), 'utf8')).toBe('x');
+    expect((await d.client.inspectVolume(volName)).backend).toBe('local');
+    expect((await kubeletCall(exe, ['unmount', pd])).reply).toEqual({ status: 'Success' });
+    expect((await kubeletCall(exe, ['unmountdevice', dm])).reply).toEqual({ status: 'Success' });
+    // detach gets only the pod volume name: the driver finds the volume by its flex-pv label.
+    expect((await kubeletCall(exe, ['detach', 'scratch', NODE])).reply).toEqual({ status: 'Success' });
+    const after = await d.client.inspectVolume(volName);
+    expect(after.mounts).toEqual([]);
+    expect(after.attachments).toEqual([]);
+  });
+
   it('expandvolume grows the volume through the daemon, or fails naming the backend that cannot', async () => {
     const root = roots.create('flex-expand');
     const d = await startTestDaemon(root);
