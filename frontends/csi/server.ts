@@ -9,6 +9,9 @@ import { toGrpcError } from './errors.js';
 
 type AnyHandler = (req: never) => Promise<unknown>;
 
+/** RPCs a CO polls (kubelet, sidecars): their successes log at debug so info stays readable. */
+const POLLED = /^(Probe|GetPlugin|NodeGet|ControllerGet|GetCapacity|List|ValidateVolumeCapabilities)/;
+
 /** The volume (or snapshot) a request is about, for the log line. */
 function subjectOf(req: Record<string, unknown>): string | undefined {
   for (const k of ['volume_id', 'source_volume_id', 'snapshot_id', 'name'] as const) {
@@ -40,7 +43,7 @@ export function wrapHandlers(service: string, handlers: Record<string, AnyHandle
       const done = (code: status, err?: unknown) => {
         const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
         const line = { service, method, volume, durationMs, code: status[code] };
-        if (code === status.OK) log.info(line, 'csi call');
+        if (code === status.OK) (POLLED.test(method) ? log.debug(line, 'csi call') : log.info(line, 'csi call'));
         else if (code === status.INTERNAL || code === status.UNKNOWN) log.error({ ...line, err }, 'csi call failed');
         else log.info({ ...line, error: err instanceof Error ? err.message : String(err) }, 'csi call failed');
       };
