@@ -9,11 +9,12 @@
  */
 import type { Backend, CreateSpec, Progress } from './backend.js';
 import { backendOf, findSnapshotRow, findVolumeRow, loadVolume, toBackendVolume, type CoreDeps } from './core-deps.js';
+import { chooseBackend } from './backend-choice.js';
 import { alreadyExists, failedPrecondition, inUse, invalidArgument, notFound, outOfRange, unsupported } from './errors.js';
 import { releaseAll } from './mount-ops.js';
 import type { CreateVolumeRequest } from './service.js';
 import type { SnapshotRow, VolumeRow } from './store/store.js';
-import type { Volume } from './types.js';
+import type { FsType, Volume, VolumeMode } from './types.js';
 
 /** A create request after field validation, before the backend filled defaults. */
 export interface CheckedCreate extends CreateVolumeRequest {
@@ -50,35 +51,42 @@ interface ResolvedSource {
   readonly snapshot?: SnapshotRow;
   readonly volume?: VolumeRow;
   readonly id: string;
+  readonly name: string;
+  readonly backend: string;
   readonly sizeBytes: number;
+  readonly fsType: FsType | null;
+  readonly volumeMode: VolumeMode;
 }
 
-/** Resolves fromSnapshot / fromVolume under the lock; checks the backend can do it. */
-function resolveSource(d: CoreDeps, req: CheckedCreate, backend: Backend): ResolvedSource | null {
+/** Finds fromSnapshot / fromVolume under the lock. */
+function findSource(d: CoreDeps, req: CheckedCreate): ResolvedSource | null {
   if (!req.source) return null;
-  const field = req.source.kind === 'snapshot' ? 'fromSnapshot' : 'fromVolume';
   if (req.source.kind === 'snapshot') {
     const snap = findSnapshotRow(d, req.source.ref);
     if (!snap) throw notFound(`snapshot "${req.source.ref}" does not exist`);
     if (snap.status !== 'ready') throw failedPrecondition(`snapshot "${snap.name}" is ${snap.status}, not ready`);
-    if (snap.backend !== backend.name) {
-      throw invalidArgument(field, `snapshot "${snap.name}" is on backend "${snap.backend}"; a volume from it must be created there too`);
-    }
-    if (!backend.capabilities.snapshots || !backend.createFromSnapshot) {
-      throw unsupported(`backend "${backend.name}" (${backend.driver}) cannot create volumes from snapshots`);
-    }
-    return { kind: 'snapshot', snapshot: snap, id: snap.id, sizeBytes: snap.sizeBytes };
+    return { kind: 'snapshot', snapshot: snap, id: snap.id, name: snap.name, backend: snap.backend, sizeBytes: snap.sizeBytes,
+      fsType: snap.fsType, volumeMode: snap.volumeMode };
   }
   const vol = findVolumeRow(d, req.source.ref);
   if (!vol) throw notFound(`volume "${req.source.ref}" does not exist`);
   if (vol.status !== 'ready') throw failedPrecondition(`volume "${vol.name}" is ${vol.status}, not ready`);
-  if (vol.backend !== backend.name) {
-    throw invalidArgument(field, `volume "${vol.name}" is on backend "${vol.backend}"; a clone of it must be created there too`);
+  return { kind: 'volume', volume: vol, id: vol.id, name: vol.name, backend: vol.backend, sizeBytes: vol.sizeBytes,
+    fsType: vol.fsType, volumeMode: vol.volumeMode };
+}
+
+/** A restore or clone is made by the source's backend: refuse another one, or one that cannot. */
+function checkSource(source: ResolvedSource, backend: Backend): void {
+  const field = source.kind === 'snapshot' ? 'fromSnapshot' : 'fromVolume';
+  if (source.backend !== backend.name) {
+    throw invalidArgument(field, `${source.kind} "${source.name}" is on backend "${source.backend}"; a volume from it must be created there too`);
   }
-  if (!backend.capabilities.clones || !backend.createFromVolume) {
+  if (source.kind === 'snapshot' && (!backend.capabilities.snapshots || !backend.createFromSnapshot)) {
+    throw unsupported(`backend "${backend.name}" (${backend.driver}) cannot create volumes from snapshots`);
+  }
+  if (source.kind === 'volume' && (!backend.capabilities.clones || !backend.createFromVolume)) {
     throw unsupported(`backend "${backend.name}" (${backend.driver}) cannot clone volumes`);
   }
-  return { kind: 'volume', volume: vol, id: vol.id, sizeBytes: vol.sizeBytes };
 }
 
 export async function createVolume(
@@ -97,19 +105,24 @@ export async function createVolume(
   if (existing && req.backend !== undefined && req.backend !== existing.backend) {
     throw alreadyExists(`volume "${req.name}" already exists with different backend ("${existing.backend}")`);
   }
-  const backendName = req.backend ?? existing?.backend ?? defaultBackend;
-  const backend = d.backends.get(backendName);
-  if (!backend) {
-    throw invalidArgument('backend', `unknown backend "${backendName}" (configured: ${[...d.backends.keys()].join(', ') || 'none'})`);
+  const source = findSource(d, req);
+  const backend = chooseBackend(d.backends, defaultBackend, {
+    explicit: req.backend, existing: existing?.backend, source: source?.backend, fsType: req.fsType, volumeMode: req.volumeMode,
+  });
+  if (source) checkSource(source, backend);
+  if (source && req.fsType !== undefined && req.fsType !== source.fsType) {
+    throw invalidArgument('fs', `the copy keeps the ${source.kind}'s filesystem (${source.fsType ?? 'none'}); "${req.fsType}" cannot be honoured`);
   }
-  const source = resolveSource(d, req, backend);
+  if (source && req.volumeMode !== undefined && req.volumeMode !== source.volumeMode) {
+    throw invalidArgument('mode', `the copy keeps the ${source.kind}'s mode (${source.volumeMode})`);
+  }
   if (source && req.sizeBytes !== undefined && req.sizeBytes !== 0 && req.sizeBytes < source.sizeBytes) {
     throw outOfRange('size', `must be at least the source's size (${source.sizeBytes} bytes)`);
   }
   const spec = backend.validateCreate({
     sizeBytes: req.sizeBytes || source?.sizeBytes || 0,
-    fsType: req.fsType ?? (source?.volume?.fsType ?? null),
-    volumeMode: req.volumeMode ?? source?.volume?.volumeMode ?? 'filesystem',
+    fsType: req.fsType ?? source?.fsType ?? null,
+    volumeMode: req.volumeMode ?? source?.volumeMode ?? 'filesystem',
     options: req.options,
   });
 

@@ -128,7 +128,7 @@ describe('reconcile after a crash', () => {
 
   it('finishes interrupted snapshots', async () => {
     const v = await h.svc.create({ name: 'sv' }, ctx);
-    h.store.insertSnapshot({ id: `snap-${'c'.repeat(26)}`, name: 'half', volumeId: v.id, backend: 'local', sizeBytes: 1, status: 'creating', createdAt: 'x' });
+    h.store.insertSnapshot({ id: `snap-${'c'.repeat(26)}`, name: 'half', volumeId: v.id, backend: 'local', sizeBytes: 1, fsType: null, volumeMode: 'filesystem', status: 'creating', createdAt: 'x' });
     h.backend.state.snapshots.set(`snap-${'c'.repeat(26)}`, { id: `snap-${'c'.repeat(26)}`, volumeId: v.id, sizeBytes: 1 });
     await h.restart();
     expect(h.store.listSnapshots()).toEqual([]);

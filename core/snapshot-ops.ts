@@ -29,7 +29,8 @@ export async function createSnapshot(d: CoreDeps, name: string, vol: VolumeRow):
     throw unsupported(`backend "${backend.name}" (${backend.driver}) does not take snapshots`);
   }
   const row: SnapshotRow = {
-    id: d.newId('snap'), name, volumeId: vol.id, backend: backend.name, sizeBytes: vol.sizeBytes, status: 'creating', createdAt: d.now(),
+    id: d.newId('snap'), name, volumeId: vol.id, backend: backend.name, sizeBytes: vol.sizeBytes,
+    fsType: vol.fsType, volumeMode: vol.volumeMode, status: 'creating', createdAt: d.now(),
   };
   d.store.insertSnapshot(row);
   try {

@@ -68,4 +68,15 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX snapshots_volume ON snapshots (volume_id);
     `,
   },
+  {
+    version: 2,
+    description: 'snapshots remember the filesystem and mode of their source, so a restore needs neither',
+    sql: `
+      ALTER TABLE snapshots ADD COLUMN fs_type TEXT;
+      ALTER TABLE snapshots ADD COLUMN volume_mode TEXT NOT NULL DEFAULT 'filesystem'
+        CHECK (volume_mode IN ('filesystem', 'block'));
+      UPDATE snapshots SET fs_type = (SELECT fs_type FROM volumes WHERE volumes.id = snapshots.volume_id),
+        volume_mode = COALESCE((SELECT volume_mode FROM volumes WHERE volumes.id = snapshots.volume_id), 'filesystem');
+    `,
+  },
 ];

@@ -85,9 +85,9 @@ describe('SQLite store', () => {
   });
 
   it('stores snapshots independent of their volume', () => {
-    store.insertSnapshot({ id: 'snap-1', name: 's', volumeId: 'vol-gone', backend: 'local', sizeBytes: 5, status: 'creating', createdAt: 't' });
+    store.insertSnapshot({ id: 'snap-1', name: 's', volumeId: 'vol-gone', backend: 'local', sizeBytes: 5, fsType: 'xfs', volumeMode: 'filesystem', status: 'creating', createdAt: 't' });
     store.setSnapshotStatus('snap-1', 'ready');
-    expect(store.getSnapshotByName('s')).toMatchObject({ id: 'snap-1', status: 'ready' });
+    expect(store.getSnapshotByName('s')).toMatchObject({ id: 'snap-1', status: 'ready', fsType: 'xfs' });
     expect(store.listSnapshots({ volumeId: 'vol-gone' })).toHaveLength(1);
     store.deleteSnapshot('snap-1');
     expect(store.getSnapshot('snap-1')).toBeNull();

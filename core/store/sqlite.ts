@@ -29,7 +29,10 @@ interface VolumeDb {
 }
 interface AttachmentDb { volume_id: string; node: string; device: string | null; read_only: number; implicit: number; created_at: string }
 interface MountRefDb { volume_id: string; consumer: string; frontend: string; target: string | null; read_only: number; state: string; created_at: string }
-interface SnapshotDb { id: string; name: string; volume_id: string; backend: string; size_bytes: number; status: string; created_at: string }
+interface SnapshotDb {
+  id: string; name: string; volume_id: string; backend: string; size_bytes: number; fs_type: string | null; volume_mode: string;
+  status: string; created_at: string;
+}
 
 const EMPTY: Readonly<Record<string, string>> = Object.freeze({});
 /** Most volumes have no labels / options: skip JSON.parse for those (list of 10,000 volumes). */
@@ -65,6 +68,7 @@ const toMountRef = (r: MountRefDb): MountRefRow => ({
 });
 const toSnapshot = (r: SnapshotDb): SnapshotRow => ({
   id: r.id, name: r.name, volumeId: r.volume_id, backend: r.backend, sizeBytes: r.size_bytes,
+  fsType: r.fs_type as SnapshotRow['fsType'], volumeMode: r.volume_mode as SnapshotRow['volumeMode'],
   status: r.status as SnapshotStatus, createdAt: r.created_at,
 });
 
@@ -144,8 +148,8 @@ export function openStore(path: string): Store {
     listSnapshots: db.prepare<[], SnapshotDb>('SELECT * FROM snapshots ORDER BY created_at, name'),
     listSnapshotsOf: db.prepare<[string], SnapshotDb>('SELECT * FROM snapshots WHERE volume_id = ? ORDER BY created_at, name'),
     insertSnapshot: db.prepare(
-      `INSERT INTO snapshots (id, name, volume_id, backend, size_bytes, status, created_at)
-       VALUES (@id, @name, @volume_id, @backend, @size_bytes, @status, @created_at)`,
+      `INSERT INTO snapshots (id, name, volume_id, backend, size_bytes, fs_type, volume_mode, status, created_at)
+       VALUES (@id, @name, @volume_id, @backend, @size_bytes, @fs_type, @volume_mode, @status, @created_at)`,
     ),
     setSnapshotStatus: db.prepare<[string, string]>('UPDATE snapshots SET status = ? WHERE id = ?'),
     deleteSnapshot: db.prepare<[string]>('DELETE FROM snapshots WHERE id = ?'),
@@ -231,8 +235,8 @@ export function openStore(path: string): Store {
       (filter.volumeId === undefined ? s.listSnapshots.all() : s.listSnapshotsOf.all(filter.volumeId)).map(toSnapshot),
     insertSnapshot: (r) => {
       s.insertSnapshot.run({
-        id: r.id, name: r.name, volume_id: r.volumeId, backend: r.backend, size_bytes: r.sizeBytes, status: r.status,
-        created_at: r.createdAt,
+        id: r.id, name: r.name, volume_id: r.volumeId, backend: r.backend, size_bytes: r.sizeBytes,
+        fs_type: r.fsType, volume_mode: r.volumeMode, status: r.status, created_at: r.createdAt,
       });
     },
     setSnapshotStatus: (id, status) => {

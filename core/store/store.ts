@@ -58,6 +58,9 @@ export interface SnapshotRow {
   readonly volumeId: string;
   readonly backend: string;
   readonly sizeBytes: number;
+  /** Filesystem and mode of the source volume when the snapshot was taken (a restore inherits them). */
+  readonly fsType: FsType | null;
+  readonly volumeMode: VolumeMode;
   readonly status: SnapshotStatus;
   readonly createdAt: string;
 }
