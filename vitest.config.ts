@@ -11,5 +11,6 @@ export default defineConfig({
     // but each test uses its own temporary root and unique names.
     pool: 'forks',
     globalSetup: ['test/helpers/global-setup.ts'],
+    reporters: ['default', './test/helpers/summary-reporter.ts'],
   },
 });
