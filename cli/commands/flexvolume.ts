@@ -32,6 +32,8 @@ export interface InstallOptions {
   readonly source: string;
   /** Node binary for the driver's #! line: kubelet's PATH may not contain node. */
   readonly nodePath: string;
+  /** false: a mount-only driver (init reports attach: false); kubelet calls only mount/unmount. */
+  readonly attach?: boolean;
 }
 
 /** Where the bundled driver is: next to dist/berth.js, or dist/ of the source tree under tsx. */
@@ -57,7 +59,7 @@ async function writeDurably(path: string, data: string, mode: number): Promise<v
 export async function installFlexDriver(o: InstallOptions): Promise<string> {
   const bundle = await readFile(o.source, 'utf8');
   const executable = `#!${o.nodePath}\n${bundle.replace(/^#![^\n]*\n/, '')}`;
-  const config = `${JSON.stringify({ socket: o.socket }, null, 2)}\n`;
+  const config = `${JSON.stringify({ socket: o.socket, attach: o.attach ?? true }, null, 2)}\n`;
   const driverDir = join(o.pluginDir, DRIVER_DIR);
   await mkdir(o.pluginDir, { recursive: true, mode: 0o755 });
   const tmp = `.tmp-${process.pid}-${Date.now()}`;
@@ -97,7 +99,7 @@ export async function uninstallFlexDriver(pluginDir: string): Promise<string> {
   return driverDir;
 }
 
-type FlexArgs = GlobalArgs & { 'plugin-dir': string };
+type FlexArgs = GlobalArgs & { 'plugin-dir': string; attach?: boolean };
 
 const pluginDirOption = <T>(y: Argv<T>) =>
   y.option('plugin-dir', { type: 'string', default: DEFAULT_PLUGIN_DIR, describe: "kubelet's --volume-plugin-dir (and the controller-manager's --flex-volume-plugin-dir)" });
@@ -105,11 +107,17 @@ const pluginDirOption = <T>(y: Argv<T>) =>
 const install: CommandModule<GlobalArgs, FlexArgs> = {
   command: 'install',
   describe: 'Install the FlexVolume driver (berth/berth) bound to the admin socket (--socket)',
-  builder: (y) => pluginDirOption(y),
+  builder: (y) =>
+    pluginDirOption(y).option('attach', {
+      type: 'boolean',
+      default: true,
+      describe: 'report an attachable driver (attach/waitforattach/mountdevice); --no-attach: kubelet calls only mount/unmount',
+    }),
   handler: async (a) => {
     const socket = resolve(a.socket ?? process.env.BERTH_SOCKET ?? DEFAULT_ADMIN_SOCKET);
-    const path = await installFlexDriver({ pluginDir: resolve(a['plugin-dir']), socket, source: findDriverBundle(), nodePath: process.execPath });
-    process.stdout.write(`installed FlexVolume driver berth/berth at ${path} (admin socket ${socket})\n`);
+    const attach = a.attach !== false;
+    const path = await installFlexDriver({ pluginDir: resolve(a['plugin-dir']), socket, source: findDriverBundle(), nodePath: process.execPath, attach });
+    process.stdout.write(`installed FlexVolume driver berth/berth at ${path} (admin socket ${socket}${attach ? '' : ', mount-only'})\n`);
   },
 };
 

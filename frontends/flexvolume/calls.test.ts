@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { BerthError } from '../../core/errors.js';
 import type { Volume } from '../../core/types.js';
-import { CAPABILITIES, runFlexCall, type FlexAdmin } from './calls.js';
+import { ATTACHABLE, MOUNT_ONLY, runFlexCall, type FlexAdmin } from './calls.js';
 import { PV_LABEL } from './options.js';
 
 function fakeAdmin(nodeId = 'node-1') {
@@ -64,7 +64,20 @@ describe('FlexVolume calls', () => {
     const reply = await runFlexCall(['init'], () => {
       throw new Error('no daemon for init');
     });
-    expect(reply).toEqual({ status: 'Success', capabilities: CAPABILITIES });
+    expect(reply).toEqual({ status: 'Success', capabilities: ATTACHABLE });
+    expect(await runFlexCall(['init'], () => fakeAdmin().admin, MOUNT_ONLY)).toEqual({ status: 'Success', capabilities: { ...ATTACHABLE, attach: false } });
+  });
+
+  it('controller calls for another node touch nothing; the node attaches implicitly at mountdevice', async () => {
+    const { admin, log } = fakeAdmin('node-1');
+    const run = (argv: string[]) => runFlexCall(argv, () => admin);
+    expect(await run(['attach', J({}), 'worker-7'])).toMatchObject({ status: 'Success' });
+    expect(await run(['isattached', J({}), 'worker-7'])).toEqual({ status: 'Success', attached: true });
+    expect(await run(['detach', 'pv1', 'worker-7'])).toMatchObject({ status: 'Success' });
+    expect(log).toEqual([]);
+    // On the node: waitforattach only makes sure the volume exists and keeps kubelet's devicePath.
+    expect(await run(['waitforattach', '', J({})])).toEqual({ status: 'Success', device: '' });
+    expect(log).toEqual([`create pv1 {"name":"pv1","labels":{"${PV_LABEL}":"pv1"}}`]);
   });
 
   it('walks the attachable lifecycle with flex: / flex-device: consumers', async () => {

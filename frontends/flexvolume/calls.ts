@@ -7,6 +7,13 @@
  * Consumers: a pod's volume dir is "flex:<dir>" bind-mounted at <dir>; the per-node
  * device mount (mountdevice) is "flex-device:<path>" at <path>. The core keeps the
  * filesystem mounted until the last reference goes.
+ *
+ * berth volumes live on one node's daemon, but kube-controller-manager runs attach,
+ * isattached and detach on its own host with the pod's node name. So those three act only
+ * when that name is the local daemon's node id (a controller on the node itself, or a
+ * single-node cluster); for any other node they succeed without touching anything, and
+ * the node's kubelet gets the device at mountdevice, where the core attaches implicitly
+ * and detaches again with the last unmount.
  */
 import { isBerthError, invalidArgument, notFound } from '../../core/errors.js';
 import type { Volume } from '../../core/types.js';
@@ -27,13 +34,18 @@ export type FlexAdmin = Pick<
  * requiresFSResize false: the daemon's expand grows the filesystem too, kubelet must not
  * run resize2fs on its own.
  */
-export const CAPABILITIES: FlexCapabilities = {
+export const ATTACHABLE: FlexCapabilities = {
   attach: true,
   selinuxRelabel: true,
   supportsMetrics: true,
   fsGroup: true,
   requiresFSResize: false,
 };
+
+/** `berth flexvolume install --no-attach`: kubelet calls only mount and unmount. */
+export const MOUNT_ONLY: FlexCapabilities = { ...ATTACHABLE, attach: false };
+
+const localNode = (admin: FlexAdmin) => admin.version().then((v) => v.nodeId);
 
 export const podConsumer = (dir: string) => `flex:${dir}`;
 export const deviceConsumer = (path: string) => `flex-device:${path}`;
@@ -103,6 +115,7 @@ const deviceOn = (vol: Volume, node: string): string | null | undefined =>
 
 async function attach(admin: FlexAdmin, json: string, node: string): Promise<FlexReply> {
   const opts = parseFlexOptions(json, 'attach options JSON');
+  if (node !== (await localNode(admin))) return success({ message: `${node} is not this daemon's node: its kubelet attaches at mountdevice` });
   const vol = await ensureVolume(admin, opts);
   const attached = await admin.attach(vol.id, { node, readOnly: opts.readOnly });
   const device = deviceOn(attached, node);
@@ -113,6 +126,8 @@ async function isAttached(admin: FlexAdmin, a: string, b: string): Promise<FlexR
   // Older kubelets sent `isattached <node> <json>`, current ones `<json> <node>` (§9).
   const [json, node] = a.trimStart().startsWith('{') ? [a, b] : [b, a];
   const opts = parseFlexOptions(json, 'isattached options JSON');
+  // Another node's attachments are its kubelet's business: report them as in place.
+  if (node !== (await localNode(admin))) return success({ attached: true });
   try {
     const vol = await admin.inspectVolume(opts.ref);
     return success({ attached: vol.attachments.some((x) => x.node === node) });
@@ -124,15 +139,15 @@ async function isAttached(admin: FlexAdmin, a: string, b: string): Promise<FlexR
 
 async function waitForAttach(admin: FlexAdmin, devicePath: string, json: string): Promise<FlexReply> {
   const opts = parseFlexOptions(json, 'waitforattach options JSON');
-  const [vol, node] = await Promise.all([ensureVolume(admin, opts), admin.version().then((v) => v.nodeId)]);
-  let device = deviceOn(vol, node);
-  // Attached by the controller under another node name (or not at all): attach on this node.
-  if (device === undefined) device = deviceOn(await admin.attach(vol.id, { node, readOnly: opts.readOnly }), node);
+  const [vol, node] = await Promise.all([ensureVolume(admin, opts), localNode(admin)]);
+  // Not attached here (the controller runs elsewhere): mountdevice attaches it implicitly.
+  const device = deviceOn(vol, node);
   // kubelet passes `device` on as mountdevice's devicePath; keep the caller's when there is none.
   return success({ device: device || devicePath });
 }
 
 async function detach(admin: FlexAdmin, pvName: string, node: string): Promise<FlexReply> {
+  if (node !== (await localNode(admin))) return success({ message: `${node} is not this daemon's node` });
   const vols = (await volumesForPv(admin, pvName, node)).filter((v) => v.attachments.some((a) => a.node === node));
   if (vols.length === 0) return success({ message: `no volume for ${pvName} is attached to ${node}` });
   for (const vol of vols) await admin.detach(vol.id, { node });
@@ -163,12 +178,15 @@ async function expandVolume(admin: FlexAdmin, json: string, newSize: string): Pr
   return success();
 }
 
-/** Runs one driver call. `admin` is created only by calls that need the daemon. */
-export async function runFlexCall(argv: readonly string[], admin: () => FlexAdmin): Promise<FlexReply> {
+/**
+ * Runs one driver call. `admin` is created only by calls that need the daemon;
+ * `capabilities` is what init reports (ATTACHABLE unless installed with --no-attach).
+ */
+export async function runFlexCall(argv: readonly string[], admin: () => FlexAdmin, capabilities: FlexCapabilities = ATTACHABLE): Promise<FlexReply> {
   const [cmd, ...args] = argv;
   switch (cmd) {
     case 'init':
-      return success({ capabilities: CAPABILITIES });
+      return success({ capabilities });
     case 'getvolumename':
       // kubelet ignores the answer and uses the PV / volume name either way (§5, §7).
       return notSupported();

@@ -5,29 +5,31 @@
  * stdout, nothing on stderr (kubelet parses both together), exit 0 or 1.
  *
  * The daemon's admin socket: $BERTH_SOCKET, else `socket` from berth.json next to this
- * file (written at install time), else /run/berth/berth.sock.
+ * file (written at install time), else /run/berth/berth.sock. berth.json's `attach: false`
+ * (install --no-attach) makes init report a mount-only driver.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createAdminClient, DEFAULT_ADMIN_SOCKET } from '../admin/client.js';
-import { runFlexCall } from './calls.js';
-import { exitCodeOf, failure, toFlexFailure, type FlexReply } from './errors.js';
+import { ATTACHABLE, MOUNT_ONLY, runFlexCall } from './calls.js';
+import { exitCodeOf, failure, toFlexFailure, type FlexCapabilities, type FlexReply } from './errors.js';
 
 /** The file `berth flexvolume install` writes next to the executable. */
 export const DRIVER_CONFIG_FILE = 'berth.json';
 
-function adminSocket(): string {
-  const fromEnv = process.env.BERTH_SOCKET;
-  if (fromEnv) return fromEnv;
+function driverConfig(): { socket: string; capabilities: FlexCapabilities } {
+  let config: { socket?: unknown; attach?: unknown } = {};
   try {
-    const configPath = join(dirname(fileURLToPath(import.meta.url)), DRIVER_CONFIG_FILE);
-    const config = JSON.parse(readFileSync(configPath, 'utf8')) as { socket?: unknown };
-    if (typeof config.socket === 'string' && config.socket !== '') return config.socket;
+    config = JSON.parse(readFileSync(join(dirname(fileURLToPath(import.meta.url)), DRIVER_CONFIG_FILE), 'utf8')) as typeof config;
   } catch {
-    // No (readable) config: not installed by `berth flexvolume install`; use the default.
+    // No (readable) config: not installed by `berth flexvolume install`; use the defaults.
   }
-  return DEFAULT_ADMIN_SOCKET;
+  const fromFile = typeof config.socket === 'string' && config.socket !== '' ? config.socket : null;
+  return {
+    socket: process.env.BERTH_SOCKET || fromFile || DEFAULT_ADMIN_SOCKET,
+    capabilities: config.attach === false ? MOUNT_ONLY : ATTACHABLE,
+  };
 }
 
 async function main(): Promise<void> {
@@ -36,9 +38,9 @@ async function main(): Promise<void> {
   let reply: FlexReply;
   let socket = DEFAULT_ADMIN_SOCKET;
   try {
-    socket = adminSocket();
-    const sock = socket;
-    reply = await runFlexCall(process.argv.slice(2), () => createAdminClient({ socket: sock, frontend: 'flexvolume' }));
+    const config = driverConfig();
+    socket = config.socket;
+    reply = await runFlexCall(process.argv.slice(2), () => createAdminClient({ socket: config.socket, frontend: 'flexvolume' }), config.capabilities);
   } catch (err) {
     reply = toFlexFailure(err, socket);
   }

@@ -14,9 +14,9 @@ import { useTmpRoots, type TmpRoot } from '../helpers/tmp-root.js';
 const roots = useTmpRoots();
 const NODE = 'test-node'; // the test daemon's nodeId, used as kubelet's node name
 
-async function install(root: TmpRoot, socket: string): Promise<string> {
+async function install(root: TmpRoot, socket: string, extra: string[] = []): Promise<string> {
   const pluginDir = root.path('exec');
-  const r = await runBerth(['--socket', socket, 'flexvolume', 'install', '--plugin-dir', pluginDir]);
+  const r = await runBerth(['--socket', socket, 'flexvolume', 'install', '--plugin-dir', pluginDir, ...extra]);
   expect(r.stderr).toBe('');
   expect(r.code).toBe(0);
   return join(pluginDir, 'berth~berth', 'berth');
@@ -40,14 +40,14 @@ describe('FlexVolume driver (kubelet-style calls)', () => {
     expect(readdirSync(driverDir).sort()).toEqual(['berth', 'berth.json']);
     expect(statSync(exe).mode & 0o777).toBe(0o755);
     expect(readFileSync(exe, 'utf8').split('\n')[0]).toBe(`#!${process.execPath}`);
-    expect(JSON.parse(readFileSync(join(driverDir, 'berth.json'), 'utf8'))).toEqual({ socket });
+    expect(JSON.parse(readFileSync(join(driverDir, 'berth.json'), 'utf8'))).toEqual({ socket, attach: true });
 
     // Upgrade: same names, no dot-named leftovers in the driver dir or the plugin dir.
     const again = await install(root, root.path('other.sock'));
     expect(again).toBe(exe);
     expect(readdirSync(driverDir).sort()).toEqual(['berth', 'berth.json']);
     expect(readdirSync(root.path('exec'))).toEqual(['berth~berth']);
-    expect(JSON.parse(readFileSync(join(driverDir, 'berth.json'), 'utf8'))).toEqual({ socket: root.path('other.sock') });
+    expect(JSON.parse(readFileSync(join(driverDir, 'berth.json'), 'utf8'))).toEqual({ socket: root.path('other.sock'), attach: true });
 
     const init = await kubeletCall(exe, ['init']);
     expect(init.code).toBe(0);
@@ -161,6 +161,56 @@ describe('FlexVolume driver (kubelet-style calls)', () => {
     const after = await d.client.inspectVolume(volName);
     expect(after.mounts).toEqual([]);
     expect(after.attachments).toEqual([]);
+  });
+
+  it('with the controller-manager on another host: its attach/detach touch nothing, the node attaches implicitly and releases with the last unmount', async () => {
+    const root = roots.create('flex-remote-kcm');
+    const d = await startTestDaemon(root);
+    const exe = await install(root, d.socket);
+    const pv = uniq('pv-remote');
+    root.defer(() => d.client.removeVolume(pv, { force: true }).catch(() => undefined));
+    const J = goJson({ 'kubernetes.io/fsType': 'ext4', 'kubernetes.io/pvOrVolumeName': pv, 'kubernetes.io/readwrite': 'rw', backend: 'loop', size: '64Mi' });
+    const { dm, pd } = kubeletPaths(root, pv, 'pod-remote');
+
+    // KCM on "master-1" (not this daemon's node): nothing happens here, nothing is created.
+    expect((await kubeletCall(exe, ['attach', J, 'master-1'])).reply).toMatchObject({ status: 'Success' });
+    await expect(d.client.inspectVolume(pv)).rejects.toMatchObject({ kind: 'NotFound' });
+    expect((await kubeletCall(exe, ['isattached', J, 'master-1'])).reply).toEqual({ status: 'Success', attached: true });
+
+    // kubelet on this node: attach returned no device, so devicePath is "".
+    expect((await kubeletCall(exe, ['waitforattach', '', J])).reply).toEqual({ status: 'Success', device: '' });
+    mkdirSync(dm, { recursive: true });
+    expect((await kubeletCall(exe, ['mountdevice', dm, '', J])).reply).toEqual({ status: 'Success' });
+    mkdirSync(pd, { recursive: true });
+    expect((await kubeletCall(exe, ['mount', pd, J])).reply).toEqual({ status: 'Success' });
+    const mounted = await d.client.inspectVolume(pv);
+    expect(mounted.attachments).toMatchObject([{ node: NODE, implicit: true, device: expect.stringMatching(/^\/dev\/loop\d+$/) }]);
+    expect((await mountTable()).get(pd)).toBe(mounted.attachments[0]!.device);
+
+    expect((await kubeletCall(exe, ['unmount', pd])).reply).toEqual({ status: 'Success' });
+    expect((await kubeletCall(exe, ['unmountdevice', dm])).reply).toEqual({ status: 'Success' });
+    expect((await kubeletCall(exe, ['detach', pv, 'master-1'])).reply).toMatchObject({ status: 'Success' });
+    const after = await d.client.inspectVolume(pv);
+    expect(after.mounts).toEqual([]);
+    expect(after.attachments).toEqual([]); // the implicit attachment went with the last unmount
+  });
+
+  it('installed --no-attach: init reports a mount-only driver and mount/unmount alone serve a loop volume', async () => {
+    const root = roots.create('flex-mount-only');
+    const d = await startTestDaemon(root);
+    const exe = await install(root, d.socket, ['--no-attach']);
+    expect((await kubeletCall(exe, ['init'])).reply.capabilities).toMatchObject({ attach: false, fsGroup: true });
+    const pv = uniq('pv-mo');
+    root.defer(() => d.client.removeVolume(pv, { force: true }).catch(() => undefined));
+    const { pd } = kubeletPaths(root, pv, 'pod-mo');
+    mkdirSync(pd, { recursive: true });
+    const JM = goJson({ 'kubernetes.io/fsType': 'xfs', 'kubernetes.io/pod.name': 'p', 'kubernetes.io/pod.namespace': 'default', 'kubernetes.io/pod.uid': 'pod-mo', 'kubernetes.io/pvOrVolumeName': pv, 'kubernetes.io/readwrite': 'rw', 'kubernetes.io/serviceAccount.name': '', backend: 'loop', size: '320Mi' });
+    expect((await kubeletCall(exe, ['mount', pd, JM])).reply).toEqual({ status: 'Success' });
+    expect(await d.client.inspectVolume(pv)).toMatchObject({ fsType: 'xfs', sizeBytes: 320 * 1024 * 1024 });
+    writeFileSync(join(pd, 'x'), 'y');
+    expect((await kubeletCall(exe, ['unmount', pd])).reply).toEqual({ status: 'Success' });
+    expect((await mountTable()).has(pd)).toBe(false);
+    expect((await d.client.inspectVolume(pv)).attachments).toEqual([]);
   });
 
   it('expandvolume grows the volume through the daemon, or fails naming the backend that cannot', async () => {
