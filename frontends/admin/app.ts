@@ -8,10 +8,9 @@
 import { Hono, type Context } from 'hono';
 import { timingSafeEqual } from 'node:crypto';
 import {
-  asBerthError, invalidArgument, parseSize, parseVolumeOptions, validateVolumeName,
+  asBerthError, BerthError, invalidArgument, parseSize, parseVolumeOptions, validateVolumeName,
   type CreateVolumeRequest, type Frontend, type Logger, type OpContext, type VolumeService,
 } from '../../core/index.js';
-import { BerthError } from '../../core/errors.js';
 import { httpStatus, toErrorBody } from './errors.js';
 
 export interface AdminAppOptions {
