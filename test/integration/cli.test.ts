@@ -8,6 +8,8 @@ import { parse as parseYaml } from 'yaml';
 import type { Volume } from '../../core/types.js';
 import { runBerth, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { leftovers, useTmpRoots } from '../helpers/tmp-root.js';
+import { makeBtrfsPool } from '../helpers/btrfs-pool.js';
+import type { Snapshot } from '../../core/types.js';
 
 const roots = useTmpRoots();
 
@@ -152,5 +154,33 @@ describe('berth CLI', () => {
     expect(existsSync(d.socket)).toBe(true);
     await d.start();
     expect((await d.client.status()).ready).toBe(true);
+  });
+
+  it('snapshot ls|create|inspect|rm on btrfs and restore with --from-snapshot; unknown refs are NotFound', async () => {
+    const root = roots.create('cli-snap');
+    const pool = await makeBtrfsPool({ sizeMiB: 256, prefix: 'berth-cli-snap-pool-' });
+    root.defer(() => pool.cleanup());
+    const d = await startTestDaemon(root, { backends: { local: { driver: 'dir' }, loop: { driver: 'loop' }, pool: { driver: 'btrfs', pool: pool.pool } } });
+    expect((await d.berth(['volume', 'create', 'src', '--backend', 'pool', '--size', '64MiB'])).code).toBe(0);
+    const path = (await d.berth(['volume', 'mount', 'src'])).stdout.trim();
+    writeFileSync(`${path}/v1.txt`, 'one');
+    const snap = await json<Snapshot>(d, ['snapshot', 'create', 'src', 'before']);
+    expect(snap).toMatchObject({ name: 'before', readyToUse: true });
+    expect(snap.id).toMatch(/^snap-/);
+    const table = await d.berth(['snapshot', 'ls', '--volume', 'src']);
+    expect(table.stdout).toMatch(/before/);
+    expect((await json<Snapshot>(d, ['snapshot', 'inspect', 'before'])).id).toBe(snap.id);
+    expect((await d.berth(['volume', 'create', 'restored', '--backend', 'pool', '--size', '64MiB', '--from-snapshot', 'before'])).code).toBe(0);
+    const rpath = (await d.berth(['volume', 'mount', 'restored'])).stdout.trim();
+    expect(readFileSync(`${rpath}/v1.txt`, 'utf8')).toBe('one');
+
+    const noVolume = await d.berth(['snapshot', 'create', 'ghost', 'nope']);
+    expect([noVolume.code, /error: NotFound: /.test(noVolume.stderr)]).toEqual([1, true]);
+    const missing = await d.berth(['snapshot', 'rm', 'ghost']);
+    expect([missing.code, /NotFound/.test(missing.stderr)]).toEqual([1, true]);
+
+    expect((await d.berth(['snapshot', 'rm', 'before'])).code).toBe(0);
+    expect(await json<Snapshot[]>(d, ['snapshot', 'ls'])).toEqual([]);
+    for (const v of ['restored', 'src']) expect((await d.berth(['volume', 'rm', v, '--force'])).code).toBe(0);
   });
 });
