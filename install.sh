@@ -50,15 +50,19 @@ fi
 say "building dist/"
 npm run --silent build
 
-# 3. The launcher.
-say "installing $LAUNCHER"
-cat >"$LAUNCHER.tmp" <<EOF
+# 3. The launchers: `berth` (daemon + admin CLI) and `dvdcli` (for Mesos; see docs/flexvolume-dvdcli.md).
+install_launcher() { # $1 = path, $2 = bundle in dist/
+  say "installing $1"
+  cat >"$1.tmp" <<EOF
 #!/bin/sh
-# berth launcher written by $REPO/install.sh
-exec "$(command -v node)" "$REPO/dist/berth.js" "\$@"
+# launcher written by $REPO/install.sh
+exec "$(command -v node)" "$REPO/dist/$2" "\$@"
 EOF
-chmod 0755 "$LAUNCHER.tmp"
-mv -f "$LAUNCHER.tmp" "$LAUNCHER"
+  chmod 0755 "$1.tmp"
+  mv -f "$1.tmp" "$1"
+}
+install_launcher "$LAUNCHER" berth.js
+install_launcher /usr/local/bin/dvdcli dvdcli.js
 
 # 4. Start the daemon: systemd when it is PID 1, else a background process with a pid file.
 #    Nothing is written to /etc except the unit, and only when absent.
