@@ -61,7 +61,10 @@ async function writeUntil(path: string, bytes: number, opts: { flag?: string; po
     await fh.sync();
     return null;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code ?? String(err);
+    const e = err as NodeJS.ErrnoException;
+    // libuv has no name for EDQUOT (122 on Linux) and reports "Unknown system error -122".
+    if (e.errno === -122) return 'EDQUOT';
+    return e.code ?? String(err);
   } finally {
     await fh.close().catch(() => undefined);
   }

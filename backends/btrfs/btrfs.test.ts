@@ -53,10 +53,6 @@ runBackendConformance({
     conformancePools.push(p);
     return createBtrfsBackend({ name: 'conf', settings: { pool: p.pool }, stateRoot: root, exec, log });
   },
-  skip: [{
-    test: 'size is enforced exactly when declared',
-    reason: 'a btrfs qgroup limit fails writes with EDQUOT ("Disk quota exceeded"), not ENOSPC; enforcement is tested below',
-  }],
 });
 
 let pool: BtrfsPool;
