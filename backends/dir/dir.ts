@@ -15,13 +15,14 @@
  */
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Backend, BackendContext, BackendFactory, BackendSnapshot, BackendVolume, CreateSpec, ExpandOutcome } from '../../core/backend.js';
+import type { Backend, BackendContext, BackendFactory, BackendSnapshot, BackendVolume, CreateSpec, ExpandOutcome, Progress } from '../../core/backend.js';
 import type { Exec } from '../../core/os/exec.js';
 import type { BackendCapabilities, VolumeStats } from '../../core/types.js';
 import { internal, invalidArgument, notFound } from '../../core/errors.js';
 import { fsUsage } from '../../core/os/fs.js';
 import { checkKnownKeys, pathSetting } from '../settings.js';
 import { childPath, VOLUME_ID_RE } from '../paths.js';
+import { allocatedTreeBytes, watchCopy } from '../copy-progress.js';
 
 export interface DirSettings {
   /** Directory holding one subdirectory per volume. Default <stateRoot>/backends/<instance>. */
@@ -108,12 +109,12 @@ class DirBackend implements Backend {
     await rm(this.snapshotDir(snap), { recursive: true, force: true });
   }
 
-  async createFromSnapshot(vol: BackendVolume, snap: BackendSnapshot): Promise<void> {
-    await this.copyTree(this.snapshotDir(snap), this.dir(vol), `snapshot ${snap.id}`);
+  async createFromSnapshot(vol: BackendVolume, snap: BackendSnapshot, onProgress?: Progress): Promise<void> {
+    await this.copyTree(this.snapshotDir(snap), this.dir(vol), `snapshot ${snap.id}`, onProgress);
   }
 
-  async createFromVolume(vol: BackendVolume, source: BackendVolume): Promise<void> {
-    await this.copyTree(this.dir(source), this.dir(vol), `volume ${source.id}`);
+  async createFromVolume(vol: BackendVolume, source: BackendVolume, onProgress?: Progress): Promise<void> {
+    await this.copyTree(this.dir(source), this.dir(vol), `volume ${source.id}`, onProgress);
   }
 
   /** Sizes are not enforced, so there is nothing to grow: the new size is only recorded. */
@@ -121,19 +122,28 @@ class DirBackend implements Backend {
     return { pendingFsGrowth: false };
   }
 
-  /** Copies a tree into `dst` unless `dst` exists (a finished copy is kept: idempotent). */
-  private async copyTree(src: string, dst: string, what: string): Promise<void> {
+  /**
+   * Copies a tree into `dst` unless `dst` exists (a finished copy is kept: idempotent).
+   * cp reports nothing while it runs, so when someone listens the progress is the copy's
+   * allocated bytes against the source's, both measured by walking the trees.
+   */
+  private async copyTree(src: string, dst: string, what: string, onProgress?: Progress): Promise<void> {
     if (await isDirectory(dst)) return;
     if (!(await isDirectory(src))) throw notFound(`${what} has no directory at ${src}`);
     const tmp = `${dst}.partial`;
     await rm(tmp, { recursive: true, force: true });
+    const total = onProgress ? await allocatedTreeBytes(src) : 0;
+    const watch = watchCopy({ total, measure: () => allocatedTreeBytes(tmp), onProgress });
     try {
       // "src/." copies the contents into tmp, which cp creates with src's mode and owner.
       await this.exec({ bin: 'cp', args: ['-a', '--reflink=auto', '--', `${src}/.`, tmp], timeoutMs: COPY_TIMEOUT_MS });
       await rename(tmp, dst);
+      watch.finish();
     } catch (err) {
       await rm(tmp, { recursive: true, force: true });
       throw internal(`copying ${what} failed: ${err instanceof Error ? err.message : String(err)}`, err);
+    } finally {
+      watch.stop();
     }
   }
 

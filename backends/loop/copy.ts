@@ -13,16 +13,10 @@ import type { Exec } from '../../core/os/exec.js';
 import type { Progress } from '../../core/backend.js';
 import { internal } from '../../core/errors.js';
 import { findMount } from '../../core/os/mounts.js';
+import { allocatedFileBytes, watchCopy } from '../copy-progress.js';
 
 const COPY_TIMEOUT_MS = 3_600_000;
 const FREEZE_TIMEOUT_MS = 60_000;
-const PROGRESS_EVERY_MS = 250;
-
-/** Allocated bytes of a file (what a sparse copy has to move). */
-async function allocated(path: string): Promise<number> {
-  const st = await stat(path).catch(() => null);
-  return st ? Math.min(st.blocks * 512, st.size) : 0;
-}
 
 /**
  * Copies `src` to `dst` unless `dst` already exists (idempotent: a finished copy is kept).
@@ -32,10 +26,9 @@ export async function copyImage(exec: Exec, src: string, dst: string, opts: { fr
   if (await stat(dst).then(() => true, () => false)) return;
   const tmp = `${dst}.partial`;
   await rm(tmp, { force: true });
-  const total = await allocated(src);
-  const timer = opts.onProgress
-    ? setInterval(() => void allocated(tmp).then((done) => opts.onProgress?.(Math.min(done, total), total)), PROGRESS_EVERY_MS)
-    : null;
+  // cp reports nothing: the copy's allocated bytes are polled against the source's.
+  const total = opts.onProgress ? await allocatedFileBytes(src) : 0;
+  const watch = watchCopy({ total, measure: () => allocatedFileBytes(tmp), onProgress: opts.onProgress });
   const frozen = opts.freeze && (await findMount(opts.freeze)) ? opts.freeze : null;
   try {
     if (frozen) await exec({ bin: 'fsfreeze', args: ['--freeze', frozen], timeoutMs: FREEZE_TIMEOUT_MS });
@@ -45,12 +38,12 @@ export async function copyImage(exec: Exec, src: string, dst: string, opts: { fr
       if (frozen) await exec({ bin: 'fsfreeze', args: ['--unfreeze', frozen], timeoutMs: FREEZE_TIMEOUT_MS });
     }
     await rename(tmp, dst);
-    opts.onProgress?.(total, total);
+    watch.finish();
   } catch (err) {
     await rm(tmp, { force: true });
     throw internal(`copying ${src} to ${dst} failed: ${err instanceof Error ? err.message : String(err)}`, err);
   } finally {
-    if (timer) clearInterval(timer);
+    watch.stop();
   }
 }
 
