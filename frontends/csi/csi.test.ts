@@ -3,7 +3,7 @@
  * of the real core (SQLite store) with fake backends. Real bind mounts happen for targets,
  * so everything lives under a per-test temporary root that is swept afterwards.
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
@@ -274,5 +274,20 @@ describe('csi server lifecycle', () => {
     writeFileSync(socket, 'not a socket');
     await expect(csi.start()).rejects.toThrow(/not a socket/);
     unlinkSync(socket);
+  });
+
+  it('refuses an endpoint another process serves, and a refused start leaves that socket alone', async () => {
+    const { csi, socket } = await setup();
+    await csi.stop();
+    const { createServer } = await import('node:net');
+    const other = createServer();
+    await new Promise<void>((r) => other.listen(socket, r));
+    try {
+      await expect(csi.start()).rejects.toMatchObject({ kind: 'FailedPrecondition', message: expect.stringMatching(/^csi\.endpoint: .*in use/) });
+      await csi.stop();
+      expect(statSync(socket).isSocket()).toBe(true);
+    } finally {
+      await new Promise<void>((r) => other.close(() => r()));
+    }
   });
 });

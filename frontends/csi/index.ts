@@ -2,11 +2,10 @@
  * The CSI frontend: a grpc-js server on a unix socket serving Identity always, and
  * Controller and/or Node by config csi.mode.
  */
-import { mkdir, rm, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Config, Logger, VolumeService } from '../../core/index.js';
 import type { FrontendServer } from '../types.js';
+import { claimSocketPath, releaseSocketPath } from '../unix-socket.js';
 import { createControllerHandlers } from './controller.js';
 import { createIdentityHandlers } from './identity.js';
 import { createNodeHandlers } from './node.js';
@@ -23,15 +22,8 @@ export interface CsiFrontendOptions {
   readonly log: Logger;
 }
 
-/** Removes a socket file left by a previous run; refuses to delete anything that is not a socket. */
-async function removeStaleSocket(path: string): Promise<void> {
-  const st = await stat(path).catch(() => null);
-  if (!st) return;
-  if (!st.isSocket()) throw new Error(`csi.endpoint ${path} exists and is not a socket; refusing to replace it`);
-  await rm(path, { force: true });
-}
-
 /**
+ * Builds the CSI server; nothing listens until start().
  * @example const csi = createCsiFrontend({ service, config: cfg.csi, nodeId: cfg.nodeId, version, log }); await csi.start();
  */
 export function createCsiFrontend(o: CsiFrontendOptions): FrontendServer {
@@ -41,6 +33,8 @@ export function createCsiFrontend(o: CsiFrontendOptions): FrontendServer {
   const controller = o.config.mode === 'controller' || o.config.mode === 'both';
   const node = o.config.mode === 'node' || o.config.mode === 'both';
   let server: Server | null = null;
+  /** Set once our server bound the socket: never delete a socket another process serves. */
+  let owned = false;
 
   return {
     name: 'csi',
@@ -59,11 +53,11 @@ export function createCsiFrontend(o: CsiFrontendOptions): FrontendServer {
         }, log));
       }
       if (node) s.addService(services.Node, wrapHandlers('Node', createNodeHandlers({ service: o.service, id, config: o.config }), log));
-      await mkdir(dirname(endpoint), { recursive: true });
-      await removeStaleSocket(endpoint);
+      await claimSocketPath(endpoint, 'csi.endpoint');
       await new Promise<void>((resolve, reject) => {
         s.bindAsync(`unix:${endpoint}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
       });
+      owned = true;
       server = s;
       log.info({ endpoint, mode: o.config.mode, driver: o.config.driverName }, 'csi listening');
     },
@@ -84,7 +78,9 @@ export function createCsiFrontend(o: CsiFrontendOptions): FrontendServer {
           });
         });
       }
-      await rm(endpoint, { force: true });
+      if (!owned) return;
+      owned = false;
+      await releaseSocketPath(endpoint);
     },
   };
 }

@@ -8,17 +8,16 @@
  *   const docker = createDockerFrontend({ service, config: config.docker, log });
  *   await docker.start(); ... await docker.stop();
  */
-import { mkdir, lstat, unlink, chmod } from 'node:fs/promises';
-import { connect } from 'node:net';
-import { dirname } from 'node:path';
 import type { Server } from 'node:http';
 import { createAdaptorServer } from '@hono/node-server';
-import { failedPrecondition, type Config, type Logger, type VolumeService } from '../../core/index.js';
+import type { Config, Logger, VolumeService } from '../../core/index.js';
 import type { FrontendServer } from '../types.js';
+import { claimSocketPath, closeHttpServer, listenOnSocket, releaseSocketPath } from '../unix-socket.js';
 import { createDockerApp } from './app.js';
 
 export { createDockerApp, DOCKER_PLUGIN_CONTENT_TYPE } from './app.js';
 
+/** @example const docker = createDockerFrontend({ service, config: config.docker, log }); await docker.start(); */
 export function createDockerFrontend(o: {
   service: VolumeService;
   config: Config['docker'];
@@ -35,24 +34,16 @@ export function createDockerFrontend(o: {
 
     async start() {
       if (server) return;
-      await mkdir(dirname(socket), { recursive: true, mode: 0o755 });
-      await removeStaleSocket(socket);
+      await claimSocketPath(socket, 'docker.socket');
       const app = createDockerApp({ service: o.service, log: o.log });
       // Docker sends an empty Host header ("Host: \r\n"); without a default hostname
       // the adapter cannot build the request URL and answers 400 to every call.
       const s = createAdaptorServer({ fetch: app.fetch, hostname: 'localhost' }) as Server;
       // Docker holds connections open between calls; don't let that stall stop().
       s.keepAliveTimeout = 5_000;
-      await new Promise<void>((resolve, reject) => {
-        s.once('error', reject);
-        s.listen(socket, () => {
-          s.off('error', reject);
-          resolve();
-        });
-      });
+      await listenOnSocket(s, socket);
       owned = true;
       server = s;
-      await chmod(socket, 0o660);
       log.info({ driver: o.config.driverName }, 'docker volume plugin listening');
     },
 
@@ -60,44 +51,12 @@ export function createDockerFrontend(o: {
       const s = server;
       server = null;
       if (s) {
-        await new Promise<void>((resolve) => {
-          s.close(() => resolve());
-          s.closeAllConnections();
-        });
+        await closeHttpServer(s);
         log.info('docker volume plugin stopped');
       }
       if (!owned) return;
       owned = false;
-      await unlink(socket).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== 'ENOENT') throw err;
-      });
+      await releaseSocketPath(socket);
     },
   };
-}
-
-/**
- * Removes a socket nobody answers on (left by a crash). A live one means another
- * daemon serves this driver name: refuse rather than steal it.
- */
-async function removeStaleSocket(path: string): Promise<void> {
-  const st = await lstat(path).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return null;
-    throw err;
-  });
-  if (st === null) return;
-  if (!st.isSocket()) {
-    throw failedPrecondition(`docker.socket ${path} exists and is not a socket; remove it or pick another path`);
-  }
-  const alive = await new Promise<boolean>((resolve) => {
-    const c = connect(path);
-    c.once('connect', () => {
-      c.destroy();
-      resolve(true);
-    });
-    c.once('error', () => resolve(false));
-  });
-  if (alive) {
-    throw failedPrecondition(`docker.socket ${path} is in use by another process (is another berth running?)`);
-  }
-  await unlink(path);
 }
