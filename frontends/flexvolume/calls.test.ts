@@ -134,6 +134,18 @@ describe('FlexVolume calls', () => {
     await expect(run(['expandvolume', J({}), 'x', '12abc', '1'])).rejects.toThrow(/newSizeBytes/);
   });
 
+  it('refuses a mount dir that is relative, climbs with "..", or holds NUL, before any admin call', async () => {
+    const { admin, log } = fakeAdmin();
+    const run = (argv: string[]) => runFlexCall(argv, () => admin);
+    const field = (p: Promise<unknown>) => p.then(() => null, (e: BerthError) => `${e.kind} ${e.field}`);
+    expect(await field(run(['mount', 'pods/u/pv1', J({})]))).toBe('InvalidArgument mount dir');
+    expect(await field(run(['mount', '/pods/../etc', J({})]))).toBe('InvalidArgument mount dir');
+    expect(await field(run(['unmount', '/pods/u\0x']))).toBe('InvalidArgument mount dir');
+    expect(await field(run(['mountdevice', '../dm', '/dev/loop9', J({})]))).toBe('InvalidArgument device mount dir');
+    expect(await field(run(['unmountdevice', '/dm/../..']))).toBe('InvalidArgument device mount dir');
+    expect(log).toEqual([]);
+  });
+
   it('answers Not supported where kubelet has the right fallback', async () => {
     const { admin } = fakeAdmin();
     expect(await runFlexCall(['getvolumename', J({})], () => admin)).toEqual({ status: 'Not supported' });

@@ -58,6 +58,19 @@ function arg(args: readonly string[], i: number, usage: string): string {
   return v;
 }
 
+/**
+ * A directory kubelet passes (pod volume dir, device mount dir). It becomes a mount target
+ * and part of a consumer reference, so it must be absolute, without '..' or NUL; the
+ * daemon checks targets again, this names the argument for whoever reads the pod events.
+ */
+function dirArg(args: readonly string[], i: number, usage: string, field: string): string {
+  const dir = arg(args, i, usage);
+  if (!dir.startsWith('/')) throw invalidArgument(field, `${JSON.stringify(dir)} must be an absolute path`);
+  if (dir.includes('\0')) throw invalidArgument(field, 'must not contain NUL');
+  if (dir.split('/').includes('..')) throw invalidArgument(field, `${JSON.stringify(dir)} must not contain ".."`);
+  return dir;
+}
+
 function sizeArg(value: string, field: string): number {
   if (!/^\d+$/.test(value)) throw invalidArgument(field, `expected a size in bytes, got ${JSON.stringify(value)}`);
   return Number(value);
@@ -200,18 +213,18 @@ export async function runFlexCall(argv: readonly string[], admin: () => FlexAdmi
       return detach(admin(), arg(args, 0, 'detach <volume name> <node>'), arg(args, 1, 'detach <volume name> <node>'));
     case 'mountdevice': {
       const usage = 'mountdevice <device mount dir> <device> <json>';
-      const path = arg(args, 0, usage);
+      const path = dirArg(args, 0, usage, 'device mount dir');
       return mountAt(admin(), arg(args, 2, usage), path, deviceConsumer(path), 'mountdevice options JSON');
     }
     case 'unmountdevice':
-      return unmountAt(admin(), deviceConsumer(arg(args, 0, 'unmountdevice <device mount dir>')));
+      return unmountAt(admin(), deviceConsumer(dirArg(args, 0, 'unmountdevice <device mount dir>', 'device mount dir')));
     case 'mount': {
       const usage = 'mount <mount dir> <json>';
-      const dir = arg(args, 0, usage);
+      const dir = dirArg(args, 0, usage, 'mount dir');
       return mountAt(admin(), arg(args, 1, usage), dir, podConsumer(dir), 'mount options JSON');
     }
     case 'unmount':
-      return unmountAt(admin(), podConsumer(arg(args, 0, 'unmount <mount dir>')));
+      return unmountAt(admin(), podConsumer(dirArg(args, 0, 'unmount <mount dir>', 'mount dir')));
     case 'expandvolume': {
       const usage = 'expandvolume <json> <device mount path> <new size> <old size>';
       return expandVolume(admin(), arg(args, 0, usage), arg(args, 2, usage));
