@@ -120,7 +120,7 @@ export function createDockerApp(o: { service: VolumeService; log: Logger }): Hon
   }));
 
   app.notFound((c) =>
-    c.body(JSON.stringify({ Err: `berth does not implement ${c.req.method} ${c.req.path}` }), 404, {
+    c.body(JSON.stringify(toDockerError(unsupported(`berth does not implement ${c.req.method} ${c.req.path}`))), 404, {
       'Content-Type': DOCKER_PLUGIN_CONTENT_TYPE,
     }));
 

@@ -38,8 +38,8 @@ function hintFor(kind: ErrorKind): string {
       return 'not found';
     case 'AlreadyExists':
       return 'already exists with different parameters';
-    case 'InvalidArgument':
-      return 'invalid volume options';
+    case 'InvalidArgument': // the message names the option or argument
+      return 'invalid argument';
     case 'InUse':
       return 'in use';
     case 'FailedPrecondition':
