@@ -1,7 +1,7 @@
 /**
  * CSI Controller service: volume lifecycle, capability checks, listing, capacity and
- * node attachment (ControllerPublish/Unpublish = service.attach/detach). Snapshot and
- * expansion RPCs live in snapshots.ts / expansion.ts and are merged in by server.ts.
+ * node attachment (ControllerPublish/Unpublish = service.attach/detach). The snapshot and
+ * expansion RPCs live in snapshots.ts; index.ts serves both sets as the Controller service.
  *
  * Every handler checks its request first (requests.ts), then makes the service call with
  * `wait: false`, so a second concurrent operation on a volume is ABORTED, as CSI wants.

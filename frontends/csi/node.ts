@@ -125,6 +125,8 @@ export function createNodeHandlers(d: NodeDeps) {
     },
 
     async NodeGetVolumeStats(req: pb.NodeGetVolumeStatsRequest) {
+      // volume_path is only compared with the volume's known paths (never used as a path),
+      // and csi-sanity expects NOT_FOUND, not INVALID_ARGUMENT, for a relative one.
       const volumeId = requireString(req.volume_id, 'volume_id');
       const volumePath = requireString(req.volume_path, 'volume_path');
       const vol = requireVolume(service, volumeId);
