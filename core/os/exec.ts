@@ -37,7 +37,9 @@ export class CommandError extends Error {
     readonly timedOut: boolean,
     readonly stderrTail: string,
   ) {
-    const why = timedOut ? 'timed out' : exitCode !== null ? `exited with ${exitCode}` : `killed by ${signal}`;
+    const why = timedOut
+      ? 'timed out'
+      : exitCode !== null ? `exited with ${exitCode}` : signal !== null ? `killed by ${signal}` : 'could not be started';
     super(`${bin} ${args.join(' ')} ${why}${stderrTail ? `: ${stderrTail}` : ''}`);
     this.name = 'CommandError';
   }
@@ -105,6 +107,9 @@ export function createExec(opts: { onCommand?: (cmd: CommandSpec, ms: number, ok
           reject(new CommandError(cmd.bin, cmd.args, code, child.signalCode, timedOut, tail));
         },
       );
+      // A command that exits without reading its input fails the write with EPIPE. Its exit
+      // status says what happened; unhandled, the 'error' event would take the daemon down.
+      child.stdin?.on('error', () => undefined);
       if (cmd.input !== undefined) child.stdin?.end(cmd.input);
       else child.stdin?.end();
       const term = setTimeout(() => {
