@@ -6,6 +6,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { clientFor, parsePairs, printerFor, type GlobalArgs } from '../context.js';
 import { VOLUME_COLUMNS, VOLUME_FIELDS } from '../output.js';
+import { createCopyProgress } from '../progress.js';
 import type { CreateVolumeBody } from '../../frontends/admin/client.js';
 import type { AccessMode, VolumeMode } from '../../core/types.js';
 
@@ -65,7 +66,18 @@ const create: CommandModule<GlobalArgs, CreateArgs> = {
       ...(a['from-snapshot'] !== undefined ? { fromSnapshot: a['from-snapshot'] } : {}),
       ...(a['from-volume'] !== undefined ? { fromVolume: a['from-volume'] } : {}),
     };
-    printerFor(a).item(await clientFor(a).createVolume(body), VOLUME_FIELDS);
+    // Only a restore or a clone copies data; a progress display is shown for those alone.
+    const copying = a['from-snapshot'] !== undefined || a['from-volume'] !== undefined;
+    const progress = copying
+      ? createCopyProgress({ output: a.output, label: a['from-snapshot'] !== undefined ? 'restoring' : 'cloning' })
+      : null;
+    let vol;
+    try {
+      vol = await clientFor(a).createVolume(body, progress?.onProgress ? { onProgress: progress.onProgress } : {});
+    } finally {
+      progress?.stop();
+    }
+    printerFor(a).item(vol, VOLUME_FIELDS);
   },
 };
 

@@ -2,6 +2,7 @@
 // plus the error mapping both ways and the metrics it serves.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createFakeHarness, type FakeHarness } from '../../backends/fake/harness.js';
+import { LOOP_LIKE } from '../../backends/fake/fake.js';
 import { createMetrics } from '../../cli/metrics.js';
 import { BerthError, ERROR_KINDS } from '../../core/errors.js';
 import { createSilentLogger } from '../../core/log.js';
@@ -70,6 +71,43 @@ describe('admin app (in-process)', () => {
     const tcp = createAdminApp({ service: h.svc, log: createSilentLogger(), token: 't0ken' });
     expect((await tcp.request('/v1/status')).status).toBe(401);
     expect((await tcp.request('/v1/status', { headers: { authorization: 'Bearer t0ken' } })).status).toBe(200);
+  });
+
+  it('streams NDJSON progress then the volume for a clone with ?progress=true, and a plain 201 otherwise', async () => {
+    // A backend that clones (the default fake does not).
+    await h.cleanup();
+    h = await createFakeHarness({ backends: { local: { capabilities: LOOP_LIKE } } });
+    app = createAdminApp({ service: h.svc, log: createSilentLogger() });
+    await post('/v1/volumes', { name: 'src', size: '1GiB' });
+    const res = await post('/v1/volumes?progress=true', { name: 'copy', fromVolume: 'src' });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/x-ndjson');
+    const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.length).toBeGreaterThanOrEqual(2);
+    expect(lines.slice(0, -1).every((l) => 'progress' in l)).toBe(true);
+    expect(lines.at(-2)).toEqual({ progress: { doneBytes: 2 ** 30, totalBytes: 2 ** 30 } });
+    expect(lines.at(-1)).toMatchObject({ volume: { name: 'copy', sizeBytes: 2 ** 30 } });
+
+    const plain = await post('/v1/volumes', { name: 'copy2', fromVolume: 'src' });
+    expect(plain.status).toBe(201);
+    expect(plain.headers.get('content-type')).toMatch(/^application\/json/);
+  });
+
+  it('streams the error as the last line when the create fails after the stream started (Accept: application/x-ndjson)', async () => {
+    const res = await post('/v1/volumes', { name: 'r', fromSnapshot: 'no-such-snap' }, { accept: 'application/x-ndjson' });
+    expect(res.status).toBe(200);
+    const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l) as unknown);
+    expect(lines.at(-1)).toMatchObject({ error: { kind: 'NotFound' } });
+    expect(await (await app.request('/v1/volumes/r')).json()).toMatchObject({ error: { kind: 'NotFound' } });
+  });
+
+  it('keeps the ordinary status for a bad body or a bad progress flag even when streaming is asked for', async () => {
+    const res = await post('/v1/volumes?progress=true', { name: 'a', size: '1 parsec' });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ error: { kind: 'InvalidArgument', field: 'size' } });
+    const flag = await post('/v1/volumes?progress=maybe', { name: 'a' });
+    expect(flag.status).toBe(400);
+    expect(await flag.json()).toMatchObject({ error: { field: 'progress' } });
   });
 
   it('mount -> path -> unmount with references', async () => {

@@ -4,6 +4,13 @@
  * app serves the unix socket and, built with a token, the optional TCP listener.
  * One structured log line per operation comes from the core's observer; this file adds an
  * HTTP access line at debug level only.
+ *
+ * POST /v1/volumes can stream: with `?progress=true` or `Accept: application/x-ndjson` it
+ * answers 200 with NDJSON, one `{"progress":{"doneBytes","totalBytes"}}` line per copy
+ * progress event of a restore or clone, then exactly one last line, `{"volume":{...}}` or
+ * `{"error":{kind,message,field}}` (the status is sent before the outcome is known, so the
+ * last line decides). Errors found before the create starts (a bad body) keep their
+ * ordinary status. Without either, the reply is the plain JSON every other client expects.
  */
 import { Hono, type Context } from 'hono';
 import { timingSafeEqual } from 'node:crypto';
@@ -104,8 +111,48 @@ export function createAdminApp(o: AdminAppOptions): Hono<Env> {
       ...(b.labels !== undefined ? { labels: stringMap(b.labels, 'labels') } : {}),
       ...(b.options !== undefined ? { options: stringMap(b.options, 'options') } : {}),
     };
+    if (wantsProgress(c)) return createStreaming(req, c.var.ctx);
     return c.json(await service.create(req, c.var.ctx), 201);
   });
+
+  /**
+   * Runs the create and streams its progress and outcome as NDJSON. A client that goes away
+   * does not stop the create (the core finishes or rolls back as for any other caller);
+   * the lines are just no longer written.
+   */
+  function createStreaming(req: CreateVolumeRequest, base: OpContext): Response {
+    const encoder = new TextEncoder();
+    let open = true;
+    let out!: ReadableStreamDefaultController<Uint8Array>;
+    const body = new ReadableStream<Uint8Array>({
+      start: (controller) => void (out = controller),
+      cancel: () => void (open = false),
+    });
+    const send = (line: unknown) => {
+      if (!open) return;
+      try {
+        out.enqueue(encoder.encode(`${JSON.stringify(line)}\n`));
+      } catch {
+        open = false;
+      }
+    };
+    const ctx: OpContext = { ...base, onProgress: (doneBytes, totalBytes) => send({ progress: { doneBytes, totalBytes } }) };
+    void service
+      .create(req, ctx)
+      .then(
+        (volume) => send({ volume }),
+        (err: unknown) => {
+          if (!(err instanceof BerthError)) log.error({ err }, 'admin API: unexpected error');
+          send(toErrorBody(asBerthError(err)));
+        },
+      )
+      .finally(() => {
+        if (!open) return;
+        open = false;
+        out.close();
+      });
+    return new Response(body, { status: 200, headers: { 'content-type': NDJSON, 'cache-control': 'no-store' } });
+  }
 
   app.get('/v1/volumes/:ref', async (c) => c.json(await service.inspect(c.req.param('ref'), c.var.ctx)));
 
@@ -245,6 +292,13 @@ function stringMap(value: unknown, field: string): Record<string, string> {
     out[k] = v;
   }
   return out;
+}
+
+const NDJSON = 'application/x-ndjson';
+
+/** `?progress=true` or an Accept header that names NDJSON asks for a streamed create. */
+function wantsProgress(c: Context<Env>): boolean {
+  return boolQuery(c.req.query('progress'), 'progress') || (c.req.header('accept') ?? '').includes(NDJSON);
 }
 
 function boolQuery(value: string | undefined, field: string): boolean {

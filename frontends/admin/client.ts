@@ -4,7 +4,7 @@
  * Used by the `berth` CLI and by the FlexVolume executable, so it loads only node:http
  * and core/errors.ts (through ./errors.ts); everything else is type-only.
  */
-import { request } from 'node:http';
+import { request, type IncomingMessage } from 'node:http';
 import { BerthError } from '../../core/errors.js';
 import { fromErrorResponse } from './errors.js';
 import type { ExpandResponse, ServiceStatus } from '../../core/service.js';
@@ -13,6 +13,8 @@ import type {
 } from '../../core/types.js';
 
 export const DEFAULT_ADMIN_SOCKET = '/run/berth/berth.sock';
+
+const NDJSON = 'application/x-ndjson';
 
 export interface AdminClientOptions {
   /** Unix socket path; default $BERTH_SOCKET or /run/berth/berth.sock (ignored when url is set). */
@@ -50,7 +52,11 @@ export interface MountBody {
 
 export interface AdminClient {
   listVolumes(filter?: { backend?: string; labels?: Readonly<Record<string, string>> }): Promise<Volume[]>;
-  createVolume(body: CreateVolumeBody): Promise<Volume>;
+  /**
+   * With `onProgress`, the daemon streams the progress of a restore or clone (NDJSON) and
+   * the callback sees copied/total bytes as they come; without it, one plain JSON reply.
+   */
+  createVolume(body: CreateVolumeBody, opts?: { onProgress?: (doneBytes: number, totalBytes: number) => void }): Promise<Volume>;
   inspectVolume(ref: string): Promise<Volume>;
   removeVolume(ref: string, opts?: { force?: boolean }): Promise<void>;
   attach(ref: string, body?: { node?: string; readOnly?: boolean }): Promise<Volume>;
@@ -81,9 +87,14 @@ export function createAdminClient(o: AdminClientOptions = {}): AdminClient {
   const base = o.url ? new URL(o.url) : null;
   const where = base ? base.origin : socket;
 
-  function call<T>(method: string, path: string, body?: unknown, raw = false): Promise<T> {
+  /**
+   * Sends one request. The reply is read whole, unless `onLine` is given and the daemon
+   * answers NDJSON: then each line goes to `onLine` as it arrives, and `onLine` returns the
+   * result when it sees the last one.
+   */
+  function call<T>(method: string, path: string, body?: unknown, raw = false, onLine?: (line: unknown) => { result: T } | void): Promise<T> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    const headers: Record<string, string> = { accept: 'application/json' };
+    const headers: Record<string, string> = { accept: onLine ? `${NDJSON}, application/json` : 'application/json' };
     if (payload !== undefined) {
       headers['content-type'] = 'application/json';
       headers['content-length'] = String(Buffer.byteLength(payload));
@@ -96,12 +107,16 @@ export function createAdminClient(o: AdminClientOptions = {}): AdminClient {
           ? { host: base.hostname, port: base.port || 80, path, method, headers }
           : { socketPath: socket, path, method, headers },
         (res) => {
+          const status = res.statusCode ?? 0;
+          res.on('error', reject);
+          if (onLine && status >= 200 && status < 300 && (res.headers['content-type'] ?? '').startsWith(NDJSON)) {
+            readLines(res, method, path, onLine).then(resolve, reject);
+            return;
+          }
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('error', reject);
           res.on('end', () => {
             const text = Buffer.concat(chunks).toString('utf8');
-            const status = res.statusCode ?? 0;
             if (status >= 200 && status < 300) {
               if (raw) return resolve(text as T);
               if (text === '') return resolve(undefined as T);
@@ -134,6 +149,20 @@ export function createAdminClient(o: AdminClientOptions = {}): AdminClient {
     });
   }
 
+  /** A streamed create: progress lines to the caller, then the volume or the daemon's error. */
+  function createStreaming(body: CreateVolumeBody, onProgress: (doneBytes: number, totalBytes: number) => void): Promise<Volume> {
+    return call<Volume>('POST', '/v1/volumes?progress=true', body, false, (line) => {
+      const l = line as { progress?: { doneBytes?: unknown; totalBytes?: unknown }; volume?: Volume; error?: unknown };
+      if (l.progress) {
+        const { doneBytes, totalBytes } = l.progress;
+        if (typeof doneBytes === 'number' && typeof totalBytes === 'number') onProgress(doneBytes, totalBytes);
+        return;
+      }
+      if (l.volume) return { result: l.volume };
+      if (l.error) throw fromErrorResponse(500, l);
+    });
+  }
+
   const v = (ref: string) => `/v1/volumes/${encodeURIComponent(ref)}`;
   const qs = (pairs: Array<[string, string]>) =>
     pairs.length ? `?${pairs.map(([k, val]) => `${encodeURIComponent(k)}=${encodeURIComponent(val)}`).join('&')}` : '';
@@ -144,7 +173,7 @@ export function createAdminClient(o: AdminClientOptions = {}): AdminClient {
         ...(f.backend ? ([['backend', f.backend]] as Array<[string, string]>) : []),
         ...Object.entries(f.labels ?? {}).map(([k, val]): [string, string] => ['label', `${k}=${val}`]),
       ])}`),
-    createVolume: (body) => call('POST', '/v1/volumes', body),
+    createVolume: (body, opts = {}) => (opts.onProgress ? createStreaming(body, opts.onProgress) : call('POST', '/v1/volumes', body)),
     inspectVolume: (ref) => call('GET', v(ref)),
     removeVolume: (ref, opts = {}) => call('DELETE', `${v(ref)}${opts.force ? '?force=true' : ''}`),
     attach: (ref, body = {}) => call('POST', `${v(ref)}/attach`, body),
@@ -164,4 +193,49 @@ export function createAdminClient(o: AdminClientOptions = {}): AdminClient {
     version: () => call('GET', '/v1/version'),
     metrics: () => call('GET', '/metrics', undefined, true),
   };
+}
+
+/**
+ * Reads an NDJSON reply line by line into `onLine` until it returns a result. A reply that
+ * ends without one (the daemon died mid-copy) is an Internal error, not a hang.
+ */
+function readLines<T>(res: IncomingMessage, method: string, path: string, onLine: (line: unknown) => { result: T } | void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let buffered = '';
+    let settled = false;
+    const settle = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      fn();
+    };
+    const take = (text: string) => {
+      if (text.trim() === '') return;
+      let line: unknown;
+      try {
+        line = JSON.parse(text);
+      } catch {
+        return settle(() => reject(new BerthError('Internal', `admin API answered ${method} ${path} with an invalid NDJSON line`)));
+      }
+      try {
+        const r = onLine(line);
+        if (r) settle(() => resolve(r.result));
+      } catch (err) {
+        settle(() => reject(err));
+      }
+    };
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => {
+      buffered += chunk;
+      let nl: number;
+      while (!settled && (nl = buffered.indexOf('\n')) >= 0) {
+        take(buffered.slice(0, nl));
+        buffered = buffered.slice(nl + 1);
+      }
+    });
+    res.on('end', () => {
+      if (!settled) take(buffered);
+      settle(() => reject(new BerthError('Internal', `admin API stream of ${method} ${path} ended before its result`)));
+    });
+    res.on('error', (err) => settle(() => reject(err)));
+  });
 }
