@@ -1,8 +1,9 @@
 // Import rules from the style anchors (convention 10), checked by reading import statements:
 // the layering is what keeps frontends thin and the per-call executables fast to start.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ERROR_KINDS } from '../core/errors.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const SOURCE_DIRS = ['core', 'backends', 'frontends', 'cli'];
@@ -17,10 +18,19 @@ function sourceFiles(dir: string): string[] {
   return out;
 }
 
-const files = SOURCE_DIRS.flatMap((d) => sourceFiles(join(ROOT, d))).map((abs) => ({
-  path: relative(ROOT, abs),
-  imports: [...readFileSync(abs, 'utf8').matchAll(/(?:^|\n)\s*(?:import|export)[^'"]*?from\s+['"]([^'"]+)['"]/g)].map((m) => m[1]!),
-}));
+const files = SOURCE_DIRS.flatMap((d) => sourceFiles(join(ROOT, d))).map((abs) => {
+  const text = readFileSync(abs, 'utf8');
+  return {
+    path: relative(ROOT, abs),
+    text,
+    imports: [...text.matchAll(/(?:^|\n)\s*(?:import|export)[^'"]*?from\s+['"]([^'"]+)['"]/g)].map((m) => m[1]!),
+  };
+});
+
+/** `spec` as a path relative to the tree root ('' for packages and node: builtins). */
+function resolved(file: string, spec: string): string {
+  return spec.startsWith('.') ? relative(ROOT, join(ROOT, dirname(file), spec)) : '';
+}
 
 const importing = (pred: (spec: string) => boolean) =>
   files.filter((f) => f.imports.some(pred)).map((f) => f.path).sort();
@@ -67,6 +77,47 @@ describe('architecture', () => {
         .map((s) => `${f.path} -> ${s}`),
     );
     expect(heavy).toEqual([]);
+  });
+
+  it('flexvolume/ and dvdcli/ import nothing beyond their folder, the admin client and the core error/type modules', () => {
+    // Each call of these executables is a fresh process: what they import is their cold start.
+    const allowed = (folder: string) => (target: string) =>
+      target.startsWith(`${folder}/`) ||
+      ['frontends/admin/client.ts', 'core/errors.ts', 'core/types.ts', 'package.json'].includes(target.replace(/\.js$/, '.ts'));
+    const bad = files
+      .filter((f) => f.path.startsWith('frontends/flexvolume/') || f.path.startsWith('frontends/dvdcli/'))
+      .flatMap((f) => {
+        const folder = f.path.split('/').slice(0, 2).join('/');
+        return f.imports
+          .map((s) => resolved(f.path, s))
+          .filter((t) => t !== '' && !allowed(folder)(t))
+          .map((t) => `${f.path} -> ${t}`);
+      });
+    expect(bad).toEqual([]);
+  });
+
+  it('every protocol frontend maps error kinds in its own errors.ts, and nowhere else', () => {
+    for (const p of ['admin', 'docker', 'csi', 'flexvolume', 'dvdcli']) {
+      expect(files.some((f) => f.path === `frontends/${p}/errors.ts`), `frontends/${p}/errors.ts`).toBe(true);
+    }
+    // A `case '<Kind>':` is a kind -> protocol mapping; one switch per frontend, in errors.ts.
+    const kindCase = new RegExp(`case '(${ERROR_KINDS.join('|')})'`);
+    const bad = files
+      .filter((f) => (f.path.startsWith('frontends/') || f.path.startsWith('cli/')) && !f.path.endsWith('/errors.ts'))
+      .filter((f) => kindCase.test(f.text))
+      .map((f) => f.path);
+    expect(bad).toEqual([]);
+  });
+
+  it('no module-level mutable state: no top-level let/var, no top-level instances but constant lookup tables', () => {
+    const bad = files.flatMap((f) =>
+      f.text
+        .split('\n')
+        .map((line, i) => ({ line, n: i + 1 }))
+        .filter(({ line }) => /^(export )?(let|var) /.test(line) || /^(export )?const \w+(: [^=]+)? = new (?!(Set|Map|RegExp)\b)/.test(line))
+        .map(({ line, n }) => `${f.path}:${n}: ${line.trim()}`),
+    );
+    expect(bad).toEqual([]);
   });
 
   it('cli talks to the daemon through the admin client (only daemon.ts composes the core)', () => {
