@@ -5,6 +5,7 @@
 import { isAbsolute, normalize } from 'node:path';
 import { invalidArgument } from '../core/errors.js';
 import { parseSize } from '../core/spec.js';
+import { didYouMean } from '../core/suggest.js';
 
 export function settingField(instance: string, key: string): string {
   return `backends.${instance}.${key}`;
@@ -14,7 +15,7 @@ export function settingField(instance: string, key: string): string {
 export function checkKnownKeys(instance: string, raw: Readonly<Record<string, unknown>>, known: readonly string[]): void {
   for (const key of Object.keys(raw)) {
     if (key === 'driver' || known.includes(key)) continue;
-    throw invalidArgument(settingField(instance, key), `unknown setting (known: ${known.join(', ') || 'none'})`);
+    throw invalidArgument(settingField(instance, key), `unknown setting${didYouMean(key, known)} (known: ${known.join(', ') || 'none'})`);
   }
 }
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { defaultConfig } from './config.js';
-import { closest, loadConfig } from './config-load.js';
+import { loadConfig } from './config-load.js';
 import { BerthError } from './errors.js';
 
 let dir: string;
@@ -123,12 +123,5 @@ describe('loadConfig', () => {
   it('accepts unix:// CSI endpoints and stores the path', () => {
     const c = loadConfig({ env: { BERTH_CSI_ENDPOINT: 'unix:///run/b/csi.sock' }, defaultFile: missingDefault() });
     expect(c.csi.endpoint).toBe('/run/b/csi.sock');
-  });
-});
-
-describe('closest', () => {
-  it('suggests only plausible typos', () => {
-    expect(closest('socket', ['socket', 'tcp'])).toBe('socket');
-    expect(closest('zzzzzzzz', ['socket', 'tcp'])).toBeNull();
   });
 });

@@ -15,6 +15,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { defaultConfig, type Config } from './config.js';
 import { BerthError, invalidArgument } from './errors.js';
+import { closest } from './suggest.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/berth/config.yaml';
 
@@ -295,32 +296,6 @@ function setPath(obj: Json, dotted: string, value: unknown): void {
     node = node[p] as Json;
   }
   node[parts.at(-1)!] = value;
-}
-
-/** The candidate with the smallest edit distance, if it is close enough to be a plausible typo. */
-export function closest(input: string, candidates: readonly string[]): string | null {
-  let best: string | null = null;
-  let bestDist = Infinity;
-  for (const c of candidates) {
-    const d = editDistance(input.toLowerCase(), c.toLowerCase());
-    if (d < bestDist) {
-      best = c;
-      bestDist = d;
-    }
-  }
-  return best !== null && bestDist <= Math.max(2, Math.floor(input.length / 3)) ? best : null;
-}
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length]!;
 }
 
 function deepFreeze<T>(value: T): T {

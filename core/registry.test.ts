@@ -33,6 +33,8 @@ describe('createBackends', () => {
     const err = await errorOf(createBackends({ ...base, config: { stateRoot: '/tmp/x', backends: { fast: { driver: 'zfs' } } } }));
     expect(err).toMatchObject({ kind: 'InvalidArgument', field: 'backends.fast.driver' });
     expect(err.message).toContain('fake');
+    const typo = await errorOf(createBackends({ ...base, config: { stateRoot: '/tmp/x', backends: { fast: { driver: 'fak' } } } }));
+    expect(typo.message).toContain('did you mean "fake"?');
   });
 
   it('refuses a missing driver, a bad instance name and bad driver settings naming them', async () => {

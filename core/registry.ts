@@ -10,6 +10,7 @@ import { BerthError, invalidArgument } from './errors.js';
 import type { Logger } from './log.js';
 import type { Exec } from './os/exec.js';
 import { validateVolumeName } from './spec.js';
+import { didYouMean } from './suggest.js';
 
 export interface CreateBackendsOptions {
   readonly config: Pick<Config, 'backends' | 'stateRoot'>;
@@ -35,7 +36,9 @@ export async function createBackends(o: CreateBackendsOptions): Promise<Map<stri
     if (typeof driver !== 'string' || !Object.hasOwn(o.drivers, driver)) {
       throw invalidArgument(
         `backends.${name}.driver`,
-        `${driver === undefined ? 'missing' : `unknown driver ${JSON.stringify(driver)}`} (known drivers: ${known.join(', ')})`,
+        driver === undefined
+          ? `missing (known drivers: ${known.join(', ')})`
+          : `unknown driver ${JSON.stringify(driver)}${didYouMean(String(driver), known)} (known drivers: ${known.join(', ')})`,
       );
     }
     let backend: Backend;

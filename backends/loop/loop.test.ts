@@ -74,6 +74,7 @@ describe('loop backend specifics', () => {
     expect(spec).toEqual({ sizeBytes: 1024 ** 3, fsType: 'ext4', volumeMode: 'filesystem', options: { discard: 'true' } });
     expect(() => backend.validateCreate({ ...spec, options: { discard: 'yes' } })).toThrow(expect.objectContaining({ field: 'opts.discard' }));
     expect(() => backend.validateCreate({ ...spec, options: { mkfsOptions: '-O ^has_journal' } })).toThrow(expect.objectContaining({ field: 'opts.mkfsOptions' }));
+    expect(() => backend.validateCreate({ ...spec, options: { discrad: 'true' } })).toThrow(/opts\.discrad: unknown loop option; did you mean "discard"\?/);
     expect(() => backend.validateCreate({ ...spec, volumeMode: 'block', fsType: 'ext4' })).toThrow(expect.objectContaining({ field: 'fs' }));
   });
 

@@ -6,6 +6,7 @@ import type { BackendContext, CreateSpec } from '../../core/backend.js';
 import { FS_TYPES, type FsType } from '../../core/types.js';
 import { invalidArgument, outOfRange } from '../../core/errors.js';
 import { formatSize } from '../../core/spec.js';
+import { didYouMean } from '../../core/suggest.js';
 import { FS_MIN_BYTES } from '../../core/os/fs.js';
 import { checkKnownKeys, choiceSetting, pathSetting, settingField, sizeSetting } from '../settings.js';
 
@@ -46,7 +47,7 @@ export const LOOP_OPTIONS = ['discard'] as const;
 export function validateLoopCreate(settings: LoopSettings, spec: CreateSpec): CreateSpec {
   const options: Record<string, string> = {};
   for (const [key, value] of Object.entries(spec.options)) {
-    if (key !== 'discard') throw invalidArgument(`opts.${key}`, `unknown loop option (known: ${LOOP_OPTIONS.join(', ')})`);
+    if (key !== 'discard') throw invalidArgument(`opts.${key}`, `unknown loop option${didYouMean(key, LOOP_OPTIONS)} (known: ${LOOP_OPTIONS.join(', ')})`);
     if (value !== 'true' && value !== 'false') throw invalidArgument('opts.discard', `must be true or false, got ${JSON.stringify(value)}`);
     options[key] = value;
   }
