@@ -52,6 +52,9 @@ function fakeAdmin(nodeId = 'node-1') {
       log.push(`expand ${ref} ${size}`);
       return { volume: get(ref), pendingFsGrowth: false };
     },
+    stats: async () => {
+      throw new Error('stats is only asked for mounted volumes, which these tests do not mount');
+    },
     version: async () => ({ version: 'test', nodeId }),
   };
   return { admin, log, vols };
@@ -132,6 +135,16 @@ describe('FlexVolume calls', () => {
     await expect(run(['mount', '/p', J({ 'kubernetes.io/fsType': 'ext4' })])).rejects.toThrow(/has filesystem xfs/);
     await expect(run(['mount', '/p'])).rejects.toThrow(/usage: mount <mount dir> <json>/);
     await expect(run(['expandvolume', J({}), 'x', '12abc', '1'])).rejects.toThrow(/newSizeBytes/);
+    await expect(run(['expandfs', J({}), '/dev/loop9', '/dm', 'big', '1'])).rejects.toThrow(/newSizeBytes/);
+    await expect(run(['expandfs', J({}), '/dev/loop9'])).rejects.toThrow(/usage: expandfs/);
+  });
+
+  it('expandfs grows a volume the controller has not grown yet; an unmounted one has nothing to check', async () => {
+    const { admin, log } = fakeAdmin();
+    const run = (argv: string[]) => runFlexCall(argv, () => admin);
+    await run(['attach', J({}), 'node-1']);
+    expect(await run(['expandfs', J({}), '/dev/loop9', '/dm', '4096', '0'])).toEqual({ status: 'Success' });
+    expect(log.filter((l) => l.startsWith('expand'))).toEqual(['expand vol-pv1 4096']);
   });
 
   it('refuses a mount dir that is relative, climbs with "..", or holds NUL, before any admin call', async () => {

@@ -24,7 +24,7 @@ import { parseFlexOptions, PV_LABEL, type FlexOptions } from './options.js';
 /** The part of the admin API client (frontends/admin/client.ts) this driver uses. */
 export type FlexAdmin = Pick<
   AdminClient,
-  'inspectVolume' | 'listVolumes' | 'createVolume' | 'attach' | 'detach' | 'mount' | 'unmount' | 'expand' | 'version'
+  'inspectVolume' | 'listVolumes' | 'createVolume' | 'attach' | 'detach' | 'mount' | 'unmount' | 'expand' | 'stats' | 'version'
 >;
 
 /**
@@ -39,7 +39,7 @@ export const ATTACHABLE: FlexCapabilities = {
   selinuxRelabel: true,
   supportsMetrics: true,
   fsGroup: true,
-  requiresFSResize: false,
+  requiresFSResize: true,
 };
 
 /** `berth flexvolume install --no-attach`: kubelet calls only mount and unmount. */
@@ -191,6 +191,31 @@ async function expandVolume(admin: FlexAdmin, json: string, newSize: string): Pr
   return success();
 }
 
+/** A filesystem's usable size is its device size less metadata (a few percent; the CSI node uses the same rule). */
+const FS_GROWN_RATIO = 0.85;
+
+/**
+ * expandfs <json> <device> <device mount path> <new size> <old size>: kubelet's node-side
+ * step. It grows the volume if the controller's expandvolume has not (idempotent), then
+ * answers Success once the filesystem has the new size, and a Failure kubelet retries
+ * while an ext4 volume waits for its next mountdevice. Only ext4 waits: xfs and btrfs grow
+ * while mounted (an expand that could not grow them failed), block volumes have no
+ * filesystem, and an unmounted filesystem grows at its mount, before anyone uses it.
+ */
+async function expandFs(admin: FlexAdmin, json: string, newSize: string): Promise<FlexReply> {
+  const opts = parseFlexOptions(json, 'expandfs options JSON');
+  const size = sizeArg(newSize, 'newSizeBytes');
+  let vol = await admin.inspectVolume(opts.ref);
+  let pending = false;
+  if (vol.sizeBytes < size) ({ volume: vol, pendingFsGrowth: pending } = await admin.expand(vol.id, size));
+  if (vol.volumeMode === 'block' || vol.fsType !== 'ext4' || vol.path === null) return success();
+  const totalBytes = pending ? 0 : (await admin.stats(vol.id)).totalBytes;
+  if (totalBytes < size * FS_GROWN_RATIO) {
+    return failure(`the ext4 filesystem of ${vol.name} cannot grow while mounted; it grows to ${size} bytes at its next mount (restart the pod)`);
+  }
+  return success();
+}
+
 /**
  * Runs one driver call. `admin` is created only by calls that need the daemon;
  * `capabilities` is what init reports (ATTACHABLE unless installed with --no-attach).
@@ -229,10 +254,10 @@ export async function runFlexCall(argv: readonly string[], admin: () => FlexAdmi
       const usage = 'expandvolume <json> <device mount path> <new size> <old size>';
       return expandVolume(admin(), arg(args, 0, usage), arg(args, 2, usage));
     }
-    case 'expandfs':
-      // Not reached while requiresFSResize is false; if an old kubelet calls it anyway, the
-      // daemon's expand already grew the filesystem (or grows it at the next mount).
-      return success({ message: 'the filesystem is grown by the berth daemon' });
+    case 'expandfs': {
+      const usage = 'expandfs <json> <device> <device mount path> <new size> <old size>';
+      return expandFs(admin(), arg(args, 0, usage), arg(args, 3, usage));
+    }
     default:
       // Commands of other kubelet versions (e.g. the removed waitfordetach): kubelet's default.
       return cmd === undefined ? failure('usage: berth <init|attach|...> [args]') : notSupported();

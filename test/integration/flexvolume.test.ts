@@ -4,6 +4,7 @@
 // parsed from stdout+stderr as exactly one JSON value, against a real daemon and real
 // loop volumes.
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { statfs, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -52,7 +53,7 @@ describe('FlexVolume driver (kubelet-style calls)', () => {
     const init = await kubeletCall(exe, ['init']);
     expect(init.code).toBe(0);
     expect(init.stderr).toBe('');
-    expect(init.reply).toEqual({ status: 'Success', capabilities: { attach: true, selinuxRelabel: true, supportsMetrics: true, fsGroup: true, requiresFSResize: false } });
+    expect(init.reply).toEqual({ status: 'Success', capabilities: { attach: true, selinuxRelabel: true, supportsMetrics: true, fsGroup: true, requiresFSResize: true } });
 
     const un = await runBerth(['flexvolume', 'uninstall', '--plugin-dir', root.path('exec')]);
     expect(un.code).toBe(0);
@@ -213,21 +214,86 @@ describe('FlexVolume driver (kubelet-style calls)', () => {
     expect((await d.client.inspectVolume(pv)).attachments).toEqual([]);
   });
 
-  it('expandvolume grows the volume through the daemon', async () => {
-    const root = roots.create('flex-expand');
+  /**
+   * kubelet's steps for one pod on a loop volume, up to a running pod: attach, waitforattach,
+   * mountdevice, mount. Returns the call helper and the two mount points.
+   */
+  async function runningPod(label: string, fs: 'ext4' | 'xfs', size: string) {
+    const root = roots.create(label);
     const d = await startTestDaemon(root);
     const exe = await install(root, d.socket);
-    const pv = uniq('pv-grow');
+    const pv = uniq(`pv-${fs}`);
+    const { dm, pd } = kubeletPaths(root, pv, `${label}-pod`);
+    const J = goJson({ 'kubernetes.io/fsType': fs, 'kubernetes.io/pvOrVolumeName': pv, 'kubernetes.io/readwrite': 'rw', backend: 'loop', size });
+    const call = async (...args: string[]) => {
+      const r = await kubeletCall(exe, args);
+      expect(r.stderr, `stderr of ${args[0]}`).toBe('');
+      expect(r.code, `exit of ${args[0]}: ${r.stdout}`).toBe(r.reply.status === 'Failure' ? 1 : 0);
+      return r.reply;
+    };
     root.defer(() => d.client.removeVolume(pv, { force: true }).catch(() => undefined));
-    const J = goJson({ 'kubernetes.io/fsType': '', 'kubernetes.io/pvOrVolumeName': pv, 'kubernetes.io/readwrite': 'rw', backend: 'loop', size: '64Mi' });
-    expect((await kubeletCall(exe, ['attach', J, NODE])).reply.status).toBe('Success');
+    const device = (await call('attach', J, NODE)).device!;
+    expect(await call('waitforattach', device, J)).toMatchObject({ status: 'Success' });
+    mkdirSync(dm, { recursive: true });
+    mkdirSync(pd, { recursive: true });
+    expect(await call('mountdevice', dm, device, J)).toEqual({ status: 'Success' });
+    expect(await call('mount', pd, J)).toEqual({ status: 'Success' });
+    return { d, J, call, pv, dm, pd, device };
+  }
+
+  /** What df in the pod shows: the filesystem's size as statfs reports it. */
+  const dfBytes = async (dir: string) => {
+    const s = await statfs(dir);
+    return s.blocks * s.bsize;
+  };
+
+  it('xfs grows while the pod has it mounted: expandvolume grows volume and filesystem, expandfs confirms, df shows it without a remount', async () => {
+    const MiB = 1024 * 1024;
+    const { d, J, call, pv, dm, pd, device } = await runningPod('flex-grow-xfs', 'xfs', '300Mi');
+    writeFileSync(join(pd, 'before'), 'kept');
+    const before = await dfBytes(pd);
+    expect(before).toBeLessThan(300 * MiB);
     // KCM passes the relative device mount path and decimal byte counts (flexvolume.md §5).
-    const r = await kubeletCall(exe, ['expandvolume', J, `berth/berth/mounts/${pv}`, String(96 * 1024 * 1024), String(64 * 1024 * 1024)]);
-    expect(r.stderr).toBe('');
-    expect(r.reply).toEqual({ status: 'Success' });
-    expect(r.code).toBe(0);
-    expect((await d.client.inspectVolume(pv)).sizeBytes).toBe(96 * 1024 * 1024);
-    expect((await kubeletCall(exe, ['detach', pv, NODE])).reply).toEqual({ status: 'Success' });
+    expect(await call('expandvolume', J, `berth/berth/mounts/${pv}`, String(400 * MiB), String(300 * MiB))).toEqual({ status: 'Success' });
+    expect((await d.client.inspectVolume(pv)).sizeBytes).toBe(400 * MiB);
+    const after = await dfBytes(pd);
+    expect(after).toBeGreaterThan(before + 90 * MiB);
+    expect((await mountTable()).get(pd)).toBe(device); // the same mount, not a new one
+    // kubelet's node step (requiresFSResize) finds the filesystem grown.
+    expect(await call('expandfs', J, device, dm, String(400 * MiB), String(300 * MiB))).toEqual({ status: 'Success' });
+    writeFileSync(join(pd, 'after'), Buffer.alloc(150 * MiB)); // more than the old filesystem could hold next to its log
+    expect(readFileSync(join(pd, 'before'), 'utf8')).toBe('kept');
+    await unlink(join(pd, 'after'));
+    // A repeated expandvolume (KCM retries) changes nothing.
+    expect(await call('expandvolume', J, `berth/berth/mounts/${pv}`, String(400 * MiB), String(300 * MiB))).toMatchObject({ status: 'Success' });
+    expect(await call('unmount', pd)).toEqual({ status: 'Success' });
+    expect(await call('unmountdevice', dm)).toEqual({ status: 'Success' });
+    expect(await call('detach', pv, NODE)).toEqual({ status: 'Success' });
+  });
+
+  it('ext4 cannot grow mounted here: expandfs fails honestly until the next mountdevice grows it', async () => {
+    const MiB = 1024 * 1024;
+    const { d, J, call, pv, dm, pd, device } = await runningPod('flex-grow-ext4', 'ext4', '64Mi');
+    writeFileSync(join(pd, 'before'), 'kept');
+    const before = await dfBytes(pd);
+    expect(await call('expandvolume', J, `berth/berth/mounts/${pv}`, String(128 * MiB), String(64 * MiB))).toEqual({ status: 'Success' });
+    expect((await d.client.inspectVolume(pv)).sizeBytes).toBe(128 * MiB);
+    expect(await dfBytes(pd)).toBe(before); // still the old filesystem while mounted
+    const pending = await call('expandfs', J, device, dm, String(128 * MiB), String(64 * MiB));
+    expect(pending.status).toBe('Failure');
+    expect(pending.message).toMatch(/ext4 filesystem of .* cannot grow while mounted; it grows to 134217728 bytes at its next mount/);
+
+    // The pod restarts: kubelet unmounts, unmountdevice, then mountdevice again (no detach on the same node).
+    expect(await call('unmount', pd)).toEqual({ status: 'Success' });
+    expect(await call('unmountdevice', dm)).toEqual({ status: 'Success' });
+    expect(await call('mountdevice', dm, device, J)).toEqual({ status: 'Success' });
+    expect(await call('mount', pd, J)).toEqual({ status: 'Success' });
+    expect(await dfBytes(pd)).toBeGreaterThan(before + 50 * MiB);
+    expect(readFileSync(join(pd, 'before'), 'utf8')).toBe('kept');
+    expect(await call('expandfs', J, device, dm, String(128 * MiB), String(64 * MiB))).toEqual({ status: 'Success' });
+    expect(await call('unmount', pd)).toEqual({ status: 'Success' });
+    expect(await call('unmountdevice', dm)).toEqual({ status: 'Success' });
+    expect(await call('detach', pv, NODE)).toEqual({ status: 'Success' });
   });
 
   it('answers every failure as one Failure JSON with exit 1 and nothing on stderr', async () => {
