@@ -1,11 +1,9 @@
 // Test cleanup that runs even when a test failed: a LIFO stack of steps (every step runs,
-// errors are collected), a sweep that unmounts and detaches whatever is left under a
-// temporary root, and a leak check that asks the kernel through `findmnt` and `losetup -a`
-// (independent of berth's own parsers) whether anything under the root survived.
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-
-const run = promisify(execFile);
+// errors are collected), and the kernel's own view of what is left under a temporary root
+// (read from /proc/self/mountinfo and `losetup --json`, independent of berth's parsers),
+// with a sweep that unmounts and detaches it. tmp-root.ts builds per-test roots on these.
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 
 export interface CleanupStack {
   /** Registers a step; steps run last-in first-out. */
@@ -38,52 +36,82 @@ export function createCleanupStack(): CleanupStack {
 }
 
 export interface Leftovers {
-  /** Mount targets under the root, or mounts whose source is a loop device backed by a file under it. */
+  /** Mount targets under the root, and mounts anywhere whose source is one of `loops`. */
   readonly mounts: string[];
-  /** Loop devices whose backing file is under the root. */
-  readonly loops: string[];
+  /** Loop devices backed by files under the root ("/dev/loop7" and its backing file). */
+  readonly loops: Array<{ device: string; backingFile: string }>;
 }
 
 const under = (path: string, root: string): boolean => path === root || path.startsWith(`${root}/`);
+const unescapeOctal = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
 
-async function loopsUnder(root: string): Promise<string[]> {
-  // "/dev/loop3: [65024]:1234 (/tmp/x/vol.img)" or "... (/tmp/x/vol.img (deleted))"
-  const { stdout } = await run('losetup', ['-a']);
-  const out: string[] = [];
-  for (const line of stdout.split('\n')) {
-    const m = /^(\/dev\/loop\d+): .*?\((.*)\)$/.exec(line.trim());
-    if (m && under(m[2]!.replace(/ \(deleted\)$/, ''), root)) out.push(m[1]!);
+function loopsUnder(root: string): Leftovers['loops'] {
+  let json: string;
+  try {
+    json = execFileSync('losetup', ['--json', '--list', '--output', 'NAME,BACK-FILE'], { encoding: 'utf8', timeout: 30_000 });
+  } catch {
+    return [];
   }
-  return out;
+  if (!json.trim()) return [];
+  const parsed = JSON.parse(json) as { loopdevices?: Array<{ name: string; 'back-file': string | null }> };
+  return (parsed.loopdevices ?? [])
+    .filter((d) => d['back-file'] && under(d['back-file'].replace(/ \(deleted\)$/, ''), root))
+    .map((d) => ({ device: d.name, backingFile: d['back-file']! }));
 }
 
-async function mountsUnder(root: string, loops: readonly string[]): Promise<string[]> {
-  const { stdout } = await run('findmnt', ['--raw', '--noheadings', '--output', 'TARGET,SOURCE']);
+function mountsUnder(root: string, loops: Leftovers['loops']): string[] {
+  const devices = new Set(loops.map((l) => l.device));
   const out: string[] = [];
-  for (const line of stdout.split('\n')) {
-    const [rawTarget, source] = line.split(' ');
-    if (!rawTarget) continue;
-    const target = rawTarget.replace(/\\x([0-9a-f]{2})/gi, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
-    if (under(target, root) || (source && loops.includes(source))) out.push(target);
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const target = unescapeOctal(line.split(' ')[4] ?? '');
+    const source = unescapeOctal(line.slice(sep + 3).split(' ')[1] ?? '');
+    if (under(target, root) || devices.has(source)) out.push(target);
   }
   return out;
-}
-
-/** What the kernel still holds under `root`. */
-export async function findLeftovers(root: string): Promise<Leftovers> {
-  const loops = await loopsUnder(root);
-  return { mounts: await mountsUnder(root, loops), loops };
 }
 
 /**
- * Unmounts (deepest first, lazily as a last resort) and detaches everything under `root`.
- * Returns what it had to clean, so a test can assert that the code under test left nothing.
+ * What the kernel holds under `root` right now. Synchronous so a test can write
+ * `expect(leftovers(dir)).toEqual({ mounts: [], loops: [] })`.
  */
-export async function sweepRoot(root: string): Promise<Leftovers> {
-  const found = await findLeftovers(root);
-  for (const target of [...found.mounts].sort((a, b) => b.length - a.length)) {
-    await run('umount', [target]).catch(() => run('umount', ['-l', target]).catch(() => undefined));
+export function leftovers(root: string): Leftovers {
+  const loops = loopsUnder(root);
+  return { mounts: mountsUnder(root, loops), loops };
+}
+
+/** leftovers() for callers that await. */
+export async function findLeftovers(root: string): Promise<Leftovers> {
+  return leftovers(root);
+}
+
+function run(bin: string, args: string[]): boolean {
+  try {
+    execFileSync(bin, args, { stdio: 'ignore', timeout: 30_000 });
+    return true;
+  } catch {
+    return false;
   }
-  for (const dev of found.loops) await run('losetup', ['-d', dev]).catch(() => undefined);
+}
+
+/**
+ * Unmounts (deepest first, lazily as a last resort) and detaches everything under `root`,
+ * in a few passes (a loop device can hold a mount and vice versa, a lazy detach settles
+ * late). Returns what it found first, so a test can assert the code under test left nothing.
+ */
+export function sweep(root: string): Leftovers {
+  const found = leftovers(root);
+  let left = found;
+  for (let pass = 0; pass < 3 && (left.mounts.length > 0 || left.loops.length > 0); pass++) {
+    for (const m of [...left.mounts].sort((a, b) => b.length - a.length)) run('umount', [m]) || run('umount', ['-l', m]);
+    for (const l of left.loops) run('losetup', ['-d', l.device]);
+    left = leftovers(root);
+  }
   return found;
+}
+
+/** sweep() for callers that await. */
+export async function sweepRoot(root: string): Promise<Leftovers> {
+  return sweep(root);
 }

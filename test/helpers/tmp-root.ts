@@ -5,16 +5,18 @@
  *   const root = await roots.create('cli');   // in a test: /tmp/berth-cli-XXXX
  *   root.defer(() => something.stop());      // runs first, last-in first-out
  *
- * cleanup() runs the deferred steps, then sweeps the kernel: every mount under the root is
- * unmounted (deepest first), every loop device whose backing file is under the root is
- * detached, and the directory (sockets included) is removed. It reports what it had to
- * clean so a test can assert that nothing was left (`leftovers()`).
+ * cleanup() runs the deferred steps, then sweeps the kernel (cleanup.ts): every mount under
+ * the root is unmounted (deepest first), every loop device whose backing file is under the
+ * root is detached, and the directory (sockets included) is removed. `leftovers()` tells a
+ * test what the code under test left behind.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach } from 'vitest';
+import { createCleanupStack, sweep } from './cleanup.js';
+
+export { leftovers, type Leftovers } from './cleanup.js';
 
 export interface TmpRoot {
   /** Absolute path of the root directory. */
@@ -27,36 +29,24 @@ export interface TmpRoot {
   cleanup(): Promise<void>;
 }
 
-export interface Leftovers {
-  /** Mount points under the root. */
-  readonly mounts: string[];
-  /** Loop devices backed by files under the root ("/dev/loop7 -> /tmp/.../x.img"). */
-  readonly loops: Array<{ device: string; backingFile: string }>;
-}
-
 /** Creates a root now; the caller must call cleanup() (prefer useTmpRoots()). */
 export function createTmpRoot(label = 'test'): TmpRoot {
   const dir = mkdtempSync(join(tmpdir(), `berth-${label.replace(/[^A-Za-z0-9_-]/g, '-')}-`));
-  const steps: Array<() => unknown> = [];
+  const steps = createCleanupStack();
   let done = false;
   return {
     dir,
     path: (...parts) => join(dir, ...parts),
-    defer: (fn) => void steps.push(fn),
+    defer: (fn) => steps.defer(`${label} step`, fn),
     async cleanup() {
       if (done) return;
       done = true;
-      const errors: unknown[] = [];
-      for (const fn of steps.splice(0).reverse()) {
-        try {
-          await fn();
-        } catch (err) {
-          errors.push(err);
-        }
+      try {
+        await steps.run();
+      } finally {
+        sweep(dir);
+        rmSync(dir, { recursive: true, force: true });
       }
-      sweep(dir);
-      rmSync(dir, { recursive: true, force: true });
-      if (errors.length) throw new AggregateError(errors, `cleanup of ${dir}: ${errors.length} step(s) failed`);
     },
   };
 }
@@ -79,57 +69,4 @@ export function useTmpRoots(): { create(label?: string): TmpRoot } {
       return r;
     },
   };
-}
-
-/** Mounts and loop devices under `dir` right now (the kernel's view). */
-export function leftovers(dir: string): Leftovers {
-  return { mounts: mountsUnder(dir), loops: loopsUnder(dir) };
-}
-
-function sweep(dir: string): void {
-  // Several passes: a loop device can hold a mount and vice versa, and a lazy detach settles late.
-  for (let pass = 0; pass < 3; pass++) {
-    for (const m of mountsUnder(dir).sort((a, b) => b.length - a.length)) {
-      run('umount', [m]) || run('umount', ['-l', m]);
-    }
-    for (const l of loopsUnder(dir)) run('losetup', ['-d', l.device]);
-    if (mountsUnder(dir).length === 0 && loopsUnder(dir).length === 0) return;
-  }
-}
-
-function run(bin: string, args: string[]): boolean {
-  try {
-    execFileSync(bin, args, { stdio: 'ignore', timeout: 30_000 });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const underDir = (p: string, dir: string) => p === dir || p.startsWith(`${dir}/`);
-
-function mountsUnder(dir: string): string[] {
-  const text = readFileSync('/proc/self/mountinfo', 'utf8');
-  const out: string[] = [];
-  for (const line of text.split('\n')) {
-    const target = line.split(' ')[4];
-    if (!target) continue;
-    const path = target.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    if (underDir(path, dir)) out.push(path);
-  }
-  return out;
-}
-
-function loopsUnder(dir: string): Array<{ device: string; backingFile: string }> {
-  let json: string;
-  try {
-    json = execFileSync('losetup', ['--json', '--list', '--output', 'NAME,BACK-FILE'], { encoding: 'utf8', timeout: 30_000 });
-  } catch {
-    return [];
-  }
-  if (!json.trim()) return [];
-  const parsed = JSON.parse(json) as { loopdevices?: Array<{ name: string; 'back-file': string | null }> };
-  return (parsed.loopdevices ?? [])
-    .filter((d) => d['back-file'] && underDir(d['back-file'].replace(/ \(deleted\)$/, ''), dir))
-    .map((d) => ({ device: d.name, backingFile: d['back-file']! }));
 }
