@@ -187,7 +187,8 @@ export async function finishInterrupted(d: CoreDeps, row: VolumeRow): Promise<vo
     if (backend.capabilities.attachable) await backend.detach(bv);
   }
   await backend.delete(bv);
-  d.store.deleteVolume(row.id);
+  // The intent row being finished is durable: a lost removal is finished again next start.
+  d.store.tx(() => d.store.deleteVolume(row.id), { durable: false });
 }
 
 export async function removeVolume(d: CoreDeps, row: VolumeRow, force: boolean): Promise<void> {
@@ -209,5 +210,6 @@ export async function removeVolume(d: CoreDeps, row: VolumeRow, force: boolean):
   }
   d.store.updateVolume(row.id, { status: 'deleting' });
   await backendOf(d, row).delete(toBackendVolume(row));
-  d.store.deleteVolume(row.id);
+  // The durable 'deleting' intent covers a lost row removal: reconcile rolls it forward.
+  d.store.tx(() => d.store.deleteVolume(row.id), { durable: false });
 }

@@ -7,6 +7,12 @@
  * and deletes the pending row; a crash leaves the pending row, which reconcile rolls back.
  * Attachment rows are written after the backend attached (a crash in between leaves a
  * device with no record, which reconcile detaches).
+ *
+ * Mount references, mounted paths and implicit attachments record kernel state that a
+ * power cut wipes (mounts, loop devices), so they are committed as runtime commits
+ * (`RUNTIME`, no fsync; see TxOptions): they survive kill -9, and after a reboot nothing is
+ * left in the kernel for a lost record to leak. Explicit attachments (ControllerPublish,
+ * `berth volume attach`) are decisions a CO made: those stay durable.
  */
 import type { Backend } from './backend.js';
 import { backendOf, loadVolume, toBackendVolume, type CoreDeps } from './core-deps.js';
@@ -15,6 +21,9 @@ import type { MountRequest, MountResponse } from './service.js';
 import type { AttachmentRow, VolumeRow } from './store/store.js';
 import { bindTarget, parseMountFlags, unbindTarget, validateTarget } from './targets.js';
 import type { Frontend } from './types.js';
+
+/** Commit options for records of runtime (kernel) state. */
+const RUNTIME = { durable: false } as const;
 
 /** A "csi-stage:" reference is the node-global staging mount, not a workload (ReadWriteOncePod). */
 const isStageConsumer = (consumer: string) => consumer.startsWith('csi-stage:');
@@ -93,8 +102,6 @@ export async function mountVolume(d: CoreDeps, row: VolumeRow, req: MountRequest
     const current = d.store.getVolume(row.id)!;
     return { volume: loadVolume(d, current), path: mine.target ?? current.path ?? '', existing: true };
   }
-  if (mine) d.store.deleteMountRef(row.id, mine.consumer); // leftover of a failed attempt: start over
-
   if (row.accessMode === 'ReadWriteOncePod' && !isStageConsumer(req.consumer)) {
     const other = refs.find((r) => r.consumer !== req.consumer && !isStageConsumer(r.consumer));
     if (other) throw inUse(`volume "${row.name}" is ReadWriteOncePod and already used by ${other.consumer}`);
@@ -102,9 +109,12 @@ export async function mountVolume(d: CoreDeps, row: VolumeRow, req: MountRequest
   checkSingleNode(row, d.store.listAttachments(row.id), d.nodeId);
   const readOnly = row.accessMode === 'ReadOnlyMany' || req.readOnly === true || flags.readOnly;
 
-  d.store.insertMountRef({
-    volumeId: row.id, consumer: req.consumer, frontend, target, readOnly, state: 'pending', createdAt: d.now(),
-  });
+  d.store.tx(() => {
+    if (mine) d.store.deleteMountRef(row.id, mine.consumer); // leftover of a failed attempt: start over
+    d.store.insertMountRef({
+      volumeId: row.id, consumer: req.consumer, frontend, target, readOnly, state: 'pending', createdAt: d.now(),
+    });
+  }, RUNTIME);
   const undo: Array<() => Promise<void>> = [];
   // Records written together with the commit (one fsync): a crash before it leaves a
   // pending reference, and reconcile releases whatever the OS holds without records.
@@ -125,14 +135,14 @@ export async function mountVolume(d: CoreDeps, row: VolumeRow, req: MountRequest
     d.store.tx(() => {
       for (const write of commit) write();
       d.store.setMountRefState(row.id, req.consumer, 'committed');
-    });
+    }, RUNTIME);
     const current = d.store.getVolume(row.id)!;
     return { volume: loadVolume(d, current), path: target ?? path, existing: false };
   } catch (err) {
     for (const step of undo.reverse()) {
       await step().catch((e: unknown) => d.log.warn({ err: e, volume: row.name }, 'mount rollback step failed'));
     }
-    d.store.deleteMountRef(row.id, req.consumer);
+    d.store.tx(() => d.store.deleteMountRef(row.id, req.consumer), RUNTIME);
     throw err;
   }
 }
@@ -176,7 +186,7 @@ export async function unmountVolume(d: CoreDeps, row: VolumeRow, consumer: strin
   if (mine.target) await unbindTarget(d.exec, mine.target);
   const others = refs.filter((r) => r.consumer !== consumer);
   if (others.length > 0) {
-    d.store.deleteMountRef(row.id, consumer);
+    d.store.tx(() => d.store.deleteMountRef(row.id, consumer), RUNTIME);
     return;
   }
   await releaseAll(d, row, [mine.consumer]);
@@ -197,9 +207,11 @@ export async function releaseAll(d: CoreDeps, row: VolumeRow, consumers?: readon
   const local = d.store.listAttachments(row.id).find((a) => a.node === d.nodeId);
   const detach = local !== undefined && (local.implicit || detachExplicit);
   if (detach && backend.capabilities.attachable) await backend.detach(bv);
+  // Runtime commit even when an explicit attachment goes (detachExplicit): that only
+  // happens on the way to a durable 'deleting' intent or a roll-forward, whose fsync covers it.
   d.store.tx(() => {
     for (const r of refs) d.store.deleteMountRef(row.id, r.consumer);
     d.store.updateVolume(row.id, { path: null });
     if (detach) d.store.deleteAttachment(row.id, d.nodeId);
-  });
+  }, RUNTIME);
 }

@@ -84,6 +84,32 @@ describe('SQLite store', () => {
     expect(store.countVolumes()).toBe(0);
   });
 
+  it('runtime (non-durable) commits are visible at once to other connections, roll back on throw and join an outer tx', () => {
+    store.insertVolume(vol('vol-1', 'one'));
+    const ref = { volumeId: 'vol-1', frontend: 'docker' as const, target: null, readOnly: false, state: 'pending' as const, createdAt: 't' };
+    store.tx(() => store.insertMountRef({ ...ref, consumer: 'c1' }), { durable: false });
+    const other = new Database(join(dir, 'sub', 'state.db'), { readonly: true });
+    try {
+      expect(other.prepare('SELECT consumer FROM mount_refs').all()).toEqual([{ consumer: 'c1' }]);
+      expect(() => store.tx(() => {
+        store.insertMountRef({ ...ref, consumer: 'c2' });
+        throw new Error('boom');
+      }, { durable: false })).toThrow('boom');
+      // A runtime tx nested in a durable one is part of it: the outer rollback undoes both.
+      expect(() => store.tx(() => {
+        store.tx(() => store.insertMountRef({ ...ref, consumer: 'c3' }), { durable: false });
+        throw new Error('outer');
+      })).toThrow('outer');
+      store.tx(() => store.setMountRefState('vol-1', 'c1', 'committed'));
+      expect(other.prepare('SELECT consumer, state FROM mount_refs').all()).toEqual([{ consumer: 'c1', state: 'committed' }]);
+    } finally {
+      other.close();
+    }
+    store.close();
+    store = openStore(join(dir, 'sub', 'state.db'));
+    expect(store.listMountRefs().map((r) => r.consumer)).toEqual(['c1']);
+  });
+
   it('stores snapshots independent of their volume', () => {
     store.insertSnapshot({ id: 'snap-1', name: 's', volumeId: 'vol-gone', backend: 'local', sizeBytes: 5, fsType: 'xfs', volumeMode: 'filesystem', status: 'creating', createdAt: 't' });
     store.setSnapshotStatus('snap-1', 'ready');

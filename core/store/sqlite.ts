@@ -4,11 +4,18 @@
  * Durability choices:
  * - journal_mode=WAL: readers never block the writer, and a killed process (kill -9) loses
  *   nothing that was committed.
- * - synchronous=FULL: every commit is fsynced before it returns. The service writes an
- *   intent row ('creating', pending mount ref) *before* touching the OS, so that intent must
- *   be on disk before the side effect happens, including across a power loss; with NORMAL a
- *   power loss could drop the last commits and leave an image or mount with no record. The
- *   cost (one fsync per commit) is small next to losetup/mkfs/mount.
+ * - synchronous=FULL by default: every commit is fsynced before it returns. The service
+ *   writes an intent row ('creating', 'deleting') *before* touching the OS, so that intent
+ *   must be on disk before a persistent side effect happens (mkdir, an image file, rm -r),
+ *   including across a power loss.
+ * - tx(fn, { durable: false }) commits with synchronous=NORMAL instead (no fsync; ~0.05 ms
+ *   instead of 0.5-2 ms of a blocked event loop). In WAL mode such a commit survives a
+ *   process crash; a power cut can lose it, but only together with every later commit:
+ *   WAL frames carry cumulative checksums, so recovery keeps a prefix of the commit
+ *   sequence, and the next durable commit's fsync covers the earlier frames. The core uses
+ *   it only for records of kernel state that a power cut wipes anyway (mount references,
+ *   mounted paths, implicit loop attachments): after a reboot no mount or loop device is
+ *   left to leak, and kubelet / Docker ask for their mounts again.
  * - foreign_keys=ON so deleting a volume removes its attachments and mount references.
  * - busy_timeout so a second process (the CLI reading the same file in tests) waits instead of failing.
  */
@@ -18,7 +25,7 @@ import { dirname } from 'node:path';
 import { internal } from '../errors.js';
 import { MIGRATIONS } from './migrations.js';
 import type {
-  AttachmentRow, MountRefRow, MountRefState, SnapshotRow, SnapshotStatus, Store, VolumePatch, VolumeRow,
+  AttachmentRow, MountRefRow, MountRefState, SnapshotRow, SnapshotStatus, Store, TxOptions, VolumePatch, VolumeRow,
 } from './store.js';
 import type { VolumeStatus } from '../types.js';
 
@@ -155,11 +162,21 @@ export function openStore(path: string): Store {
     deleteSnapshot: db.prepare<[string]>('DELETE FROM snapshots WHERE id = ?'),
   };
 
+  const syncNormal = db.prepare('PRAGMA synchronous = NORMAL');
+  const syncFull = db.prepare('PRAGMA synchronous = FULL');
+
   let closed = false;
   const store: Store = {
-    tx<T>(fn: () => T): T {
-      // better-sqlite3 turns a nested transaction() into a savepoint, so nesting is safe.
-      return db.transaction(fn)();
+    tx<T>(fn: () => T, opts: TxOptions = {}): T {
+      // better-sqlite3 turns a nested transaction() into a savepoint, so nesting is safe;
+      // a nested call joins the outer transaction and so its durability.
+      if (opts.durable !== false || db.inTransaction) return db.transaction(fn)();
+      syncNormal.run();
+      try {
+        return db.transaction(fn)();
+      } finally {
+        syncFull.run();
+      }
     },
 
     getVolume: (id) => {

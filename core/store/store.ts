@@ -71,9 +71,23 @@ export interface VolumePatch {
   readonly sizeBytes?: number;
 }
 
+export interface TxOptions {
+  /**
+   * true (default): the commit is fsynced before tx returns (an intent before a persistent
+   * side effect, or a result the caller is told about and must not lose to a power cut).
+   * false: a "runtime" commit, fsynced by the next durable commit or the next checkpoint. It
+   * survives a process crash (kill -9) but may be lost to a power cut, so use it only for
+   * records of kernel state that a power cut wipes anyway (mount references, mounted paths,
+   * implicit loop attachments) and for roll-forward completions (a deleted row whose
+   * 'deleting' intent is durable). The WAL keeps commit order, so a power cut loses a
+   * suffix of the runtime commits, never one before a durable commit.
+   */
+  readonly durable?: boolean;
+}
+
 export interface Store {
-  /** Runs fn in one transaction (nested calls join the outer one). fn must not await. */
-  tx<T>(fn: () => T): T;
+  /** Runs fn in one transaction (nested calls join the outer one, and its durability). fn must not await. */
+  tx<T>(fn: () => T, opts?: TxOptions): T;
 
   getVolume(id: string): VolumeRow | null;
   getVolumeByName(name: string): VolumeRow | null;
