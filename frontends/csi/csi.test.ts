@@ -12,7 +12,7 @@ import { createFakeHarness, type FakeHarness } from '../../backends/fake/harness
 import { LOOP_LIKE } from '../../backends/fake/fake.js';
 import { createSilentLogger, defaultConfig } from '../../core/index.js';
 import { isMountpoint } from '../../core/os/mounts.js';
-import { blockCap, createCsiClient, mountCap, type CsiClient } from '../../test/helpers/csi-client.js';
+import { blockCap, createCsiClient, grpcError, mountCap, type CsiClient } from '../../test/helpers/csi-client.js';
 import { createCsiFrontend } from './index.js';
 import type { FrontendServer } from '../types.js';
 
@@ -56,15 +56,6 @@ async function setup(backends: Parameters<typeof createFakeHarness>[0] extends i
   const env = { h, csi, c: createCsiClient(socket), dir, socket };
   envs.push(env);
   return env;
-}
-
-async function grpcError(p: Promise<unknown>): Promise<{ code: number; details: string }> {
-  try {
-    await p;
-  } catch (err) {
-    return err as { code: number; details: string };
-  }
-  throw new Error('expected the call to fail');
 }
 
 describe('csi identity', () => {

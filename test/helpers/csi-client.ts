@@ -46,3 +46,13 @@ export const mountCap = (mode = 'SINGLE_NODE_WRITER', fs_type = '', mount_flags:
   access_mode: { mode },
 });
 export const blockCap = (mode = 'SINGLE_NODE_WRITER') => ({ block: {}, access_mode: { mode } });
+
+/** The gRPC error a call failed with; fails the test when the call succeeded. */
+export async function grpcError(p: Promise<unknown>): Promise<{ code: number; details: string }> {
+  try {
+    await p;
+  } catch (err) {
+    return err as { code: number; details: string };
+  }
+  throw new Error('expected the call to fail');
+}

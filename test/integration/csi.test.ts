@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { isMountpoint } from '../../core/os/mounts.js';
-import { blockCap, createCsiClient, mountCap, type CsiClient } from '../helpers/csi-client.js';
+import { blockCap, createCsiClient, grpcError, mountCap, type CsiClient } from '../helpers/csi-client.js';
 import { startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { raw } from '../helpers/http.js';
 import { useTmpRoots, type TmpRoot } from '../helpers/tmp-root.js';
@@ -23,15 +23,6 @@ async function start(label: string, o: { docker?: boolean } = {}): Promise<{ d: 
   const c = createCsiClient(d.csiEndpoint);
   root.defer(() => c.close());
   return { d, c, root };
-}
-
-async function grpcError(p: Promise<unknown>): Promise<{ code: number; details: string }> {
-  try {
-    await p;
-  } catch (err) {
-    return err as { code: number; details: string };
-  }
-  throw new Error('expected the call to fail');
 }
 
 /** Each step twice: every CSI call must be idempotent. */

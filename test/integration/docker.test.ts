@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 import {
   acquireDriverName, cleanupDocker, docker, dockerRun, ensureDocker, ensureTestImage, listDriverVolumes, pluginSocket,
-  uniqueName,
+  uniqueName, waitFor,
 } from '../helpers/docker.js';
 import { leftovers, useTmpRoots, type TmpRoot } from '../helpers/tmp-root.js';
 
@@ -211,20 +211,12 @@ describe('docker volume plugin with a real Docker engine', () => {
 
 /** Polls until the file exists in the volume (seen through berth's mounted path). */
 async function waitForFile(env: Env, v: string, file: string): Promise<void> {
-  await poll(`${file} in ${v}`, async () => {
+  await waitFor(`${file} in ${v}`, async () => {
     const r = await dockerRun(['run', '--rm', '--name', containerName(env, 'probe'), '-v', `${v}:/data`, image, 'test', '-e', `/data/${file}`]);
     return r.code === 0;
   });
 }
 
 async function waitForMounts(env: Env, v: string, n: number): Promise<void> {
-  await poll(`${n} mount(s) of ${v}`, async () => (await env.berth.client.inspectVolume(v)).mounts.length === n);
-}
-
-async function poll(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitFor(`${n} mount(s) of ${v}`, async () => (await env.berth.client.inspectVolume(v)).mounts.length === n);
 }
