@@ -68,6 +68,8 @@ describe('Docker plugin discovery', () => {
     expect(locatePlugin('p5', dirs)).toMatchObject({ kind: 'tcp', tls: { insecureSkipVerify: true } });
     writeFileSync(join(specs, 'p6.spec'), '/no/scheme.sock');
     expect(() => locatePlugin('p6', dirs)).toThrow(/Unknown protocol/);
+    writeFileSync(join(specs, 'p7.json'), JSON.stringify({ Name: 'p7', Addr: 'not a url' }));
+    expect(() => locatePlugin('p7', dirs)).toThrow(expect.objectContaining({ name: 'PluginUnavailableError', message: expect.stringMatching(/p7\.json: Addr "not a url" is not a URL/) }));
     expect(() => locatePlugin('../x', dirs)).toThrow(/invalid volume driver name/);
   });
 });

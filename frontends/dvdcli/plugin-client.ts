@@ -83,7 +83,12 @@ function parseJsonSpec(text: string, source: string): PluginEndpoint {
     throw new PluginUnavailableError(`invalid plugin spec ${source}: ${(err as Error).message}`);
   }
   if (typeof spec.Addr !== 'string') throw new PluginUnavailableError(`invalid plugin spec ${source}: Addr missing`);
-  const addr = new URL(spec.Addr);
+  let addr: URL;
+  try {
+    addr = new URL(spec.Addr);
+  } catch {
+    throw new PluginUnavailableError(`invalid plugin spec ${source}: Addr ${JSON.stringify(spec.Addr)} is not a URL`);
+  }
   if (addr.protocol === 'unix:') return { kind: 'unix', socketPath: addr.pathname, source };
   const t = spec.TLSConfig ?? null;
   const str = (k: string) => (t && typeof t[k] === 'string' ? (t[k] as string) : '');
