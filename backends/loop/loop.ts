@@ -19,10 +19,9 @@ import type { Logger } from '../../core/log.js';
 import { failedPrecondition, internal, invalidArgument, notFound, outOfRange } from '../../core/errors.js';
 import { attachLoop, blockDeviceSize, detachLoop, findLoopDevices, findLoopDevicesUnder, refreshLoopCapacity, type LoopDevice } from '../../core/os/loop.js';
 import { FS_GROWS_ONLINE, fsMountOptions, fsUsage, growFilesystem, makeFilesystem, probeFilesystem, readFsMagic, readFsSize } from '../../core/os/fs.js';
-import { findMount, mount as mountFs, readMountInfo } from '../../core/os/mounts.js';
+import { findMount, mount as mountFs, readMountInfo, unmountAll } from '../../core/os/mounts.js';
 import { childPath, managedMountPath, VOLUME_ID_RE } from '../paths.js';
 import { parseLoopSettings, validateLoopCreate, type LoopSettings } from './settings.js';
-import { unmountAll } from './unmount.js';
 import { copyImage, thaw } from './copy.js';
 
 const CAPABILITIES: BackendCapabilities = {

@@ -3,7 +3,8 @@
  * umount commands as data over the one Exec. Paths are single argv elements.
  */
 import { readFile } from 'node:fs/promises';
-import type { Exec } from './exec.js';
+import { inUse, internal } from '../errors.js';
+import { CommandError, type Exec } from './exec.js';
 
 export interface MountEntry {
   readonly id: number;
@@ -19,6 +20,8 @@ export interface MountEntry {
 }
 
 const MOUNT_TIMEOUT_MS = 60_000;
+/** More stacked mounts than this at one path is a bug, not a state to converge from. */
+const MAX_STACKED = 8;
 
 /** Undoes the octal escapes the kernel uses for space, tab, newline and backslash. */
 export function unescapeMountPath(s: string): string {
@@ -77,18 +80,62 @@ export async function mount(exec: Exec, source: string, target: string, opts: Mo
 }
 
 /**
- * Bind-mounts `source` onto `target` (a directory, or a file for block devices).
- * Read-only bind mounts need a remount on older util-linux, so it is done in two steps.
+ * mount(8) / umount(8) flags for berth's own bind mounts:
+ * -n: no /run/mount/utab bookkeeping (berth keeps its own records; /etc/mtab is /proc/mounts);
+ * -c: no canonicalization (the core passes validated absolute paths; skips a realpath walk);
+ * -i: no /sbin/mount.<type> or umount.<type> helper lookup (never wanted for a bind mount).
  */
-export async function bindMount(exec: Exec, source: string, target: string, opts: { readOnly?: boolean } = {}): Promise<void> {
-  await exec({ bin: 'mount', args: ['--bind', '--', source, target], timeoutMs: MOUNT_TIMEOUT_MS });
-  if (opts.readOnly) {
-    await exec({ bin: 'mount', args: ['-o', 'remount,bind,ro', '--', target], timeoutMs: MOUNT_TIMEOUT_MS });
-  }
+const BIND_FLAGS = ['-n', '-c', '-i'] as const;
+
+/**
+ * Bind-mounts `source` onto `target` (a directory, or a file for block devices) with one
+ * mount(8): since util-linux 2.27, `--bind -o ro,nosuid,...` makes the bind and the
+ * read-only / flag remount itself, so read-only or flagged binds cost no second process.
+ */
+export async function bindMount(
+  exec: Exec,
+  source: string,
+  target: string,
+  opts: { readOnly?: boolean; flags?: readonly string[] } = {},
+): Promise<void> {
+  const options = [...(opts.readOnly ? ['ro'] : []), ...(opts.flags ?? [])];
+  const args = [...BIND_FLAGS, '--bind', ...(options.length ? ['-o', options.join(',')] : []), '--', source, target];
+  await exec({ bin: 'mount', args, timeoutMs: MOUNT_TIMEOUT_MS });
+}
+
+/** Unmounts the topmost mount at `target` without looking first (the caller knows it is mounted). */
+export async function unmountBind(exec: Exec, target: string): Promise<void> {
+  await exec({ bin: 'umount', args: [...BIND_FLAGS, '--', target], timeoutMs: MOUNT_TIMEOUT_MS });
+}
+
+/** How many mounts are stacked at exactly `target` (0: not a mount point). One mountinfo read. */
+export async function mountDepth(target: string): Promise<number> {
+  let n = 0;
+  for (const e of await readMountInfo()) if (e.target === target) n++;
+  return n;
 }
 
 /** Unmounts `target`; not mounted is success (idempotent). */
 export async function unmount(exec: Exec, target: string): Promise<void> {
   if (!(await isMountpoint(target))) return;
   await exec({ bin: 'umount', args: ['--', target], timeoutMs: MOUNT_TIMEOUT_MS });
+}
+
+/**
+ * Unmounts `target` until nothing is mounted there: a crash between two mounts can leave
+ * one stacked on another. "target is busy" (a process still uses it) is InUse; a mount
+ * that vanished meanwhile is fine; anything else is Internal. Not mounted: no-op.
+ */
+export async function unmountAll(exec: Exec, target: string): Promise<void> {
+  for (let i = 0; i < MAX_STACKED; i++) {
+    if (!(await isMountpoint(target))) return;
+    try {
+      await exec({ bin: 'umount', args: ['--', target], timeoutMs: MOUNT_TIMEOUT_MS });
+    } catch (err) {
+      if (err instanceof CommandError && /busy/i.test(err.stderrTail)) throw inUse(`${target} is busy: a process still uses it`);
+      if (err instanceof CommandError && /not mounted/i.test(err.stderrTail)) continue;
+      throw internal(`unmounting ${target} failed: ${err instanceof Error ? err.message : String(err)}`, err);
+    }
+  }
+  throw internal(`${target} still has mounts after ${MAX_STACKED} unmounts`);
 }
