@@ -38,6 +38,10 @@ export interface FakeState {
   nextDevice: number;
 }
 
+/**
+ * State a fake backend keeps; pass the same object to a second backend to model a restart.
+ * @example const state = createFakeState(); const before = createFakeBackend({ state }); const after = createFakeBackend({ state });
+ */
 export const createFakeState = (): FakeState => ({ volumes: new Map(), snapshots: new Map(), nextDevice: 0 });
 
 export interface FakeCall {

@@ -25,6 +25,7 @@ const QUIET = new Set(['Plugin.Activate', 'VolumeDriver.Capabilities', 'VolumeDr
 
 type Handler = (body: DockerBody) => Promise<Record<string, unknown>> | Record<string, unknown>;
 
+/** @example const app = createDockerApp({ service, log }); serve({ fetch: app.fetch }) */
 export function createDockerApp(o: { service: VolumeService; log: Logger }): Hono {
   const { service } = o;
   const log = o.log.child({ frontend: 'docker' });

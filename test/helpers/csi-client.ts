@@ -19,6 +19,10 @@ export interface CsiClient {
   close(): void;
 }
 
+/**
+ * A CSI client over the unix socket with the vendored proto; promise-returning calls by method name.
+ * @example const c = createCsiClient(d.csiEndpoint); await c.node('NodeGetInfo'); c.close();
+ */
 export function createCsiClient(socket: string): CsiClient {
   const def = loadSync(csiProtoPath(), { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
   const pkg = loadPackageDefinition(def) as any;

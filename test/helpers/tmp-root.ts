@@ -29,7 +29,10 @@ export interface TmpRoot {
   cleanup(): Promise<void>;
 }
 
-/** Creates a root now; the caller must call cleanup() (prefer useTmpRoots()). */
+/**
+ * Creates a root now; the caller must call cleanup() (prefer useTmpRoots()).
+ * @example const root = createTmpRoot('bench'); try { ... } finally { await root.cleanup(); }
+ */
 export function createTmpRoot(label = 'test'): TmpRoot {
   const dir = mkdtempSync(join(tmpdir(), `berth-${label.replace(/[^A-Za-z0-9_-]/g, '-')}-`));
   const steps = createCleanupStack();
