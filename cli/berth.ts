@@ -1,6 +1,6 @@
 /**
  * `berth`: the daemon (`berth serve`) and the admin CLI in one executable. Global options:
- * --socket (or BERTH_SOCKET), --output table|json|yaml, --config. Every error ends here:
+ * --socket (or BERTH_SOCKET), --output table|json|yaml (or BERTH_OUTPUT). Every error ends here:
  * kind, message and field on stderr, non-zero exit (1 for errors from the daemon, 2 for usage).
  */
 import yargs, { type Argv, type CommandModule } from 'yargs';
@@ -27,32 +27,66 @@ const COMMANDS: ReadonlyArray<CommandModule<GlobalArgs, any>> = [
   flexvolumeCommand,
 ];
 
+const ROOT_EPILOG = `Examples:
+  berth status                          # up? where does it listen?
+  berth volume create pgdata --backend loop --size 64MiB --fs ext4
+  berth volume mount pgdata             # prints the path
+  berth volume ls --output json
+  berth volume unmount pgdata && berth volume rm pgdata
+
+Sizes: 512MiB, 1GiB, 10G (10^9), 64M or bytes. Exit 1: refused by the daemon, 2: usage.`;
+
 /** A command-line mistake caught by yargs (exit 2), as opposed to an error from the daemon (exit 1). */
-class UsageError extends Error {}
+class UsageError extends Error {
+  constructor(message: string, readonly usage: string | null) {
+    super(message);
+  }
+}
+
+/**
+ * yargs' failure text made specific: a missing positional is named ("missing <name>") and the
+ * failing command's usage line is shown, so the user sees what to type without --help.
+ */
+export function explainUsageError(msg: string, usages: ReadonlyArray<readonly [string, string]>): UsageError {
+  const usage = usages[0]?.[0].replace(/^\$0/, 'berth') ?? null;
+  const notEnough = /^Not enough non-option arguments: got (\d+)/.exec(msg);
+  if (notEnough && usage) {
+    const positionals = [...usage.matchAll(/<([^>]+)>/g)].map((m) => m[1]);
+    const missing = positionals.slice(Number(notEnough[1]));
+    return new UsageError(`missing ${(missing.length ? missing : positionals).map((p) => `<${p}>`).join(' ')}`, usage);
+  }
+  const suggestion = /^Did you mean (.+)\?$/.exec(msg);
+  if (suggestion) return new UsageError(`unknown command: did you mean "${suggestion[1]}"?`, usage);
+  return new UsageError(msg, usage && usage !== 'berth <command> [options]' ? usage : null);
+}
 
 export async function main(args: string[]): Promise<number> {
   let cli: Argv<GlobalArgs> = (yargs(args)
     .scriptName('berth')
     .usage('$0 <command> [options]')
     .option('socket', { type: 'string', global: true, describe: 'admin API socket (default $BERTH_SOCKET or /run/berth/berth.sock)' })
-    .option('output', { type: 'string', choices: OUTPUT_FORMATS, default: process.env.BERTH_OUTPUT ?? 'table', global: true, describe: 'output format' })
-    .option('config', { type: 'string', global: true, describe: 'config file for serve (default /etc/berth/config.yaml)' })
+    .option('output', { type: 'string', choices: OUTPUT_FORMATS, default: process.env.BERTH_OUTPUT ?? 'table', global: true, describe: 'output format (default $BERTH_OUTPUT or table)' })
     .strict()
+    .recommendCommands()
     .demandCommand(1, 'name a command')
     .version(BERTH_VERSION)
     .help()
     .alias('help', 'h')
+    // Shown after each command's own options (commands group theirs as "Options:", see context.ts).
+    .group(['socket', 'output', 'help', 'version'], 'Global options:')
+    .epilog(ROOT_EPILOG)
     .wrap(Math.min(120, process.stdout.columns || 100))
-    .fail((msg, err) => {
+    .fail((msg, err, usage) => {
       if (err) throw err;
-      throw new UsageError(msg);
+      throw explainUsageError(msg, (usage as unknown as { getUsage(): Array<[string, string]> }).getUsage());
     }) as unknown) as Argv<GlobalArgs>;
   for (const c of COMMANDS) cli = cli.command(c);
   try {
     await cli.parseAsync();
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`berth: ${err.message}\n(run with --help for usage)\n`);
+      const hint = err.usage ? `usage: ${err.usage}  (${err.usage.replace(/ [<[].*$/, '')} --help for every option)` : '(run berth --help for usage)';
+      process.stderr.write(`berth: ${err.message}\n${hint}\n`);
       return 2;
     }
     process.stderr.write(`${formatError(err)}\n`);

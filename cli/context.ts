@@ -2,6 +2,7 @@
  * What every client command shares: the global options, the admin client they imply and
  * the printer for --output. Commands get these from here instead of reading globals.
  */
+import type { Argv, InferredOptionTypes, Options } from 'yargs';
 import { invalidArgument } from '../core/errors.js';
 import { createAdminClient, type AdminClient } from '../frontends/admin/client.js';
 import { createPrinter, type OutputFormat, type Printer } from './output.js';
@@ -10,7 +11,25 @@ export interface GlobalArgs {
   /** Admin socket; default $BERTH_SOCKET, then /run/berth/berth.sock. */
   readonly socket?: string;
   readonly output: OutputFormat;
-  readonly config?: string;
+}
+
+/**
+ * Declares a command's own options and groups them as "Options:", so its help lists them
+ * before the global options (which the root groups as "Global options:").
+ * @example builder: (y) => withOptions(y, { size: { type: 'string', describe: '...' } })
+ */
+export function withOptions<T, O extends Record<string, Options>>(y: Argv<T>, options: O): Argv<Omit<T, keyof O> & InferredOptionTypes<O>> {
+  return y.options(options).group(Object.keys(options), 'Options:');
+}
+
+/**
+ * A volume or snapshot reference positional. An empty one ('') is refused before any
+ * request, naming it (the daemon would only see a route without a ref).
+ */
+export function refPositional<T, K extends string = 'ref'>(y: Argv<T>, name: K = 'ref' as K, describe = 'volume name or id'): Argv<T & { [k in K]: string }> {
+  return y.positional(name, { type: 'string', demandOption: true, describe }).middleware((argv) => {
+    if (String(argv[name] ?? '') === '') throw invalidArgument(name, 'must not be empty: give a name or an id');
+  }) as unknown as Argv<T & { [k in K]: string }>;
 }
 
 export const clientFor = (argv: GlobalArgs): AdminClient =>

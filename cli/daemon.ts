@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { BerthError, createBackends, createExec, createVolumeService, openStore, type Config, type CoreVolumeService, type Logger } from '../core/index.js';
 
 import { builtinDrivers } from '../backends/index.js';
+import type { DaemonInfo } from '../frontends/admin/client.js';
 import { createAdminFrontend } from '../frontends/admin/server.js';
 import { createCsiFrontend } from '../frontends/csi/index.js';
 import { createDockerFrontend } from '../frontends/docker/index.js';
@@ -27,7 +28,7 @@ export interface RunningDaemon {
  * Builds and starts everything; on any failure it undoes what it started and rethrows.
  * @example const d = await startDaemon(config, { log, version: '0.1.0' }); ...; await d.stop();
  */
-export async function startDaemon(config: Config, o: { log: Logger; version: string }): Promise<RunningDaemon> {
+export async function startDaemon(config: Config, o: { log: Logger; version: string; configFile?: string | null }): Promise<RunningDaemon> {
   const { log, version } = o;
   const undo: Array<() => Promise<void> | void> = [];
   const unwind = async () => {
@@ -59,7 +60,8 @@ export async function startDaemon(config: Config, o: { log: Logger; version: str
     const svc = service;
     undo.push(() => svc.close());
 
-    const frontends: FrontendServer[] = [createAdminFrontend({ service: svc, config: config.admin, log, metrics: metrics.render })];
+    const daemonInfo = describeDaemon(config, o.configFile ?? null);
+    const frontends: FrontendServer[] = [createAdminFrontend({ service: svc, config: config.admin, log, metrics: metrics.render, daemonInfo: () => daemonInfo })];
     if (config.docker.enabled) frontends.push(createDockerFrontend({ service: svc, config: config.docker, log }));
     if (config.csi.enabled) frontends.push(createCsiFrontend({ service: svc, config: config.csi, nodeId: config.nodeId, version, log }));
     for (const f of frontends) {
@@ -78,6 +80,20 @@ export async function startDaemon(config: Config, o: { log: Logger; version: str
     await unwind();
     throw err;
   }
+}
+
+/** What `berth status` shows an operator beyond the core's status: where this daemon listens and keeps state. */
+function describeDaemon(config: Config, configFile: string | null): DaemonInfo {
+  return {
+    pid: process.pid,
+    stateRoot: config.stateRoot,
+    configFile,
+    adminSocket: config.admin.socket,
+    adminTcp: config.admin.tcp,
+    docker: config.docker.enabled ? { driverName: config.docker.driverName, socket: config.docker.socket } : null,
+    csi: config.csi.enabled ? { driverName: config.csi.driverName, endpoint: config.csi.endpoint, mode: config.csi.mode } : null,
+    logLevel: config.log.level,
+  };
 }
 
 const PID_FILE = 'daemon.pid';

@@ -67,6 +67,14 @@ export function formatBytes(bytes: number): string {
   return `${bytes}B`;
 }
 
+/** Bytes for reading, not pasting: "78.2GiB", "512MiB", "900B" (one decimal when not exact). */
+export function humanBytes(bytes: number): string {
+  for (const [unit, mult] of [['TiB', 2 ** 40], ['GiB', 2 ** 30], ['MiB', 2 ** 20], ['KiB', 2 ** 10]] as const) {
+    if (bytes >= mult) return bytes % mult === 0 ? `${bytes / mult}${unit}` : `${(bytes / mult).toFixed(1)}${unit}`;
+  }
+  return `${bytes}B`;
+}
+
 const kv = (m: Readonly<Record<string, string>>) => Object.entries(m).map(([k, v]) => `${k}=${v}`).join(',') || '-';
 
 export const VOLUME_COLUMNS: readonly Column<Volume>[] = [

@@ -2,7 +2,7 @@
 import type { CommandModule } from 'yargs';
 import { clientFor, printerFor, type GlobalArgs } from '../context.js';
 import type { BackendInfo, Capacity } from '../../core/types.js';
-import { formatBytes } from '../output.js';
+import { humanBytes } from '../output.js';
 
 type Row = BackendInfo & { capacity: Omit<Capacity, 'backend'> | null };
 
@@ -27,7 +27,7 @@ const ls: CommandModule<GlobalArgs, GlobalArgs> = {
       { header: 'DRIVER', cell: (r) => r.driver },
       { header: 'FS', cell: (r) => r.capabilities.fsTypes.join(',') || '-' },
       { header: 'CAPABILITIES', cell: caps2 },
-      { header: 'AVAILABLE', cell: (r) => (r.capacity ? `${formatBytes(r.capacity.availableBytes)} of ${formatBytes(r.capacity.totalBytes)}` : '-') },
+      { header: 'AVAILABLE', cell: (r) => (r.capacity ? `${humanBytes(r.capacity.availableBytes)} of ${humanBytes(r.capacity.totalBytes)}` : '-') },
     ]);
   },
 };

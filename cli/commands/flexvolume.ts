@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import type { Argv, CommandModule } from 'yargs';
 import { failedPrecondition } from '../../core/errors.js';
 import { DEFAULT_ADMIN_SOCKET } from '../../frontends/admin/client.js';
-import type { GlobalArgs } from '../context.js';
+import { printerFor, type GlobalArgs } from '../context.js';
 
 export const DEFAULT_PLUGIN_DIR = '/usr/libexec/kubernetes/kubelet-plugins/volume/exec';
 /** `<vendor>~<driver>`: kubelet's escaped form of the driver name "berth/berth". */
@@ -117,7 +117,10 @@ const install: CommandModule<GlobalArgs, FlexArgs> = {
     const socket = resolve(a.socket ?? process.env.BERTH_SOCKET ?? DEFAULT_ADMIN_SOCKET);
     const attach = a.attach !== false;
     const path = await installFlexDriver({ pluginDir: resolve(a['plugin-dir']), socket, source: findDriverBundle(), nodePath: process.execPath, attach });
-    process.stdout.write(`installed FlexVolume driver berth/berth at ${path} (admin socket ${socket}${attach ? '' : ', mount-only'})\n`);
+    printerFor(a).value(
+      { driver: 'berth/berth', path, socket, attach },
+      `installed FlexVolume driver berth/berth at ${path} (admin socket ${socket}${attach ? '' : ', mount-only'})`,
+    );
   },
 };
 
@@ -127,7 +130,7 @@ const uninstall: CommandModule<GlobalArgs, FlexArgs> = {
   builder: (y) => pluginDirOption(y),
   handler: async (a) => {
     const dir = await uninstallFlexDriver(resolve(a['plugin-dir']));
-    process.stdout.write(`removed ${dir}\n`);
+    printerFor(a).value({ removed: dir }, `removed ${dir}`);
   },
 };
 

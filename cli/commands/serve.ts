@@ -2,16 +2,18 @@
  * `berth serve`: load the config once, start the daemon, stop it cleanly on SIGTERM/SIGINT
  * (exit 0). Any startup failure is one clear line on stderr and exit 1.
  */
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import type { ConfigFlags } from '../../core/config-load.js';
 import { isBerthError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { RunningDaemon } from '../daemon.js';
 import { BERTH_VERSION } from '../version.js';
-import type { GlobalArgs } from '../context.js';
+import { withOptions, type GlobalArgs } from '../context.js';
 
 type ServeArgs = GlobalArgs & {
-  'state-root'?: string; 'node-id'?: string; 'log-level'?: string; 'default-backend'?: string;
+  config?: string; 'state-root'?: string; 'node-id'?: string; 'log-level'?: string; 'default-backend'?: string;
   'admin-tcp'?: string; 'docker-socket'?: string; 'csi-endpoint'?: string; docker?: boolean; csi?: boolean;
 };
 
@@ -19,16 +21,18 @@ export const serveCommand: CommandModule<GlobalArgs, ServeArgs> = {
   command: 'serve',
   describe: 'Run the daemon (config: --config, else /etc/berth/config.yaml, else embedded defaults)',
   builder: (y) =>
-    y
-      .option('state-root', { type: 'string', describe: 'override stateRoot' })
-      .option('node-id', { type: 'string', describe: 'override nodeId' })
-      .option('log-level', { type: 'string', describe: 'debug | info | warn | error | silent' })
-      .option('default-backend', { type: 'string', describe: 'override defaultBackend' })
-      .option('admin-tcp', { type: 'string', describe: 'also serve the admin API on host:port (needs admin.token)' })
-      .option('docker-socket', { type: 'string', describe: 'override docker.socket' })
-      .option('csi-endpoint', { type: 'string', describe: 'override csi.endpoint' })
-      .option('docker', { type: 'boolean', describe: 'serve the Docker volume plugin API (--no-docker to disable)' })
-      .option('csi', { type: 'boolean', describe: 'serve CSI (--no-csi to disable)' }),
+    withOptions(y, {
+      config: { type: 'string', describe: 'YAML config file (default $BERTH_CONFIG, else /etc/berth/config.yaml if it exists)' },
+      'state-root': { type: 'string', describe: 'override stateRoot (default /var/lib/berth)' },
+      'node-id': { type: 'string', describe: 'override nodeId (default: the host name)' },
+      'log-level': { type: 'string', describe: 'debug | info | warn | error | silent' },
+      'default-backend': { type: 'string', describe: 'override defaultBackend' },
+      'admin-tcp': { type: 'string', describe: 'also serve the admin API on host:port (needs admin.token)' },
+      'docker-socket': { type: 'string', describe: 'override docker.socket' },
+      'csi-endpoint': { type: 'string', describe: 'override csi.endpoint' },
+      docker: { type: 'boolean', describe: 'serve the Docker volume plugin API (--no-docker to disable)' },
+      csi: { type: 'boolean', describe: 'serve CSI (--no-csi to disable)' },
+    }),
   handler: async (a) => {
     process.exitCode = await serve(a);
   },
@@ -46,7 +50,7 @@ async function serve(a: ServeArgs): Promise<number> {
   try {
     // Loaded here, not at the top: the client commands must not pay for the daemon's
     // dependencies (gRPC, SQLite, zod, prom-client) on every `berth` call.
-    const [{ loadConfig }, { createLogger }, { startDaemon }] = await Promise.all([
+    const [{ loadConfig, DEFAULT_CONFIG_FILE }, { createLogger }, { startDaemon }] = await Promise.all([
       import('../../core/config-load.js'),
       import('../../core/log.js'),
       import('../daemon.js'),
@@ -54,11 +58,14 @@ async function serve(a: ServeArgs): Promise<number> {
     const config = loadConfig({ file: a.config, env: process.env, flags, onWarning: (m) => warnings.push(m) });
     log = createLogger({ level: config.log.level });
     for (const w of warnings) log.warn(w);
-    daemon = await startDaemon(config, { log, version: BERTH_VERSION });
+    const explicit = a.config ?? process.env.BERTH_CONFIG;
+    const configFile = explicit !== undefined ? resolve(explicit) : existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : null;
+    daemon = await startDaemon(config, { log, version: BERTH_VERSION, configFile });
   } catch (err) {
     const why = isBerthError(err) ? `${err.kind}: ${err.message}` : err instanceof Error ? err.message : String(err);
     process.stderr.write(`berth serve: cannot start: ${why}\n`);
-    log?.error({ err }, 'startup failed');
+    // An expected refusal (a BerthError) is logged without a stack trace; anything else keeps it.
+    log?.error(isBerthError(err) ? { kind: err.kind, field: err.field, reason: err.message } : { err }, 'startup failed');
     return 1;
   }
   const signal = await new Promise<NodeJS.Signals>((resolve) => {

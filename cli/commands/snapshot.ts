@@ -1,6 +1,6 @@
 /** `berth snapshot ls|create|inspect|rm`: one admin API call each. */
 import type { CommandModule } from 'yargs';
-import { clientFor, printerFor, type GlobalArgs } from '../context.js';
+import { clientFor, printerFor, refPositional, withOptions, type GlobalArgs } from '../context.js';
 import type { Snapshot } from '../../core/types.js';
 import { formatBytes, type Column } from '../output.js';
 
@@ -11,7 +11,15 @@ const COLUMNS: readonly Column<Snapshot>[] = [
   { header: 'READY', cell: (s) => (s.readyToUse ? 'yes' : 'no') },
   { header: 'ID', cell: (s) => s.id },
 ];
-const FIELDS = COLUMNS.map((c) => [c.header.toLowerCase(), c.cell] as const);
+const FIELDS: ReadonlyArray<readonly [string, (s: Snapshot) => string]> = [
+  ['Name', (s) => s.name],
+  ['ID', (s) => s.id],
+  ['Volume', (s) => s.volumeId],
+  ['Backend', (s) => s.backend],
+  ['Size', (s) => `${formatBytes(s.sizeBytes)} (${s.sizeBytes} bytes)`],
+  ['Ready', (s) => (s.readyToUse ? 'yes' : 'no')],
+  ['Created', (s) => s.createdAt],
+];
 
 type Ref = GlobalArgs & { ref: string };
 
@@ -19,7 +27,7 @@ const ls: CommandModule<GlobalArgs, GlobalArgs & { volume?: string }> = {
   command: 'ls',
   aliases: ['list'],
   describe: 'List snapshots',
-  builder: (y) => y.option('volume', { type: 'string', describe: 'only snapshots of this volume' }),
+  builder: (y) => withOptions(y, { volume: { type: 'string', describe: 'only snapshots of this volume (name or id)' } }),
   handler: async (a) => printerFor(a).list(await clientFor(a).listSnapshots(a.volume ? { volume: a.volume } : {}), COLUMNS),
 };
 
@@ -27,15 +35,15 @@ const create: CommandModule<GlobalArgs, GlobalArgs & { volume: string; name: str
   command: 'create <volume> <name>',
   describe: 'Snapshot a volume',
   builder: (y) =>
-    y.positional('volume', { type: 'string', demandOption: true, describe: 'volume name or id' })
-      .positional('name', { type: 'string', demandOption: true, describe: 'snapshot name' }),
+    refPositional(y, 'volume', 'the volume to snapshot (name or id)')
+      .positional('name', { type: 'string', demandOption: true, describe: "snapshot name: letters, digits, '_', '.', '-'" }),
   handler: async (a) => printerFor(a).item(await clientFor(a).createSnapshot({ name: a.name, volume: a.volume }), FIELDS),
 };
 
 const inspect: CommandModule<GlobalArgs, Ref> = {
   command: 'inspect <ref>',
   describe: 'Show one snapshot',
-  builder: (y) => y.positional('ref', { type: 'string', demandOption: true }),
+  builder: (y) => refPositional(y, 'ref', 'snapshot name or id'),
   handler: async (a) => printerFor(a).item(await clientFor(a).inspectSnapshot(a.ref), FIELDS),
 };
 
@@ -43,7 +51,7 @@ const rm: CommandModule<GlobalArgs, Ref> = {
   command: 'rm <ref>',
   aliases: ['remove'],
   describe: 'Delete a snapshot',
-  builder: (y) => y.positional('ref', { type: 'string', demandOption: true }),
+  builder: (y) => refPositional(y, 'ref', 'snapshot name or id'),
   handler: async (a) => {
     await clientFor(a).deleteSnapshot(a.ref);
     printerFor(a).value({ removed: a.ref }, `removed ${a.ref}`);

@@ -1,21 +1,43 @@
-/** `berth status` (is the daemon up, what does it serve) and `berth version` (client and daemon). */
+/** `berth status` (is the daemon up, what does it serve, where) and `berth version` (client and daemon). */
 import type { CommandModule } from 'yargs';
+import type { StatusResponse } from '../../frontends/admin/client.js';
 import { clientFor, printerFor, type GlobalArgs } from '../context.js';
 import { BERTH_VERSION } from '../version.js';
 
+/** "3h 12m" / "4m 05s" / "12s": how long since `startedAt`. */
+export function uptime(startedAt: string, now = Date.now()): string {
+  const s = Math.max(0, Math.floor((now - Date.parse(startedAt)) / 1000));
+  const [d, h, m] = [Math.floor(s / 86400), Math.floor((s % 86400) / 3600), Math.floor((s % 3600) / 60)];
+  if (d > 0) return `${d}d ${h}h`;
+  if (h > 0) return `${h}h ${String(m).padStart(2, '0')}m`;
+  if (m > 0) return `${m}m ${String(s % 60).padStart(2, '0')}s`;
+  return `${s}s`;
+}
+
+type Field = readonly [string, (x: StatusResponse) => string];
+
+/** The table: health first, then where the daemon listens and keeps its state (older daemons send no `daemon`). */
+const FIELDS: readonly Field[] = [
+  ['Ready', (x) => (x.ready ? 'yes' : 'no')],
+  ['Version', (x) => x.version],
+  ['Node', (x) => x.nodeId],
+  ['Up', (x) => `${uptime(x.startedAt)} (since ${x.startedAt})`],
+  ['Volumes', (x) => String(x.volumes)],
+  ['Backends', (x) => x.backends.join(', ')],
+  ['PID', (x) => (x.daemon ? String(x.daemon.pid) : '-')],
+  ['State root', (x) => x.daemon?.stateRoot ?? '-'],
+  ['Config', (x) => (x.daemon ? (x.daemon.configFile ?? 'embedded defaults') : '-')],
+  ['Admin API', (x) => (x.daemon ? [x.daemon.adminSocket, x.daemon.adminTcp && `tcp ${x.daemon.adminTcp}`].filter(Boolean).join(', ') : '-')],
+  ['Docker plugin', (x) => (x.daemon ? (x.daemon.docker ? `${x.daemon.docker.driverName} at ${x.daemon.docker.socket}` : 'disabled') : '-')],
+  ['CSI', (x) => (x.daemon ? (x.daemon.csi ? `${x.daemon.csi.driverName} at ${x.daemon.csi.endpoint} (${x.daemon.csi.mode})` : 'disabled') : '-')],
+  ['Log level', (x) => x.daemon?.logLevel ?? '-'],
+];
+
 export const statusCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'status',
-  describe: 'Show daemon status (exit 1 when it cannot be reached)',
+  describe: 'Show whether the daemon is up, what it serves and where (exit 1 when it cannot be reached)',
   handler: async (a) => {
-    const s = await clientFor(a).status();
-    printerFor(a).item(s, [
-      ['Version', (x) => x.version],
-      ['Node', (x) => x.nodeId],
-      ['Ready', (x) => (x.ready ? 'yes' : 'no')],
-      ['Volumes', (x) => String(x.volumes)],
-      ['Backends', (x) => x.backends.join(', ')],
-      ['Started', (x) => x.startedAt],
-    ]);
+    printerFor(a).item(await clientFor(a).status(), FIELDS);
   },
 };
 

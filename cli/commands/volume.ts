@@ -4,8 +4,8 @@
  * frontend); the CLI only shapes flags into the request body.
  */
 import type { Argv, CommandModule } from 'yargs';
-import { clientFor, parsePairs, printerFor, type GlobalArgs } from '../context.js';
-import { VOLUME_COLUMNS, VOLUME_FIELDS } from '../output.js';
+import { clientFor, parsePairs, printerFor, refPositional, withOptions, type GlobalArgs } from '../context.js';
+import { humanBytes, VOLUME_COLUMNS, VOLUME_FIELDS } from '../output.js';
 import { createCopyProgress } from '../progress.js';
 import type { CreateVolumeBody } from '../../frontends/admin/client.js';
 import type { AccessMode, VolumeMode } from '../../core/types.js';
@@ -15,16 +15,17 @@ export const CLI_CONSUMER = 'cli';
 
 type Ref = GlobalArgs & { ref: string };
 
-const ref = <T>(y: Argv<T>) => y.positional('ref', { type: 'string', demandOption: true, describe: 'volume name or id' });
+const ref = <T>(y: Argv<T>) => refPositional(y);
 
 const ls: CommandModule<GlobalArgs, GlobalArgs & { backend?: string; label?: string[] }> = {
   command: 'ls',
   aliases: ['list'],
   describe: 'List volumes',
   builder: (y) =>
-    y
-      .option('backend', { type: 'string', describe: 'only volumes of this backend instance' })
-      .option('label', { type: 'string', array: true, describe: 'only volumes with this label (k=v, repeatable)' }),
+    withOptions(y, {
+      backend: { type: 'string', describe: 'only volumes of this backend instance' },
+      label: { type: 'string', array: true, describe: 'only volumes with this label (k=v, repeatable)' },
+    }),
   handler: async (a) => {
     const labels = parsePairs(a.label, 'label');
     const vols = await clientFor(a).listVolumes({ ...(a.backend ? { backend: a.backend } : {}), labels });
@@ -40,17 +41,26 @@ const create: CommandModule<GlobalArgs, CreateArgs> = {
   command: 'create <name>',
   describe: 'Create a volume (idempotent: the same parameters return the existing volume)',
   builder: (y) =>
-    y
-      .positional('name', { type: 'string', demandOption: true })
-      .option('size', { type: 'string', describe: 'size with units: 512MiB, 1GiB, 10G, or bytes' })
-      .option('fs', { type: 'string', describe: 'filesystem for loop volumes: ext4, xfs, btrfs' })
-      .option('backend', { type: 'string', describe: 'backend instance (default: config defaultBackend)' })
-      .option('mode', { type: 'string', describe: 'filesystem or block' })
-      .option('access-mode', { type: 'string', describe: 'ReadWriteOnce, ReadWriteOncePod, ReadOnlyMany, ReadWriteMany' })
-      .option('label', { type: 'string', array: true, describe: 'label k=v (repeatable)' })
-      .option('opt', { alias: 'o', type: 'string', array: true, describe: 'backend option k=v (repeatable)' })
-      .option('from-snapshot', { type: 'string', describe: 'fill from this snapshot' })
-      .option('from-volume', { type: 'string', describe: 'fill from a copy of this volume' }),
+    withOptions(y.positional('name', { type: 'string', demandOption: true, describe: "letters, digits, '_', '.', '-' (1..128 bytes)" }), {
+      size: { type: 'string', describe: "512MiB, 1GiB, 10G (10^9), 64M or bytes (default: the backend's; loop 1GiB)" },
+      fs: { type: 'string', describe: 'ext4, xfs (>= 300MiB) or btrfs (>= 109MiB); picks the loop backend when --backend is not given' },
+      backend: { type: 'string', describe: "backend instance (berth backend ls); default: the config's defaultBackend (local)" },
+      mode: { type: 'string', describe: 'filesystem (default) or block' },
+      'access-mode': { type: 'string', describe: 'ReadWriteOnce (default), ReadWriteOncePod, ReadOnlyMany, ReadWriteMany' },
+      label: { type: 'string', array: true, describe: 'label k=v (repeatable)' },
+      opt: { alias: 'o', type: 'string', array: true, describe: 'backend option k=v (repeatable; loop: discard=true|false)' },
+      'from-snapshot': { type: 'string', describe: 'fill from this snapshot (name or id)' },
+      'from-volume': { type: 'string', describe: 'fill from a copy of this volume (name or id)' },
+    })
+      .epilog(
+        [
+          'Examples:',
+          '  berth volume create pgdata --backend loop --size 64MiB --fs ext4   # a 64MiB ext4 loop volume',
+          '  berth volume create scratch                                        # a directory (dir backend)',
+          '',
+          'Bad sizes, names, options and backends are refused naming the field; nothing is created.',
+        ].join('\n'),
+      ),
   handler: async (a) => {
     const labels = parsePairs(a.label, 'label');
     const options = parsePairs(a.opt, 'opt');
@@ -92,7 +102,7 @@ const rm: CommandModule<GlobalArgs, Ref & { force?: boolean }> = {
   command: 'rm <ref>',
   aliases: ['remove'],
   describe: 'Remove a volume (refused while mounted unless --force)',
-  builder: (y) => ref(y).option('force', { alias: 'f', type: 'boolean', describe: 'unmount every reference and detach first' }),
+  builder: (y) => withOptions(ref(y), { force: { alias: 'f', type: 'boolean', describe: 'unmount every reference and detach first' } }),
   handler: async (a) => {
     await clientFor(a).removeVolume(a.ref, { force: a.force ?? false });
     printerFor(a).value({ removed: a.ref }, `removed ${a.ref}`);
@@ -102,7 +112,11 @@ const rm: CommandModule<GlobalArgs, Ref & { force?: boolean }> = {
 const attach: CommandModule<GlobalArgs, Ref & { node?: string; 'read-only'?: boolean }> = {
   command: 'attach <ref>',
   describe: 'Attach the volume to a node (loop: sets up the loop device)',
-  builder: (y) => ref(y).option('node', { type: 'string' }).option('read-only', { type: 'boolean' }),
+  builder: (y) =>
+    withOptions(ref(y), {
+      node: { type: 'string', describe: "node id (default: the daemon's nodeId)" },
+      'read-only': { type: 'boolean', describe: 'attach read-only' },
+    }),
   handler: async (a) => {
     const v = await clientFor(a).attach(a.ref, { ...(a.node ? { node: a.node } : {}), ...(a['read-only'] ? { readOnly: true } : {}) });
     printerFor(a).item(v, VOLUME_FIELDS);
@@ -112,7 +126,7 @@ const attach: CommandModule<GlobalArgs, Ref & { node?: string; 'read-only'?: boo
 const detach: CommandModule<GlobalArgs, Ref & { node?: string }> = {
   command: 'detach <ref>',
   describe: 'Detach the volume from a node',
-  builder: (y) => ref(y).option('node', { type: 'string' }),
+  builder: (y) => withOptions(ref(y), { node: { type: 'string', describe: "node id (default: the daemon's nodeId)" } }),
   handler: async (a) => printerFor(a).item(await clientFor(a).detach(a.ref, a.node ? { node: a.node } : {}), VOLUME_FIELDS),
 };
 
@@ -120,10 +134,11 @@ const mount: CommandModule<GlobalArgs, Ref & { consumer: string; target?: string
   command: 'mount <ref>',
   describe: 'Mount the volume for a consumer and print the path',
   builder: (y) =>
-    ref(y)
-      .option('consumer', { type: 'string', default: CLI_CONSUMER, describe: 'reference to hold (one per consumer)' })
-      .option('target', { type: 'string', describe: 'also bind-mount the volume here' })
-      .option('read-only', { type: 'boolean' }),
+    withOptions(ref(y), {
+      consumer: { type: 'string', default: CLI_CONSUMER, describe: 'reference to hold (one per consumer; unmount drops it)' },
+      target: { type: 'string', describe: 'also bind-mount the volume here' },
+      'read-only': { type: 'boolean', describe: 'mount read-only' },
+    }),
   handler: async (a) => {
     const res = await clientFor(a).mount(a.ref, {
       consumer: a.consumer,
@@ -138,7 +153,7 @@ const unmount: CommandModule<GlobalArgs, Ref & { consumer: string }> = {
   command: 'unmount <ref>',
   aliases: ['umount'],
   describe: "Drop a consumer's reference (the last one unmounts)",
-  builder: (y) => ref(y).option('consumer', { type: 'string', default: CLI_CONSUMER }),
+  builder: (y) => withOptions(ref(y), { consumer: { type: 'string', default: CLI_CONSUMER, describe: 'the reference to drop (as given to mount)' } }),
   handler: async (a) => {
     const v = await clientFor(a).unmount(a.ref, { consumer: a.consumer });
     printerFor(a).value(v, `${v.name}: ${v.mounts.length} mount reference(s) left`);
@@ -159,7 +174,7 @@ const path: CommandModule<GlobalArgs, Ref> = {
 const expand: CommandModule<GlobalArgs, Ref & { size: string }> = {
   command: 'expand <ref> <size>',
   describe: 'Grow the volume to a new size',
-  builder: (y) => ref(y).positional('size', { type: 'string', demandOption: true }),
+  builder: (y) => ref(y).positional('size', { type: 'string', demandOption: true, describe: 'the new size: 2GiB, 10G, bytes' }),
   handler: async (a) => {
     const res = await clientFor(a).expand(a.ref, a.size);
     printerFor(a).item(res.volume, [
@@ -176,9 +191,9 @@ const stats: CommandModule<GlobalArgs, Ref> = {
   handler: async (a) => {
     const s = await clientFor(a).stats(a.ref);
     printerFor(a).item(s, [
-      ['Total bytes', (x) => String(x.totalBytes)],
-      ['Used bytes', (x) => String(x.usedBytes)],
-      ['Available bytes', (x) => String(x.availableBytes)],
+      ['Total', (x) => `${humanBytes(x.totalBytes)} (${x.totalBytes} bytes)`],
+      ['Used', (x) => `${humanBytes(x.usedBytes)} (${x.usedBytes} bytes)`],
+      ['Available', (x) => `${humanBytes(x.availableBytes)} (${x.availableBytes} bytes)`],
       ['Health', (x) => (x.abnormal ? `abnormal: ${x.message}` : 'ok')],
     ]);
   },

@@ -19,12 +19,15 @@ import {
   type CreateVolumeRequest, type Frontend, type Logger, type OpContext, type VolumeService,
 } from '../../core/index.js';
 import { httpStatus, toErrorBody } from './errors.js';
+import type { DaemonInfo } from './client.js';
 
 export interface AdminAppOptions {
   readonly service: VolumeService;
   readonly log: Logger;
   /** Prometheus exposition for GET /metrics; the daemon owns the registry. */
   readonly metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** Added to GET /v1/status as `daemon` (sockets, state root, pid); the daemon supplies it. */
+  readonly daemonInfo?: () => DaemonInfo;
   /** When set, every request must carry `Authorization: Bearer <token>` (the TCP listener). */
   readonly token?: string | null;
 }
@@ -215,7 +218,7 @@ export function createAdminApp(o: AdminAppOptions): Hono<Env> {
   // Daemon
   app.get('/v1/backends', (c) => c.json(service.backends()));
   app.get('/v1/capacity', async (c) => c.json(await service.capacity(c.req.query('backend') || undefined, c.var.ctx)));
-  app.get('/v1/status', (c) => c.json(service.status()));
+  app.get('/v1/status', (c) => c.json(o.daemonInfo ? { ...service.status(), daemon: o.daemonInfo() } : service.status()));
   app.get('/v1/version', (c) => c.json({ version: service.status().version, nodeId: service.nodeId }));
 
   app.get('/metrics', async (c) => {

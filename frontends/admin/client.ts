@@ -50,6 +50,24 @@ export interface MountBody {
   readonly mountFlags?: readonly string[];
 }
 
+/** Where a running daemon listens and keeps its state: what an operator asks `berth status`. */
+export interface DaemonInfo {
+  readonly pid: number;
+  readonly stateRoot: string;
+  /** The config file read at start, or null for the embedded defaults. */
+  readonly configFile: string | null;
+  readonly adminSocket: string;
+  readonly adminTcp: string | null;
+  /** The Docker volume plugin socket and driver name, or null when docker.enabled is false. */
+  readonly docker: { readonly driverName: string; readonly socket: string } | null;
+  /** The CSI endpoint, driver name and mode, or null when csi.enabled is false. */
+  readonly csi: { readonly driverName: string; readonly endpoint: string; readonly mode: string } | null;
+  readonly logLevel: string;
+}
+
+/** GET /v1/status: the core's status plus, from a daemon, where it listens. */
+export type StatusResponse = ServiceStatus & { readonly daemon?: DaemonInfo };
+
 export interface AdminClient {
   listVolumes(filter?: { backend?: string; labels?: Readonly<Record<string, string>> }): Promise<Volume[]>;
   /**
@@ -72,7 +90,7 @@ export interface AdminClient {
   deleteSnapshot(ref: string): Promise<void>;
   backends(): Promise<BackendInfo[]>;
   capacity(backend?: string): Promise<Capacity[]>;
-  status(): Promise<ServiceStatus>;
+  status(): Promise<StatusResponse>;
   version(): Promise<{ version: string; nodeId: string }>;
   /** Prometheus text. */
   metrics(): Promise<string>;

@@ -11,12 +11,15 @@ import { dirname } from 'node:path';
 import { BerthError, type Config, type Logger, type VolumeService } from '../../core/index.js';
 import type { FrontendServer } from '../types.js';
 import { createAdminApp } from './app.js';
+import type { DaemonInfo } from './client.js';
 
 export interface AdminFrontendOptions {
   readonly service: VolumeService;
   readonly config: Config['admin'];
   readonly log: Logger;
   readonly metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** GET /v1/status adds it as `daemon`. */
+  readonly daemonInfo?: () => DaemonInfo;
 }
 
 /**
@@ -49,7 +52,7 @@ export function createAdminFrontend(o: AdminFrontendOptions): FrontendServer {
       }
       await mkdir(dirname(config.socket), { recursive: true, mode: 0o755 });
       await removeStaleSocket(config.socket);
-      const unixApp = createAdminApp({ service: o.service, log, metrics: o.metrics });
+      const unixApp = createAdminApp({ service: o.service, log, metrics: o.metrics, daemonInfo: o.daemonInfo });
       await listen(createAdaptorServer({ fetch: unixApp.fetch }) as Server, config.socket);
       socketCreated = true;
       await chmod(config.socket, 0o660);
@@ -57,7 +60,7 @@ export function createAdminFrontend(o: AdminFrontendOptions): FrontendServer {
         const i = config.tcp.lastIndexOf(':');
         const host = config.tcp.slice(0, i) || '127.0.0.1';
         const port = Number(config.tcp.slice(i + 1));
-        const tcpApp = createAdminApp({ service: o.service, log, metrics: o.metrics, token: config.token });
+        const tcpApp = createAdminApp({ service: o.service, log, metrics: o.metrics, daemonInfo: o.daemonInfo, token: config.token });
         await listen(createAdaptorServer({ fetch: tcpApp.fetch }) as Server, { host, port });
       }
       log.info({ socket: config.socket, tcp: config.tcp }, 'admin API listening');

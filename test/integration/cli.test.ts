@@ -24,6 +24,9 @@ function findmnt(target: string): { source: string; fstype: string } | null {
   }
 }
 
+/** The structure of a JSON value with every number replaced by 0. */
+const shape = (v: unknown): unknown => JSON.parse(JSON.stringify(v), (_k, x: unknown) => (typeof x === 'number' ? 0 : x));
+
 async function json<T>(d: TestDaemon, args: string[]): Promise<T> {
   const r = await d.berth([...args, '--output', 'json']);
   expect(r.stderr, `berth ${args.join(' ')}`).toBe('');
@@ -92,11 +95,51 @@ describe('berth CLI', () => {
     const backends = await d.berth(['backend', 'ls']);
     expect(backends.stdout).toMatch(/local\s+dir/);
     expect(backends.stdout).toMatch(/loop\s+loop/);
+    expect(backends.stdout).toMatch(/\d+(\.\d)?[KMGT]iB of \d+(\.\d)?[KMGT]iB/); // readable, not "81945816KiB"
     const status = await d.berth(['status']);
     expect(status.code).toBe(0);
     expect(status.stdout).toMatch(/Ready\s+yes/);
+    // What an operator needs: where the daemon listens and keeps its state, and its pid.
+    expect(status.stdout).toMatch(new RegExp(`Admin API\\s+${d.socket}`));
+    expect(status.stdout).toMatch(new RegExp(`State root\\s+${d.stateRoot}`));
+    expect(status.stdout).toMatch(new RegExp(`Config\\s+${d.configFile}`));
+    expect(status.stdout).toMatch(new RegExp(`PID\\s+${d.pid()}\\b`));
+    const st = await json<{ daemon: { pid: number; adminSocket: string; stateRoot: string; docker: unknown; csi: { endpoint: string } | null } }>(d, ['status']);
+    expect(st.daemon).toMatchObject({ pid: d.pid(), adminSocket: d.socket, stateRoot: d.stateRoot });
     const version = await json<{ client: string; daemon: string }>(d, ['version']);
     expect(version.daemon).toBe(version.client);
+  });
+
+  it('every command honours --output json|yaml; snapshot and stats tables read as words and sizes', async () => {
+    const root = roots.create('cli-formats');
+    const d = await startTestDaemon(root);
+    expect((await d.berth(['volume', 'create', 'f1', '--backend', 'loop', '--size', '64MiB'])).code).toBe(0);
+    const mounted = await json<{ path: string }>(d, ['volume', 'mount', 'f1']);
+    const stats = await d.berth(['volume', 'stats', 'f1']);
+    expect(stats.stdout).toMatch(/Total\s+\d+(\.\d)?MiB \(\d+ bytes\)/);
+    const snap = await d.berth(['snapshot', 'create', 'f1', 'f1-snap']);
+    expect(snap.stdout).toMatch(/Name\s+f1-snap/);
+    expect(snap.stdout).toMatch(/Size\s+64MiB \(67108864 bytes\)/);
+    for (const args of [['snapshot', 'inspect', 'f1-snap'], ['snapshot', 'ls'], ['volume', 'path', 'f1'], ['volume', 'stats', 'f1'], ['backend', 'ls'], ['status'], ['version']]) {
+      const asJson = await d.berth([...args, '--output', 'json']);
+      expect([args.join(' '), asJson.code]).toEqual([args.join(' '), 0]);
+      expect(() => JSON.parse(asJson.stdout), args.join(' ')).not.toThrow();
+      const asYaml = await d.berth([...args, '--output', 'yaml']);
+      // Same document either way (numbers such as free bytes may move between the two calls).
+      expect(shape(parseYaml(asYaml.stdout)), args.join(' ')).toEqual(shape(JSON.parse(asJson.stdout)));
+    }
+    // flexvolume install/uninstall too (they print a sentence in table mode).
+    const pluginDir = root.path('flex-plugins');
+    const installed = await json<{ driver: string; path: string; socket: string }>(d, ['flexvolume', 'install', '--plugin-dir', pluginDir]);
+    expect(installed).toMatchObject({ driver: 'berth/berth', path: `${pluginDir}/berth~berth/berth`, socket: d.socket });
+    expect(existsSync(installed.path)).toBe(true);
+    const removed = parseYaml((await d.berth(['flexvolume', 'uninstall', '--plugin-dir', pluginDir, '--output', 'yaml'])).stdout) as { removed: string };
+    expect(removed).toEqual({ removed: `${pluginDir}/berth~berth` });
+    expect(existsSync(installed.path)).toBe(false);
+    expect(mounted.path.startsWith(d.stateRoot)).toBe(true);
+    expect((await d.berth(['snapshot', 'rm', 'f1-snap'])).code).toBe(0);
+    expect((await d.berth(['volume', 'rm', 'f1', '--force'])).code).toBe(0);
+    expect(leftovers(root.dir)).toEqual({ mounts: [], loops: [] });
   });
 
   it('gives clear errors for every bad input and changes nothing', async () => {
@@ -124,7 +167,12 @@ describe('berth CLI', () => {
       { args: ['volume', 'expand', 'keep', 'huge'], code: 1, err: /\(field: size\)/ },
       { args: ['volume', 'ls', '--output', 'xml'], code: 2, err: /Invalid values|Choices/ },
       { args: ['volume', 'frobnicate'], code: 2, err: /Unknown argument|frobnicate/ },
-      { args: ['volume', 'create'], code: 2, err: /Not enough non-option arguments/ },
+      { args: ['volume', 'create'], code: 2, err: /missing <name>\nusage: berth volume create <name>/ },
+      { args: ['snapshot', 'create', 'keep'], code: 2, err: /missing <name>\nusage: berth snapshot create <volume> <name>/ },
+      { args: ['volume', 'inspect', ''], code: 1, err: /InvalidArgument: ref: must not be empty.*\(field: ref\)/ },
+      { args: ['volume', 'rm', ''], code: 1, err: /\(field: ref\)/ },
+      { args: ['snapshot', 'create', '', 's'], code: 1, err: /\(field: volume\)/ },
+      { args: ['volum', 'ls'], code: 2, err: /unknown command: did you mean "volume"\?/ },
     ];
     for (const b of bad) {
       const r = await d.berth(b.args);
