@@ -6,9 +6,11 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createFakeHarness, type FakeHarness } from '../backends/fake/harness.js';
 import { LOOP_LIKE } from '../backends/fake/fake.js';
 import { findLeftovers, sweepRoot } from '../test/helpers/cleanup.js';
-import { findMount, isMountpoint } from './os/mounts.js';
+import { bindMount, findMount, isMountpoint, mountDepth } from './os/mounts.js';
+import { createExec } from './os/exec.js';
+import { mkdir } from 'node:fs/promises';
 import type { OpContext } from './service.js';
-import { parseMountFlags, validateTarget } from './targets.js';
+import { parseMountFlags, unbindTarget, validateTarget } from './targets.js';
 
 const ctx: OpContext = { frontend: 'csi' };
 
@@ -98,6 +100,22 @@ describe('mount with a target (real bind mounts)', () => {
     expect((await h.svc.inspect('rb', ctx)).mounts.map((m) => m.consumer)).toEqual(['csi:keep']);
     await h.svc.remove({ ref: 'rb', force: true }, ctx);
     expect(await isMountpoint(t1)).toBe(false);
+  });
+
+  it('unbindTarget takes down mounts stacked at the target by a crash between two binds, then removes it', async () => {
+    const exec = createExec();
+    const src = join(h.root, 'stack-src');
+    const target = join(h.root, 'stack-target');
+    await mkdir(src);
+    await mkdir(target);
+    await bindMount(exec, src, target);
+    await bindMount(exec, src, target, { flags: ['nosuid'] });
+    expect(await mountDepth(target)).toBe(2);
+    expect((await findMount(target))?.options).toContain('nosuid');
+    await unbindTarget(exec, target);
+    expect(await mountDepth(target)).toBe(0);
+    await expect(stat(target)).rejects.toMatchObject({ code: 'ENOENT' });
+    await unbindTarget(exec, target); // idempotent: nothing left to do
   });
 
   it('a target that cannot be bound rolls the whole mount back', async () => {

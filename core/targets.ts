@@ -8,7 +8,7 @@ import { mkdir, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, normalize } from 'node:path';
 import { invalidArgument } from './errors.js';
 import type { Exec } from './os/exec.js';
-import { bindMount, isMountpoint, unmount } from './os/mounts.js';
+import { bindMount, isMountpoint, mountDepth, unmountBind } from './os/mounts.js';
 
 /** Bind-mount flags a consumer may ask for; anything else is refused naming "mountFlags". */
 export const ALLOWED_MOUNT_FLAGS = ['ro', 'rw', 'nosuid', 'nodev', 'noexec', 'noatime', 'relatime', 'nodiratime', 'strictatime'] as const;
@@ -56,6 +56,7 @@ async function sameInode(a: string, b: string): Promise<boolean> {
 /**
  * Makes `target` show `source` (bind mount), creating the target first: a directory, or an
  * empty file when `file` (block devices). Already showing it (same inode, mounted) -> no-op.
+ * A target this call had to create cannot be a mount point, so it skips the mount table read.
  */
 export async function bindTarget(
   exec: Exec,
@@ -63,22 +64,21 @@ export async function bindTarget(
   target: string,
   opts: { readOnly: boolean; file: boolean; extraFlags?: readonly string[] },
 ): Promise<void> {
+  let existed: boolean;
   if (opts.file) {
     await mkdir(dirname(target), { recursive: true });
     const st = await stat(target).catch(() => null);
     if (st?.isDirectory()) throw invalidArgument('target', `"${target}" is a directory; a block volume needs a file target`);
+    existed = st !== null;
     if (!st) closeSync(openSync(target, 'a', 0o600));
   } else {
     const st = await stat(target).catch(() => null);
     if (st && !st.isDirectory()) throw invalidArgument('target', `"${target}" exists and is not a directory`);
+    existed = st !== null;
     if (!st) await mkdir(target, { recursive: true });
   }
-  if ((await isMountpoint(target)) && (await sameInode(source, target))) return;
-  await bindMount(exec, source, target, { readOnly: opts.readOnly });
-  if (opts.extraFlags?.length) {
-    const o = ['remount', 'bind', ...(opts.readOnly ? ['ro'] : []), ...opts.extraFlags].join(',');
-    await exec({ bin: 'mount', args: ['-o', o, '--', target], timeoutMs: 60_000 });
-  }
+  if (existed && (await isMountpoint(target)) && (await sameInode(source, target))) return;
+  await bindMount(exec, source, target, { readOnly: opts.readOnly, flags: opts.extraFlags });
 }
 
 /** True when `target` is a mount point showing `source`. */
@@ -90,12 +90,15 @@ export async function targetShows(source: string, target: string): Promise<boole
  * Removes the bind mount(s) at `target` and then the target itself if it is an empty
  * directory or an empty file (the consumer's path is not left behind, per CSI
  * NodeUnpublish); anything with content is left alone. Missing target: no-op.
+ * One mount table read: a crash between two binds can stack mounts, so every mount
+ * stacked at the target is taken down. A target still mounted afterwards (someone else
+ * mounted it meanwhile) is not removed: rmdir / unlink of a mount point fail with EBUSY.
  */
 export async function unbindTarget(exec: Exec, target: string): Promise<void> {
-  // A crash between two binds can stack mounts; take them all down.
-  for (let i = 0; i < 8 && (await isMountpoint(target)); i++) await unmount(exec, target);
+  const depth = Math.min(await mountDepth(target), 8);
+  for (let i = 0; i < depth; i++) await unmountBind(exec, target);
   const st = await stat(target).catch(() => null);
-  if (!st || (await isMountpoint(target))) return;
+  if (!st) return;
   if (st.isDirectory()) await rmdir(target).catch(() => undefined);
   else if (st.isFile() && st.size === 0) await rm(target, { force: true }).catch(() => undefined);
 }
