@@ -1,10 +1,21 @@
 /**
  * CSI lifecycle latency against a real daemon (dist/berth.js) over its unix socket:
  * CreateVolume -> NodeStage -> NodePublish -> NodeUnpublish -> NodeUnstage -> DeleteVolume,
- * sequential, for dir and loop (ext4, 64 MiB), plus each step on its own. The reference is
- * the Go csi-driver-host-path cycle on these machines (~27 ms p50, issue 4).
+ * sequential, for dir and loop (ext4, 64 MiB), plus each step on its own.
+ *
+ * Reference: the Go csi-driver-host-path doing the same cycle. It is not part of the project
+ * (never committed or built by it); to compare in the same run, build it by hand, start it
+ * and point the bench at its socket:
+ *   hostpathplugin --endpoint unix:///tmp/hp/csi.sock --nodeid bench --statedir /tmp/hp/state &
+ *   BERTH_BENCH_HOSTPATH_ENDPOINT=/tmp/hp/csi.sock npm run bench -- csi
+ * Its cycles are then interleaved with berth's dir cycles round by round (a load spike on a
+ * shared machine hits both), and the dir ratio is the median of the per-round ratios.
+ * Without it the ratio is against the ~27 ms p50 measured on these machines (issue 4).
  */
-import { summarize, type BenchResult } from './stats.js';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { percentile, summarize, type BenchResult } from './stats.js';
 import { createCsiClient, mountCap, type CsiClient } from '../helpers/csi-client.js';
 import { startTestDaemon } from '../helpers/daemon.js';
 import { createTmpRoot, type TmpRoot } from '../helpers/tmp-root.js';
@@ -13,20 +24,27 @@ const GROUP = 'csi (full volume lifecycle over gRPC, real daemon)';
 const HOSTPATH_P50_MS = 27;
 const N = 50;
 const WARMUP = 3;
+/** Names differ per run: an external driver keeps its volumes from an earlier, interrupted run. */
+const RUN = randomBytes(3).toString('hex');
 const STEPS = ['CreateVolume', 'NodeStageVolume', 'NodePublishVolume', 'NodeUnpublishVolume', 'NodeUnstageVolume', 'DeleteVolume'] as const;
 
 type Samples = Record<(typeof STEPS)[number] | 'cycle', number[]>;
+const newSamples = () => Object.fromEntries([...STEPS, 'cycle'].map((k) => [k, [] as number[]])) as unknown as Samples;
 
-async function cycle(c: CsiClient, root: TmpRoot, backend: string, i: number, out: Samples | null): Promise<void> {
-  const name = `bench-${backend}-${i < 0 ? `w${-i}` : i}`;
+/** One lifecycle; `parameters` go to CreateVolume (berth: the backend; host-path: none). */
+async function cycle(c: CsiClient, root: TmpRoot, label: string, parameters: Record<string, string>, i: number, out: Samples | null): Promise<void> {
+  const name = `bench-${label}-${RUN}-${i < 0 ? `w${-i}` : i}`;
   const cap = mountCap();
-  const staging = root.path('kubelet', 'staging', name);
-  const target = root.path('kubelet', 'pods', name, 'mount');
+  const staging = root.path('kubelet', label, 'staging', name);
+  const target = root.path('kubelet', label, 'pods', name, 'mount');
+  // As kubelet does before the calls (CSI: the CO makes the staging path and the target's parent).
+  mkdirSync(staging, { recursive: true });
+  mkdirSync(dirname(target), { recursive: true });
   let volumeId = '';
   const calls: Record<(typeof STEPS)[number], () => Promise<unknown>> = {
     CreateVolume: async () => {
       const r = await c.controller('CreateVolume', {
-        name, capacity_range: { required_bytes: String(64 * 2 ** 20) }, volume_capabilities: [cap], parameters: { backend },
+        name, capacity_range: { required_bytes: String(64 * 2 ** 20) }, volume_capabilities: [cap], parameters,
       });
       volumeId = r.volume.volume_id;
     },
@@ -53,20 +71,46 @@ export async function run(): Promise<BenchResult[]> {
     const d = await startTestDaemon(root, { csi: true, logLevel: 'info' });
     const c = createCsiClient(d.csiEndpoint);
     root.defer(() => c.close());
+    const hpEndpoint = process.env.BERTH_BENCH_HOSTPATH_ENDPOINT;
+    const hp = hpEndpoint ? createCsiClient(hpEndpoint) : null;
+    if (hp) root.defer(() => hp.close());
     const results: BenchResult[] = [];
-    for (const backend of ['local', 'loop']) {
-      const label = backend === 'local' ? 'dir' : 'loop ext4 64MiB';
-      for (let w = 1; w <= WARMUP; w++) await cycle(c, root, backend, -w, null);
-      const s = Object.fromEntries([...STEPS, 'cycle'].map((k) => [k, [] as number[]])) as unknown as Samples;
-      for (let i = 0; i < N; i++) await cycle(c, root, backend, i, s);
-      const whole = summarize(GROUP, `${label}: whole cycle`, s.cycle);
+
+    // dir, interleaved with the host-path driver when one is given.
+    for (let w = 1; w <= WARMUP; w++) {
+      await cycle(c, root, 'dir', { backend: 'local' }, -w, null);
+      if (hp) await cycle(hp, root, 'hostpath', {}, -w, null);
+    }
+    const dir = newSamples();
+    const ref = newSamples();
+    for (let i = 0; i < N; i++) {
+      await cycle(c, root, 'dir', { backend: 'local' }, i, dir);
+      if (hp) await cycle(hp, root, 'hostpath', {}, i, ref);
+    }
+    const whole = summarize(GROUP, 'dir: whole cycle', dir.cycle);
+    const note = 'no mount at stage (nothing to stage), one bind mount at publish';
+    if (hp) {
+      const hpWhole = summarize(GROUP, 'csi-driver-host-path (Go, same run): whole cycle', ref.cycle);
+      const paired = dir.cycle.map((ms, i) => ms / ref.cycle[i]!).sort((a, b) => a - b);
       results.push({
         ...whole,
-        ratio: { reference: 'csi-driver-host-path ~27 ms p50', value: whole.p50Ms! / HOSTPATH_P50_MS },
-        note: backend === 'local' ? 'no mount at stage (nothing to stage), one bind mount at publish' : 'losetup + mkfs.ext4 + mount at stage',
+        ratio: { reference: 'csi-driver-host-path, same run', value: percentile(paired, 50) },
+        note: `${note}; p50/p50 ${(whole.p50Ms! / hpWhole.p50Ms!).toFixed(2)}`,
       });
-      for (const step of STEPS) results.push(summarize(GROUP, `${label}: ${step}`, s[step]));
+      for (const step of STEPS) results.push(summarize(GROUP, `dir: ${step}`, dir[step]));
+      results.push(hpWhole);
+      for (const step of STEPS) results.push(summarize(GROUP, `csi-driver-host-path: ${step}`, ref[step]));
+    } else {
+      results.push({ ...whole, ratio: { reference: `csi-driver-host-path ~${HOSTPATH_P50_MS} ms p50`, value: whole.p50Ms! / HOSTPATH_P50_MS }, note });
+      for (const step of STEPS) results.push(summarize(GROUP, `dir: ${step}`, dir[step]));
     }
+
+    const label = 'loop ext4 64MiB';
+    for (let w = 1; w <= WARMUP; w++) await cycle(c, root, 'loop', { backend: 'loop' }, -w, null);
+    const loop = newSamples();
+    for (let i = 0; i < N; i++) await cycle(c, root, 'loop', { backend: 'loop' }, i, loop);
+    results.push({ ...summarize(GROUP, `${label}: whole cycle`, loop.cycle), note: 'losetup + mkfs.ext4 + mount at stage' });
+    for (const step of STEPS) results.push(summarize(GROUP, `${label}: ${step}`, loop[step]));
     return results;
   } finally {
     await root.cleanup();
