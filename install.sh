@@ -3,7 +3,7 @@
 # (SQLite + a `dir` backend under /var/lib/berth, admin socket /run/berth/berth.sock).
 # For a fresh Debian machine, run as root:   ./install.sh
 # Idempotent: running it again rebuilds, keeps any existing config, and leaves a running
-# daemon running (restart it with ./install.sh --restart).
+# daemon running (restart it with ./install.sh --restart, stop it with ./install.sh --stop).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -13,12 +13,54 @@ PIDFILE=/run/berth.pid
 UNIT=/etc/systemd/system/berth.service
 NODE_MIN="20.19.0"
 RESTART=0
-[ "${1:-}" = "--restart" ] && RESTART=1
+STOP=0
+usage() {
+  cat <<'EOF'
+usage: ./install.sh [--restart | --stop]
+  (no option)  install the system packages, build, install /usr/local/bin/berth and dvdcli,
+               start `berth serve` on the embedded defaults (a running daemon is left running)
+  --restart    the same, then restart the daemon (e.g. after a kill -9 or a rebuild)
+  --stop       only stop the daemon (volumes, mounts and state stay; start it again with ./install.sh)
+EOF
+}
+case "${1:-}" in
+  "") ;;
+  --restart) RESTART=1 ;;
+  --stop) STOP=1 ;;
+  -h|--help) usage; exit 0 ;;
+  *) usage >&2; exit 2 ;;
+esac
+[ "$#" -le 1 ] || { usage >&2; exit 2; }
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "run as root (berth manages mounts and loop devices)"
+
+# Alive = the pid file names a live, non-zombie process (a killed daemon may linger as a zombie).
+alive() {
+  local pid st
+  pid="$(cat "$PIDFILE" 2>/dev/null)" && [ -n "$pid" ] || return 1
+  st="$(ps -o stat= -p "$pid" 2>/dev/null)" || return 1
+  [ "${st#Z}" = "$st" ]
+}
+systemd_pid1() { [ "$(ps -p 1 -o comm= 2>/dev/null)" = "systemd" ]; }
+# Stops the background daemon named by the pid file with SIGTERM and waits up to 40 s (it
+# lets running operations finish, up to 30 s). The daemon removes its sockets; mounted
+# volumes stay mounted for their consumers, and the next start picks them up.
+stop_background() {
+  alive || return 0
+  say "stopping berth (pid $(cat "$PIDFILE"))"
+  kill -TERM "$(cat "$PIDFILE")"
+  for _ in $(seq 1 400); do alive || break; sleep 0.1; done
+  if alive; then die "berth (pid $(cat "$PIDFILE")) did not stop within 40 s"; fi
+  rm -f "$PIDFILE"
+}
+if [ "$STOP" -eq 1 ]; then
+  if systemd_pid1 && [ -f "$UNIT" ]; then systemctl stop berth.service; else stop_background; fi
+  say "berth is stopped"
+  exit 0
+fi
 command -v apt-get >/dev/null || die "this script is for Debian/Ubuntu (apt-get not found)"
 
 # 1. System packages: filesystem tools the loop and btrfs backends run, util-linux for
@@ -67,7 +109,7 @@ install_launcher /usr/local/bin/dvdcli dvdcli.js
 # 4. Start the daemon: systemd when it is PID 1, else a background process with a pid file.
 #    Nothing is written to /etc except the unit, and only when absent.
 ready() { "$LAUNCHER" status >/dev/null 2>&1; }
-if [ "$(ps -p 1 -o comm= 2>/dev/null)" = "systemd" ]; then
+if systemd_pid1; then
   if [ ! -f "$UNIT" ]; then
     say "writing $UNIT"
     cat >"$UNIT" <<EOF
@@ -89,18 +131,7 @@ EOF
   systemctl enable berth.service >/dev/null
   if [ "$RESTART" -eq 1 ]; then systemctl restart berth.service; else systemctl start berth.service; fi
 else
-  # Alive = the pid file names a live, non-zombie process (a killed daemon may linger as a zombie).
-  alive() {
-    local pid st
-    pid="$(cat "$PIDFILE" 2>/dev/null)" && [ -n "$pid" ] || return 1
-    st="$(ps -o stat= -p "$pid" 2>/dev/null)" || return 1
-    [ "${st#Z}" = "$st" ]
-  }
-  if alive && [ "$RESTART" -eq 1 ]; then
-    say "stopping berth (pid $(cat "$PIDFILE"))"
-    kill -TERM "$(cat "$PIDFILE")"
-    for _ in $(seq 1 100); do alive || break; sleep 0.1; done
-  fi
+  if [ "$RESTART" -eq 1 ]; then stop_background; fi
   if alive; then
     say "berth already running (pid $(cat "$PIDFILE"))"
   else
@@ -115,9 +146,10 @@ for _ in $(seq 1 300); do
   if ready; then
     "$LAUNCHER" status
     say "berth is running. Try: berth volume create demo && berth volume ls"
+    say "restart: ./install.sh --restart   stop: ./install.sh --stop   log: $(systemd_pid1 && echo 'journalctl -u berth' || echo "$LOG")"
     exit 0
   fi
-  if [ "$(ps -p 1 -o comm=)" != "systemd" ] && ! alive; then
+  if ! systemd_pid1 && ! alive; then
     tail -n 20 "$LOG" >&2 || true
     die "the daemon exited during start (see $LOG)"
   fi
