@@ -2,7 +2,8 @@
  * The Docker volume plugin server: the Hono app from app.ts on the unix socket Docker
  * discovers (/run/docker/plugins/<driver>.sock). Docker finds the driver by the socket's
  * file name, so a dead socket left behind makes every unfiltered `docker volume ls`
- * wait on it: stop() always removes it, and start() replaces a stale one.
+ * wait on it: stop() removes the socket this frontend created, and start() replaces a
+ * stale one but refuses one another process serves (frontends/unix-socket.ts).
  *
  * @example
  *   const docker = createDockerFrontend({ service, config: config.docker, log });
