@@ -142,6 +142,9 @@ describe('volume service (fake backend, real SQLite)', () => {
       expect((await h.svc.list({ labels: { team: 'x', env: 'prod' } }, ctx)).map((v) => v.name)).toEqual(['a']);
       expect((await h.svc.list({ backend: 'local', labels: { team: 'y' } }, ctx)).map((v) => v.name)).toEqual(['b']);
       expect(await h.svc.list({ labels: { team: 'z' } }, ctx)).toEqual([]);
+      // A backend that is not configured is a mistake to name, not an empty filter.
+      const unknown = await errorOf(h.svc.list({ backend: 'plian' }, ctx));
+      expect([unknown.kind, unknown.field, unknown.message]).toEqual(['InvalidArgument', 'backend', expect.stringMatching(/unknown backend "plian" \(configured: .*plain/)]);
     });
 
     it('list and inspect work with 10,000 volumes in the store', async () => {

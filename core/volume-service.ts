@@ -185,6 +185,10 @@ class CoreService implements CoreVolumeService {
       const f = filter ?? {};
       const labels = validateLabels(f.labels, 'labels');
       if (f.backend !== undefined && typeof f.backend !== 'string') throw invalidArgument('backend', 'must be a backend name');
+      // A mistyped filter would otherwise list nothing and look like "no volumes".
+      if (f.backend && !this.#d.backends.has(f.backend)) {
+        throw invalidArgument('backend', `unknown backend "${f.backend}" (configured: ${[...this.#d.backends.keys()].join(', ') || 'none'})`);
+      }
       const rows = this.#d.store.listVolumes(f.backend ? { backend: f.backend } : {});
       const wanted = Object.entries(labels);
       const matching = wanted.length ? rows.filter((r) => wanted.every(([k, v]) => r.labels[k] === v)) : rows;

@@ -173,6 +173,7 @@ describe('berth CLI', () => {
       { args: ['volume', 'rm', ''], code: 1, err: /\(field: ref\)/ },
       { args: ['snapshot', 'create', '', 's'], code: 1, err: /\(field: volume\)/ },
       { args: ['volum', 'ls'], code: 2, err: /unknown command: did you mean "volume"\?/ },
+      { args: ['volume', 'ls', '--backend', 'lop'], code: 1, err: /unknown backend "lop".*\(field: backend\)/ },
     ];
     for (const b of bad) {
       const r = await d.berth(b.args);
