@@ -25,9 +25,10 @@ import {
 } from '../../core/errors.js';
 import { CommandError, type Exec } from '../../core/os/exec.js';
 import {
-  BTRFS_SUPER_MAGIC, filesystemSpace, isBtrfs, isSubvolume, ownQgroup, qgroupLimit, qgroupShow, quotaEnable,
+  BTRFS_SUPER_MAGIC, isBtrfs, isSubvolume, ownQgroup, qgroupLimit, qgroupShow, quotaEnable,
   subvolumeCreate, subvolumeDelete, subvolumeSnapshot,
 } from '../../core/os/btrfs.js';
+import { fsUsage } from '../../core/os/fs.js';
 import type { BackendCapabilities, Capacity, VolumeStats } from '../../core/types.js';
 import { childPath, VOLUME_ID_RE } from '../paths.js';
 import { MIN_SIZE, parseBtrfsSettings, type BtrfsSettings } from './settings.js';
@@ -142,7 +143,8 @@ class BtrfsBackend implements Backend {
   }
 
   async capacity(): Promise<Omit<Capacity, 'backend'>> {
-    return filesystemSpace(this.settings.pool);
+    const pool = await fsUsage(this.settings.pool);
+    return { totalBytes: pool.totalBytes, availableBytes: pool.availableBytes };
   }
 
   async stats(vol: BackendVolume): Promise<VolumeStats> {
@@ -162,7 +164,7 @@ class BtrfsBackend implements Backend {
       return unhealthy(`cannot read the qgroup of ${path}: ${err instanceof Error ? err.message : String(err)}`);
     }
     if (!row) return unhealthy(`subvolume ${path} has no qgroup (quotas disabled?)`);
-    const pool = await filesystemSpace(this.settings.pool);
+    const pool = await fsUsage(this.settings.pool);
     const total = row.maxReferencedBytes ?? vol.sizeBytes;
     const used = row.referencedBytes;
     return {

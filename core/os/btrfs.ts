@@ -1,7 +1,7 @@
 /**
  * btrfs commands as data over the one Exec, plus the pure parser for `btrfs qgroup show`
- * and the statfs/stat checks that need no process (filesystem type, subvolume root,
- * pool space). Paths are always single argv elements after `--`.
+ * and the statfs/stat checks that need no process (filesystem type, subvolume root).
+ * Paths are always single argv elements after `--`.
  *
  * Facts these helpers rely on (btrfs-progs 6.x, checked on this machine):
  * - a subvolume's root directory has inode number 256 (BTRFS_FIRST_FREE_OBJECTID);
@@ -42,12 +42,6 @@ export async function isSubvolume(path: string): Promise<boolean> {
     if (isMissing(err)) return false;
     throw err;
   }
-}
-
-/** What df shows for the filesystem holding `path`. */
-export async function filesystemSpace(path: string): Promise<{ totalBytes: number; availableBytes: number }> {
-  const s = await statfs(path);
-  return { totalBytes: s.blocks * s.bsize, availableBytes: s.bavail * s.bsize };
 }
 
 export async function subvolumeCreate(exec: Exec, path: string): Promise<void> {

@@ -172,13 +172,6 @@ export async function detachLoop(exec: Exec, device: string): Promise<void> {
   }
 }
 
-/** Detaches every device backing `image`; returns the devices it freed. */
-export async function detachImage(exec: Exec, image: string): Promise<string[]> {
-  const devs = await findLoopDevices(exec, image);
-  for (const d of devs) await detachLoop(exec, d.name);
-  return devs.map((d) => d.name);
-}
-
 /** Makes the kernel re-read the backing file's size after the image grew (`losetup -c`). */
 export async function refreshLoopCapacity(exec: Exec, device: string): Promise<void> {
   try {
