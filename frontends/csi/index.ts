@@ -53,10 +53,15 @@ export function createCsiFrontend(o: CsiFrontendOptions): FrontendServer {
         }, log));
       }
       if (node) s.addService(services.Node, wrapHandlers('Node', createNodeHandlers({ service: o.service, id, config: o.config }), log));
-      await claimSocketPath(endpoint, 'csi.endpoint');
-      await new Promise<void>((resolve, reject) => {
-        s.bindAsync(`unix:${endpoint}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
-      });
+      try {
+        await claimSocketPath(endpoint, 'csi.endpoint');
+        await new Promise<void>((resolve, reject) => {
+          s.bindAsync(`unix:${endpoint}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+        });
+      } catch (err) {
+        s.forceShutdown(); // a refused start leaves no half-built server behind
+        throw err;
+      }
       owned = true;
       server = s;
       log.info({ endpoint, mode: o.config.mode, driver: o.config.driverName }, 'csi listening');
