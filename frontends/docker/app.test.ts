@@ -193,3 +193,29 @@ describe('unknown methods', () => {
     expect(r.json.Err).toMatch(/Frobnicate/);
   });
 });
+
+describe('the one log line per call', () => {
+  it('logs Get of an unknown name at debug (Docker probes every plugin), a failed Create at warn', async () => {
+    const lines: Array<{ level: number; op: string; outcome: string; kind?: string }> = [];
+    const { Writable } = await import('node:stream');
+    const { createLogger } = await import('../../core/index.js');
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l));
+        done();
+      },
+    });
+    const logged = createDockerApp({ service, log: createLogger({ level: 'debug', destination: sink }) });
+    const post = (method: string, body: unknown) => logged.request(`/${method}`, { method: 'POST', body: `${JSON.stringify(body)}\n` });
+    await post('VolumeDriver.Get', { Name: 'nobody-has-this' });
+    await post('VolumeDriver.Create', { Name: 'bad name!' });
+    await post('VolumeDriver.Create', { Name: 'fine' });
+    const ops = lines.filter((l) => l.op).map((l) => [l.op, l.level, l.outcome, l.kind]);
+    // pino levels: 20 debug, 30 info, 40 warn
+    expect(ops).toEqual([
+      ['VolumeDriver.Get', 20, 'error', 'NotFound'],
+      ['VolumeDriver.Create', 40, 'error', 'InvalidArgument'],
+      ['VolumeDriver.Create', 30, 'ok', undefined],
+    ]);
+  });
+});

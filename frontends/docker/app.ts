@@ -52,8 +52,10 @@ export function createDockerApp(o: { service: VolumeService; log: Logger }): Hon
       outcome: errKind === undefined ? 'ok' : 'error',
       ...(errKind ? { kind: errKind, err: reply.Err } : {}),
     };
-    if (errKind) log.warn(fields, 'docker op failed');
-    else if (QUIET.has(method)) log.debug(fields, 'docker op');
+    // Docker asks every plugin's Get for a name it does not know yet (docker run -v x:/d,
+    // docker volume inspect x): NotFound there is an everyday answer, not a warning.
+    if (errKind && !(errKind === 'NotFound' && QUIET.has(method))) log.warn(fields, 'docker op failed');
+    else if (errKind || QUIET.has(method)) log.debug(fields, 'docker op');
     else log.info(fields, 'docker op');
     return c.body(JSON.stringify(reply), 200, { 'Content-Type': DOCKER_PLUGIN_CONTENT_TYPE });
   };
