@@ -103,6 +103,10 @@ describe('loadConfig', () => {
     expectInvalid(() => loadConfig({ env: { BERTH_ADMIN_TCP: '127.0.0.1:7070' }, defaultFile: missingDefault() }), 'admin.token');
     const c = loadConfig({ env: { BERTH_ADMIN_TCP: '127.0.0.1:7070', BERTH_ADMIN_TOKEN: 's3cret' }, defaultFile: missingDefault() });
     expect(c.admin.tcp).toBe('127.0.0.1:7070');
+    const withToken = (tcp: string) => ({ env: { BERTH_ADMIN_TCP: tcp, BERTH_ADMIN_TOKEN: 's3cret' }, defaultFile: missingDefault() });
+    expectInvalid(() => loadConfig(withToken('127.0.0.1:99999')), 'admin.tcp', /1-65535/);
+    expectInvalid(() => loadConfig(withToken('127.0.0.1:0')), 'admin.tcp', /1-65535/);
+    expectInvalid(() => loadConfig(withToken('localhost')), 'admin.tcp', /host:port/);
   });
 
   it('refuses two listeners on one socket path', () => {

@@ -86,6 +86,7 @@ export interface LoadConfigInput {
 }
 
 const nonEmpty = z.string().min(1, 'must not be empty');
+const isPort = (n: number) => Number.isInteger(n) && n >= 1 && n <= 65535;
 const backendInstance = z.looseObject({ driver: nonEmpty });
 const schema = z.strictObject({
   nodeId: nonEmpty.max(128),
@@ -96,7 +97,11 @@ const schema = z.strictObject({
   log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error', 'silent']) }),
   admin: z.strictObject({
     socket: nonEmpty,
-    tcp: z.string().regex(/^[^\s:]*:\d{1,5}$/, 'must be "host:port"').nullable(),
+    tcp: z
+      .string()
+      .regex(/^[^\s:]*:\d{1,5}$/, 'must be "host:port"')
+      .refine((v) => isPort(Number(v.slice(v.lastIndexOf(':') + 1))), 'the port must be 1-65535')
+      .nullable(),
     token: nonEmpty.nullable(),
   }),
   docker: z.strictObject({ enabled: z.boolean(), driverName: nonEmpty, socket: nonEmpty }),
