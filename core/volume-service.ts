@@ -58,6 +58,9 @@ export interface VolumeServiceDeps {
 /** Read-only operations log at debug: Docker and kubelet poll them constantly. */
 const READ_OPS = new Set(['inspect', 'list', 'path', 'stats', 'capacity', 'inspectSnapshot', 'listSnapshots']);
 
+/** Up to this many volumes, list reads each one's attachments / references by index. */
+const FEW_VOLUMES = 32;
+
 const volKey = (name: string) => `vol:${name}`;
 const snapKey = (name: string) => `snap:${name}`;
 
@@ -189,13 +192,13 @@ class CoreService implements CoreVolumeService {
       if (f.backend && !this.#d.backends.has(f.backend)) {
         throw invalidArgument('backend', `unknown backend "${f.backend}" (configured: ${[...this.#d.backends.keys()].join(', ') || 'none'})`);
       }
-      const rows = this.#d.store.listVolumes(f.backend ? { backend: f.backend } : {});
-      const wanted = Object.entries(labels);
-      const matching = wanted.length ? rows.filter((r) => wanted.every(([k, v]) => r.labels[k] === v)) : rows;
-      // Two queries for all attachments / references instead of two per volume.
+      const rows = this.#d.store.listVolumes({ ...(f.backend ? { backend: f.backend } : {}), labels });
+      // A few volumes (a label or backend filter): two indexed queries each. Many: two
+      // queries for every attachment / reference instead of two per volume.
+      if (rows.length <= FEW_VOLUMES) return rows.map((r) => loadVolume(this.#d, r));
       const atts = groupBy(this.#d.store.listAttachments());
       const refs = groupBy(this.#d.store.listMountRefs());
-      return matching.map((r) => toVolume(r, atts.get(r.id) ?? [], refs.get(r.id) ?? []));
+      return rows.map((r) => toVolume(r, atts.get(r.id) ?? [], refs.get(r.id) ?? []));
     });
   }
 

@@ -79,4 +79,19 @@ export const MIGRATIONS: readonly Migration[] = [
         volume_mode = COALESCE((SELECT volume_mode FROM volumes WHERE volumes.id = snapshots.volume_id), 'filesystem');
     `,
   },
+  {
+    version: 3,
+    description: 'labels in their own indexed table, so a label-filtered list reads only the matching volumes',
+    sql: `
+      CREATE TABLE volume_labels (
+        volume_id TEXT NOT NULL REFERENCES volumes (id) ON DELETE CASCADE,
+        key       TEXT NOT NULL,
+        value     TEXT NOT NULL,
+        PRIMARY KEY (volume_id, key)
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX volume_labels_kv ON volume_labels (key, value);
+      INSERT INTO volume_labels (volume_id, key, value)
+        SELECT volumes.id, j.key, CAST(j.value AS TEXT) FROM volumes, json_each(volumes.labels) AS j;
+    `,
+  },
 ];

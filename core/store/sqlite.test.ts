@@ -110,6 +110,39 @@ describe('SQLite store', () => {
     expect(store.listMountRefs().map((r) => r.consumer)).toEqual(['c1']);
   });
 
+  it('filters volumes by labels (every pair), backend and status in SQL, ordered by name', () => {
+    store.insertVolume(vol('vol-1', 'b', { labels: { app: 'db', tier: 'gold' } }));
+    store.insertVolume(vol('vol-2', 'a', { labels: { app: 'db', tier: 'silver' }, backend: 'loop' }));
+    store.insertVolume(vol('vol-3', 'c', { labels: { app: 'web' }, status: 'creating' }));
+    store.insertVolume(vol('vol-4', 'd', { labels: {} }));
+    const names = (f: Parameters<Store['listVolumes']>[0]) => store.listVolumes(f).map((v) => v.name);
+    expect(names({ labels: { app: 'db' } })).toEqual(['a', 'b']);
+    expect(names({ labels: { app: 'db', tier: 'gold' } })).toEqual(['b']);
+    expect(names({ labels: { tier: 'gold', app: 'web' } })).toEqual([]);
+    expect(names({ labels: { app: 'db' }, backend: 'loop' })).toEqual(['a']);
+    expect(names({ labels: { app: 'web' }, status: 'creating' })).toEqual(['c']);
+    expect(names({ backend: 'local', status: 'ready' })).toEqual(['b', 'd']);
+    expect(names({ labels: {} })).toEqual(['a', 'b', 'c', 'd']);
+    expect(store.listVolumes({ labels: { tier: 'silver' } })[0]).toMatchObject({ id: 'vol-2', labels: { app: 'db', tier: 'silver' } });
+    // Labels go with their volume.
+    store.deleteVolume('vol-1');
+    expect(names({ labels: { app: 'db' } })).toEqual(['a']);
+  });
+
+  it('migration 3 indexes the labels of volumes written by an older berth', () => {
+    store.close();
+    const path = join(dir, 'old.db');
+    const db = new Database(path);
+    for (const m of MIGRATIONS.filter((x) => x.version <= 2)) db.exec(m.sql);
+    db.pragma('user_version = 2');
+    db.prepare(`INSERT INTO volumes (id, name, backend, size_bytes, volume_mode, access_mode, labels, options, status, created_at)
+      VALUES ('vol-1', 'old', 'local', 0, 'filesystem', 'ReadWriteOnce', '{"team":"x","n":"1"}', '{}', 'ready', 't')`).run();
+    db.close();
+    store = openStore(path);
+    expect(store.listVolumes({ labels: { team: 'x', n: '1' } }).map((v) => v.name)).toEqual(['old']);
+    expect(store.listVolumes({ labels: { team: 'y' } })).toEqual([]);
+  });
+
   it('stores snapshots independent of their volume', () => {
     store.insertSnapshot({ id: 'snap-1', name: 's', volumeId: 'vol-gone', backend: 'local', sizeBytes: 5, fsType: 'xfs', volumeMode: 'filesystem', status: 'creating', createdAt: 't' });
     store.setSnapshotStatus('snap-1', 'ready');

@@ -65,6 +65,12 @@ export interface SnapshotRow {
   readonly createdAt: string;
 }
 
+export interface VolumeFilter {
+  readonly backend?: string;
+  readonly status?: VolumeStatus;
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
 export interface VolumePatch {
   readonly status?: VolumeStatus;
   readonly path?: string | null;
@@ -91,8 +97,8 @@ export interface Store {
 
   getVolume(id: string): VolumeRow | null;
   getVolumeByName(name: string): VolumeRow | null;
-  /** Ordered by name. */
-  listVolumes(filter?: { backend?: string; status?: VolumeStatus }): VolumeRow[];
+  /** Ordered by name. Every given filter must match (labels: every pair). */
+  listVolumes(filter?: VolumeFilter): VolumeRow[];
   countVolumes(): number;
   insertVolume(row: VolumeRow): void;
   updateVolume(id: string, patch: VolumePatch): void;
