@@ -104,6 +104,35 @@ describe('Docker plugin calls', () => {
     await expect(plugin.call('VolumeDriver.Remove', { Name: 'x' })).rejects.toThrow('VolumeDriver.Remove: boom');
   });
 
+  it('fails a call the plugin never answers after the call timeout (longer for Create and Mount)', async () => {
+    const root = tmp();
+    // Activates, then leaves every other request unanswered.
+    const silent = createServer((req, res) => {
+      if (req.url === '/Plugin.Activate') res.end(JSON.stringify({ Implements: ['VolumeDriver'] }));
+    });
+    await new Promise<void>((r) => silent.listen(join(root, 'mute.sock'), r));
+    cleanups.push(() => new Promise<void>((r) => {
+      silent.closeAllConnections();
+      silent.close(() => r());
+    }));
+    const plugin = await connectPlugin({
+      name: 'mute', waitSeconds: 0, warn: noWarn, dirs: { socketDirs: [root], specDirs: [] }, timeouts: { long: 600, short: 200 },
+    });
+    const timed = async (method: string) => {
+      const started = Date.now();
+      const err = await plugin.call(method, { Name: 'v' }).then(() => null, (e: unknown) => e);
+      return { err, ms: Date.now() - started };
+    };
+    const get = await timed('VolumeDriver.Get');
+    expect(get.err).toBeInstanceOf(PluginCallError);
+    expect((get.err as Error).message).toMatch(/^VolumeDriver\.Get: the plugin did not answer within/);
+    expect(get.ms).toBeGreaterThanOrEqual(150);
+    expect(get.ms).toBeLessThan(550);
+    const mount = await timed('VolumeDriver.Mount');
+    expect(mount.err).toBeInstanceOf(PluginCallError);
+    expect(mount.ms).toBeGreaterThanOrEqual(550);
+  });
+
   it('refuses a plugin that is not a VolumeDriver, and reports a missing one after the wait', async () => {
     const root = tmp();
     await fakePlugin(join(root, 'auth.sock'), { 'Plugin.Activate': [200, { Implements: ['authz'] }] });

@@ -128,6 +128,14 @@ export function locatePlugin(name: string, dirs: DiscoveryDirs = { socketDirs: S
 
 const CONNECT_ERRORS = new Set(['ENOENT', 'ECONNREFUSED']);
 
+/**
+ * How long a plugin may stay silent on one call before it fails, as Docker's volume driver
+ * proxy allows: 2 minutes for Create and Mount (they may make a filesystem), 1 minute for
+ * the rest. Without a limit a plugin that accepts and never answers hangs the Mesos task.
+ */
+export const CALL_TIMEOUTS_MS = { long: 120_000, short: 60_000 } as const;
+const LONG_CALLS = ['VolumeDriver.Create', 'VolumeDriver.Mount'];
+
 export interface PluginClientOptions {
   readonly name: string;
   /** Total seconds to keep retrying discovery and refused connections (dvdcli: ~15). */
@@ -135,6 +143,8 @@ export interface PluginClientOptions {
   /** Gets dvdcli's "retrying" warnings. */
   readonly warn: (message: string) => void;
   readonly dirs?: DiscoveryDirs;
+  /** Per-call silence limits; default CALL_TIMEOUTS_MS. */
+  readonly timeouts?: { readonly long: number; readonly short: number };
 }
 
 export interface PluginClient {
@@ -158,7 +168,7 @@ async function withRetry<T>(budgetSeconds: number, attempt: () => Promise<T | nu
   }
 }
 
-async function send(endpoint: PluginEndpoint, method: string, payload: string): Promise<{ status: number; text: string }> {
+async function send(endpoint: PluginEndpoint, method: string, payload: string, timeoutMs: number): Promise<{ status: number; text: string }> {
   const headers = { accept: 'application/vnd.docker.plugins.v1.2+json', 'content-length': String(Buffer.byteLength(payload)) };
   const path = `/${method}`;
   let opts: RequestOptions;
@@ -184,6 +194,9 @@ async function send(endpoint: PluginEndpoint, method: string, payload: string): 
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', reject);
       res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.setTimeout(timeoutMs, () => {
+      req.destroy(new PluginCallError(`${method}: the plugin did not answer within ${Math.round(timeoutMs / 1000)}s`, method));
     });
     req.on('error', reject);
     req.end(payload);
@@ -214,6 +227,7 @@ export async function connectPlugin(o: PluginClientOptions): Promise<PluginClien
   );
   if (endpoint === null) throw new PluginUnavailableError(`Error looking up volume plugin ${o.name}: plugin not found`);
   const where = endpoint.kind === 'unix' ? `unix://${endpoint.socketPath}` : endpoint.url.origin;
+  const timeouts = o.timeouts ?? CALL_TIMEOUTS_MS;
 
   const call = async <T>(method: string, body?: unknown): Promise<T> => {
     // Like Docker's json.Encoder: compact JSON plus a newline; Activate has no body.
@@ -223,7 +237,7 @@ export async function connectPlugin(o: PluginClientOptions): Promise<PluginClien
       o.waitSeconds,
       async () => {
         try {
-          return await send(endpoint, method, payload);
+          return await send(endpoint, method, payload, LONG_CALLS.includes(method) ? timeouts.long : timeouts.short);
         } catch (err) {
           // Only errors before the request reached the plugin are safe to retry.
           if (!CONNECT_ERRORS.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
