@@ -102,7 +102,8 @@ export interface Backend {
   stats(vol: BackendVolume): Promise<VolumeStats>;
 
   // Optional abilities: present exactly when the matching capability is declared.
-  createSnapshot?(vol: BackendVolume, snap: BackendSnapshot): Promise<void>;
+  /** Takes a snapshot (capabilities.snapshots); a backend that copies reports progress. */
+  createSnapshot?(vol: BackendVolume, snap: BackendSnapshot, onProgress?: Progress): Promise<void>;
   deleteSnapshot?(snap: BackendSnapshot): Promise<void>;
   /** Creates `vol` with the content of a snapshot (capabilities.snapshots). */
   createFromSnapshot?(vol: BackendVolume, snap: BackendSnapshot, onProgress?: Progress): Promise<void>;

@@ -23,7 +23,8 @@ export interface OpContext {
   readonly wait?: boolean;
   /**
    * Called with copied/total bytes while create fills a volume from a snapshot or another
-   * volume (backends that copy report it; instant ones report once at the end).
+   * volume, or createSnapshot copies one (backends that copy report it; instant ones
+   * report once at the end or not at all).
    */
   readonly onProgress?: (doneBytes: number, totalBytes: number) => void;
 }

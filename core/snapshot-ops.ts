@@ -5,13 +5,14 @@
  */
 import { backendOf, loadVolume, toBackendVolume, toSnapshot, type CoreDeps } from './core-deps.js';
 import { alreadyExists, failedPrecondition, outOfRange, unsupported } from './errors.js';
+import type { Progress } from './backend.js';
 import type { ExpandResponse } from './service.js';
 import type { SnapshotRow, VolumeRow } from './store/store.js';
 import type { Snapshot } from './types.js';
 
 const toBackendSnapshot = (s: SnapshotRow) => ({ id: s.id, volumeId: s.volumeId, sizeBytes: s.sizeBytes });
 
-export async function createSnapshot(d: CoreDeps, name: string, vol: VolumeRow): Promise<Snapshot> {
+export async function createSnapshot(d: CoreDeps, name: string, vol: VolumeRow, onProgress?: Progress): Promise<Snapshot> {
   let existing = d.store.getSnapshotByName(name);
   if (existing && existing.status !== 'ready') {
     await finishInterruptedSnapshot(d, existing);
@@ -34,7 +35,7 @@ export async function createSnapshot(d: CoreDeps, name: string, vol: VolumeRow):
   };
   d.store.insertSnapshot(row);
   try {
-    await backend.createSnapshot(toBackendVolume(vol), toBackendSnapshot(row));
+    await backend.createSnapshot(toBackendVolume(vol), toBackendSnapshot(row), onProgress);
   } catch (err) {
     try {
       await backend.deleteSnapshot?.(toBackendSnapshot(row));

@@ -280,7 +280,7 @@ class CoreService implements CoreVolumeService {
       try {
         const fresh = this.#d.store.getVolume(vol.id);
         if (!fresh) throw notFound(`volume "${volRef}" does not exist`);
-        return await createSnapshot(this.#d, name, fresh);
+        return await createSnapshot(this.#d, name, fresh, safeProgress(ctx?.onProgress, this.#d.log));
       } finally {
         release();
       }

@@ -100,8 +100,8 @@ class DirBackend implements Backend {
     return childPath(join(this.settings.root, SNAPSHOT_DIR), snap.id);
   }
 
-  async createSnapshot(vol: BackendVolume, snap: BackendSnapshot): Promise<void> {
-    await this.copyTree(this.dir(vol), this.snapshotDir(snap), `volume ${vol.id}`);
+  async createSnapshot(vol: BackendVolume, snap: BackendSnapshot, onProgress?: Progress): Promise<void> {
+    await this.copyTree(this.dir(vol), this.snapshotDir(snap), `volume ${vol.id}`, onProgress);
   }
 
   async deleteSnapshot(snap: BackendSnapshot): Promise<void> {

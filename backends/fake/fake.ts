@@ -279,9 +279,10 @@ export function createFakeBackend(opts: FakeBackendOptions = {}): FakeBackend {
   };
 
   if (caps.snapshots) {
-    backend.createSnapshot = async (vol, snap) => {
+    backend.createSnapshot = async (vol, snap, onProgress) => {
       await enter('createSnapshot', snap.id);
       must(vol.id);
+      onProgress?.(vol.sizeBytes, vol.sizeBytes);
       state.snapshots.set(snap.id, snap);
     };
     backend.deleteSnapshot = async (snap) => {

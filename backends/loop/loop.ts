@@ -291,11 +291,11 @@ export class LoopBackend implements Backend {
 
   // ---- snapshots, clones, expansion ----
 
-  async createSnapshot(vol: BackendVolume, snap: BackendSnapshot): Promise<void> {
+  async createSnapshot(vol: BackendVolume, snap: BackendSnapshot, onProgress?: Progress): Promise<void> {
     const src = this.image(vol);
     if (!(await exists(src))) throw notFound(`volume ${vol.id} has no image at ${src}`);
     const freeze = vol.volumeMode === 'filesystem' ? this.mountPoint(vol) : null;
-    await copyImage(this.exec, src, this.snapshotImage(snap), { freeze });
+    await copyImage(this.exec, src, this.snapshotImage(snap), { freeze, onProgress });
   }
 
   async deleteSnapshot(snap: BackendSnapshot): Promise<void> {

@@ -1,6 +1,7 @@
 /** `berth snapshot ls|create|inspect|rm`: one admin API call each. */
 import type { CommandModule } from 'yargs';
 import { clientFor, printerFor, refPositional, withOptions, type GlobalArgs } from '../context.js';
+import { createCopyProgress } from '../progress.js';
 import type { Snapshot } from '../../core/types.js';
 import { formatBytes, type Column } from '../output.js';
 
@@ -37,7 +38,17 @@ const create: CommandModule<GlobalArgs, GlobalArgs & { volume: string; name: str
   builder: (y) =>
     refPositional(y, 'volume', 'the volume to snapshot (name or id)')
       .positional('name', { type: 'string', demandOption: true, describe: "snapshot name: letters, digits, '_', '.', '-'" }),
-  handler: async (a) => printerFor(a).item(await clientFor(a).createSnapshot({ name: a.name, volume: a.volume }), FIELDS),
+  handler: async (a) => {
+    // A loop or dir snapshot is a copy of the volume: show its progress like a restore's.
+    const progress = createCopyProgress({ output: a.output, label: 'snapshotting' });
+    let snap;
+    try {
+      snap = await clientFor(a).createSnapshot({ name: a.name, volume: a.volume }, progress.onProgress ? { onProgress: progress.onProgress } : {});
+    } finally {
+      progress.stop();
+    }
+    printerFor(a).item(snap, FIELDS);
+  },
 };
 
 const inspect: CommandModule<GlobalArgs, Ref> = {

@@ -91,6 +91,16 @@ describe('admin app (in-process)', () => {
     const plain = await post('/v1/volumes', { name: 'copy2', fromVolume: 'src' });
     expect(plain.status).toBe(201);
     expect(plain.headers.get('content-type')).toMatch(/^application\/json/);
+
+    // A snapshot streams the same way, its result under "snapshot".
+    const snap = await post('/v1/snapshots?progress=true', { name: 's1', volume: 'src' });
+    expect(snap.status).toBe(200);
+    const snapLines = (await snap.text()).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(snapLines).toEqual([
+      { progress: { doneBytes: 2 ** 30, totalBytes: 2 ** 30 } },
+      { snapshot: expect.objectContaining({ name: 's1', readyToUse: true }) },
+    ]);
+    expect((await post('/v1/snapshots', { name: 's2', volume: 'src' })).status).toBe(201);
   });
 
   it('streams the error as the last line when the create fails after the stream started (Accept: application/x-ndjson)', async () => {

@@ -5,11 +5,12 @@
  * One structured log line per operation comes from the core's observer; this file adds an
  * HTTP access line at debug level only.
  *
- * POST /v1/volumes can stream: with `?progress=true` or `Accept: application/x-ndjson` it
- * answers 200 with NDJSON, one `{"progress":{"doneBytes","totalBytes"}}` line per copy
- * progress event of a restore or clone, then exactly one last line, `{"volume":{...}}` or
- * `{"error":{kind,message,field}}` (the status is sent before the outcome is known, so the
- * last line decides). Errors found before the create starts (a bad body) keep their
+ * POST /v1/volumes and POST /v1/snapshots can stream: with `?progress=true` or
+ * `Accept: application/x-ndjson` they answer 200 with NDJSON, one
+ * `{"progress":{"doneBytes","totalBytes"}}` line per copy progress event of a restore, a
+ * clone or a snapshot, then exactly one last line, `{"volume":{...}}` / `{"snapshot":{...}}`
+ * or `{"error":{kind,message,field}}` (the status is sent before the outcome is known, so
+ * the last line decides). Errors found before the create starts (a bad body) keep their
  * ordinary status. Without either, the reply is the plain JSON every other client expects.
  */
 import { Hono, type Context } from 'hono';
@@ -114,16 +115,16 @@ export function createAdminApp(o: AdminAppOptions): Hono<Env> {
       ...(b.labels !== undefined ? { labels: stringMap(b.labels, 'labels') } : {}),
       ...(b.options !== undefined ? { options: stringMap(b.options, 'options') } : {}),
     };
-    if (wantsProgress(c)) return createStreaming(req, c.var.ctx);
+    if (wantsProgress(c)) return streamed('volume', c.var.ctx, (ctx) => service.create(req, ctx));
     return c.json(await service.create(req, c.var.ctx), 201);
   });
 
   /**
-   * Runs the create and streams its progress and outcome as NDJSON. A client that goes away
-   * does not stop the create (the core finishes or rolls back as for any other caller);
-   * the lines are just no longer written.
+   * Runs an operation that may copy data and streams its progress and outcome as NDJSON,
+   * the result under `key`. A client that goes away does not stop the operation (the core
+   * finishes or rolls back as for any other caller); the lines are just no longer written.
    */
-  function createStreaming(req: CreateVolumeRequest, base: OpContext): Response {
+  function streamed(key: 'volume' | 'snapshot', base: OpContext, run: (ctx: OpContext) => Promise<unknown>): Response {
     const encoder = new TextEncoder();
     let open = true;
     let out!: ReadableStreamDefaultController<Uint8Array>;
@@ -140,10 +141,9 @@ export function createAdminApp(o: AdminAppOptions): Hono<Env> {
       }
     };
     const ctx: OpContext = { ...base, onProgress: (doneBytes, totalBytes) => send({ progress: { doneBytes, totalBytes } }) };
-    void service
-      .create(req, ctx)
+    void run(ctx)
       .then(
-        (volume) => send({ volume }),
+        (result) => send({ [key]: result }),
         (err: unknown) => {
           if (!(err instanceof BerthError)) log.error({ err }, 'admin API: unexpected error');
           send(toErrorBody(asBerthError(err)));
@@ -207,6 +207,7 @@ export function createAdminApp(o: AdminAppOptions): Hono<Env> {
     const b = await readBody(c, { name: 'string', volume: 'string' });
     const name = validateVolumeName(b.name, 'name');
     const volume = required(b.volume, 'volume') as string;
+    if (wantsProgress(c)) return streamed('snapshot', c.var.ctx, (ctx) => service.createSnapshot({ name, volume }, ctx));
     return c.json(await service.createSnapshot({ name, volume }, c.var.ctx), 201);
   });
   app.get('/v1/snapshots/:ref', async (c) => c.json(await service.inspectSnapshot(c.req.param('ref'), c.var.ctx)));

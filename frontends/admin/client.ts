@@ -16,6 +16,9 @@ export const DEFAULT_ADMIN_SOCKET = '/run/berth/berth.sock';
 
 const NDJSON = 'application/x-ndjson';
 
+/** Copied and total bytes of a long copy, as the daemon streams them. */
+export type Progress = (doneBytes: number, totalBytes: number) => void;
+
 export interface AdminClientOptions {
   /** Unix socket path; default $BERTH_SOCKET or /run/berth/berth.sock (ignored when url is set). */
   readonly socket?: string;
@@ -74,7 +77,7 @@ export interface AdminClient {
    * With `onProgress`, the daemon streams the progress of a restore or clone (NDJSON) and
    * the callback sees copied/total bytes as they come; without it, one plain JSON reply.
    */
-  createVolume(body: CreateVolumeBody, opts?: { onProgress?: (doneBytes: number, totalBytes: number) => void }): Promise<Volume>;
+  createVolume(body: CreateVolumeBody, opts?: { onProgress?: Progress }): Promise<Volume>;
   inspectVolume(ref: string): Promise<Volume>;
   removeVolume(ref: string, opts?: { force?: boolean }): Promise<void>;
   attach(ref: string, body?: { node?: string; readOnly?: boolean }): Promise<Volume>;
@@ -85,7 +88,8 @@ export interface AdminClient {
   expand(ref: string, size: string | number): Promise<ExpandResponse>;
   stats(ref: string): Promise<VolumeStats>;
   listSnapshots(filter?: { volume?: string }): Promise<Snapshot[]>;
-  createSnapshot(body: { name: string; volume: string }): Promise<Snapshot>;
+  /** With `onProgress`, streamed as createVolume is (a loop or dir snapshot is a copy). */
+  createSnapshot(body: { name: string; volume: string }, opts?: { onProgress?: Progress }): Promise<Snapshot>;
   inspectSnapshot(ref: string): Promise<Snapshot>;
   deleteSnapshot(ref: string): Promise<void>;
   backends(): Promise<BackendInfo[]>;
@@ -167,16 +171,16 @@ export function createAdminClient(o: AdminClientOptions = {}): AdminClient {
     });
   }
 
-  /** A streamed create: progress lines to the caller, then the volume or the daemon's error. */
-  function createStreaming(body: CreateVolumeBody, onProgress: (doneBytes: number, totalBytes: number) => void): Promise<Volume> {
-    return call<Volume>('POST', '/v1/volumes?progress=true', body, false, (line) => {
-      const l = line as { progress?: { doneBytes?: unknown; totalBytes?: unknown }; volume?: Volume; error?: unknown };
+  /** A streamed create: progress lines to the caller, then the result under `key` or the daemon's error. */
+  function streamed<T>(path: string, key: 'volume' | 'snapshot', body: unknown, onProgress: Progress): Promise<T> {
+    return call<T>('POST', `${path}?progress=true`, body, false, (line) => {
+      const l = line as { progress?: { doneBytes?: unknown; totalBytes?: unknown }; error?: unknown } & Record<string, unknown>;
       if (l.progress) {
         const { doneBytes, totalBytes } = l.progress;
         if (typeof doneBytes === 'number' && typeof totalBytes === 'number') onProgress(doneBytes, totalBytes);
         return;
       }
-      if (l.volume) return { result: l.volume };
+      if (l[key]) return { result: l[key] as T };
       if (l.error) throw fromErrorResponse(500, l);
     });
   }
@@ -191,7 +195,7 @@ export function createAdminClient(o: AdminClientOptions = {}): AdminClient {
         ...(f.backend ? ([['backend', f.backend]] as Array<[string, string]>) : []),
         ...Object.entries(f.labels ?? {}).map(([k, val]): [string, string] => ['label', `${k}=${val}`]),
       ])}`),
-    createVolume: (body, opts = {}) => (opts.onProgress ? createStreaming(body, opts.onProgress) : call('POST', '/v1/volumes', body)),
+    createVolume: (body, opts = {}) => (opts.onProgress ? streamed('/v1/volumes', 'volume', body, opts.onProgress) : call('POST', '/v1/volumes', body)),
     inspectVolume: (ref) => call('GET', v(ref)),
     removeVolume: (ref, opts = {}) => call('DELETE', `${v(ref)}${opts.force ? '?force=true' : ''}`),
     attach: (ref, body = {}) => call('POST', `${v(ref)}/attach`, body),
@@ -202,7 +206,7 @@ export function createAdminClient(o: AdminClientOptions = {}): AdminClient {
     expand: (ref, size) => call('POST', `${v(ref)}/expand`, { size }),
     stats: (ref) => call('GET', `${v(ref)}/stats`),
     listSnapshots: (f = {}) => call('GET', `/v1/snapshots${qs(f.volume ? [['volume', f.volume]] : [])}`),
-    createSnapshot: (body) => call('POST', '/v1/snapshots', body),
+    createSnapshot: (body, opts = {}) => (opts.onProgress ? streamed('/v1/snapshots', 'snapshot', body, opts.onProgress) : call('POST', '/v1/snapshots', body)),
     inspectSnapshot: (ref) => call('GET', `/v1/snapshots/${encodeURIComponent(ref)}`),
     deleteSnapshot: (ref) => call('DELETE', `/v1/snapshots/${encodeURIComponent(ref)}`),
     backends: () => call('GET', '/v1/backends'),

@@ -1,4 +1,4 @@
-// Progress of long copies end to end: a real daemon clones and restores a loop volume holding
+// Progress of long copies end to end: a real daemon snapshots, clones and restores a loop volume holding
 // 64 MiB of data (in a 1 GiB sparse image), and the progress travels backend -> core ->
 // admin API (NDJSON) -> client -> `berth volume create`: a bar on a terminal (through
 // script(1), a real pty), percentage lines on a pipe, nothing with --output json.
@@ -46,6 +46,12 @@ describe('copy progress through the admin API and the CLI', () => {
         expect(events[i]![0]).toBeGreaterThanOrEqual(events[i - 1]![0]);
       }
     }
+    const snapEvents: Array<[number, number]> = [];
+    const s2 = await d.client.createSnapshot({ name: unique('snap'), volume: src }, { onProgress: (done, total) => snapEvents.push([done, total]) });
+    expect(s2.readyToUse).toBe(true);
+    expect(snapEvents[0]![0]).toBe(0);
+    expect(snapEvents.at(-1)![0]).toBe(snapEvents.at(-1)![1]);
+
     // No onProgress: the one-reply JSON create every other client uses.
     const plain = await d.client.createVolume({ name: unique('plain'), fromVolume: src });
     expect(plain.status).toBe('ready');
@@ -55,7 +61,7 @@ describe('copy progress through the admin API and the CLI', () => {
     expect(err).toMatchObject({ kind: 'NotFound' });
   });
 
-  it('berth volume create --from-volume prints percentage lines on a pipe, nothing extra with --output json', async () => {
+  it('berth volume create --from-volume and snapshot create print percentage lines on a pipe, nothing extra with --output json', async () => {
     const { d, src } = await daemonWithData('progress-cli');
     const clone = unique('clone');
     const r = await d.berth(['volume', 'create', clone, '--from-volume', src]);
@@ -71,6 +77,13 @@ describe('copy progress through the admin API and the CLI', () => {
     expect(json.code).toBe(0);
     expect(json.stderr).toBe('');
     expect((JSON.parse(json.stdout) as Volume).status).toBe('ready');
+
+    // A loop snapshot is a copy too.
+    const snap = await d.berth(['snapshot', 'create', src, unique('snap')]);
+    expect(snap.code, snap.stderr).toBe(0);
+    const snapLines = snap.stderr.trim().split('\n');
+    expect(snapLines[0]).toMatch(/^snapshotting: 0% \(0B of \d/);
+    expect(snapLines.at(-1)).toMatch(/^snapshotting: 100% \(/);
 
     // A plain create copies nothing and shows nothing.
     const empty = await d.berth(['volume', 'create', unique('empty')]);
