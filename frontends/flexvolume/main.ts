@@ -11,6 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { invalidArgument } from '../../core/errors.js';
 import { createAdminClient, DEFAULT_ADMIN_SOCKET } from '../admin/client.js';
 import { ATTACHABLE, MOUNT_ONLY, runFlexCall } from './calls.js';
 import { exitCodeOf, failure, toFlexFailure, type FlexCapabilities, type FlexReply } from './errors.js';
@@ -19,11 +20,19 @@ import { exitCodeOf, failure, toFlexFailure, type FlexCapabilities, type FlexRep
 export const DRIVER_CONFIG_FILE = 'berth.json';
 
 function driverConfig(): { socket: string; capabilities: FlexCapabilities } {
+  const path = join(dirname(fileURLToPath(import.meta.url)), DRIVER_CONFIG_FILE);
   let config: { socket?: unknown; attach?: unknown } = {};
   try {
-    config = JSON.parse(readFileSync(join(dirname(fileURLToPath(import.meta.url)), DRIVER_CONFIG_FILE), 'utf8')) as typeof config;
-  } catch {
-    // No (readable) config: not installed by `berth flexvolume install`; use the defaults.
+    config = JSON.parse(readFileSync(path, 'utf8')) as typeof config;
+  } catch (err) {
+    // No file: not installed by `berth flexvolume install`; the defaults apply. A file that
+    // cannot be used would silently change the socket and the attach capability: refuse.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw invalidArgument(DRIVER_CONFIG_FILE, `${path} cannot be read as JSON (${(err as Error).message}); run \`berth flexvolume install\` again`);
+    }
+  }
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) {
+    throw invalidArgument(DRIVER_CONFIG_FILE, `${path} must hold a JSON object; run \`berth flexvolume install\` again`);
   }
   const fromFile = typeof config.socket === 'string' && config.socket !== '' ? config.socket : null;
   return {

@@ -55,6 +55,12 @@ describe('FlexVolume driver (kubelet-style calls)', () => {
     expect(init.stderr).toBe('');
     expect(init.reply).toEqual({ status: 'Success', capabilities: { attach: true, selinuxRelabel: true, supportsMetrics: true, fsGroup: true, requiresFSResize: true } });
 
+    // A berth.json it cannot use fails every call, naming the file, rather than falling back.
+    writeFileSync(join(driverDir, 'berth.json'), '{"socket": ');
+    const broken = await kubeletCall(exe, ['init']);
+    expect(broken.code).toBe(1);
+    expect(broken.reply).toMatchObject({ status: 'Failure', message: expect.stringMatching(/^invalid argument: berth\.json: .*berth flexvolume install/) });
+
     const un = await runBerth(['flexvolume', 'uninstall', '--plugin-dir', root.path('exec')]);
     expect(un.code).toBe(0);
     expect(existsSync(driverDir)).toBe(false);
