@@ -95,6 +95,12 @@ describe('loadConfig', () => {
     expectInvalid(() => loadConfig({ env: { BERTH_DOCKER_ENABLED: 'maybe' }, defaultFile: missingDefault() }), 'BERTH_DOCKER_ENABLED');
   });
 
+  it('takes a periodic reconcile interval: 0 (default, start-up only) or at least 1000 ms', () => {
+    expect(loadConfig({ env: {}, defaultFile: missingDefault() }).reconcileIntervalMs).toBe(0);
+    expect(loadConfig({ env: { BERTH_RECONCILE_INTERVAL_MS: '300000' }, defaultFile: missingDefault() }).reconcileIntervalMs).toBe(300_000);
+    expectInvalid(() => loadConfig({ file: write('r.yaml', 'reconcileIntervalMs: 50\n'), env: {} }), 'reconcileIntervalMs', /at least 1000/);
+  });
+
   it('refuses a default backend that is not configured', () => {
     expectInvalid(() => loadConfig({ env: { BERTH_DEFAULT_BACKEND: 'locl' }, defaultFile: missingDefault() }), 'defaultBackend', /did you mean "local"/);
   });

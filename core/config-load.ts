@@ -26,6 +26,7 @@ export const ENV_VARS = {
   BERTH_STATE_ROOT: 'stateRoot',
   BERTH_DEFAULT_BACKEND: 'defaultBackend',
   BERTH_LOCK_WAIT_MS: 'lockWaitMs',
+  BERTH_RECONCILE_INTERVAL_MS: 'reconcileIntervalMs',
   BERTH_LOG_LEVEL: 'log.level',
   BERTH_SOCKET: 'admin.socket',
   BERTH_ADMIN_TCP: 'admin.tcp',
@@ -94,6 +95,8 @@ const schema = z.strictObject({
   defaultBackend: nonEmpty,
   backends: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'backend instance names use [A-Za-z0-9_.-]'), backendInstance),
   lockWaitMs: z.number().int().min(0).max(3_600_000),
+  reconcileIntervalMs: z.number().int().min(0).max(86_400_000)
+    .refine((v) => v === 0 || v >= 1_000, 'must be 0 (only at start-up) or at least 1000'),
   log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error', 'silent']) }),
   admin: z.strictObject({
     socket: nonEmpty,

@@ -21,6 +21,11 @@ export interface Config {
   readonly backends: Readonly<Record<string, BackendInstanceConfig>>;
   /** How long an operation waits for another one on the same volume before Busy. */
   readonly lockWaitMs: number;
+  /**
+   * Reconcile again every this many ms while running (re-bind a target someone unmounted,
+   * release what nothing references); 0 = only at start-up.
+   */
+  readonly reconcileIntervalMs: number;
   readonly log: { readonly level: 'debug' | 'info' | 'warn' | 'error' | 'silent' };
   readonly admin: {
     /** Unix socket of the admin REST API (mode 0660). */
@@ -56,6 +61,7 @@ export function defaultConfig(): Config {
     // size-enforced ext4/xfs/btrfs volumes (`--backend loop`) without writing a config.
     backends: { local: { driver: 'dir' }, loop: { driver: 'loop' } },
     lockWaitMs: 60_000,
+    reconcileIntervalMs: 0,
     log: { level: 'info' },
     admin: { socket: '/run/berth/berth.sock', tcp: null, token: null },
     docker: { enabled: true, driverName: 'berth', socket: '/run/docker/plugins/berth.sock' },

@@ -170,3 +170,42 @@ describe('reconcile: volumes whose data vanished', () => {
     expect(h.svc.find('lost')).toBeNull();
   });
 });
+
+describe('reconcile while serving', () => {
+  let h: FakeHarness;
+  afterEach(async () => {
+    await h.cleanup();
+  });
+
+  it('periodic passes (reconcileIntervalMs) put back a mount the kernel lost', async () => {
+    h = await createFakeHarness({ backends: { local: { capabilities: LOOP_LIKE } }, reconcileIntervalMs: 20 });
+    const v = await h.svc.create({ name: 'p' }, ctx);
+    await h.svc.mount({ ref: 'p', consumer: 'c' }, ctx);
+    const kernel = h.backend.state.volumes.get(v.id)!;
+    expect(kernel).toMatchObject({ mounted: true });
+    kernel.mounted = false; // someone unmounted it behind berth's back
+    kernel.device = null;
+    const deadline = Date.now() + 10_000;
+    while (!(kernel.mounted && kernel.device) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(kernel).toMatchObject({ mounted: true });
+    expect(kernel.device).not.toBeNull();
+    expect((await h.svc.inspect('p', ctx)).mounts.map((m) => m.consumer)).toEqual(['c']);
+  });
+
+  it('skips a volume an operation holds instead of waiting for it; the next pass sees it', async () => {
+    h = await createFakeHarness({ backends: { local: { capabilities: LOOP_LIKE } } });
+    await h.svc.create({ name: 'busy' }, ctx);
+    await h.svc.create({ name: 'idle' }, ctx);
+    const hold = h.backend.holdNext('attach');
+    const mounting = h.svc.mount({ ref: 'busy', consumer: 'c' }, ctx);
+    await hold.reached;
+    const report = await h.svc.reconcile();
+    expect(report.skipped).toEqual(['busy']);
+    expect(report.errors).toEqual([]);
+    hold.release();
+    await mounting;
+    const next = await h.svc.reconcile();
+    expect(next.skipped).toEqual([]);
+    expect(next.restored).toEqual([]); // the mount left it consistent
+  });
+});

@@ -16,10 +16,15 @@
  * 4. Orphans (ids backend.listPresent() reports with no record at all) are unmounted and
  *    detached but never deleted: data berth cannot account for is kept for a human.
  * Every failure is collected in the report instead of aborting the rest.
+ *
+ * While the daemon serves (periodic passes, config reconcileIntervalMs) a volume whose lock
+ * is held is skipped rather than waited for: the operation holding it leaves it consistent,
+ * and the next pass looks again.
  */
 import type { Backend, BackendRuntimeState } from './backend.js';
 import { toBackendVolume, type CoreDeps } from './core-deps.js';
 import { finishInterrupted } from './create-ops.js';
+import { isBerthError } from './errors.js';
 import type { KeyedMutex } from './locks.js';
 import { finishInterruptedSnapshot } from './snapshot-ops.js';
 import type { VolumeRow } from './store/store.js';
@@ -42,17 +47,28 @@ export interface ReconcileReport {
   readonly orphans: string[];
   /** Volumes whose data the backend no longer has: marked 'error' (remove still works). */
   readonly missing: string[];
+  /** Volumes (and snapshots, as "snapshot <name>") busy with an operation, left for the next pass. */
+  readonly skipped: string[];
   readonly errors: { readonly volume: string; readonly message: string }[];
   readonly durationMs: number;
 }
 
-export async function reconcile(d: CoreDeps, locks: KeyedMutex): Promise<ReconcileReport> {
+export async function reconcile(d: CoreDeps, locks: KeyedMutex, opts: { stop?: () => boolean } = {}): Promise<ReconcileReport> {
   const started = performance.now();
   const r = {
     rolledBack: [] as string[], rolledForward: [] as string[], snapshotsFinished: [] as string[],
     pendingRefsDropped: [] as string[], restored: [] as string[], released: [] as string[], orphans: [] as string[],
-    missing: [] as string[],
+    missing: [] as string[], skipped: [] as string[],
     errors: [] as { volume: string; message: string }[],
+  };
+  /** Runs fn under `key` unless an operation holds it (then the volume is skipped). */
+  const underLock = async (key: string, what: string, fn: () => Promise<void>) => {
+    try {
+      await locks.run(key, fn, { wait: false });
+    } catch (err) {
+      if (isBerthError(err) && err.kind === 'Busy') r.skipped.push(what);
+      else throw err;
+    }
   };
   const fail = (volume: string, err: unknown) => {
     const message = err instanceof Error ? err.message : String(err);
@@ -61,7 +77,8 @@ export async function reconcile(d: CoreDeps, locks: KeyedMutex): Promise<Reconci
   };
 
   for (const row of d.store.listVolumes()) {
-    await locks.run(`vol:${row.name}`, async () => {
+    if (opts.stop?.()) break;
+    await underLock(`vol:${row.name}`, row.name, async () => {
       const fresh = d.store.getVolume(row.id);
       if (!fresh) return;
       try {
@@ -85,7 +102,7 @@ export async function reconcile(d: CoreDeps, locks: KeyedMutex): Promise<Reconci
 
   for (const snap of d.store.listSnapshots()) {
     if (snap.status === 'ready') continue;
-    await locks.run(`snap:${snap.name}`, async () => {
+    await underLock(`snap:${snap.name}`, `snapshot ${snap.name}`, async () => {
       try {
         await finishInterruptedSnapshot(d, snap);
         r.snapshotsFinished.push(snap.name);
@@ -96,6 +113,7 @@ export async function reconcile(d: CoreDeps, locks: KeyedMutex): Promise<Reconci
   }
 
   for (const backend of d.backends.values()) {
+    if (opts.stop?.()) break;
     try {
       await releaseOrphans(d, backend, r.orphans);
     } catch (err) {
@@ -207,9 +225,12 @@ async function converge(d: CoreDeps, row: VolumeRow, state: BackendRuntimeState)
 
 /** Unmounts/detaches what the backend has with no record; never deletes it. */
 async function releaseOrphans(d: CoreDeps, backend: Backend, orphans: string[]): Promise<void> {
+  // Objects first, records second: a create writes its record before the object exists,
+  // so a volume created while this runs is never mistaken for an orphan.
+  const present = await backend.listPresent();
   const known = new Set(d.store.listVolumes({ backend: backend.name }).map((v) => v.id));
-  for (const id of await backend.listPresent()) {
-    if (known.has(id)) continue;
+  for (const id of present) {
+    if (known.has(id) || d.store.getVolume(id)) continue;
     const bv = { id, name: id, sizeBytes: 0, fsType: null, volumeMode: 'filesystem' as const, options: {} };
     const state = await backend.inspect(bv);
     if (state.mounted) await backend.unmount(bv);

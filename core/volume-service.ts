@@ -45,7 +45,7 @@ export type CoreVolumeService = VolumeService & {
 };
 
 export interface VolumeServiceDeps {
-  readonly config: Pick<Config, 'nodeId' | 'stateRoot' | 'defaultBackend' | 'lockWaitMs'>;
+  readonly config: Pick<Config, 'nodeId' | 'stateRoot' | 'defaultBackend' | 'lockWaitMs'> & Partial<Pick<Config, 'reconcileIntervalMs'>>;
   readonly store: Store;
   readonly backends: Map<string, Backend>;
   readonly exec: Exec;
@@ -73,6 +73,10 @@ class CoreService implements CoreVolumeService {
   readonly #observer: OpObserver | undefined;
   readonly #startedAt: string;
   #ready = false;
+  /** The running reconcile pass (start-up or periodic): never two at once, awaited by close(). */
+  #reconciling: Promise<ReconcileReport> | null = null;
+  #reconcileTimer: NodeJS.Timeout | null = null;
+  readonly #reconcileIntervalMs: number;
   #closed = false;
   #inFlight = 0;
 
@@ -94,6 +98,7 @@ class CoreService implements CoreVolumeService {
     this.#version = deps.version;
     this.#observer = deps.observer;
     this.#startedAt = clock().toISOString();
+    this.#reconcileIntervalMs = deps.config.reconcileIntervalMs ?? 0;
   }
 
   /** Logs + observes one operation; wraps non-Berth errors as Internal (logged with stack). */
@@ -346,15 +351,37 @@ class CoreService implements CoreVolumeService {
     };
   }
 
-  async reconcile(): Promise<ReconcileReport> {
-    const report = await reconcile(this.#d, this.#locks);
-    this.#ready = true;
-    return report;
+  /** One pass at a time: a call while a pass runs gets that pass's report. */
+  reconcile(): Promise<ReconcileReport> {
+    this.#reconciling ??= reconcile(this.#d, this.#locks, { stop: () => this.#closed })
+      .then((report) => {
+        this.#ready = true;
+        return report;
+      })
+      .finally(() => {
+        this.#reconciling = null;
+      });
+    return this.#reconciling;
+  }
+
+  /** Schedules the next periodic pass (config reconcileIntervalMs; 0 = none) after this one ends. */
+  scheduleReconcile(): void {
+    if (this.#reconcileIntervalMs <= 0 || this.#closed) return;
+    this.#reconcileTimer = setTimeout(() => {
+      this.#reconcileTimer = null;
+      if (this.#closed) return;
+      this.reconcile()
+        .catch((err: unknown) => this.#d.log.error({ err }, 'periodic reconcile failed'))
+        .finally(() => this.scheduleReconcile());
+    }, this.#reconcileIntervalMs);
+    this.#reconcileTimer.unref();
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#reconcileTimer) clearTimeout(this.#reconcileTimer);
+    await this.#reconciling?.catch(() => undefined);
     // Let running operations finish their intent -> commit sequence (bounded).
     const deadline = Date.now() + 30_000;
     while (this.#inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
@@ -391,5 +418,6 @@ function groupBy<T extends AttachmentRow | MountRefRow>(rows: T[]): Map<string, 
 export async function createVolumeService(deps: VolumeServiceDeps): Promise<CoreVolumeService> {
   const svc = new CoreService(deps);
   await svc.reconcile();
+  svc.scheduleReconcile();
   return svc;
 }

@@ -20,6 +20,8 @@ export interface FakeHarnessOptions {
   readonly backends?: Record<string, Omit<FakeBackendOptions, 'name' | 'state' | 'root'>>;
   readonly nodeId?: string;
   readonly lockWaitMs?: number;
+  /** Periodic reconcile interval (default 0: only at start-up). */
+  readonly reconcileIntervalMs?: number;
   readonly observer?: OpObserver;
   readonly log?: Logger;
   readonly exec?: Exec;
@@ -57,7 +59,8 @@ export async function createFakeHarness(opts: FakeHarnessOptions = {}): Promise<
     }
     const store = openStore(dbPath);
     const svc = await createVolumeService({
-      config: { nodeId: opts.nodeId ?? 'node-1', stateRoot: root, defaultBackend: names[0]!, lockWaitMs: opts.lockWaitMs ?? 10_000 },
+      config: { nodeId: opts.nodeId ?? 'node-1', stateRoot: root, defaultBackend: names[0]!, lockWaitMs: opts.lockWaitMs ?? 10_000,
+        reconcileIntervalMs: opts.reconcileIntervalMs ?? 0 },
       store,
       backends: backends as Map<string, Backend>,
       exec,
