@@ -61,6 +61,11 @@ export function explainUsageError(msg: string, usages: ReadonlyArray<readonly [s
 }
 
 export async function main(args: string[]): Promise<number> {
+  const envOutput = process.env.BERTH_OUTPUT;
+  if (envOutput !== undefined && !(OUTPUT_FORMATS as readonly string[]).includes(envOutput)) {
+    process.stderr.write(`berth: BERTH_OUTPUT=${JSON.stringify(envOutput)} is not an output format: use ${OUTPUT_FORMATS.join(', ')}\n`);
+    return 2;
+  }
   let cli: Argv<GlobalArgs> = (yargs(args)
     .scriptName('berth')
     .usage('$0 <command> [options]')

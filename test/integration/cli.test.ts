@@ -185,6 +185,8 @@ describe('berth CLI', () => {
     expect(unreachable.stderr).toMatch(/cannot reach the berth daemon/);
     const viaEnv = await runBerth(['status'], { env: { BERTH_SOCKET: d.socket } });
     expect(viaEnv.code).toBe(0);
+    const badEnvOutput = await runBerth(['status'], { env: { BERTH_SOCKET: d.socket, BERTH_OUTPUT: 'xml' } });
+    expect([badEnvOutput.code, badEnvOutput.stderr]).toEqual([2, expect.stringMatching(/BERTH_OUTPUT="xml" is not an output format: use table, json, yaml/)]);
 
     expect(await json<Volume[]>(d, ['volume', 'ls'])).toEqual(before);
     expect(leftovers(root.dir).loops).toHaveLength(1); // only "keep"'s device
