@@ -5,7 +5,7 @@
  * Everything is built here and passed down; nothing below holds module-level state.
  * Shutdown runs in reverse: frontends stop (sockets removed), the service closes, the store closes.
  */
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, createBackends, createExec, createVolumeService, openStore, type Config, type CoreVolumeService, type Logger } from '../core/index.js';
 
@@ -100,16 +100,39 @@ const PID_FILE = 'daemon.pid';
 
 /**
  * Records this daemon's pid in <stateRoot>/daemon.pid, refusing when the recorded pid is a
- * live berth process (after kill -9 the file names a dead one and is simply taken over).
+ * live berth process (after kill -9 the file names a dead one and is taken over). The file
+ * is written whole under a temporary name and hard-linked into place, which fails when the
+ * name exists: of two daemons starting at once on one state root exactly one gets it, and
+ * nobody ever reads a half-written pid.
  */
 async function claimStateRoot(stateRoot: string): Promise<void> {
   const file = join(stateRoot, PID_FILE);
-  const recorded = Number((await readFile(file, 'utf8').catch(() => '')).trim());
-  if (Number.isInteger(recorded) && recorded > 0 && recorded !== process.pid) {
-    const cmdline = await readFile(`/proc/${recorded}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.includes('berth')) {
-      throw new BerthError('FailedPrecondition', `another berth daemon (pid ${recorded}) is using the state root ${stateRoot}`);
+  const mine = `${file}.${process.pid}`;
+  await writeFile(mine, `${process.pid}\n`);
+  try {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        await link(mine, file);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const text = await readFile(file, 'utf8').catch(() => '');
+      const recorded = Number(text.trim());
+      if (recorded === process.pid) return;
+      if (Number.isInteger(recorded) && recorded > 0 && (await isBerthProcess(recorded))) {
+        throw new BerthError('FailedPrecondition', `another berth daemon (pid ${recorded}) is using the state root ${stateRoot}`);
+      }
+      // Stale: take it over, unless another starting daemon replaced it meanwhile.
+      if ((await readFile(file, 'utf8').catch(() => '')) === text) await rm(file, { force: true });
     }
+    throw new BerthError('FailedPrecondition', `cannot claim ${file}: other berth daemons keep starting on the state root ${stateRoot}`);
+  } finally {
+    await rm(mine, { force: true });
   }
-  await writeFile(file, `${process.pid}\n`);
+}
+
+async function isBerthProcess(pid: number): Promise<boolean> {
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  return cmdline.includes('berth');
 }
