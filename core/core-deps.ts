@@ -47,6 +47,15 @@ const toMountRef = (m: MountRefRow): MountRef => ({
   consumer: m.consumer, frontend: m.frontend, target: m.target, readOnly: m.readOnly, createdAt: m.createdAt,
 });
 
+/** Shared by every volume with no attachment / reference (most of a 10,000-volume list). */
+const NONE: readonly never[] = Object.freeze([]);
+
+const committedRefs = (mounts: readonly MountRefRow[]): readonly MountRef[] => {
+  const out: MountRef[] = [];
+  for (const m of mounts) if (m.state === 'committed') out.push(toMountRef(m));
+  return out.length ? out : NONE;
+};
+
 /** Builds the public view. Pending mount references are in-flight and not shown. */
 export function toVolume(row: VolumeRow, attachments: readonly AttachmentRow[], mounts: readonly MountRefRow[]): Volume {
   return {
@@ -62,8 +71,8 @@ export function toVolume(row: VolumeRow, attachments: readonly AttachmentRow[], 
     source: row.sourceKind && row.sourceId ? { kind: row.sourceKind, id: row.sourceId } : null,
     status: row.status,
     createdAt: row.createdAt,
-    attachments: attachments.map(toAttachment),
-    mounts: mounts.filter((m) => m.state === 'committed').map(toMountRef),
+    attachments: attachments.length ? attachments.map(toAttachment) : NONE,
+    mounts: mounts.length ? committedRefs(mounts) : NONE,
     path: row.path,
   };
 }

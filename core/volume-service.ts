@@ -58,6 +58,8 @@ export interface VolumeServiceDeps {
 /** Read-only operations log at debug: Docker and kubelet poll them constantly. */
 const READ_OPS = new Set(['inspect', 'list', 'path', 'stats', 'capacity', 'inspectSnapshot', 'listSnapshots']);
 
+const NO_ROWS: readonly never[] = [];
+
 /** Up to this many volumes, list reads each one's attachments / references by index. */
 const FEW_VOLUMES = 32;
 
@@ -203,7 +205,7 @@ class CoreService implements CoreVolumeService {
       if (rows.length <= FEW_VOLUMES) return rows.map((r) => loadVolume(this.#d, r));
       const atts = groupBy(this.#d.store.listAttachments());
       const refs = groupBy(this.#d.store.listMountRefs());
-      return rows.map((r) => toVolume(r, atts.get(r.id) ?? [], refs.get(r.id) ?? []));
+      return rows.map((r) => toVolume(r, atts.get(r.id) ?? NO_ROWS, refs.get(r.id) ?? NO_ROWS));
     });
   }
 

@@ -143,6 +143,46 @@ describe('SQLite store', () => {
     expect(store.listVolumes({ labels: { team: 'y' } })).toEqual([]);
   });
 
+  it('reads from memory but never shows a rolled-back write or misses another connection\'s commit', () => {
+    store.insertVolume(vol('vol-1', 'one'));
+    expect(() => store.tx(() => {
+      store.insertVolume(vol('vol-2', 'two'));
+      store.updateVolume('vol-1', { path: '/mnt/1' });
+      expect(store.getVolumeByName('two')).not.toBeNull(); // the transaction sees its own writes
+      throw new Error('boom');
+    })).toThrow('boom');
+    expect(store.getVolumeByName('two')).toBeNull();
+    expect(store.getVolume('vol-1')?.path).toBeNull();
+    expect(store.countVolumes()).toBe(1);
+    const other = new Database(join(dir, 'sub', 'state.db'));
+    try {
+      other.prepare(`UPDATE volumes SET status = 'error' WHERE id = 'vol-1'`).run();
+      other.prepare(`INSERT INTO volumes (id, name, backend, size_bytes, volume_mode, access_mode, status, created_at)
+        VALUES ('vol-0', 'zero', 'local', 0, 'filesystem', 'ReadWriteOnce', 'ready', 't')`).run();
+    } finally {
+      other.close();
+    }
+    expect(store.getVolume('vol-1')?.status).toBe('error');
+    expect(store.listVolumes().map((v) => v.name)).toEqual(['one', 'zero']);
+  });
+
+  it('keeps the name order through inserts, updates and deletes, and hands out frozen rows', () => {
+    const names = ['m', 'a', 'z', 'b-1', 'b', 'B', '0'];
+    names.forEach((n, i) => store.insertVolume(vol(`vol-${i}`, n, { backend: i % 2 ? 'loop' : 'local' })));
+    store.updateVolume('vol-2', { status: 'deleting', sizeBytes: 7 });
+    store.deleteVolume('vol-0');
+    const expected = ['0', 'B', 'a', 'b', 'b-1', 'z'];
+    expect(store.listVolumes().map((v) => v.name)).toEqual(expected);
+    expect(store.listVolumes({ backend: 'loop' }).map((v) => v.name)).toEqual(['B', 'a', 'b-1']);
+    expect(store.listVolumes({ status: 'deleting' })).toMatchObject([{ name: 'z', sizeBytes: 7 }]);
+    const row = store.getVolume('vol-2')!;
+    expect(Object.isFrozen(row) && Object.isFrozen(row.labels)).toBe(true);
+    // Same answers straight from SQLite after a reopen.
+    store.close();
+    store = openStore(join(dir, 'sub', 'state.db'));
+    expect(store.listVolumes().map((v) => v.name)).toEqual(expected);
+  });
+
   it('stores snapshots independent of their volume', () => {
     store.insertSnapshot({ id: 'snap-1', name: 's', volumeId: 'vol-gone', backend: 'local', sizeBytes: 5, fsType: 'xfs', volumeMode: 'filesystem', status: 'creating', createdAt: 't' });
     store.setSnapshotStatus('snap-1', 'ready');

@@ -24,6 +24,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { internal } from '../errors.js';
 import { MIGRATIONS } from './migrations.js';
+import { VolumeCache } from './volume-cache.js';
 import type {
   AttachmentRow, MountRefRow, MountRefState, SnapshotRow, SnapshotStatus, Store, TxOptions, VolumePatch, VolumeRow,
 } from './store.js';
@@ -117,10 +118,7 @@ export function openStore(path: string): Store {
   }
 
   const s = {
-    getVolume: db.prepare<[string], VolumeRaw>(`SELECT ${VOLUME_COLUMNS} FROM volumes WHERE id = ?`).raw(true),
-    getVolumeByName: db.prepare<[string], VolumeRaw>(`SELECT ${VOLUME_COLUMNS} FROM volumes WHERE name = ?`).raw(true),
     insertLabel: db.prepare<[string, string, string]>('INSERT INTO volume_labels (volume_id, key, value) VALUES (?, ?, ?)'),
-    countVolumes: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM volumes'),
     insertVolume: db.prepare(
       `INSERT INTO volumes (id, name, backend, size_bytes, fs_type, volume_mode, access_mode, labels, options,
          source_kind, source_id, status, created_at, path)
@@ -192,37 +190,59 @@ export function openStore(path: string): Store {
   const syncNormal = db.prepare('PRAGMA synchronous = NORMAL');
   const syncFull = db.prepare('PRAGMA synchronous = FULL');
 
+  // The volumes table in memory (volume-cache.ts). Rules that keep it true: it changes only
+  // after a write statement succeeded; a transaction that throws (rollback) drops it; a
+  // commit by another connection (PRAGMA data_version moves) reloads it at the next read.
+  const cache = new VolumeCache();
+  let cacheLoaded = false;
+  let cacheVersion = -1;
+  const dataVersion = db.prepare<[], number>('PRAGMA data_version').pluck();
+  const allVolumes = db.prepare<[], VolumeRaw>(`SELECT ${VOLUME_COLUMNS} FROM volumes`).raw(true);
+  const fresh = (): VolumeCache => {
+    const v = dataVersion.get()!;
+    if (!cacheLoaded || v !== cacheVersion) {
+      cache.load(allVolumes.all().map(toVolume));
+      cacheLoaded = true;
+      cacheVersion = v;
+    }
+    return cache;
+  };
+  /** Runs a transaction; a throw rolls it back, and with it whatever the cache took in. */
+  const transaction = <T>(fn: () => T): T => {
+    try {
+      return db.transaction(fn)();
+    } catch (err) {
+      cacheLoaded = false;
+      throw err;
+    }
+  };
+
   let closed = false;
   const store: Store = {
     tx<T>(fn: () => T, opts: TxOptions = {}): T {
       // better-sqlite3 turns a nested transaction() into a savepoint, so nesting is safe;
       // a nested call joins the outer transaction and so its durability.
-      if (opts.durable !== false || db.inTransaction) return db.transaction(fn)();
+      if (opts.durable !== false || db.inTransaction) return transaction(fn);
       syncNormal.run();
       try {
-        return db.transaction(fn)();
+        return transaction(fn);
       } finally {
         syncFull.run();
       }
     },
 
-    getVolume: (id) => {
-      const r = s.getVolume.get(id);
-      return r ? toVolume(r) : null;
-    },
-    getVolumeByName: (name) => {
-      const r = s.getVolumeByName.get(name);
-      return r ? toVolume(r) : null;
-    },
+    getVolume: (id) => fresh().get(id),
+    getVolumeByName: (name) => fresh().getByName(name),
     listVolumes: (filter = {}) => {
       const labels = Object.entries(filter.labels ?? {});
+      if (labels.length === 0) return fresh().list(filter);
       const params: string[] = [];
       for (const [k, v] of labels) params.push(k, v);
       if (filter.backend !== undefined) params.push(filter.backend);
       if (filter.status !== undefined) params.push(filter.status);
       return listStatement(labels.length, filter.backend !== undefined, filter.status !== undefined).all(...params).map(toVolume);
     },
-    countVolumes: () => s.countVolumes.get()!.n,
+    countVolumes: () => fresh().size,
     insertVolume: (v) => {
       const insert = () => {
         s.insertVolume.run({
@@ -233,18 +253,24 @@ export function openStore(path: string): Store {
         for (const [k, value] of Object.entries(v.labels)) s.insertLabel.run(v.id, k, value);
       };
       // Labels are written with their volume (one commit); they never change afterwards.
+      const c = fresh();
       if (Object.keys(v.labels).length === 0) insert();
-      else db.transaction(insert)();
+      else transaction(insert);
+      c.insert(v);
     },
     updateVolume: (id, patch: VolumePatch) => {
-      db.transaction(() => {
+      const c = fresh();
+      transaction(() => {
         if (patch.status !== undefined) s.setVolumeStatus.run(patch.status, id);
         if (patch.path !== undefined) s.setVolumePath.run(patch.path, id);
         if (patch.sizeBytes !== undefined) s.setVolumeSize.run(patch.sizeBytes, id);
-      })();
+      });
+      c.patch(id, patch);
     },
     deleteVolume: (id) => {
+      const c = fresh();
       s.deleteVolume.run(id);
+      c.remove(id);
     },
 
     listAttachments: (volumeId) => (volumeId === undefined ? s.listAttachments.all() : s.listAttachmentsOf.all(volumeId)).map(toAttachment),
