@@ -202,7 +202,7 @@ describe('admin API', () => {
     // Another state root but the same admin socket: the live socket is not stolen.
     const second = await runBerth(['serve', '--config', d.configFile, '--state-root', root.path('other-state')]);
     expect(second.code).toBe(1);
-    expect(second.stderr).toMatch(/another process is listening on .*admin\.sock/);
+    expect(second.stderr).toMatch(/admin\.socket: .*admin\.sock is in use by another process/);
     expect((await d.client.inspectVolume('precious')).status).toBe('ready');
     expect((await d.client.status()).ready).toBe(true);
   });
