@@ -61,6 +61,39 @@ describe('dir backend settings and specifics', () => {
     }
   });
 
+  it('delete takes the tree away at once and removes it in the background; a restart empties what a crash left', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'berth-dir-'));
+    const until = async (what: string, check: () => Promise<boolean>) => {
+      const deadline = Date.now() + 10_000;
+      while (!(await check())) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    const base = join(root, 'backends', 'local');
+    const trash = join(base, '.trash');
+    try {
+      const b = await createDirBackend(ctx(root));
+      const vol = { id: 'vol-0123456789abcdefghjkmnpqrs', name: 'v', sizeBytes: 0, fsType: null, volumeMode: 'filesystem' as const, options: {} };
+      await b.create(vol);
+      const { path } = await b.mount(vol, { device: null });
+      for (let i = 0; i < 50; i++) await mkdir(join(path, `d${i}`, 'deeper'), { recursive: true });
+      await mkdir(`${path}.partial`); // a copy a crash interrupted
+      await b.delete(vol);
+      await expect(stat(path)).rejects.toMatchObject({ code: 'ENOENT' });
+      await expect(stat(`${path}.partial`)).rejects.toMatchObject({ code: 'ENOENT' });
+      expect(await b.listPresent()).toEqual([]);
+      await until('the trash to empty', async () => (await readdir(trash)).length === 0);
+      await b.delete(vol); // idempotent
+      // A crash between the rename and the background removal: the next start finishes it.
+      await mkdir(join(trash, 'vol-left-behind-1234', 'sub'), { recursive: true });
+      await createDirBackend(ctx(root));
+      await until('the leftover to go', async () => (await readdir(trash)).length === 0);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('snapshots copy the tree with modes and owners, keep a finished copy, and replace a torn one', async () => {
     const root = await mkdtemp(join(tmpdir(), 'berth-dir-'));
     try {
