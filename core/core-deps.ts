@@ -21,6 +21,12 @@ export interface CoreDeps {
   /** RFC 3339 "now" from the injected clock. */
   readonly now: () => string;
   readonly newId: IdGenerator;
+  /**
+   * Views of volumes with no attachment and no reference, by their (frozen, immutable)
+   * store row: such a view depends on the row alone, and the store replaces the row object
+   * on every change, so an entry can never be stale. Most of a 10,000-volume list.
+   */
+  readonly idleViews: WeakMap<VolumeRow, Volume>;
 }
 
 /** The backend instance holding a volume; FailedPrecondition when the config no longer has it. */
@@ -56,8 +62,29 @@ const committedRefs = (mounts: readonly MountRefRow[]): readonly MountRef[] => {
   return out.length ? out : NONE;
 };
 
-/** Builds the public view. Pending mount references are in-flight and not shown. */
-export function toVolume(row: VolumeRow, attachments: readonly AttachmentRow[], mounts: readonly MountRefRow[]): Volume {
+/**
+ * Builds the public view. Pending mount references are in-flight and not shown. With
+ * `idle` (CoreDeps.idleViews), the view of a volume with no attachment / reference is
+ * built once per store row and shared (frozen).
+ */
+export function toVolume(
+  row: VolumeRow,
+  attachments: readonly AttachmentRow[],
+  mounts: readonly MountRefRow[],
+  idle?: WeakMap<VolumeRow, Volume>,
+): Volume {
+  if (idle && attachments.length === 0 && mounts.length === 0 && Object.isFrozen(row)) {
+    let view = idle.get(row);
+    if (!view) {
+      view = Object.freeze(buildView(row, NONE, NONE));
+      idle.set(row, view);
+    }
+    return view;
+  }
+  return buildView(row, attachments, mounts);
+}
+
+function buildView(row: VolumeRow, attachments: readonly AttachmentRow[], mounts: readonly MountRefRow[]): Volume {
   return {
     id: row.id,
     name: row.name,
@@ -79,7 +106,7 @@ export function toVolume(row: VolumeRow, attachments: readonly AttachmentRow[], 
 
 /** Reads a volume's attachments and references and renders it. */
 export function loadVolume(d: CoreDeps, row: VolumeRow): Volume {
-  return toVolume(row, d.store.listAttachments(row.id), d.store.listMountRefs(row.id));
+  return toVolume(row, d.store.listAttachments(row.id), d.store.listMountRefs(row.id), d.idleViews);
 }
 
 /** By id first, then by name. */

@@ -518,3 +518,28 @@ describe('volume service: structured log lines', () => {
     }
   });
 });
+
+describe('volume service: shared views of idle volumes', () => {
+  it('hands out one frozen view per stored row and a new one as soon as anything changes', async () => {
+    const h = await createFakeHarness({ backends: { local: { capabilities: { expansion: 'online' } } } });
+    try {
+      const c = { frontend: 'admin' as const };
+      await h.svc.create({ name: 'idle', labels: { team: 'a' } }, c);
+      const first = (await h.svc.list({}, c))[0]!;
+      expect(Object.isFrozen(first)).toBe(true);
+      expect((await h.svc.list({}, c))[0]).toBe(first); // nothing changed: the same object
+      expect(h.svc.find('idle')).toBe(first);
+      await h.svc.mount({ ref: 'idle', consumer: 'docker:1' }, c);
+      const mounted = (await h.svc.list({}, c))[0]!;
+      expect(mounted.mounts.map((m) => m.consumer)).toEqual(['docker:1']);
+      expect(mounted.path).not.toBeNull();
+      await h.svc.unmount({ ref: 'idle', consumer: 'docker:1' }, c);
+      const again = (await h.svc.list({ labels: { team: 'a' } }, c))[0]!;
+      expect(again).toMatchObject({ mounts: [], attachments: [], path: null, labels: { team: 'a' } });
+      await h.svc.expand({ ref: 'idle', sizeBytes: 1024 }, c);
+      expect((await h.svc.inspect('idle', c)).sizeBytes).toBe(1024);
+    } finally {
+      await h.cleanup();
+    }
+  });
+});

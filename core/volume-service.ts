@@ -94,6 +94,7 @@ class CoreService implements CoreVolumeService {
       stateRoot: deps.config.stateRoot,
       now: () => clock().toISOString(),
       newId: createIdGenerator(clock),
+      idleViews: new WeakMap(),
     };
     this.#locks = new KeyedMutex(deps.config.lockWaitMs);
     this.#defaultBackend = deps.config.defaultBackend;
@@ -205,7 +206,7 @@ class CoreService implements CoreVolumeService {
       if (rows.length <= FEW_VOLUMES) return rows.map((r) => loadVolume(this.#d, r));
       const atts = groupBy(this.#d.store.listAttachments());
       const refs = groupBy(this.#d.store.listMountRefs());
-      return rows.map((r) => toVolume(r, atts.get(r.id) ?? NO_ROWS, refs.get(r.id) ?? NO_ROWS));
+      return rows.map((r) => toVolume(r, atts.get(r.id) ?? NO_ROWS, refs.get(r.id) ?? NO_ROWS, this.#d.idleViews));
     });
   }
 
