@@ -72,10 +72,16 @@ export async function bindTarget(
     existed = st !== null;
     if (!st) closeSync(openSync(target, 'a', 0o600));
   } else {
-    const st = await stat(target).catch(() => null);
-    if (st && !st.isDirectory()) throw invalidArgument('target', `"${target}" exists and is not a directory`);
-    existed = st !== null;
-    if (!st) await mkdir(target, { recursive: true });
+    // The usual case (CSI: the plugin makes the target) is one mkdir; EEXIST -> look at it.
+    existed = await mkdir(target).then(
+      () => false,
+      async (err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return mkdir(target, { recursive: true }).then(() => false);
+        if (err.code !== 'EEXIST') throw err;
+        if (!(await stat(target)).isDirectory()) throw invalidArgument('target', `"${target}" exists and is not a directory`);
+        return true;
+      },
+    );
   }
   if (existed && (await isMountpoint(target)) && (await sameInode(source, target))) return;
   await bindMount(exec, source, target, { readOnly: opts.readOnly, flags: opts.extraFlags });
@@ -97,8 +103,9 @@ export async function targetShows(source: string, target: string): Promise<boole
 export async function unbindTarget(exec: Exec, target: string): Promise<void> {
   const depth = Math.min(await mountDepth(target), 8);
   for (let i = 0; i < depth; i++) await unmountBind(exec, target);
+  // rmdir first (the usual case: an empty directory); ENOTDIR -> an empty file (block).
+  const code = await rmdir(target).then(() => null, (err: NodeJS.ErrnoException) => err.code ?? 'unknown');
+  if (code !== 'ENOTDIR') return; // removed, missing, not empty (kept), or still mounted (EBUSY)
   const st = await stat(target).catch(() => null);
-  if (!st) return;
-  if (st.isDirectory()) await rmdir(target).catch(() => undefined);
-  else if (st.isFile() && st.size === 0) await rm(target, { force: true }).catch(() => undefined);
+  if (st?.isFile() && st.size === 0) await rm(target, { force: true }).catch(() => undefined);
 }
