@@ -77,7 +77,7 @@ async function manyVolumes(d: TestDaemon): Promise<BenchResult[]> {
     { group: GROUP, name: 'create x10,000 (32 concurrent clients)', n: total, opsPerSec: (total * 1000) / fillMs, note: 'throughput, not latency' },
     summarize(GROUP, 'inspect by name', await sample(1000, (i) => c.inspectVolume(`bulk-${Math.abs(i * 7919) % total}`)), { note }),
     summarize(GROUP, 'inspect by id', await sample(1000, (i) => c.inspectVolume(ids[Math.abs(i) % ids.length]!)), { note }),
-    summarize(GROUP, 'list (all)', await sample(20, () => c.listVolumes()), { note: `${note}, ~10 MB of JSON` }),
+    summarize(GROUP, 'list (all)', await sample(20, () => c.listVolumes()), { note: `${note}, ~3 MB of JSON (mostly encode in the daemon + decode in the client)` }),
     summarize(GROUP, 'list (label filter, 100 match)', await sample(100, () => c.listVolumes({ labels: { shard: '7' } })), { note }),
     summarize(GROUP, 'status', await sample(200, () => c.status()), { note }),
   ];
