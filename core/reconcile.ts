@@ -53,7 +53,11 @@ export interface ReconcileReport {
   readonly durationMs: number;
 }
 
-export async function reconcile(d: CoreDeps, locks: KeyedMutex, opts: { stop?: () => boolean } = {}): Promise<ReconcileReport> {
+export async function reconcile(
+  d: CoreDeps,
+  locks: KeyedMutex,
+  opts: { stop?: () => boolean; periodic?: boolean } = {},
+): Promise<ReconcileReport> {
   const started = performance.now();
   const r = {
     rolledBack: [] as string[], rolledForward: [] as string[], snapshotsFinished: [] as string[],
@@ -127,7 +131,12 @@ export async function reconcile(d: CoreDeps, locks: KeyedMutex, opts: { stop?: (
   const line = { op: 'reconcile', ...report };
   if (report.errors.length) d.log.warn(line, 'reconcile finished with errors');
   else if (changed) d.log.info(line, 'reconcile repaired state');
-  else d.log.info({ op: 'reconcile', durationMs: report.durationMs, volumes: d.store.countVolumes() }, 'reconcile: state consistent');
+  else {
+    // A periodic pass that found nothing to do is not news.
+    const quiet = { op: 'reconcile', durationMs: report.durationMs, volumes: d.store.countVolumes() };
+    if (opts.periodic) d.log.debug(quiet, 'reconcile: state consistent');
+    else d.log.info(quiet, 'reconcile: state consistent');
+  }
   return report;
 }
 

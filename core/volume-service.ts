@@ -355,8 +355,8 @@ class CoreService implements CoreVolumeService {
   }
 
   /** One pass at a time: a call while a pass runs gets that pass's report. */
-  reconcile(): Promise<ReconcileReport> {
-    this.#reconciling ??= reconcile(this.#d, this.#locks, { stop: () => this.#closed })
+  reconcile(periodic = false): Promise<ReconcileReport> {
+    this.#reconciling ??= reconcile(this.#d, this.#locks, { stop: () => this.#closed, periodic })
       .then((report) => {
         this.#ready = true;
         return report;
@@ -373,7 +373,7 @@ class CoreService implements CoreVolumeService {
     this.#reconcileTimer = setTimeout(() => {
       this.#reconcileTimer = null;
       if (this.#closed) return;
-      this.reconcile()
+      this.reconcile(true)
         .catch((err: unknown) => this.#d.log.error({ err }, 'periodic reconcile failed'))
         .finally(() => this.scheduleReconcile());
     }, this.#reconcileIntervalMs);
