@@ -56,7 +56,7 @@ export function createAdminApp(o: AdminAppOptions): Hono<Env> {
   });
   app.notFound((c) => {
     const e = new BerthError('NotFound', `no route ${c.req.method} ${c.req.path}`);
-    return c.json(toErrorBody(e), 404);
+    return c.json(toErrorBody(e), httpStatus(e.kind));
   });
 
   app.use('*', async function accessLog(c, next) {
@@ -70,6 +70,8 @@ export function createAdminApp(o: AdminAppOptions): Hono<Env> {
     app.use('*', async function bearerAuth(c, next) {
       const got = Buffer.from(c.req.header('authorization') ?? '');
       if (got.length !== expected.length || !timingSafeEqual(got, expected)) {
+        // 401 is HTTP's own answer for authentication, not an error kind of the service,
+        // so it is the one status not taken from errors.ts.
         const e = new BerthError('FailedPrecondition', 'missing or wrong bearer token');
         return c.json(toErrorBody(e), 401);
       }
