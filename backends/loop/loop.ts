@@ -275,7 +275,9 @@ export class LoopBackend implements Backend {
   private async prepareFilesystem(vol: BackendVolume, fsType: FsType, device: string): Promise<{ growOnline: boolean }> {
     // Remounts are the common case: our own magic answers them without a process.
     if ((await readFsMagic(device)) !== fsType) {
-      const probe = await probeFilesystem(this.exec, device);
+      // An image with no allocated blocks was never written, so it holds no signature
+      // anywhere: blkid (a ~10 ms process) is only asked about images that hold data.
+      const probe = (await this.neverWritten(vol)) ? null : await probeFilesystem(this.exec, device);
       if (probe) throw failedPrecondition(`volume ${vol.id} holds ${probe.type}, not ${fsType}: refusing to mount or overwrite it`);
       await makeFilesystem(this.exec, fsType, device);
       this.log.info({ volume: vol.id, device, fs: fsType }, 'filesystem made on first use');
@@ -287,6 +289,12 @@ export class LoopBackend implements Backend {
     await growFilesystem(this.exec, fsType, { device, mountpoint: null });
     this.log.info({ volume: vol.id, from: fsSize, to: devSize }, `${fsType} grown offline before mount`);
     return { growOnline: false };
+  }
+
+  /** The sparse image has no data blocks at all (fresh from create, or all holes). */
+  private async neverWritten(vol: BackendVolume): Promise<boolean> {
+    const st = await stat(this.image(vol)).catch(() => null);
+    return st !== null && st.blocks === 0;
   }
 
   // ---- snapshots, clones, expansion ----
