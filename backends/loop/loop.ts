@@ -17,7 +17,7 @@ import type { BackendCapabilities, FsType, VolumeStats } from '../../core/types.
 import type { Exec } from '../../core/os/exec.js';
 import type { Logger } from '../../core/log.js';
 import { failedPrecondition, internal, invalidArgument, notFound, outOfRange } from '../../core/errors.js';
-import { attachLoop, blockDeviceSize, detachLoop, findLoopDevices, findLoopDevicesUnder, refreshLoopCapacity, type LoopDevice } from '../../core/os/loop.js';
+import { attachLoop, blockDeviceSize, detachLoop, findLoopDevices, findLoopDevicesUnder, refreshLoopCapacity, stillBacks, type LoopDevice } from '../../core/os/loop.js';
 import { FS_GROWS_ONLINE, fsMountOptions, fsUsage, growFilesystem, makeFilesystem, probeFilesystem, readFsMagic, readFsSize } from '../../core/os/fs.js';
 import { findMount, mount as mountFs, readMountInfo, unmountAll } from '../../core/os/mounts.js';
 import { childPath, managedMountPath, VOLUME_ID_RE } from '../paths.js';
@@ -259,7 +259,10 @@ export class LoopBackend implements Backend {
       const devs = await findLoopDevices(this.exec, image);
       if (devs.length === 0) return;
       for (const d of devs) await detachLoop(this.exec, d.name);
-      if ((await findLoopDevices(this.exec, image)).length === 0) return;
+      // Only the devices just detached can still back the image (a lazy detach while udev
+      // holds one open): re-read their backing_file rather than scan every loop device.
+      const left = await Promise.all(devs.map((d) => stillBacks(this.exec, d.name, image)));
+      if (!left.includes(true)) return;
       if (Date.now() > deadline) {
         throw internal(`loop devices ${devs.map((d) => d.name).join(', ')} for ${vol.id} are still attached (open elsewhere?)`);
       }

@@ -86,8 +86,12 @@ export interface ListOptions {
 
 const SYSFS_ATTRS = ['backing_file', 'offset', 'sizelimit', 'autoclear', 'dio'] as const;
 
-/** Attached loop devices read from sysfs; null when sysfs cannot be read (then losetup answers). */
-export async function readSysfsLoops(sysBlock = '/sys/block'): Promise<LoopDevice[] | null> {
+/**
+ * Attached loop devices read from sysfs; null when sysfs cannot be read (then losetup answers).
+ * With `wanted`, only devices whose backing file (without " (deleted)") passes it are read in
+ * full: a lookup for one image reads one file per device instead of six.
+ */
+export async function readSysfsLoops(sysBlock = '/sys/block', wanted?: (backFile: string) => boolean): Promise<LoopDevice[] | null> {
   let names: string[];
   try {
     names = (await readdir(sysBlock)).filter((n) => /^loop\d+$/.test(n));
@@ -100,6 +104,7 @@ export async function readSysfsLoops(sysBlock = '/sys/block'): Promise<LoopDevic
       const dir = `${sysBlock}/${n}`;
       const backing = await read(`${dir}/loop/backing_file`);
       if (backing === undefined) return null; // not attached: the loop/ directory is absent
+      if (wanted && !wanted(backing.replace(/\n$/, '').replace(/ \(deleted\)$/, ''))) return null;
       const attrs: Record<string, string | undefined> = { backing_file: backing, ro: await read(`${dir}/ro`) };
       for (const a of SYSFS_ATTRS.slice(1)) attrs[a] = await read(`${dir}/loop/${a}`);
       return parseSysfsLoop(n, attrs);
@@ -113,10 +118,27 @@ export async function readSysfsLoops(sysBlock = '/sys/block'): Promise<LoopDevic
  * every attach, mount, detach and inspect), falling back to `losetup --json --list`.
  */
 export async function listLoopDevices(exec: Exec, opts: ListOptions = {}): Promise<LoopDevice[]> {
-  const fromSysfs = await readSysfsLoops(opts.sysBlock);
+  return listMatching(exec, opts);
+}
+
+async function listMatching(exec: Exec, opts: ListOptions, wanted?: (backFile: string) => boolean): Promise<LoopDevice[]> {
+  const fromSysfs = await readSysfsLoops(opts.sysBlock, wanted);
   if (fromSysfs) return fromSysfs;
   const r = await exec({ bin: 'losetup', args: ['--json', '--list'], timeoutMs: LOSETUP_TIMEOUT_MS });
-  return parseLosetupJson(r.stdout);
+  const all = parseLosetupJson(r.stdout);
+  return wanted ? all.filter((d) => wanted(d.backFile)) : all;
+}
+
+/**
+ * Whether `device` is still attached with `image` as its backing file: one sysfs read
+ * (after a detach, to see whether the kernel deferred it) instead of a scan of every device.
+ */
+export async function stillBacks(exec: Exec, device: string, image: string, opts: ListOptions = {}): Promise<boolean> {
+  const text = await readFile(`${opts.sysBlock ?? '/sys/block'}/${basename(device)}/loop/backing_file`, 'utf8').catch(() => null);
+  if (text !== null) return text.replace(/\n$/, '').replace(/ \(deleted\)$/, '') === image;
+  // Absent loop/ directory means detached; when sysfs itself is unreadable, losetup answers.
+  if (await readdir(opts.sysBlock ?? '/sys/block').then(() => true, () => false)) return false;
+  return (await findLoopDevices(exec, image, opts)).some((d) => d.name === device);
 }
 
 /**
@@ -124,13 +146,13 @@ export async function listLoopDevices(exec: Exec, opts: ListOptions = {}): Promi
  * devices whose image was deleted while attached, so they can still be freed.
  */
 export async function findLoopDevices(exec: Exec, image: string, opts: ListOptions = {}): Promise<LoopDevice[]> {
-  return (await listLoopDevices(exec, opts)).filter((d) => d.backFile === image);
+  return listMatching(exec, opts, (f) => f === image);
 }
 
 /** Devices whose backing file lies directly or deeper under `dir` (for leftovers sweeps). */
 export async function findLoopDevicesUnder(exec: Exec, dir: string, opts: ListOptions = {}): Promise<LoopDevice[]> {
   const prefix = dir.endsWith('/') ? dir : `${dir}/`;
-  return (await listLoopDevices(exec, opts)).filter((d) => d.backFile.startsWith(prefix));
+  return listMatching(exec, opts, (f) => f.startsWith(prefix));
 }
 
 /**
