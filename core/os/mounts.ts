@@ -127,15 +127,17 @@ export async function unmount(exec: Exec, target: string): Promise<void> {
  * that vanished meanwhile is fine; anything else is Internal. Not mounted: no-op.
  */
 export async function unmountAll(exec: Exec, target: string): Promise<void> {
-  for (let i = 0; i < MAX_STACKED; i++) {
-    if (!(await isMountpoint(target))) return;
+  // One mountinfo read up front (each costs ~0.7 ms) says how many mounts are stacked;
+  // the caller holds the volume's lock, so nothing mounts there while this runs.
+  const depth = await mountDepth(target);
+  for (let i = 0; i < Math.min(depth, MAX_STACKED); i++) {
     try {
       await exec({ bin: 'umount', args: ['--', target], timeoutMs: MOUNT_TIMEOUT_MS });
     } catch (err) {
       if (err instanceof CommandError && /busy/i.test(err.stderrTail)) throw inUse(`${target} is busy: a process still uses it`);
-      if (err instanceof CommandError && /not mounted/i.test(err.stderrTail)) continue;
+      if (err instanceof CommandError && /not mounted/i.test(err.stderrTail)) continue; // gone meanwhile
       throw internal(`unmounting ${target} failed: ${err instanceof Error ? err.message : String(err)}`, err);
     }
   }
-  throw internal(`${target} still has mounts after ${MAX_STACKED} unmounts`);
+  if (depth > MAX_STACKED) throw internal(`${target} had ${depth} stacked mounts; unmounted ${MAX_STACKED}`);
 }
