@@ -124,19 +124,24 @@ export class LoopBackend implements Backend {
 
   async attach(vol: BackendVolume): Promise<AttachResult> {
     const image = this.image(vol);
-    const existing = await this.devices(vol);
+    // Independent reads side by side: each is a trip through libuv's thread pool.
+    const [existing, present] = await Promise.all([this.devices(vol), exists(image)]);
     if (existing[0]) return { device: existing[0].name };
-    if (!(await exists(image))) throw notFound(`volume ${vol.id} has no image at ${image}`);
+    if (!present) throw notFound(`volume ${vol.id} has no image at ${image}`);
     const device = await attachLoop(this.exec, image);
     this.log.debug({ volume: vol.id, device }, 'loop device attached');
     return { device };
   }
 
   async detach(vol: BackendVolume): Promise<void> {
-    if (vol.volumeMode === 'filesystem' && (await findMount(this.mountPoint(vol)))) {
+    const [mounted, devs] = await Promise.all([
+      vol.volumeMode === 'filesystem' ? findMount(this.mountPoint(vol)) : null,
+      findLoopDevices(this.exec, this.image(vol)),
+    ]);
+    if (mounted) {
       throw failedPrecondition(`volume ${vol.id} is still mounted at ${this.mountPoint(vol)}: unmount it before detaching`);
     }
-    await this.detachAll(vol);
+    await this.detachAll(vol, devs);
   }
 
   async mount(vol: BackendVolume, opts: { device: string | null }): Promise<MountResult> {
@@ -144,12 +149,13 @@ export class LoopBackend implements Backend {
     const fsType = requireFs(vol);
     const target = this.mountPoint(vol);
     const data = join(target, 'data');
-    if (await findMount(target)) {
+    const [mounted, devs] = await Promise.all([findMount(target), this.devices(vol)]);
+    if (mounted) {
       await thaw(this.exec, target); // a crash during a snapshot copy may have left it frozen
       await mkdir(data, { recursive: true, mode: 0o755 });
       return { path: data };
     }
-    const device = await this.attachedDevice(vol, opts.device);
+    const device = this.pickDevice(vol, devs, opts.device);
     const { growOnline } = await this.prepareFilesystem(vol, fsType, device);
     await mkdir(target, { recursive: true, mode: 0o755 });
     const options = [...fsMountOptions(fsType)];
@@ -246,17 +252,21 @@ export class LoopBackend implements Backend {
 
   /** The device to use: the kernel's, preferring the one the core recorded. */
   private async attachedDevice(vol: BackendVolume, hint: string | null): Promise<string> {
-    const devs = await this.devices(vol);
+    return this.pickDevice(vol, await this.devices(vol), hint);
+  }
+
+  private pickDevice(vol: BackendVolume, devs: readonly LoopDevice[], hint: string | null): string {
     const hit = devs.find((d) => d.name === hint) ?? devs[0];
     if (!hit) throw failedPrecondition(`volume ${vol.id} is not attached: attach it before mounting`);
     return hit.name;
   }
 
-  private async detachAll(vol: BackendVolume): Promise<void> {
+  /** Detaches every device backing the image; `known` is a listing the caller just read. */
+  private async detachAll(vol: BackendVolume, known?: LoopDevice[]): Promise<void> {
     const image = this.image(vol);
     const deadline = Date.now() + DETACH_SETTLE_MS;
-    for (;;) {
-      const devs = await findLoopDevices(this.exec, image);
+    for (let first = true; ; first = false) {
+      const devs = first && known ? known : await findLoopDevices(this.exec, image);
       if (devs.length === 0) return;
       for (const d of devs) await detachLoop(this.exec, d.name);
       // Only the devices just detached can still back the image (a lazy detach while udev
