@@ -139,11 +139,14 @@ async function listMatching(exec: Exec, opts: ListOptions, wanted?: (backFile: s
  * (after a detach, to see whether the kernel deferred it) instead of a scan of every device.
  */
 export async function stillBacks(exec: Exec, device: string, image: string, opts: ListOptions = {}): Promise<boolean> {
-  const text = await readFile(`${opts.sysBlock ?? '/sys/block'}/${basename(device)}/loop/backing_file`, 'utf8').catch(() => null);
-  if (text !== null) return text.replace(/\n$/, '').replace(/ \(deleted\)$/, '') === image;
-  // Absent loop/ directory means detached; when sysfs itself is unreadable, losetup answers.
-  if (await readdir(opts.sysBlock ?? '/sys/block').then(() => true, () => false)) return false;
-  return (await findLoopDevices(exec, image, opts)).some((d) => d.name === device);
+  const sysBlock = opts.sysBlock ?? '/sys/block';
+  // When sysfs itself is unreadable, losetup answers.
+  if (!statSync(sysBlock, { throwIfNoEntry: false })) return (await findLoopDevices(exec, image, opts)).some((d) => d.name === device);
+  // In-line stat (sysfs is in memory): the usual answer, no loop/ directory = detached, costs no thread-pool trip.
+  const loopDir = `${sysBlock}/${basename(device)}/loop`;
+  if (!statSync(loopDir, { throwIfNoEntry: false })) return false;
+  const text = await readFile(`${loopDir}/backing_file`, 'utf8').catch(() => null);
+  return text !== null && text.replace(/\n$/, '').replace(/ \(deleted\)$/, '') === image;
 }
 
 /**
