@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { leftovers, sweep } from '../../test/helpers/cleanup.js';
 import { createExec } from './exec.js';
-import { bindMount, findMount, isMountpoint, mount, parseMountInfo, unmount, unmountAll } from './mounts.js';
+import { bindMount, findMount, isMountpoint, mount, parseMountInfo, unmount, unmountAll, unmountBind } from './mounts.js';
 
 const FIXTURE = [
   '22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw',
@@ -73,6 +73,23 @@ describe('mount commands (real tmpfs)', () => {
       closeSync(fd);
     }
     await unmountAll(exec, dir);
+    expect(leftovers(root)).toEqual({ mounts: [], loops: [] });
+  });
+
+  it('unmountBind of a busy bind target is InUse, and works once it is free', async () => {
+    const src = join(root, 'src');
+    const dst = join(root, 'dst');
+    mkdirSync(src);
+    mkdirSync(dst);
+    await bindMount(exec, src, dst);
+    const fd = openSync(join(dst, 'held'), 'w');
+    try {
+      await expect(unmountBind(exec, dst)).rejects.toMatchObject({ kind: 'InUse' });
+      expect(await isMountpoint(dst)).toBe(true);
+    } finally {
+      closeSync(fd);
+    }
+    await unmountBind(exec, dst);
     expect(leftovers(root)).toEqual({ mounts: [], loops: [] });
   });
 });

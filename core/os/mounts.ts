@@ -105,7 +105,13 @@ export async function bindMount(
 
 /** Unmounts the topmost mount at `target` without looking first (the caller knows it is mounted). */
 export async function unmountBind(exec: Exec, target: string): Promise<void> {
-  await exec({ bin: 'umount', args: [...BIND_FLAGS, '--', target], timeoutMs: MOUNT_TIMEOUT_MS });
+  try {
+    await exec({ bin: 'umount', args: [...BIND_FLAGS, '--', target], timeoutMs: MOUNT_TIMEOUT_MS });
+  } catch (err) {
+    // A consumer's process still in the target is the caller's problem to resolve, not a bug.
+    if (err instanceof CommandError && /busy/i.test(err.stderrTail)) throw inUse(`${target} is busy: a process still uses it`);
+    throw err;
+  }
 }
 
 /** How many mounts are stacked at exactly `target` (0: not a mount point). One mountinfo read. */
