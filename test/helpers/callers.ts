@@ -10,6 +10,7 @@
  */
 import { spawn } from 'node:child_process';
 import { request } from 'node:http';
+import { expect } from 'vitest';
 
 export interface ExecResult {
   readonly code: number | null;
@@ -69,6 +70,20 @@ export async function kubeletCall(driver: string, args: readonly string[], env?:
   }
   if (reply === null || typeof reply !== 'object') throw new Error(`driver output is not a JSON object: ${r.combined}`);
   return { ...r, reply };
+}
+
+/**
+ * A kubeletCall that also holds the driver to kubelet's rules on every call: nothing on
+ * stderr (kubelet parses stdout and stderr together) and exit 1 exactly for a Failure.
+ * @example const call = strictKubeletCall(exe); expect(await call('init')).toMatchObject({ status: 'Success' });
+ */
+export function strictKubeletCall(driver: string): (...args: string[]) => Promise<FlexResult['reply']> {
+  return async (...args) => {
+    const r = await kubeletCall(driver, args);
+    expect(r.stderr, `stderr of ${args[0]}`).toBe('');
+    expect(r.code, `exit of ${args[0]}: ${r.stdout}`).toBe(r.reply.status === 'Failure' ? 1 : 0);
+    return r.reply;
+  };
 }
 
 /** POST /<method> to a Docker volume plugin socket; resolves the decoded JSON reply. */

@@ -8,7 +8,7 @@ import { statfs, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { goJson, kubeletCall, mountTable } from '../helpers/callers.js';
+import { goJson, kubeletCall, strictKubeletCall, mountTable } from '../helpers/callers.js';
 import { runBerth, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { useTmpRoots, type TmpRoot } from '../helpers/tmp-root.js';
 
@@ -75,12 +75,7 @@ describe('FlexVolume driver (kubelet-style calls)', () => {
     const { dm, pd } = kubeletPaths(root, pv, podUid);
     const user = { backend: 'loop', size: '64Mi', 'label.note': 'a&b<c>' };
     const J = goJson({ 'kubernetes.io/fsType': 'ext4', 'kubernetes.io/pvOrVolumeName': pv, 'kubernetes.io/readwrite': 'rw', ...user });
-    const call = async (...args: string[]) => {
-      const r = await kubeletCall(exe, args);
-      expect(r.stderr, `stderr of ${args[0]}`).toBe('');
-      expect(r.code, `exit of ${args[0]}: ${r.stdout}`).toBe(r.reply.status === 'Failure' ? 1 : 0);
-      return r.reply;
-    };
+    const call = strictKubeletCall(exe);
     root.defer(() => d.client.removeVolume(pv, { force: true }).catch(() => undefined));
 
     // kube-controller-manager
@@ -231,12 +226,7 @@ describe('FlexVolume driver (kubelet-style calls)', () => {
     const pv = uniq(`pv-${fs}`);
     const { dm, pd } = kubeletPaths(root, pv, `${label}-pod`);
     const J = goJson({ 'kubernetes.io/fsType': fs, 'kubernetes.io/pvOrVolumeName': pv, 'kubernetes.io/readwrite': 'rw', backend: 'loop', size });
-    const call = async (...args: string[]) => {
-      const r = await kubeletCall(exe, args);
-      expect(r.stderr, `stderr of ${args[0]}`).toBe('');
-      expect(r.code, `exit of ${args[0]}: ${r.stdout}`).toBe(r.reply.status === 'Failure' ? 1 : 0);
-      return r.reply;
-    };
+    const call = strictKubeletCall(exe);
     root.defer(() => d.client.removeVolume(pv, { force: true }).catch(() => undefined));
     const device = (await call('attach', J, NODE)).device!;
     expect(await call('waitforattach', device, J)).toMatchObject({ status: 'Success' });
