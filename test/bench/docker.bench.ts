@@ -11,7 +11,7 @@ import { request, Agent } from 'node:http';
 import { percentile, summarize, sample, type BenchResult } from './stats.js';
 import { startTestDaemon } from '../helpers/daemon.js';
 import {
-  acquireDriverName, cleanupDocker, docker, ensureDocker, ensureTestImage, pluginSocket, uniqueName,
+  acquireDriverName, cleanupDocker, docker, ensureDocker, ensureTestImage, pluginSocket, stopDocker, uniqueName,
 } from '../helpers/docker.js';
 import { createTmpRoot } from '../helpers/tmp-root.js';
 
@@ -21,10 +21,12 @@ const CYCLES = 20;
 const WARMUP = 2;
 
 export async function run(): Promise<BenchResult[]> {
-  await ensureDocker();
+  const startedDocker = await ensureDocker();
+  const root = createTmpRoot('bench-docker');
+  // Deferred steps run last-in first-out: the engine this run started stops after all else.
+  if (startedDocker) root.defer(() => stopDocker());
   const image = await ensureTestImage();
   const { driver, release } = await acquireDriverName('berth-bench', 2);
-  const root = createTmpRoot('bench-docker');
   const socket = pluginSocket(driver);
   root.defer(release);
   try {
@@ -43,7 +45,7 @@ export async function run(): Promise<BenchResult[]> {
       const v = uniqueName('bench');
       const t0 = performance.now();
       await docker(['volume', 'create', ...args, v]);
-      await docker(['run', '--rm', '-v', `${v}:/data`, image, 'sh', '-c', 'echo x > /data/f']);
+      await docker(['run', '--network', 'none', '--rm', '-v', `${v}:/data`, image, 'sh', '-c', 'echo x > /data/f']);
       await docker(['volume', 'rm', v]);
       return performance.now() - t0;
     };

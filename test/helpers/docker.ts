@@ -1,6 +1,7 @@
 /**
  * A real Docker engine for the integration tests and the benchmark: starts dockerd
- * when `docker info` fails (no bridge, no iptables: nothing here needs networking),
+ * when `docker info` fails (no bridge, no iptables: nothing here needs networking; every
+ * container runs with `--network none`, see DOCKERD_START_TIMEOUT_MS),
  * builds a tiny busybox image with `docker import` (no registry is reachable), and
  * wraps the docker CLI. Every suite holds its own driver name (acquireDriverName) and
  * cleans up its containers, volumes and plugin socket even when a test fails.
@@ -54,12 +55,53 @@ export async function waitFor(what: string, check: () => Promise<boolean>, timeo
   }
 }
 
+export const DOCKERD_LOG = '/var/log/berth-test-dockerd.log';
+const DOCKERD_PIDFILE = '/var/run/docker.pid';
 /**
- * Makes sure a Docker engine answers. Suites run in parallel processes: a lock file
- * (O_EXCL) lets one of them start dockerd while the others only wait for it.
+ * How long a starting dockerd may take. Usually 1-3 s, but dockerd 20.10 removes every
+ * network sandbox a previous, killed dockerd left behind one by one (~0.12 s each) before
+ * it answers: a thousand of them is over two minutes. Containers here run with
+ * `--network none` (no sandbox to leave) and the test run stops the engine it started,
+ * but an engine killed elsewhere can still leave them.
  */
-export async function ensureDocker(): Promise<void> {
-  if (await engineUp()) return;
+const DOCKERD_START_TIMEOUT_MS = 15 * 60_000;
+
+/** The pid of a running dockerd from its pid file, or 0. */
+async function dockerdPid(): Promise<number> {
+  const pid = Number((await readFile(DOCKERD_PIDFILE, 'utf8').catch(() => '')).trim());
+  return pid > 0 && alive(pid) ? pid : 0;
+}
+
+async function logTail(lines: number): Promise<string> {
+  const text = await readFile(DOCKERD_LOG, 'utf8').catch(() => '');
+  return text.trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+/** Waits for `docker info`, saying every 15 s what dockerd is doing (its log's last line). */
+async function waitForEngine(what: string): Promise<void> {
+  const started = Date.now();
+  let said = started;
+  await waitFor(`${what} (log: ${DOCKERD_LOG})`, async () => {
+    if (await engineUp()) return true;
+    if (Date.now() - said >= 15_000) {
+      said = Date.now();
+      const last = (await logTail(1)).slice(0, 200);
+      process.stderr.write(`waiting for dockerd (${Math.round((said - started) / 1000)} s): ${last}\n`);
+    }
+    return false;
+  }, DOCKERD_START_TIMEOUT_MS).catch(async (err: Error) => {
+    throw new Error(`${err.message}\nlast lines of ${DOCKERD_LOG}:\n${await logTail(8)}`);
+  });
+}
+
+/**
+ * Makes sure a Docker engine answers; returns true when this call started it (the caller
+ * then stops it with stopDocker). Suites run in parallel processes: a lock file (O_EXCL)
+ * lets one of them start dockerd while the others only wait for it, and a dockerd that is
+ * already running but not answering yet is waited for, never started twice.
+ */
+export async function ensureDocker(): Promise<boolean> {
+  if (await engineUp()) return false;
   const lock = join(tmpdir(), 'berth-dockerd-start.lock');
   let mine = false;
   try {
@@ -68,24 +110,41 @@ export async function ensureDocker(): Promise<void> {
   } catch {
     // another suite is starting it
   }
-  if (mine) {
-    try {
-      if (!(await engineUp())) {
-        const logFile = await open('/var/log/berth-test-dockerd.log', 'a');
-        const child = spawn('dockerd', ['--iptables=false', '--bridge=none'], {
-          detached: true,
-          stdio: ['ignore', logFile.fd, logFile.fd],
-        });
-        child.unref();
-        await logFile.close();
-      }
-      await waitFor('dockerd to answer `docker info` (log: /var/log/berth-test-dockerd.log)', engineUp, 90_000);
-    } finally {
-      await unlink(lock).catch(() => {});
-    }
-  } else {
-    await waitFor('dockerd started by another suite', engineUp, 120_000);
+  if (!mine) {
+    await waitForEngine('dockerd started by another suite');
+    return false;
   }
+  try {
+    if (await engineUp()) return false;
+    if (await dockerdPid()) {
+      await waitForEngine('the running dockerd to answer `docker info`');
+      return false;
+    }
+    const logFile = await open(DOCKERD_LOG, 'a');
+    const t0 = Date.now();
+    const child = spawn('dockerd', ['--iptables=false', '--bridge=none'], {
+      detached: true,
+      stdio: ['ignore', logFile.fd, logFile.fd],
+    });
+    child.unref();
+    await logFile.close();
+    await waitForEngine('dockerd to answer `docker info`');
+    process.stderr.write(`started dockerd (pid ${child.pid}) in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+    return true;
+  } finally {
+    await unlink(lock).catch(() => {});
+  }
+}
+
+/**
+ * Stops the dockerd that ensureDocker started: SIGTERM and wait for it to exit. A clean
+ * stop matters: a killed dockerd makes the next one start slowly (see above).
+ */
+export async function stopDocker(timeoutMs = 120_000): Promise<void> {
+  const pid = await dockerdPid();
+  if (!pid) return;
+  process.kill(pid, 'SIGTERM');
+  await waitFor(`dockerd (pid ${pid}) to exit after SIGTERM`, async () => !alive(pid), timeoutMs);
 }
 
 /** Builds TEST_IMAGE once: busybox-static plus applet symlinks, via `docker import`. */

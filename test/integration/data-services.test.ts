@@ -279,7 +279,7 @@ describe('data services through Docker', () => {
       return n;
     };
     const runIn = (vol: string, script: string) =>
-      dockerRun(['run', '--rm', '--name', container(), '-v', `${vol}:/data`, image, 'sh', '-c', script]);
+      dockerRun(['run', '--network', 'none', '--rm', '--name', container(), '-v', `${vol}:/data`, image, 'sh', '-c', script]);
 
     await docker(['volume', 'create', '-d', driver, '-o', `size=${k.sizeMiB}MiB`, ...k.cliCreate.flatMap((o) => ['-o', o.replace(/^--/, '')]), src]);
     expect((await d.client.inspectVolume(src)).backend).toBe(k.backend);
@@ -297,7 +297,7 @@ describe('data services through Docker', () => {
     // A container keeps the volume mounted; a write past the limit fails inside it, the
     // expand happens while it runs, and the same write then succeeds without a remount.
     const holder = container();
-    await docker(['run', '-d', '--name', holder, '-v', `${src}:/data`, image, 'sleep', '600']);
+    await docker(['run', '--network', 'none', '-d', '--name', holder, '-v', `${src}:/data`, image, 'sleep', '600']);
     const fill = () => dockerRun(['exec', holder, 'dd', 'if=/dev/zero', 'of=/data/big', 'bs=1M', `count=${k.writeMiB}`, 'conv=fsync']);
     const refused = await fill();
     expect(refused.code).not.toBe(0);
@@ -332,7 +332,7 @@ describe('online growth seen from inside a container (loop)', () => {
     await docker(['volume', 'create', '-d', driver, '-o', 'backend=loop', '-o', 'fs=xfs', '-o', 'size=320MiB', xfsVol]);
     const writer = name('berth-writer');
     // Keeps writing 1 MiB files (rotating over 64 of them) for as long as it runs.
-    await docker(['run', '-d', '--name', writer, '-v', `${xfsVol}:/data`, image, 'sh', '-c',
+    await docker(['run', '--network', 'none', '-d', '--name', writer, '-v', `${xfsVol}:/data`, image, 'sh', '-c',
       'i=0; while true; do dd if=/dev/zero of=/data/f$i bs=1M count=1 2>/dev/null; i=$(( (i+1) % 64 )); done']);
     const before = await dfKiB(writer);
     expect(before).toBeLessThan(320 * 1024);
@@ -346,13 +346,13 @@ describe('online growth seen from inside a container (loop)', () => {
 
     await docker(['volume', 'create', '-d', driver, '-o', 'backend=loop', '-o', 'size=64MiB', ext4Vol]);
     const holder = name('berth-holder');
-    await docker(['run', '-d', '--name', holder, '-v', `${ext4Vol}:/data`, image, 'sleep', '600']);
+    await docker(['run', '--network', 'none', '-d', '--name', holder, '-v', `${ext4Vol}:/data`, image, 'sleep', '600']);
     const ext4Before = await dfKiB(holder);
     const ex = await d.client.expand(ext4Vol, '128MiB');
     expect(ex.pendingFsGrowth).toBe(true); // said honestly: ext4 cannot grow while mounted here
     expect(await dfKiB(holder)).toBe(ext4Before);
     await docker(['rm', '-f', holder]); // the last reference: unmounted
-    const out = await docker(['run', '--rm', '--name', name('berth-reader'), '-v', `${ext4Vol}:/data`, image, 'df', '-k', '/data']);
+    const out = await docker(['run', '--network', 'none', '--rm', '--name', name('berth-reader'), '-v', `${ext4Vol}:/data`, image, 'df', '-k', '/data']);
     const grown = Number(out.trim().split('\n').at(-1)!.trim().split(/\s+/)[1]);
     expect(grown).toBeGreaterThan(ext4Before + 50 * 1024);
   });

@@ -64,7 +64,7 @@ function containerName(env: Env, prefix = 'c'): string {
 
 /** `docker run --rm` with a name we can force-remove in cleanup; returns stdout. */
 async function run(env: Env, volume: string, script: string, extra: string[] = []): Promise<string> {
-  return docker(['run', '--rm', '--name', containerName(env), ...extra, '-v', `${volume}:/data`, image, 'sh', '-c', script]);
+  return docker(['run', '--network', 'none', '--rm', '--name', containerName(env), ...extra, '-v', `${volume}:/data`, image, 'sh', '-c', script]);
 }
 
 async function inspect(name: string): Promise<Record<string, any>> {
@@ -128,7 +128,7 @@ describe('docker volume plugin with a real Docker engine', () => {
 
     // c1 keeps the volume mounted in the background.
     const c1 = containerName(env, 'bg');
-    await docker(['run', '-d', '--name', c1, '-v', `${v}:/data`, image, 'sh', '-c', 'echo one > /data/a; exec sleep 600']);
+    await docker(['run', '--network', 'none', '-d', '--name', c1, '-v', `${v}:/data`, image, 'sh', '-c', 'echo one > /data/a; exec sleep 600']);
     await waitForFile(env, v, 'a');
     // c2 runs at the same time, sees c1's data and writes its own.
     expect(await run(env, v, 'cat /data/a; echo two > /data/b')).toBe('one');
@@ -171,7 +171,7 @@ describe('docker volume plugin with a real Docker engine', () => {
     const v = uniqueName('keep');
     await docker(['volume', 'create', '-d', env.driver, '-o', 'size=64MiB', v]);
     const c1 = containerName(env, 'bg');
-    await docker(['run', '-d', '--name', c1, '-v', `${v}:/data`, image, 'sh', '-c', 'exec sleep 600']);
+    await docker(['run', '--network', 'none', '-d', '--name', c1, '-v', `${v}:/data`, image, 'sh', '-c', 'exec sleep 600']);
     await waitForMounts(env, v, 1);
 
     // kill -9 leaves the plugin socket behind; the restarted daemon replaces it.
@@ -212,7 +212,7 @@ describe('docker volume plugin with a real Docker engine', () => {
 /** Polls until the file exists in the volume (seen through berth's mounted path). */
 async function waitForFile(env: Env, v: string, file: string): Promise<void> {
   await waitFor(`${file} in ${v}`, async () => {
-    const r = await dockerRun(['run', '--rm', '--name', containerName(env, 'probe'), '-v', `${v}:/data`, image, 'test', '-e', `/data/${file}`]);
+    const r = await dockerRun(['run', '--network', 'none', '--rm', '--name', containerName(env, 'probe'), '-v', `${v}:/data`, image, 'test', '-e', `/data/${file}`]);
     return r.code === 0;
   });
 }

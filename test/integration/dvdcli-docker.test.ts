@@ -48,7 +48,7 @@ describe('dvdcli and a real Docker engine on one daemon', () => {
 
     const container = uniqueName('berth-dvd');
     containers.push(container);
-    await docker(['run', '-d', '--name', container, '-v', `${name}:/data`, image, 'sleep', '300']);
+    await docker(['run', '--network', 'none', '-d', '--name', container, '-v', `${name}:/data`, image, 'sleep', '300']);
     const second = await execFile(dvdcli, args('mount'));
     expect(second.stdout).toBe(first.stdout);
 
