@@ -21,7 +21,8 @@ function machine(): string {
   } catch {}
   let docker = '';
   try {
-    docker = `, Docker ${execFileSync('docker', ['version', '--format', '{{.Server.Version}}'], { encoding: 'utf8' }).trim()}`;
+    // The docker bench stops an engine it started itself: then there is no server to ask.
+    docker = `, Docker ${execFileSync('docker', ['version', '--format', '{{.Server.Version}}'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()}`;
   } catch {}
   return `${cpus().length} x ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${os}, kernel ${release()}, Node ${process.version}${docker}`;
 }
