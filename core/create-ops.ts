@@ -10,7 +10,7 @@
 import type { Backend, CreateSpec, Progress } from './backend.js';
 import { backendOf, findSnapshotRow, findVolumeRow, loadVolume, toBackendVolume, type CoreDeps } from './core-deps.js';
 import { chooseBackend } from './backend-choice.js';
-import { alreadyExists, failedPrecondition, inUse, invalidArgument, notFound, outOfRange, unsupported } from './errors.js';
+import { alreadyExists, BerthError, failedPrecondition, inUse, invalidArgument, notFound, outOfRange } from './errors.js';
 import { releaseAll } from './mount-ops.js';
 import type { CreateVolumeRequest } from './service.js';
 import type { SnapshotRow, VolumeRow } from './store/store.js';
@@ -75,17 +75,21 @@ function findSource(d: CoreDeps, req: CheckedCreate): ResolvedSource | null {
     fsType: vol.fsType, volumeMode: vol.volumeMode };
 }
 
-/** A restore or clone is made by the source's backend: refuse another one, or one that cannot. */
+/**
+ * A restore or clone is made by the source's backend: refuse another one, or one that cannot.
+ * Both errors carry the source's field (the Unsupported one too), so a frontend whose protocol
+ * answers an unusable source differently (CSI: INVALID_ARGUMENT) can tell them from others.
+ */
 function checkSource(source: ResolvedSource, backend: Backend): void {
   const field = source.kind === 'snapshot' ? 'fromSnapshot' : 'fromVolume';
   if (source.backend !== backend.name) {
     throw invalidArgument(field, `${source.kind} "${source.name}" is on backend "${source.backend}"; a volume from it must be created there too`);
   }
   if (source.kind === 'snapshot' && (!backend.capabilities.snapshots || !backend.createFromSnapshot)) {
-    throw unsupported(`backend "${backend.name}" (${backend.driver}) cannot create volumes from snapshots`);
+    throw new BerthError('Unsupported', `backend "${backend.name}" (${backend.driver}) cannot create volumes from snapshots`, { field });
   }
   if (source.kind === 'volume' && (!backend.capabilities.clones || !backend.createFromVolume)) {
-    throw unsupported(`backend "${backend.name}" (${backend.driver}) cannot clone volumes`);
+    throw new BerthError('Unsupported', `backend "${backend.name}" (${backend.driver}) cannot clone volumes`, { field });
   }
 }
 

@@ -79,7 +79,8 @@ export function createControllerHandlers(d: ControllerDeps) {
       }
       checkTopology(req.accessibility_requirements, id);
 
-      const source = contentSource(req.volume_content_source) ?? opts.source;
+      const fromContent = contentSource(req.volume_content_source);
+      const source = fromContent ?? opts.source;
       const sizeBytes = range.required || range.limit || opts.sizeBytes;
       const create: BerthCreate = {
         name,
@@ -94,7 +95,11 @@ export function createControllerHandlers(d: ControllerDeps) {
         ...(opts.options ? { options: opts.options } : {}),
         ...(source ? { source } : {}),
       };
-      return { volume: render(await service.create(create, ctx)) };
+      try {
+        return { volume: render(await service.create(create, ctx)) };
+      } catch (err) {
+        throw source ? unusableSource(err, fromContent ? 'volume_content_source' : `parameters.${SOURCE_PARAMETER[source.kind]}`) : err;
+      }
     },
 
     async DeleteVolume(req: pb.DeleteVolumeRequest) {
@@ -215,6 +220,22 @@ function splitParameters(parameters: Record<string, string>): { params: Record<s
     else params[k] = v;
   }
   return { params, labels };
+}
+
+const SOURCE_PARAMETER = { snapshot: 'fromSnapshot', volume: 'fromVolume' } as const;
+
+/**
+ * CreateVolume's one exception to the shared error mapping (errors.ts): the CSI spec answers
+ * a content source the plugin cannot use ("source incompatible or not supported") with
+ * INVALID_ARGUMENT, where the core's Unsupported is UNIMPLEMENTED everywhere else. Only the
+ * errors of the core's source step are re-kinded: they name the source's field
+ * (fromSnapshot / fromVolume). NotFound (no such source) stays NOT_FOUND.
+ */
+function unusableSource(err: unknown, field: string): unknown {
+  if (!isBerthError(err) || (err.field !== 'fromSnapshot' && err.field !== 'fromVolume')) return err;
+  if (err.kind !== 'Unsupported' && err.kind !== 'InvalidArgument') return err;
+  const prefix = `${err.field}: `;
+  return invalidArgument(field, err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message);
 }
 
 function contentSource(src: pb.VolumeContentSource | null | undefined): BerthCreate['source'] {

@@ -128,6 +128,35 @@ describe('csi controller', () => {
     expect(n.details).toMatch(/^target_path:/);
   });
 
+  it('answers INVALID_ARGUMENT naming volume_content_source for a source the backend cannot use, NOT_FOUND for a missing one', async () => {
+    // "local" makes snapshots and clones; "plain" neither (it cannot copy anything).
+    const { c } = await setup({ local: { capabilities: LOOP_LIKE }, plain: {} });
+    const cap = [mountCap()];
+    const src = (await c.controller('CreateVolume', { name: 'src', volume_capabilities: cap })).volume;
+    const snap = (await c.controller('CreateSnapshot', { source_volume_id: src.volume_id, name: 'src-snap' })).snapshot;
+    const onPlain = (await c.controller('CreateVolume', { name: 'flat', volume_capabilities: cap, parameters: { backend: 'plain' } })).volume;
+    const cases: Array<[string, object]> = [
+      // the source's backend cannot clone: Unsupported in the core, UNIMPLEMENTED anywhere else
+      ['clone on a backend without clones', { volume: { volume_id: onPlain.volume_id } }],
+      // a copy lives on its source's backend: asking another one is an incompatible source
+      ['snapshot on another backend', { snapshot: { snapshot_id: snap.snapshot_id } }],
+      ['volume on another backend', { volume: { volume_id: src.volume_id } }],
+    ];
+    for (const [what, source] of cases) {
+      const parameters = what === 'clone on a backend without clones' ? {} : { backend: 'plain' };
+      const e = await grpcError(c.controller('CreateVolume', { name: 'copy', volume_capabilities: cap, parameters, volume_content_source: source }));
+      expect({ what, code: e.code }).toEqual({ what, code: status.INVALID_ARGUMENT });
+      expect(e.details, what).toMatch(/^volume_content_source: /);
+    }
+    for (const source of [{ snapshot: { snapshot_id: 'snap-00000000000000000000000000' } }, { volume: { volume_id: 'vol-00000000000000000000000000' } }]) {
+      const e = await grpcError(c.controller('CreateVolume', { name: 'copy', volume_capabilities: cap, volume_content_source: source }));
+      expect(e.code).toBe(status.NOT_FOUND);
+    }
+    // Only the content-source step is re-coded: a snapshot on a backend without snapshots stays UNIMPLEMENTED.
+    const noSnap = await grpcError(c.controller('CreateSnapshot', { source_volume_id: onPlain.volume_id, name: 'flat-snap' }));
+    expect(noSnap.code).toBe(status.UNIMPLEMENTED);
+  });
+
   it('answers NOT_FOUND for unknown volumes and nodes, OK for deleting an unknown volume', async () => {
     const { c } = await setup();
     const missing = 'vol-00000000000000000000000000';

@@ -31,7 +31,7 @@ export function codeForKind(kind: ErrorKind): status {
       return status.FAILED_PRECONDITION;
     case 'Busy': // "an operation for this volume is already in progress"
       return status.ABORTED;
-    case 'Unsupported':
+    case 'Unsupported': // except an unusable CreateVolume content source: controller.ts makes that InvalidArgument
       return status.UNIMPLEMENTED;
     case 'OutOfRange':
       return status.OUT_OF_RANGE;
