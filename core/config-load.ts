@@ -10,6 +10,7 @@
  *   working directory (environment and flags), so the daemon never depends on its cwd later.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -34,6 +35,9 @@ export const ENV_VARS = {
   BERTH_DOCKER_ENABLED: 'docker.enabled',
   BERTH_DOCKER_DRIVER_NAME: 'docker.driverName',
   BERTH_DOCKER_SOCKET: 'docker.socket',
+  BERTH_DOCKER_TCP: 'docker.tcp',
+  BERTH_DOCKER_TCP_ALLOW_REMOTE: 'docker.tcpAllowRemote',
+  BERTH_DOCKER_SPEC_DIR: 'docker.specDir',
   BERTH_CSI_ENABLED: 'csi.enabled',
   BERTH_CSI_ENDPOINT: 'csi.endpoint',
   BERTH_CSI_MODE: 'csi.mode',
@@ -72,7 +76,7 @@ const FLAG_KEYS: Record<keyof ConfigFlags, string> = {
 };
 
 /** Keys whose values are filesystem paths (resolved to absolute paths). */
-const PATH_KEYS = new Set(['stateRoot', 'admin.socket', 'docker.socket', 'csi.endpoint']);
+const PATH_KEYS = new Set(['stateRoot', 'admin.socket', 'docker.socket', 'docker.specDir', 'csi.endpoint']);
 
 export interface LoadConfigInput {
   /** Explicit config file (--config or BERTH_CONFIG); must exist. */
@@ -88,6 +92,9 @@ export interface LoadConfigInput {
 
 const nonEmpty = z.string().min(1, 'must not be empty');
 const isPort = (n: number) => Number.isInteger(n) && n >= 1 && n <= 65535;
+const isPortOrZero = (n: number) => Number.isInteger(n) && n >= 0 && n <= 65535;
+/** "host:port", "[v6]:port" or ":port" (= 127.0.0.1). */
+const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]/]*):\d{1,5}$/;
 const backendInstance = z.looseObject({ driver: nonEmpty });
 const schema = z.strictObject({
   nodeId: nonEmpty.max(128),
@@ -107,7 +114,18 @@ const schema = z.strictObject({
       .nullable(),
     token: nonEmpty.nullable(),
   }),
-  docker: z.strictObject({ enabled: z.boolean(), driverName: nonEmpty, socket: nonEmpty }),
+  docker: z.strictObject({
+    enabled: z.boolean(),
+    driverName: nonEmpty,
+    socket: nonEmpty,
+    tcp: z
+      .string()
+      .regex(HOST_PORT, 'must be "host:port", e.g. "127.0.0.1:9123" or "[::1]:9123" (port 0 = any free port)')
+      .refine((v) => isPortOrZero(Number(v.slice(v.lastIndexOf(':') + 1))), 'the port must be 0-65535')
+      .nullable(),
+    tcpAllowRemote: z.boolean(),
+    specDir: nonEmpty,
+  }),
   csi: z.strictObject({
     enabled: z.boolean(),
     endpoint: nonEmpty,
@@ -226,7 +244,7 @@ function coerceEnv(name: string, key: string, raw: string): unknown {
     if (!/^\d+$/.test(raw)) throw new BerthError('InvalidArgument', `${name} must be a whole number, got "${raw}"`, { field: name });
     return Number(raw);
   }
-  if (key === 'admin.tcp' || key === 'admin.token') return raw === '' ? null : raw;
+  if (key === 'admin.tcp' || key === 'admin.token' || key === 'docker.tcp') return raw === '' ? null : raw;
   return raw;
 }
 
@@ -272,6 +290,7 @@ function checkCrossField(c: Config): void {
   if (c.admin.tcp !== null && c.admin.token === null) {
     throw invalidArgument('admin.token', 'a TCP admin listener (admin.tcp) requires a bearer token (admin.token / BERTH_ADMIN_TOKEN)');
   }
+  if (c.docker.enabled && c.docker.tcp !== null) checkDockerTcp(c.docker);
   const sockets: Array<[string, string]> = [['admin.socket', c.admin.socket]];
   if (c.docker.enabled) sockets.push(['docker.socket', c.docker.socket]);
   if (c.csi.enabled) sockets.push(['csi.endpoint', c.csi.endpoint]);
@@ -282,6 +301,37 @@ function checkCrossField(c: Config): void {
       }
     }
   }
+}
+
+/**
+ * The Docker plugin protocol has no authentication: whoever reaches docker.tcp can create,
+ * mount and remove volumes (and so read and write their data). Loopback only, unless the
+ * operator says otherwise in so many words. The driver name becomes the spec file's name.
+ */
+function checkDockerTcp(d: Config['docker']): void {
+  const host = d.tcp!.slice(0, d.tcp!.lastIndexOf(':'));
+  if (!d.tcpAllowRemote && !isLoopbackHost(host)) {
+    throw invalidArgument('docker.tcp', `"${d.tcp}" is not a loopback address; the Docker plugin protocol has no authentication, so anything that can reach the port can create, mount and remove volumes. Use 127.0.0.1, [::1] or localhost, or set docker.tcpAllowRemote: true (BERTH_DOCKER_TCP_ALLOW_REMOTE=true) to accept that risk`);
+  }
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(d.driverName)) {
+    throw invalidArgument('docker.driverName', `"${d.driverName}" cannot name a plugin spec file (${d.specDir}/<driverName>.spec); use [A-Za-z0-9_.-]`);
+  }
+}
+
+/** 127.0.0.0/8, ::1 (also IPv4-mapped 127.x), "localhost", or empty (which means 127.0.0.1). */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  if (h === '' || h.toLowerCase() === 'localhost') return true;
+  if (isIPv4(h)) return loopback().check(h, 'ipv4');
+  if (isIPv6(h)) return loopback().check(h, 'ipv6');
+  return false;
+}
+
+function loopback(): BlockList {
+  const list = new BlockList();
+  list.addSubnet('127.0.0.0', 8, 'ipv4'); // also matches ::ffff:127.x.x.x
+  list.addAddress('::1', 'ipv6');
+  return list;
 }
 
 function fromZodError(err: z.ZodError, merged: Json): BerthError {

@@ -39,6 +39,17 @@ export interface Config {
     /** Driver name Docker users pass to -d. */
     readonly driverName: string;
     readonly socket: string;
+    /**
+     * Optional TCP listener for the same plugin API ("127.0.0.1:9123"; port 0 = any free
+     * port), announced to Docker by <specDir>/<driverName>.spec. The plugin protocol has no
+     * authentication: anything that reaches the port can create, mount and remove volumes,
+     * so only loopback addresses are accepted unless tcpAllowRemote is true.
+     */
+    readonly tcp: string | null;
+    /** Accept a non-loopback docker.tcp address (anyone who can reach it drives volumes). */
+    readonly tcpAllowRemote: boolean;
+    /** Where the .spec file for the TCP listener goes; dockerd reads /etc/docker/plugins. */
+    readonly specDir: string;
   };
   readonly csi: {
     readonly enabled: boolean;
@@ -64,7 +75,10 @@ export function defaultConfig(): Config {
     reconcileIntervalMs: 0,
     log: { level: 'info' },
     admin: { socket: '/run/berth/berth.sock', tcp: null, token: null },
-    docker: { enabled: true, driverName: 'berth', socket: '/run/docker/plugins/berth.sock' },
+    docker: {
+      enabled: true, driverName: 'berth', socket: '/run/docker/plugins/berth.sock',
+      tcp: null, tcpAllowRemote: false, specDir: '/etc/docker/plugins',
+    },
     csi: { enabled: true, endpoint: '/run/berth/csi.sock', mode: 'both', driverName: 'csi.berth.dev', maxVolumesPerNode: 0 },
   };
 }

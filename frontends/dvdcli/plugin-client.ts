@@ -175,7 +175,9 @@ async function send(endpoint: PluginEndpoint, method: string, payload: string, t
   let request: typeof HttpRequest = (await import('node:http')).request;
   if (endpoint.kind === 'unix') opts = { socketPath: endpoint.socketPath, path, method: 'POST', headers };
   else {
-    opts = { host: endpoint.url.hostname, port: endpoint.url.port || (endpoint.tls ? 443 : 80), path, method: 'POST', headers };
+    // URL keeps IPv6 literals in brackets ("[::1]"); node:http wants the bare address.
+    const host = endpoint.url.hostname.replace(/^\[(.*)\]$/, '$1');
+    opts = { host, port: endpoint.url.port || (endpoint.tls ? 443 : 80), path, method: 'POST', headers };
     if (endpoint.tls) {
       const https = await import('node:https');
       const t = endpoint.tls;
