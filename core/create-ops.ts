@@ -99,16 +99,14 @@ export async function createVolume(
   defaultBackend: string,
   onProgress?: Progress,
 ): Promise<Volume> {
-  let existing = d.store.getVolumeByName(req.name);
-  if (existing && existing.status !== 'ready' && existing.status !== 'error') {
-    // A previous attempt failed and its cleanup failed too (we hold the lock, so nothing
-    // else is running on it): finish that intent before deciding.
-    await finishInterrupted(d, existing);
-    existing = d.store.getVolumeByName(req.name);
-  }
-  if (existing && req.backend !== undefined && req.backend !== existing.backend) {
-    throw alreadyExists(`volume "${req.name}" already exists with different backend ("${existing.backend}")`);
-  }
+  // Order matters: every field is checked (source, backend, then the backend's own checks)
+  // before the request is compared with a volume of that name, so a bad field is named
+  // as such and never reported as "already exists"; nothing changes before that.
+  const found = d.store.getVolumeByName(req.name);
+  // A row left 'creating'/'deleting' by a failed attempt whose cleanup failed too is not a
+  // volume to compare with: it is finished (rolled back / forward) once the request is valid.
+  const interrupted = found && found.status !== 'ready' && found.status !== 'error' ? found : null;
+  let existing = interrupted ? null : found;
   const source = findSource(d, req);
   const backend = chooseBackend(d.backends, defaultBackend, {
     explicit: req.backend, existing: existing?.backend, source: source?.backend, fsType: req.fsType, volumeMode: req.volumeMode,
@@ -130,6 +128,11 @@ export async function createVolume(
     options: req.options,
   });
 
+  if (interrupted) {
+    // We hold the lock, so nothing else is running on it: finish that intent before deciding.
+    await finishInterrupted(d, interrupted);
+    existing = d.store.getVolumeByName(req.name);
+  }
   if (existing) {
     const diff = conflicts(req, spec, existing, source ? { kind: source.kind, id: source.id } : null);
     if (diff.length) {

@@ -52,7 +52,7 @@ describe('volume service (fake backend, real SQLite)', () => {
       [{ sizeBytes: 256 * MiB }, 'size'],
       [{ fsType: 'ext4' as const }, 'fs'],
       [{ accessMode: 'ReadWriteMany' as const }, 'accessMode'],
-      [{ backend: 'plain' }, 'backend'],
+      [{ backend: 'plain', fsType: undefined }, 'backend'], // fs xfs would be a bad field on plain
       [{ labels: { team: 'y' } }, 'labels'],
       [{ options: { tier: 'gold' } }, 'options'],
     ])('different parameters (%j) -> AlreadyExists naming %s', async (diff, what) => {

@@ -1,0 +1,89 @@
+/**
+ * Create's order of checks: every bad field is refused naming it before the request is
+ * compared with an existing volume of that name; only a well-formed request is then
+ * idempotent (same parameters) or AlreadyExists (different ones).
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createFakeHarness, type FakeHarness } from '../backends/fake/harness.js';
+import { LOOP_LIKE } from '../backends/fake/fake.js';
+import { BerthError } from './errors.js';
+import type { CreateVolumeRequest, OpContext } from './service.js';
+
+const ctx: OpContext = { frontend: 'admin' };
+const MiB = 2 ** 20;
+
+async function errorOf(p: Promise<unknown>): Promise<BerthError> {
+  const err = await p.then(() => null, (e: unknown) => e);
+  expect(err, 'expected a BerthError').toBeInstanceOf(BerthError);
+  return err as BerthError;
+}
+
+describe('create: fields are checked before the existing volume is compared', () => {
+  let h: FakeHarness;
+  beforeEach(async () => {
+    h = await createFakeHarness({
+      backends: { local: { capabilities: LOOP_LIKE, minSizeBytes: 16 * MiB }, plain: {} },
+    });
+  });
+  afterEach(async () => {
+    await h.cleanup();
+  });
+
+  const base = { name: 'v1', sizeBytes: 64 * MiB, fsType: 'xfs' } as const;
+
+  // Each request differs from v1 (so a compare-first create says AlreadyExists) and has one bad field.
+  it.each<[string, Partial<CreateVolumeRequest>, string, string]>([
+    ['an unparsable size', { sizeBytes: 'banana' as unknown as number }, 'InvalidArgument', 'size'],
+    ['an unknown backend', { backend: 'nope' }, 'InvalidArgument', 'backend'],
+    ['a filesystem the named backend cannot make', { backend: 'plain' }, 'InvalidArgument', 'fs'],
+    ['an unknown option', { backend: 'plain', fsType: undefined, options: { zzz: '1' } }, 'InvalidArgument', 'opts.zzz'],
+    ['a size below the backend minimum', { sizeBytes: MiB }, 'OutOfRange', 'size'],
+    ['a filesystem the backend does not offer', { fsType: 'btrfs' }, 'InvalidArgument', 'fs'],
+    ['block mode on a backend without block', { backend: 'plain', fsType: undefined, volumeMode: 'block' }, 'InvalidArgument', 'mode'],
+  ])('%s on an existing name is refused naming the field', async (_what, change, kind, field) => {
+    const v1 = await h.svc.create(base, ctx);
+    const err = await errorOf(h.svc.create({ ...base, ...change }, ctx));
+    expect({ kind: err.kind, field: err.field }).toEqual({ kind, field });
+    expect(err.message.startsWith(`${field}: `), err.message).toBe(true);
+    expect(h.svc.find('v1')).toMatchObject({ id: v1.id, backend: 'local', sizeBytes: 64 * MiB, fsType: 'xfs' });
+  });
+
+  it('a source that does not exist is NotFound, not AlreadyExists', async () => {
+    await h.svc.create(base, ctx);
+    const err = await errorOf(h.svc.create({ ...base, source: { kind: 'snapshot', ref: 'no-such-snap' } }, ctx));
+    expect(err.kind).toBe('NotFound');
+  });
+
+  it('a well-formed request is then idempotent or AlreadyExists naming what differs', async () => {
+    const v1 = await h.svc.create(base, ctx);
+    expect((await h.svc.create(base, ctx)).id).toBe(v1.id);
+    expect((await h.svc.create({ name: 'v1' }, ctx)).id).toBe(v1.id);
+    const other = await errorOf(h.svc.create({ name: 'v1', backend: 'plain' }, ctx));
+    expect(other.kind).toBe('AlreadyExists');
+    expect(other.message).toContain('backend');
+    const bigger = await errorOf(h.svc.create({ ...base, sizeBytes: 128 * MiB }, ctx));
+    expect(bigger.kind).toBe('AlreadyExists');
+    expect(bigger.message).toContain('size');
+    expect(h.backend.callsTo('create')).toEqual([v1.id]);
+  });
+
+  it('a bad request leaves an interrupted create alone; a good one finishes it and creates', async () => {
+    // A create whose backend call and cleanup both fail leaves a 'creating' row behind.
+    h.backend.failNext('create');
+    h.backend.failNext('delete');
+    expect((await errorOf(h.svc.create(base, ctx))).kind).toBe('Internal');
+    const stale = h.store.getVolumeByName('v1');
+    expect(stale?.status).toBe('creating');
+    h.backend.resetCalls();
+
+    const err = await errorOf(h.svc.create({ ...base, backend: 'nope' }, ctx));
+    expect(err.field).toBe('backend');
+    expect(h.store.getVolumeByName('v1')).toMatchObject({ id: stale!.id, status: 'creating' });
+    expect(h.backend.callsTo('delete')).toEqual([]);
+
+    const v1 = await h.svc.create(base, ctx);
+    expect(v1.id).not.toBe(stale!.id);
+    expect(v1.status).toBe('ready');
+    expect(h.backend.callsTo('delete')).toEqual([stale!.id]);
+  });
+});
