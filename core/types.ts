@@ -111,6 +111,13 @@ export interface VolumeStats {
   readonly totalInodes: number | null;
   readonly usedInodes: number | null;
   readonly availableInodes: number | null;
+  /**
+   * true while the volume's filesystem is smaller than its device and has yet to grow to it
+   * (loop ext4 expanded while mounted grows at its next mount); false once it has grown.
+   * Only backends whose volumes have a filesystem of their own report it (loop); absent
+   * elsewhere, and while a volume has no filesystem yet.
+   */
+  readonly fsGrowthPending?: boolean;
   /** Volume health (CSI volume condition). */
   readonly abnormal: boolean;
   readonly message: string;

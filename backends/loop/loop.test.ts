@@ -6,7 +6,7 @@ import { createExec } from '../../core/os/exec.js';
 import { createSilentLogger } from '../../core/log.js';
 import { findMount } from '../../core/os/mounts.js';
 import { listLoopDevices } from '../../core/os/loop.js';
-import { probeFilesystem } from '../../core/os/fs.js';
+import { probeFilesystem, readFsSize } from '../../core/os/fs.js';
 import type { BackendVolume, CreateSpec } from '../../core/backend.js';
 import type { FsType } from '../../core/types.js';
 import { randomVolumeId, runBackendConformance } from '../conformance.case.js';
@@ -167,6 +167,51 @@ describe('loop backend specifics', () => {
       await backend.mount({ ...vol, sizeBytes: size + 64 * MiB }, { device });
       expect((await backend.stats(vol)).totalBytes).toBeGreaterThan(before + 48 * MiB);
     }
+  });
+
+  it('stats measures whether the filesystem has grown: a small ext4 growth while mounted stays pending until the next mount', async () => {
+    const vol = volume({ fsType: 'ext4', sizeBytes: 512 * MiB });
+    await backend.create(vol);
+    const { device } = await backend.attach(vol);
+    expect((await backend.stats(vol)).fsGrowthPending).toBeUndefined(); // no filesystem yet
+    await backend.mount(vol, { device });
+    const before = await backend.stats(vol);
+    expect(before.fsGrowthPending).toBe(false);
+    // +6%: statfs already shows more than 85% of the new size, so the frontends' old ratio
+    // rule took this growth for done.
+    expect(await backend.expand(vol, 544 * MiB, { mounted: true, device })).toEqual({ pendingFsGrowth: true });
+    const pending = await backend.stats(vol);
+    expect(pending).toMatchObject({ fsGrowthPending: true, totalBytes: before.totalBytes });
+    expect(pending.totalBytes).toBeGreaterThan(0.85 * 544 * MiB);
+    expect(await readFsSize(device!)).toBe(512 * MiB);
+    await backend.unmount(vol);
+    expect((await backend.stats(vol)).fsGrowthPending).toBe(true); // from the image: grows at the next mount
+    await backend.mount({ ...vol, sizeBytes: 544 * MiB }, { device });
+    const grown = await backend.stats(vol);
+    expect(grown.fsGrowthPending).toBe(false);
+    expect(grown.totalBytes).toBeGreaterThan(before.totalBytes + 24 * MiB);
+    expect(await readFsSize(device!)).toBe(544 * MiB);
+    await backend.unmount(vol);
+    expect((await backend.stats(vol)).fsGrowthPending).toBe(false);
+  });
+
+  it('stats says an online xfs grow is done at once (its on-disk superblock lags), and nothing about block volumes', async () => {
+    const vol = volume({ fsType: 'xfs', sizeBytes: 300 * MiB });
+    await backend.create(vol);
+    const { device } = await backend.attach(vol);
+    await backend.mount(vol, { device });
+    expect(await backend.expand(vol, 340 * MiB, { mounted: true, device })).toEqual({ pendingFsGrowth: false });
+    // xfs writes its primary superblock back only at a log checkpoint (tens of seconds
+    // later), so the one on the device still says 300 MiB here: stats must not read it.
+    expect((await backend.stats(vol)).fsGrowthPending).toBe(false);
+    await backend.unmount(vol);
+    expect(await readFsSize(backend.image(vol))).toBe(340 * MiB);
+    expect((await backend.stats(vol)).fsGrowthPending).toBe(false);
+
+    const blk = volume({ volumeMode: 'block', sizeBytes: 8 * MiB });
+    await backend.create(blk);
+    await backend.attach(blk);
+    expect(await backend.stats(blk)).not.toHaveProperty('fsGrowthPending');
   });
 
   it('refuses btrfs growth under 256MiB and a restore into another filesystem type', async () => {

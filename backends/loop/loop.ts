@@ -18,7 +18,7 @@ import type { Exec } from '../../core/os/exec.js';
 import type { Logger } from '../../core/log.js';
 import { failedPrecondition, internal, invalidArgument, notFound, outOfRange } from '../../core/errors.js';
 import { attachLoop, blockDeviceSize, detachLoop, findLoopDevices, findLoopDevicesUnder, refreshLoopCapacity, stillBacks, type LoopDevice } from '../../core/os/loop.js';
-import { FS_GROWS_ONLINE, fsMountOptions, fsUsage, growFilesystem, makeFilesystem, probeFilesystem, readFsMagic, readFsSize } from '../../core/os/fs.js';
+import { FS_GROWS_ONLINE, fsMountOptions, fsUsage, growFilesystem, makeFilesystem, measureFsGrowth, probeFilesystem, readFsMagic, type FsGrowth } from '../../core/os/fs.js';
 import { findMount, mount as mountFs, readMountInfo, unmountAll } from '../../core/os/mounts.js';
 import { childPath, managedMountPath, VOLUME_ID_RE } from '../paths.js';
 import { parseLoopSettings, validateLoopCreate, type LoopSettings } from './settings.js';
@@ -41,7 +41,10 @@ const IMAGE_SUFFIX = '.img';
 const SNAPSHOT_DIR = 'snapshots';
 /** The kernel refuses to resize a btrfs to less than 256 MiB (BTRFS_IOC_RESIZE returns EINVAL). */
 const BTRFS_MIN_RESIZE = 256 * 1024 * 1024;
-/** A filesystem this much smaller than its device is grown at mount (less is rounding). */
+/**
+ * A filesystem its grow command would make at least this much bigger is grown at mount, and
+ * reported as fsGrowthPending until then (less is rounding; see growthDue).
+ */
 const GROW_SLACK = 1024 * 1024;
 /** How long detach waits for the kernel to drop a device it detached lazily (udev still had it open). */
 const DETACH_SETTLE_MS = 5_000;
@@ -221,16 +224,31 @@ export class LoopBackend implements Backend {
     return { totalBytes: u.totalBytes, availableBytes: u.availableBytes };
   }
 
-  /** statfs of the mounted filesystem; when not mounted (or block), the image's allocated blocks. */
+  /**
+   * statfs of the mounted filesystem; when not mounted (or block), the image's allocated blocks.
+   * Filesystem volumes also get fsGrowthPending: whether the filesystem has yet to grow to its
+   * device (ext4 expanded while mounted, or an unmounted one expanded or restored bigger),
+   * measured from its superblock, not guessed from statfs; left out while there is no
+   * filesystem yet (never mounted) and for block volumes.
+   */
   async stats(vol: BackendVolume): Promise<VolumeStats> {
-    if (vol.volumeMode === 'filesystem' && (await findMount(this.mountPoint(vol)))) {
-      return { ...(await fsUsage(this.mountPoint(vol))), abnormal: false, message: 'usage of the mounted filesystem' };
+    const target = this.mountPoint(vol);
+    const mount = vol.volumeMode === 'filesystem' ? await findMount(target) : null;
+    if (mount) {
+      const [usage, growth] = await Promise.all([
+        fsUsage(target),
+        blockDeviceSize(mount.source).then((size) => measureFsGrowth(mount.source, size, target)),
+      ]);
+      return { ...usage, ...growthField(growth), abnormal: false, message: 'usage of the mounted filesystem' };
     }
-    const st = await stat(this.image(vol)).catch(() => null);
+    const image = this.image(vol);
+    const st = await stat(image).catch(() => null);
     if (!st) {
-      return { totalBytes: 0, usedBytes: 0, availableBytes: 0, totalInodes: null, usedInodes: null, availableInodes: null, abnormal: true, message: `image ${this.image(vol)} is missing` };
+      return { totalBytes: 0, usedBytes: 0, availableBytes: 0, totalInodes: null, usedInodes: null, availableInodes: null, abnormal: true, message: `image ${image} is missing` };
     }
     const used = Math.min(st.blocks * 512, st.size);
+    // Unmounted, the image itself is current (unmount flushed the filesystem through the device).
+    const growth = vol.volumeMode === 'filesystem' && st.blocks > 0 ? await measureFsGrowth(image, st.size, null) : null;
     return {
       totalBytes: st.size,
       usedBytes: used,
@@ -238,6 +256,7 @@ export class LoopBackend implements Backend {
       totalInodes: null,
       usedInodes: null,
       availableInodes: null,
+      ...growthField(growth),
       abnormal: false,
       message: vol.volumeMode === 'block' ? 'block volume: bytes allocated in the sparse image' : 'not mounted: bytes allocated in the sparse image',
     };
@@ -296,11 +315,12 @@ export class LoopBackend implements Backend {
       this.log.info({ volume: vol.id, device, fs: fsType }, 'filesystem made on first use');
       return { growOnline: false };
     }
-    const [fsSize, devSize] = await Promise.all([readFsSize(device), blockDeviceSize(device)]);
-    if (fsSize === null || devSize - fsSize < GROW_SLACK) return { growOnline: false };
+    const devSize = await blockDeviceSize(device);
+    const growth = await measureFsGrowth(device, devSize, null);
+    if (!growth || !growthDue(growth)) return { growOnline: false };
     if (FS_GROWS_ONLINE[fsType]) return { growOnline: !(fsType === 'btrfs' && devSize < BTRFS_MIN_RESIZE) };
     await growFilesystem(this.exec, fsType, { device, mountpoint: null });
-    this.log.info({ volume: vol.id, from: fsSize, to: devSize }, `${fsType} grown offline before mount`);
+    this.log.info({ volume: vol.id, from: growth.sizeBytes, to: growth.grownBytes }, `${fsType} grown offline before mount`);
     return { growOnline: false };
   }
 
@@ -374,6 +394,18 @@ export class LoopBackend implements Backend {
       throw outOfRange('size', `a btrfs copy can grow only to 256MiB or more; keep the source's size (${sourceSize} bytes) or ask 256MiB+`);
     }
   }
+}
+
+/**
+ * Whether growing the filesystem would make it meaningfully bigger: the one rule both
+ * mount (grow now) and stats (fsGrowthPending) use, so they never disagree.
+ */
+function growthDue(g: FsGrowth): boolean {
+  return g.grownBytes - g.sizeBytes >= GROW_SLACK;
+}
+
+function growthField(g: FsGrowth | null): { fsGrowthPending?: boolean } {
+  return g ? { fsGrowthPending: growthDue(g) } : {};
 }
 
 /** Image size for a requested size: whole 512-byte sectors, as a loop device only sees those. */

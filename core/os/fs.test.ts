@@ -3,7 +3,7 @@ import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createExec } from './exec.js';
-import { FS_MIN_BYTES, growCommands, makeFilesystem, mkfsCommand, parseBlkidExport, parseExt4Superblock, probeFilesystem, readFsSize, readFsMagic, detectFsMagic } from './fs.js';
+import { FS_MIN_BYTES, growCommands, growFilesystem, makeFilesystem, measureFsGrowth, mkfsCommand, parseBlkidExport, parseExt4Superblock, probeFilesystem, readFsSize, readFsMagic, detectFsMagic } from './fs.js';
 
 describe('filesystem commands as data', () => {
   it('makes ext4 fast and without root-reserved blocks, xfs/btrfs forced', () => {
@@ -70,6 +70,45 @@ describe('filesystem commands on real images', () => {
       await makeFilesystem(exec, 'ext4', img);
       expect(await readFsMagic(img)).toBe('ext4');
       expect(await readFsSize(img)).toBe(FS_MIN_BYTES.ext4);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('predicts exactly the size resize2fs gives an ext4, including a last group too small to keep', async () => {
+    const MiB = 1024 * 1024;
+    const dir = await mkdtemp(join(tmpdir(), 'berth-fs-grow-'));
+    try {
+      const exec = createExec();
+      // [made at, device grown to, size resize2fs gives]: 1 KiB blocks under 512 MiB (8 MiB
+      // groups), 4 KiB blocks from 512 MiB (128 MiB groups, whose last one is dropped when a
+      // few MiB short of its metadata + 50 blocks: mke2fs drops it the same way).
+      const cases: [number, number, number][] = [
+        [64 * MiB, 68 * MiB, 68 * MiB],
+        [64 * MiB, 128 * MiB, 128 * MiB],
+        [512 * MiB, 514 * MiB, 512 * MiB],
+        [512 * MiB, 515 * MiB, 515 * MiB],
+        [514 * MiB, 520 * MiB, 520 * MiB],
+      ];
+      for (const [made, grown, expected] of cases) {
+        const img = join(dir, `ext4-${made}-${grown}.img`);
+        await writeFile(img, '');
+        await truncate(img, made);
+        await makeFilesystem(exec, 'ext4', img);
+        const atMkfs = await measureFsGrowth(img, made, null);
+        expect(atMkfs?.grownBytes, `mkfs at ${made}`).toBe(atMkfs?.sizeBytes); // a fresh mkfs has nothing to grow
+        await truncate(img, grown);
+        const before = await measureFsGrowth(img, grown, null);
+        expect(before, `${made} -> ${grown}`).toMatchObject({ fsType: 'ext4', sizeBytes: atMkfs!.sizeBytes, grownBytes: expected });
+        await growFilesystem(exec, 'ext4', { device: img, mountpoint: null });
+        expect(await readFsSize(img), `${made} -> ${grown}`).toBe(expected);
+        const after = await measureFsGrowth(img, grown, null);
+        expect(after?.grownBytes).toBe(after?.sizeBytes);
+        await rm(img);
+      }
+      const none = join(dir, 'none.img');
+      await writeFile(none, Buffer.alloc(2 * MiB));
+      expect(await measureFsGrowth(none, 2 * MiB, null)).toBeNull();
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -92,8 +92,8 @@ export async function probeFilesystem(exec: Exec, device: string): Promise<FsPro
   }
 }
 
-/** Bytes the superblock readers need: btrfs keeps its superblock at 64 KiB (magic at +0x40, size at +0x70). */
-export const FS_MAGIC_SPAN = 65_536 + 0x78;
+/** Bytes the superblock readers need: btrfs keeps its superblock at 64 KiB (magic at +0x40, size at +0x70, sector size at +0x90). */
+export const FS_MAGIC_SPAN = 65_536 + 0x94;
 
 /**
  * Pure check of the superblock magic of the three filesystems berth makes, in the first
@@ -159,6 +159,114 @@ export function parseExt4Superblock(sb: Buffer): number | null {
   const lo = sb.readUInt32LE(0x04);
   const hi = sb.readUInt32LE(0x60) & EXT4_INCOMPAT_64BIT ? sb.readUInt32LE(0x150) : 0;
   return (hi * 2 ** 32 + lo) * blockSize;
+}
+
+const EXT4_COMPAT_SPARSE_SUPER2 = 0x200;
+const EXT4_RO_COMPAT_SPARSE_SUPER = 0x1;
+/** mke2fs and resize2fs drop a last block group that has fewer blocks than its metadata plus this. */
+const EXT4_LAST_GROUP_MARGIN = 50;
+
+/**
+ * Pure: the size in bytes `resize2fs` gives the ext2/3/4 in `sb` (the 1024 bytes at offset
+ * 1024) on a device of `deviceBytes`; null when the magic is not there. It fills the device
+ * in whole blocks, except that (like mke2fs) it drops a partial last group too small for its
+ * own metadata (bitmaps, inode table, and the superblock + descriptor backup when that group
+ * carries one) plus 50 blocks. With 4 KiB blocks that is up to a few MiB, so "device bytes
+ * minus filesystem bytes" alone would call such a filesystem ungrown forever.
+ */
+export function ext4GrownSize(sb: Buffer, deviceBytes: number): number | null {
+  const current = parseExt4Superblock(sb);
+  if (current === null) return null;
+  if (sb.length < 0x254) return current;
+  const blockSize = 1024 * 2 ** sb.readUInt32LE(0x18);
+  const firstData = sb.readUInt32LE(0x14);
+  const perGroup = sb.readUInt32LE(0x20);
+  const inodeSize = sb.readUInt32LE(0x4c) >= 1 ? sb.readUInt16LE(0x58) : 128; // rev 0 has fixed 128-byte inodes
+  const inodeBlocks = Math.ceil((sb.readUInt32LE(0x28) * inodeSize) / blockSize);
+  const is64 = (sb.readUInt32LE(0x60) & EXT4_INCOMPAT_64BIT) !== 0;
+  const descSize = is64 ? Math.max(sb.readUInt16LE(0xfe), 32) : 32;
+  const reservedGdt = sb.readUInt16LE(0xce);
+  const sparse2 = (sb.readUInt32LE(0x5c) & EXT4_COMPAT_SPARSE_SUPER2) !== 0;
+  const sparse = (sb.readUInt32LE(0x64) & EXT4_RO_COMPAT_SPARSE_SUPER) !== 0;
+  if (perGroup === 0) return current;
+  const hasSuper = (g: number) => {
+    if (g <= 1) return true;
+    if (sparse2) return g === sb.readUInt32LE(0x24c) || g === sb.readUInt32LE(0x250); // s_backup_bgs
+    return !sparse || [3, 5, 7].some((base) => isPowerOf(g, base));
+  };
+  let blocks = Math.floor(deviceBytes / blockSize);
+  for (;;) {
+    const span = blocks - firstData;
+    const groups = Math.ceil(span / perGroup);
+    const rem = span % perGroup;
+    if (groups <= 1 || rem === 0) break;
+    const descBlocks = Math.ceil((groups * descSize) / blockSize);
+    const overhead = 2 + inodeBlocks + (hasSuper(groups - 1) ? 1 + descBlocks + reservedGdt : 0);
+    if (rem >= overhead + EXT4_LAST_GROUP_MARGIN) break;
+    blocks -= rem;
+  }
+  return Math.max(blocks * blockSize, current); // resize2fs without a size never shrinks
+}
+
+function isPowerOf(n: number, base: number): boolean {
+  let x = base;
+  while (x < n) x *= base;
+  return x === n;
+}
+
+/**
+ * Pure: the size the filesystem in `head` (the first FS_MAGIC_SPAN bytes of its device)
+ * would have once grown to fill `deviceBytes`, by the rules of the command that grows it
+ * (growCommands); null when it is none of berth's three. xfs and btrfs fill the device in
+ * whole blocks / sectors (xfs_growfs also drops a last allocation group under 64 blocks,
+ * well within any slack); ext4 see ext4GrownSize.
+ */
+export function grownFsSize(head: Buffer, deviceBytes: number): number | null {
+  switch (detectFsMagic(head)) {
+    case 'xfs': {
+      const blockSize = head.readUInt32BE(4);
+      return Math.floor(deviceBytes / blockSize) * blockSize;
+    }
+    case 'btrfs': {
+      const sector = head.readUInt32LE(65_536 + 0x90);
+      return sector > 0 ? Math.floor(deviceBytes / sector) * sector : deviceBytes;
+    }
+    case 'ext4':
+      return ext4GrownSize(head.subarray(1024, 2048), deviceBytes);
+    default:
+      return null;
+  }
+}
+
+/** A filesystem's size now, and the size growing it to fill its device would give it. */
+export interface FsGrowth {
+  readonly fsType: FsType;
+  readonly sizeBytes: number;
+  readonly grownBytes: number;
+}
+
+/**
+ * Measures the filesystem on `source` (a device, or an image file when not attached)
+ * against `deviceBytes`, without a process; null when it holds none of berth's filesystems.
+ * `mountpoint` is given when the filesystem is mounted: ext4 and btrfs then still answer
+ * from the superblock on the device (ext4 keeps it in the device's page cache, btrfs
+ * commits it as a resize ends), but xfs writes its primary superblock back only when its
+ * log is checkpointed, tens of seconds after an online grow, so for a mounted xfs the size
+ * is what the kernel holds: statfs blocks (data blocks less an internal log) plus that log.
+ */
+export async function measureFsGrowth(source: string, deviceBytes: number, mountpoint: string | null): Promise<FsGrowth | null> {
+  const head = await readHead(source);
+  const fsType = detectFsMagic(head);
+  const onDisk = parseFsSize(head);
+  const grownBytes = grownFsSize(head, deviceBytes);
+  if (fsType === null || onDisk === null || grownBytes === null) return null;
+  let sizeBytes = onDisk;
+  if (fsType === 'xfs' && mountpoint !== null) {
+    const s = await statfs(mountpoint);
+    const internalLog = head.readBigUInt64BE(0x30) !== 0n ? head.readUInt32BE(0x60) * head.readUInt32BE(4) : 0;
+    sizeBytes = s.blocks * s.bsize + internalLog;
+  }
+  return { fsType, sizeBytes, grownBytes };
 }
 
 /**
