@@ -251,3 +251,34 @@ export async function cleanupDocker(o: {
   await unlink(pluginSocket(o.driver)).catch(() => {});
   if (errors.length) throw new Error(`docker cleanup: ${errors.join('; ')}`);
 }
+
+/** dockerd reads plugin spec files only from here (and /usr/lib/docker/plugins). */
+export const SPEC_DIR = '/etc/docker/plugins';
+
+export const specFile = (driver: string): string => join(SPEC_DIR, `${driver}.spec`);
+
+/**
+ * A driver name for a berth that Docker reaches over TCP through a spec file, with the one
+ * address that name is always served on.
+ *
+ * Why a pool of its own and a fixed port: dockerd caches a legacy plugin by name together
+ * with the address it first found it at (moby pkg/plugins keeps the activated plugin, and
+ * the volume store keeps its client), for the life of the dockerd. A name first seen on a
+ * unix socket would never be looked for over TCP, and a name first seen at port P is
+ * dialled at P forever. So TCP drivers never share names with the socket pool, and each
+ * name in this pool is always announced as tcp://127.0.0.1:<port> with the same port
+ * (below the ephemeral range, so a freePort() elsewhere never takes it). One name keeps
+ * the number of names dockerd remembers (and waits on) small; holders queue for it.
+ */
+export async function acquireTcpDriverName(timeoutMs = 180_000): Promise<{ driver: string; tcp: string; release(): Promise<void> }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const held = await acquireDriverName('berth-tcp', 1);
+      return { ...held, tcp: '127.0.0.1:29470' };
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
