@@ -15,7 +15,8 @@ export { createBackends, type CreateBackendsOptions } from './registry.js';
 export { createVolumeService, type CoreVolumeService, type VolumeServiceDeps } from './volume-service.js';
 export type { ReconcileReport } from './reconcile.js';
 export {
-  formatSize, parseAccessMode, parseFsType, parseSize, parseVolumeMode, parseVolumeOptions, validateLabels, validateVolumeName,
+  formatSize, optionFieldNames, parseAccessMode, parseFsType, parseSize, parseVolumeMode, parseVolumeOptions, validateLabels,
+  validateVolumeName,
 } from './spec.js';
 export { ALLOWED_MOUNT_FLAGS } from './targets.js';
 export type { Logger } from './log.js';

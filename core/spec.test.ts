@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BerthError } from './errors.js';
-import { formatSize, parseSize, parseVolumeOptions, validateVolumeName } from './spec.js';
+import { formatSize, optionFieldNames, parseSize, parseVolumeOptions, validateVolumeName } from './spec.js';
 
 function fieldOf(fn: () => unknown): string | undefined {
   try {
@@ -120,5 +120,18 @@ describe('parseVolumeOptions', () => {
 
   it('uses the given field prefix', () => {
     expect(fieldOf(() => parseVolumeOptions({ size: '-1' }, 'parameters'))).toBe('parameters.size');
+  });
+});
+
+describe('optionFieldNames', () => {
+  it('names each typed field after the key the user typed, with the prefix', () => {
+    expect(optionFieldNames({ fsType: 'xfs', backend: 'loop', size: '1G', volumeMode: 'block', tier: 'gold', 'label.a': 'b' })).toEqual({
+      fs: 'opts.fsType', backend: 'opts.backend', size: 'opts.size', mode: 'opts.volumeMode',
+    });
+    expect(optionFieldNames({ fromVolume: 'v', accessMode: 'ReadWriteMany' }, 'parameters')).toEqual({
+      fromVolume: 'parameters.fromVolume', accessMode: 'parameters.accessMode',
+    });
+    expect(optionFieldNames({ constructor: 'x', toString: 'y' })).toEqual({});
+    expect(optionFieldNames(null)).toEqual({});
   });
 });

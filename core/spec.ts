@@ -5,7 +5,7 @@
  * field, so a frontend never has to invent its own parsing (convention 6).
  */
 import { invalidArgument } from './errors.js';
-import type { CreateVolumeRequest } from './service.js';
+import type { CreateFieldName, CreateVolumeRequest } from './service.js';
 import { ACCESS_MODES, FS_TYPES, VOLUME_MODES, type AccessMode, type FsType, type VolumeMode } from './types.js';
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -215,6 +215,32 @@ export function parseVolumeOptions(
   if (Object.keys(labels).length) out.labels = labels;
   if (Object.keys(options).length) out.options = options;
   if (source) out.source = source;
+  return out;
+}
+
+/** Option keys parseVolumeOptions turns into typed fields, by the core's name of that field. */
+const OPTION_FIELDS: Readonly<Record<string, CreateFieldName>> = {
+  size: 'size', fs: 'fs', fsType: 'fs', fstype: 'fs', backend: 'backend', mode: 'mode', volumeMode: 'mode',
+  accessMode: 'accessMode', fromSnapshot: 'fromSnapshot', fromVolume: 'fromVolume',
+};
+
+/**
+ * The create request's `fieldNames` for a flat option map: each typed field named after the
+ * key the user typed, with the same prefix parseVolumeOptions uses, so an error the core
+ * raises later (an unknown backend, a size below the backend's minimum) reads like the
+ * parser's own ("opts.backend"). Options that are not typed fields are named by the backend.
+ * @example optionFieldNames({ fsType: 'xfs', backend: 'loop' }) // { fs: 'opts.fsType', backend: 'opts.backend' }
+ */
+export function optionFieldNames(
+  opts: Record<string, unknown> | null | undefined,
+  field = 'opts',
+): Partial<Record<CreateFieldName, string>> {
+  const out: Partial<Record<CreateFieldName, string>> = {};
+  if (opts === null || typeof opts !== 'object') return out;
+  for (const [key, raw] of Object.entries(opts)) {
+    const name = Object.hasOwn(OPTION_FIELDS, key) ? OPTION_FIELDS[key] : undefined;
+    if (name !== undefined && raw !== undefined) out[name] = `${field}.${key}`;
+  }
   return out;
 }
 

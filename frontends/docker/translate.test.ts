@@ -1,6 +1,8 @@
-import { describe, expect, it } from 'vitest';
-import type { BackendInfo } from '../../core/index.js';
-import { consumerFor, parseBody, rfc3339, scopeOf } from './translate.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createFakeHarness, type FakeHarness } from '../../backends/fake/harness.js';
+import { LOOP_LIKE } from '../../backends/fake/fake.js';
+import { BerthError, type BackendInfo } from '../../core/index.js';
+import { consumerFor, createRequest, parseBody, rfc3339, scopeOf } from './translate.js';
 
 const backend = (scope: 'local' | 'global'): BackendInfo => ({
   name: scope, driver: 'x', settings: {},
@@ -31,5 +33,38 @@ describe('translate', () => {
     expect(scopeOf([backend('global'), backend('local')])).toBe('local');
     expect(scopeOf([backend('global')])).toBe('global');
     expect(scopeOf([])).toBe('local');
+  });
+});
+
+describe('Create option errors name the option as typed, with the opts. prefix', () => {
+  let h: FakeHarness | null = null;
+  afterEach(async () => {
+    await h?.cleanup();
+    h = null;
+  });
+
+  // Each of these passes the option parser and is refused by the core or the backend.
+  it.each<[Record<string, string>, string]>([
+    [{ backend: 'nope' }, 'opts.backend'],
+    [{ fsType: 'btrfs' }, 'opts.fsType'],
+    [{ fs: 'xfs', backend: 'plain' }, 'opts.fs'],
+    [{ size: '1MiB' }, 'opts.size'],
+    [{ volumeMode: 'block', backend: 'plain' }, 'opts.volumeMode'],
+    [{ fromSnapshot: 'x'.repeat(300) }, 'opts.fromSnapshot'],
+    [{ fromVolume: 'src', backend: 'plain' }, 'opts.fromVolume'],
+    [{ zzz: '1' }, 'opts.zzz'],
+  ])('-o %j -> %s', async (opts, field) => {
+    h = await createFakeHarness({ backends: { local: { capabilities: LOOP_LIKE, minSizeBytes: 16 * 2 ** 20 }, plain: {} } });
+    await h.svc.create({ name: 'src' }, { frontend: 'admin' });
+    const err = await h.svc.create(createRequest({ Name: 'v', Opts: opts }), { frontend: 'docker' }).then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(BerthError);
+    expect((err as BerthError).field).toBe(field);
+    expect((err as BerthError).message.startsWith(`${field}: `), (err as BerthError).message).toBe(true);
+  });
+
+  it('the core keeps its own names for a request that did not come from options (admin API)', async () => {
+    h = await createFakeHarness({ backends: { local: {} } });
+    const err = await h.svc.create({ name: 'v', backend: 'nope' }, { frontend: 'admin' }).then(() => null, (e: unknown) => e);
+    expect((err as BerthError).field).toBe('backend');
   });
 });

@@ -4,7 +4,7 @@
  * body for Activate/Capabilities; everything here works on the raw text.
  */
 import {
-  formatSize, invalidArgument, parseVolumeOptions,
+  formatSize, invalidArgument, optionFieldNames, parseVolumeOptions,
   type BackendInfo, type CreateVolumeRequest, type Frontend, type Volume,
 } from '../../core/index.js';
 
@@ -36,14 +36,18 @@ export function volumeName(body: DockerBody): string {
   return name;
 }
 
-/** Create {"Name","Opts"} -> CreateVolumeRequest; options go through the shared core parser. */
+/**
+ * Create {"Name","Opts"} -> CreateVolumeRequest; options go through the shared core parser,
+ * and every error about one names it as typed ("opts.backend"), wherever it is found.
+ */
 export function createRequest(body: DockerBody): CreateVolumeRequest {
   const name = volumeName(body);
   const opts = body.Opts;
   if (opts !== undefined && opts !== null && (typeof opts !== 'object' || Array.isArray(opts))) {
     throw invalidArgument('Opts', 'options must be a JSON object of strings');
   }
-  return { name, ...parseVolumeOptions(opts as Record<string, unknown> | null | undefined) };
+  const o = opts as Record<string, unknown> | null | undefined;
+  return { name, ...parseVolumeOptions(o), fieldNames: optionFieldNames(o) };
 }
 
 export interface DockerConsumer {
