@@ -3,8 +3,7 @@
  * filesystem volumes, a file for block devices), and taking it away again. Every step is
  * idempotent so a retry or reconcile after a crash converges instead of stacking mounts.
  */
-import { closeSync, openSync } from 'node:fs';
-import { mkdir, rm, rmdir, stat } from 'node:fs/promises';
+import { mkdir, open, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, normalize } from 'node:path';
 import { invalidArgument } from './errors.js';
 import type { Exec } from './os/exec.js';
@@ -70,7 +69,8 @@ export async function bindTarget(
     const st = await stat(target).catch(() => null);
     if (st?.isDirectory()) throw invalidArgument('target', `"${target}" is a directory; a block volume needs a file target`);
     existed = st !== null;
-    if (!st) closeSync(openSync(target, 'a', 0o600));
+    // 'a' creates a missing file and never truncates one that appeared since the stat.
+    if (!st) await (await open(target, 'a', 0o600)).close();
   } else {
     // The usual case (CSI: the plugin makes the target) is one mkdir; EEXIST -> look at it.
     existed = await mkdir(target).then(
