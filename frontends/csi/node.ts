@@ -41,14 +41,6 @@ async function withCsiFlagField<T>(field: string, fn: () => Promise<T>): Promise
   }
 }
 
-/**
- * Below this fraction of the requested size an ext4 filesystem has not grown yet. Metadata
- * takes up to ~11% of a small ext4 (128 MiB: 120 MB usable) and less on larger ones, so a
- * grown filesystem is always above it; a growth request under ~6% cannot be told apart
- * this way and is reported as done.
- */
-const FS_GROWN_RATIO = 0.85;
-
 const trimSlash = (p: string) => (p.length > 1 ? p.replace(/\/+$/, '') : p);
 
 /** Every path on this node where the volume can be seen: publish targets, staging paths, the managed path. */
@@ -141,9 +133,10 @@ export function createNodeHandlers(d: NodeDeps) {
 
     /**
      * Nothing to do on the node: the core grows filesystems itself (online, or at the next
-     * mount). This answers whether the filesystem at volume_path has the requested size
-     * yet; FAILED_PRECONDITION while it waits for the next mount (ext4 on these machines),
-     * so the CO keeps the resize pending instead of reporting a size the pod cannot see.
+     * mount). This answers whether the filesystem at volume_path has grown to its device
+     * yet, as the backend measures it (stats' fsGrowthPending, from the superblock);
+     * FAILED_PRECONDITION while it waits for the next mount (ext4 on these machines), so
+     * the CO keeps the resize pending instead of reporting a size the pod cannot see.
      */
     async NodeExpandVolume(req: pb.NodeExpandVolumeRequest) {
       const volumeId = requireString(req.volume_id, 'volume_id');
@@ -152,12 +145,12 @@ export function createNodeHandlers(d: NodeDeps) {
       const vol = requireVolume(service, volumeId);
       if (!volumePaths(vol).has(trimSlash(volumePath))) throw notFound(`volume ${volumeId} is not published or staged at ${volumePath}`);
       const want = range.required || range.limit || vol.sizeBytes;
-      // Only ext4 waits for a mount to grow (no CAP_SYS_RESOURCE for online resize2fs here);
-      // xfs and btrfs grow online in ControllerExpandVolume, block devices have no filesystem.
-      if (vol.volumeMode === 'block' || vol.fsType !== 'ext4') return { capacity_bytes: vol.sizeBytes };
+      // Block devices have no filesystem; backends without one of their own (dir, btrfs
+      // subvolumes) report no fsGrowthPending. In practice only ext4 waits for a mount (no
+      // CAP_SYS_RESOURCE for online resize2fs here): xfs and btrfs grow online.
+      if (vol.volumeMode === 'block') return { capacity_bytes: vol.sizeBytes };
       const s = await service.stats(volumeId, ctx);
-      // A filesystem's usable size is its device size less metadata (a few percent).
-      if (s.totalBytes < want * FS_GROWN_RATIO) {
+      if (s.fsGrowthPending === true) {
         throw failedPrecondition(`the filesystem of volume ${volumeId} is ${s.totalBytes} bytes and grows to ${want} at its next mount (unpublish and unstage it, or restart the pod)`);
       }
       return { capacity_bytes: vol.sizeBytes };

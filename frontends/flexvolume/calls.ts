@@ -191,16 +191,13 @@ async function expandVolume(admin: FlexAdmin, json: string, newSize: string): Pr
   return success();
 }
 
-/** A filesystem's usable size is its device size less metadata (a few percent; the CSI node uses the same rule). */
-const FS_GROWN_RATIO = 0.85;
-
 /**
  * expandfs <json> <device> <device mount path> <new size> <old size>: kubelet's node-side
  * step. It grows the volume if the controller's expandvolume has not (idempotent), then
- * answers Success once the filesystem has the new size, and a Failure kubelet retries
- * while an ext4 volume waits for its next mountdevice. Only ext4 waits: xfs and btrfs grow
- * while mounted (an expand that could not grow them failed), block volumes have no
- * filesystem, and an unmounted filesystem grows at its mount, before anyone uses it.
+ * answers Success once the filesystem has grown to its device, and a Failure kubelet
+ * retries while it waits for its next mountdevice. In practice only ext4 waits: xfs and
+ * btrfs grow while mounted (an expand that could not grow them failed), block volumes have
+ * no filesystem, and an unmounted filesystem grows at its mount, before anyone uses it.
  */
 async function expandFs(admin: FlexAdmin, json: string, newSize: string): Promise<FlexReply> {
   const opts = parseFlexOptions(json, 'expandfs options JSON');
@@ -208,10 +205,12 @@ async function expandFs(admin: FlexAdmin, json: string, newSize: string): Promis
   let vol = await admin.inspectVolume(opts.ref);
   let pending = false;
   if (vol.sizeBytes < size) ({ volume: vol, pendingFsGrowth: pending } = await admin.expand(vol.id, size));
-  if (vol.volumeMode === 'block' || vol.fsType !== 'ext4' || vol.path === null) return success();
-  const totalBytes = pending ? 0 : (await admin.stats(vol.id)).totalBytes;
-  if (totalBytes < size * FS_GROWN_RATIO) {
-    return failure(`the ext4 filesystem of ${vol.name} cannot grow while mounted; it grows to ${size} bytes at its next mount (restart the pod)`);
+  if (vol.volumeMode === 'block' || vol.path === null) return success();
+  // The daemon measures the filesystem against its device (stats' fsGrowthPending, from the
+  // superblock); backends without a filesystem of their own (dir, btrfs) leave it out.
+  if (pending || (await admin.stats(vol.id)).fsGrowthPending === true) {
+    const why = vol.fsType === 'ext4' ? 'cannot grow while mounted' : 'has not grown to its device yet';
+    return failure(`the ${vol.fsType ? `${vol.fsType} ` : ''}filesystem of ${vol.name} ${why}; it grows to ${size} bytes at its next mount (restart the pod)`);
   }
   return success();
 }

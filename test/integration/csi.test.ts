@@ -201,6 +201,41 @@ describe('csi against a real daemon', () => {
     await teardown(c, l);
   });
 
+  it('keeps a small ext4 growth (+6%) pending until the next stage: measured, not guessed from statfs', async () => {
+    const { d, c, root } = await start('csi-ext4-small-grow');
+    const vol = (await c.controller('CreateVolume', {
+      name: 'pvc-ext4-small', capacity_range: { required_bytes: String(512 * MiB) }, volume_capabilities: [mountCap()],
+      parameters: { backend: 'loop', fs: 'ext4' },
+    })).volume;
+    let l = await stageAndPublish(c, root, vol.volume_id, mountCap(), 'ext4-small');
+    const statfsTotal = async (p: string) => {
+      const s = await c.node('NodeGetVolumeStats', { volume_id: vol.volume_id, volume_path: p });
+      return Number(s.usage.find((u: any) => u.unit === 'BYTES').total);
+    };
+    const before = await statfsTotal(l.target);
+    expect(await d.client.stats(vol.volume_id)).toMatchObject({ fsGrowthPending: false });
+    const expand = { volume_id: vol.volume_id, volume_path: l.target, capacity_range: { required_bytes: String(544 * MiB) } };
+    const grown = await c.controller('ControllerExpandVolume', { volume_id: vol.volume_id, capacity_range: expand.capacity_range });
+    expect(grown).toEqual({ capacity_bytes: String(544 * MiB), node_expansion_required: true });
+    // statfs already shows more than 85% of the new size: the old ratio rule answered "done" here.
+    expect(await statfsTotal(l.target)).toBe(before);
+    expect(before).toBeGreaterThan(0.85 * 544 * MiB);
+    expect(await d.client.stats(vol.volume_id)).toMatchObject({ fsGrowthPending: true, totalBytes: before });
+    for (const path of [l.target, l.staging]) {
+      const pending = await grpcError(c.node('NodeExpandVolume', { ...expand, volume_path: path }));
+      expect(pending.code).toBe(status.FAILED_PRECONDITION);
+      expect(pending.details).toContain('next mount');
+    }
+    // The pod restarts: unpublish + unstage, then stage again (the filesystem grows at mount).
+    await c.node('NodeUnpublishVolume', { volume_id: vol.volume_id, target_path: l.target });
+    await c.node('NodeUnstageVolume', { volume_id: vol.volume_id, staging_target_path: l.staging });
+    l = await stageAndPublish(c, root, vol.volume_id, mountCap(), 'ext4-small');
+    expect(await c.node('NodeExpandVolume', expand)).toEqual({ capacity_bytes: String(544 * MiB) });
+    expect(await d.client.stats(vol.volume_id)).toMatchObject({ fsGrowthPending: false });
+    expect(await statfsTotal(l.target)).toBeGreaterThan(before + 24 * MiB);
+    await teardown(c, l);
+  });
+
   it('answers ABORTED while another operation holds the volume, and the winner completes', async () => {
     const { c, root } = await start('csi-abort');
     const vol = (await c.controller('CreateVolume', {

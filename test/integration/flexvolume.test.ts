@@ -292,6 +292,33 @@ describe('FlexVolume driver (kubelet-style calls)', () => {
     expect(await call('detach', pv, NODE)).toEqual({ status: 'Success' });
   });
 
+  it('a small ext4 growth (+6%) while mounted: expandfs keeps failing until the next mountdevice, as the daemon measures it', async () => {
+    const MiB = 1024 * 1024;
+    const { d, J, call, pv, dm, pd, device } = await runningPod('flex-grow-ext4-small', 'ext4', '512Mi');
+    const before = await dfBytes(pd);
+    // statfs already shows more than 85% of the new size: the old ratio rule answered Success here.
+    expect(before).toBeGreaterThan(0.85 * 544 * MiB);
+    expect((await d.client.stats(pv)).fsGrowthPending).toBe(false);
+    // kubelet's node step alone: expandfs grows the volume itself when the controller has not.
+    const first = await call('expandfs', J, device, dm, String(544 * MiB), String(512 * MiB));
+    expect(first).toMatchObject({ status: 'Failure', message: expect.stringMatching(/ext4 filesystem of .* cannot grow while mounted; it grows to 570425344 bytes at its next mount/) });
+    expect((await d.client.inspectVolume(pv)).sizeBytes).toBe(544 * MiB);
+    expect(await d.client.stats(pv)).toMatchObject({ fsGrowthPending: true, totalBytes: before });
+    // kubelet retries: the volume has its size now, the filesystem still has not.
+    expect(await call('expandfs', J, device, dm, String(544 * MiB), String(512 * MiB))).toMatchObject({ status: 'Failure' });
+
+    expect(await call('unmount', pd)).toEqual({ status: 'Success' });
+    expect(await call('unmountdevice', dm)).toEqual({ status: 'Success' });
+    expect(await call('mountdevice', dm, device, J)).toEqual({ status: 'Success' });
+    expect(await call('mount', pd, J)).toEqual({ status: 'Success' });
+    expect((await d.client.stats(pv)).fsGrowthPending).toBe(false);
+    expect(await dfBytes(pd)).toBeGreaterThan(before + 24 * MiB);
+    expect(await call('expandfs', J, device, dm, String(544 * MiB), String(512 * MiB))).toEqual({ status: 'Success' });
+    expect(await call('unmount', pd)).toEqual({ status: 'Success' });
+    expect(await call('unmountdevice', dm)).toEqual({ status: 'Success' });
+    expect(await call('detach', pv, NODE)).toEqual({ status: 'Success' });
+  });
+
   it('answers every failure as one Failure JSON with exit 1 and nothing on stderr', async () => {
     const root = roots.create('flex-errors');
     // No daemon on this socket at all.
