@@ -194,6 +194,8 @@ const stats: CommandModule<GlobalArgs, Ref> = {
       ['Total', (x) => `${humanBytes(x.totalBytes)} (${x.totalBytes} bytes)`],
       ['Used', (x) => `${humanBytes(x.usedBytes)} (${x.usedBytes} bytes)`],
       ['Available', (x) => `${humanBytes(x.availableBytes)} (${x.availableBytes} bytes)`],
+      // Measured by backends with a filesystem of their own (loop); '-' elsewhere.
+      ['Filesystem growth', (x) => (x.fsGrowthPending === undefined ? '-' : x.fsGrowthPending ? 'at next mount' : 'done')],
       ['Health', (x) => (x.abnormal ? `abnormal: ${x.message}` : 'ok')],
     ]);
   },

@@ -117,6 +117,7 @@ describe('berth CLI', () => {
     const mounted = await json<{ path: string }>(d, ['volume', 'mount', 'f1']);
     const stats = await d.berth(['volume', 'stats', 'f1']);
     expect(stats.stdout).toMatch(/Total\s+\d+(\.\d)?MiB \(\d+ bytes\)/);
+    expect(stats.stdout).toMatch(/Filesystem growth\s+done/);
     const snap = await d.berth(['snapshot', 'create', 'f1', 'f1-snap']);
     expect(snap.stdout).toMatch(/Name\s+f1-snap/);
     expect(snap.stdout).toMatch(/Size\s+64MiB \(67108864 bytes\)/);
