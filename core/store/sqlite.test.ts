@@ -166,6 +166,55 @@ describe('SQLite store', () => {
     expect(store.listVolumes().map((v) => v.name)).toEqual(['one', 'zero']);
   });
 
+  it('one volume\'s references and attachments follow every write, rollback, cascade and another connection\'s commit', () => {
+    store.insertVolume(vol('vol-1', 'one'));
+    const ref = { volumeId: 'vol-1', frontend: 'docker' as const, target: null, readOnly: false, state: 'pending' as const, createdAt: 't' };
+    const att = { volumeId: 'vol-1', node: 'n1', device: null, readOnly: false, implicit: true, createdAt: 't' };
+    const consumers = () => store.listMountRefs('vol-1').map((r) => `${r.consumer}:${r.state}`);
+    expect(consumers()).toEqual([]); // read (and remembered) before any write
+    store.insertMountRef({ ...ref, consumer: 'c1' });
+    expect(consumers()).toEqual(['c1:pending']);
+    store.setMountRefState('vol-1', 'c1', 'committed');
+    expect(consumers()).toEqual(['c1:committed']);
+    store.putAttachment(att);
+    expect(store.listAttachments('vol-1')).toMatchObject([{ node: 'n1', device: null }]);
+    store.putAttachment({ ...att, device: '/dev/loop7' });
+    expect(store.listAttachments('vol-1')).toMatchObject([{ node: 'n1', device: '/dev/loop7' }]);
+    // The caller's array is its own; the rows are shared and frozen.
+    const mine = store.listMountRefs('vol-1');
+    mine.pop();
+    expect(consumers()).toEqual(['c1:committed']);
+    expect(Object.isFrozen(store.listMountRefs('vol-1')[0])).toBe(true);
+
+    expect(() => store.tx(() => {
+      store.insertMountRef({ ...ref, consumer: 'c2' });
+      store.deleteAttachment('vol-1', 'n1');
+      expect(consumers()).toEqual(['c1:committed', 'c2:pending']); // the transaction sees its own writes
+      expect(store.listAttachments('vol-1')).toEqual([]);
+      throw new Error('boom');
+    })).toThrow('boom');
+    expect(consumers()).toEqual(['c1:committed']);
+    expect(store.listAttachments('vol-1')).toHaveLength(1);
+
+    const other = new Database(join(dir, 'sub', 'state.db'));
+    try {
+      other.prepare(`INSERT INTO mount_refs (volume_id, consumer, frontend, target, read_only, state, created_at)
+        VALUES ('vol-1', 'c3', 'csi', NULL, 0, 'committed', 't')`).run();
+      other.prepare(`DELETE FROM attachments WHERE volume_id = 'vol-1'`).run();
+    } finally {
+      other.close();
+    }
+    expect(consumers()).toEqual(['c1:committed', 'c3:committed']);
+    expect(store.listAttachments('vol-1')).toEqual([]);
+
+    store.putAttachment(att);
+    store.deleteMountRef('vol-1', 'c3');
+    expect(consumers()).toEqual(['c1:committed']);
+    store.deleteVolume('vol-1'); // ON DELETE CASCADE
+    expect(store.listMountRefs('vol-1')).toEqual([]);
+    expect(store.listAttachments('vol-1')).toEqual([]);
+  });
+
   it('keeps the name order through inserts, updates and deletes, and hands out frozen rows', () => {
     const names = ['m', 'a', 'z', 'b-1', 'b', 'B', '0'];
     names.forEach((n, i) => store.insertVolume(vol(`vol-${i}`, n, { backend: i % 2 ? 'loop' : 'local' })));
