@@ -87,24 +87,3 @@ describe('create: fields are checked before the existing volume is compared', ()
     expect(h.backend.callsTo('delete')).toEqual([stale!.id]);
   });
 });
-
-describe('create: fieldNames', () => {
-  let h: FakeHarness;
-  beforeEach(async () => {
-    h = await createFakeHarness({ backends: { local: {} } });
-  });
-  afterEach(async () => {
-    await h.cleanup();
-  });
-
-  it('renames errors about a field after the caller\'s name for it, and refuses a malformed map', async () => {
-    const renamed = await errorOf(h.svc.create({ name: 'v', backend: 'nope', fieldNames: { backend: 'opts.backend' } }, ctx));
-    expect({ field: renamed.field, kind: renamed.kind }).toEqual({ field: 'opts.backend', kind: 'InvalidArgument' });
-    expect(renamed.message).toMatch(/^opts\.backend: unknown backend "nope"/);
-    const size = await errorOf(h.svc.create({ name: 'v', sizeBytes: -1, fieldNames: { size: 'opts.size' } }, ctx));
-    expect(size.field).toBe('opts.size');
-    const bad = await errorOf(h.svc.create({ name: 'v', fieldNames: { colour: 'opts.colour' } as never }, ctx));
-    expect(bad.field).toBe('fieldNames.colour');
-    expect(h.svc.find('v')).toBeNull();
-  });
-});

@@ -12,7 +12,6 @@ import { backendOf, findSnapshotRow, findVolumeRow, loadVolume, toBackendVolume,
 import { chooseBackend } from './backend-choice.js';
 import { alreadyExists, BerthError, failedPrecondition, inUse, invalidArgument, notFound, outOfRange } from './errors.js';
 import { releaseAll } from './mount-ops.js';
-import { withFieldName } from './request-checks.js';
 import type { CreateVolumeRequest } from './service.js';
 import type { SnapshotRow, VolumeRow } from './store/store.js';
 import type { FsType, Volume, VolumeMode } from './types.js';
@@ -94,21 +93,7 @@ function checkSource(source: ResolvedSource, backend: Backend): void {
   }
 }
 
-/** Creates (or finds, idempotently) the volume; errors about a field use the caller's fieldNames. */
 export async function createVolume(
-  d: CoreDeps,
-  req: CheckedCreate,
-  defaultBackend: string,
-  onProgress?: Progress,
-): Promise<Volume> {
-  try {
-    return await createChecked(d, req, defaultBackend, onProgress);
-  } catch (err) {
-    throw withFieldName(err, req.fieldNames);
-  }
-}
-
-async function createChecked(
   d: CoreDeps,
   req: CheckedCreate,
   defaultBackend: string,

@@ -44,6 +44,20 @@ export class BerthError extends Error {
 
 export const isBerthError = (err: unknown): err is BerthError => err instanceof BerthError;
 
+/**
+ * The same error about a field under another name: how a frontend's user spelled a field the
+ * core names its own way (`backend` -> `opts.backend`), the message's "<field>: " prefix
+ * too. Anything else is returned unchanged.
+ * @example throw renameErrorField(err, { backend: 'opts.backend' });
+ */
+export function renameErrorField(err: unknown, names: Readonly<Record<string, string>>): unknown {
+  if (!(err instanceof BerthError) || err.field === undefined || !Object.hasOwn(names, err.field)) return err;
+  const to = names[err.field]!;
+  const prefix = `${err.field}: `;
+  const message = err.message.startsWith(prefix) ? `${to}: ${err.message.slice(prefix.length)}` : err.message;
+  return new BerthError(err.kind, message, { field: to, ...(err.cause !== undefined ? { cause: err.cause } : {}) });
+}
+
 /** Wraps anything that is not a BerthError as Internal, keeping the original as cause. */
 export function asBerthError(err: unknown): BerthError {
   if (err instanceof BerthError) return err;

@@ -3,8 +3,8 @@
  * is taken, so bad input is refused (InvalidArgument naming the field) before anything changes.
  */
 import type { CheckedCreate } from './create-ops.js';
-import { BerthError, invalidArgument, isBerthError } from './errors.js';
-import { CREATE_FIELD_NAMES, type CreateFieldName, type CreateVolumeRequest } from './service.js';
+import { invalidArgument } from './errors.js';
+import type { CreateVolumeRequest } from './service.js';
 import {
   parseAccessMode, parseFsType, parseSize, parseVolumeMode, validateLabels, validateOptions, validateStringValue, validateVolumeName,
 } from './spec.js';
@@ -27,48 +27,9 @@ export function requireNode(node: unknown, fallback: string): string {
   return node;
 }
 
-type FieldNames = CreateVolumeRequest['fieldNames'];
-
-function checkFieldNames(names: unknown): FieldNames {
-  if (names === undefined || names === null) return undefined;
-  if (typeof names !== 'object' || Array.isArray(names)) throw invalidArgument('fieldNames', 'must be an object of field -> name');
-  const out: Partial<Record<CreateFieldName, string>> = {};
-  for (const [k, v] of Object.entries(names)) {
-    if (!(CREATE_FIELD_NAMES as readonly string[]).includes(k)) {
-      throw invalidArgument(`fieldNames.${k}`, `is not a create field (${CREATE_FIELD_NAMES.join(', ')})`);
-    }
-    const s = validateStringValue(v, `fieldNames.${k}`);
-    if (s === '' || Buffer.byteLength(s) > 256) throw invalidArgument(`fieldNames.${k}`, 'must be 1..256 bytes');
-    out[k as CreateFieldName] = s;
-  }
-  return out;
-}
-
-/**
- * An error about a create field, renamed after the caller's `fieldNames` (the message's
- * "<field>: " prefix too); any other error unchanged.
- */
-export function withFieldName(err: unknown, names: FieldNames): unknown {
-  if (!names || !isBerthError(err) || err.field === undefined || !Object.hasOwn(names, err.field)) return err;
-  const to = names[err.field as CreateFieldName];
-  if (to === undefined) return err;
-  const prefix = `${err.field}: `;
-  const message = err.message.startsWith(prefix) ? `${to}: ${err.message.slice(prefix.length)}` : err.message;
-  return new BerthError(err.kind, message, { field: to, ...(err.cause !== undefined ? { cause: err.cause } : {}) });
-}
-
 /** Field checks of a create request: everything that needs no store or backend. */
 export function checkCreate(req: CreateVolumeRequest): CheckedCreate {
   if (!req || typeof req !== 'object') throw invalidArgument('request', 'must be an object');
-  const fieldNames = checkFieldNames(req.fieldNames);
-  try {
-    return checkFields(req, fieldNames);
-  } catch (err) {
-    throw withFieldName(err, fieldNames);
-  }
-}
-
-function checkFields(req: CreateVolumeRequest, fieldNames: FieldNames): CheckedCreate {
   const name = validateVolumeName(req.name, 'name');
   const out: { -readonly [K in keyof CheckedCreate]: CheckedCreate[K] } = {
     name,
@@ -85,6 +46,5 @@ function checkFields(req: CreateVolumeRequest, fieldNames: FieldNames): CheckedC
     if (req.source.kind !== 'snapshot' && req.source.kind !== 'volume') throw invalidArgument('source.kind', 'must be "snapshot" or "volume"');
     out.source = { kind: req.source.kind, ref: requireRef(req.source.ref, field) };
   }
-  if (fieldNames) out.fieldNames = fieldNames;
   return out;
 }

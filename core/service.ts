@@ -44,17 +44,7 @@ export interface CreateVolumeRequest {
   readonly options?: Readonly<Record<string, string>>;
   /** Fill the new volume from a snapshot or another volume (id or name). */
   readonly source?: { readonly kind: 'snapshot' | 'volume'; readonly ref: string };
-  /**
-   * How the caller's user spelled these fields, for error messages: an error the core or the
-   * backend raises about one of them names the entry given here instead of the core's name
-   * (Docker: `{ backend: 'opts.backend', fs: 'opts.fsType' }`). Default: the core's names.
-   */
-  readonly fieldNames?: Readonly<Partial<Record<CreateFieldName, string>>>;
 }
-
-/** The core's names of the create fields its errors name ("opts.<key>" for backend options). */
-export const CREATE_FIELD_NAMES = ['size', 'fs', 'backend', 'mode', 'accessMode', 'fromSnapshot', 'fromVolume'] as const;
-export type CreateFieldName = (typeof CREATE_FIELD_NAMES)[number];
 
 export interface ListVolumesFilter {
   readonly backend?: string;

@@ -5,7 +5,7 @@
  * field, so a frontend never has to invent its own parsing (convention 6).
  */
 import { invalidArgument } from './errors.js';
-import type { CreateFieldName, CreateVolumeRequest } from './service.js';
+import type { CreateVolumeRequest } from './service.js';
 import { ACCESS_MODES, FS_TYPES, VOLUME_MODES, type AccessMode, type FsType, type VolumeMode } from './types.js';
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -218,6 +218,9 @@ export function parseVolumeOptions(
   return out;
 }
 
+/** The core's names of the create fields its errors name ("opts.<key>" for backend options). */
+type CreateFieldName = 'size' | 'fs' | 'backend' | 'mode' | 'accessMode' | 'fromSnapshot' | 'fromVolume';
+
 /** Option keys parseVolumeOptions turns into typed fields, by the core's name of that field. */
 const OPTION_FIELDS: Readonly<Record<string, CreateFieldName>> = {
   size: 'size', fs: 'fs', fsType: 'fs', fstype: 'fs', backend: 'backend', mode: 'mode', volumeMode: 'mode',
@@ -225,10 +228,11 @@ const OPTION_FIELDS: Readonly<Record<string, CreateFieldName>> = {
 };
 
 /**
- * The create request's `fieldNames` for a flat option map: each typed field named after the
- * key the user typed, with the same prefix parseVolumeOptions uses, so an error the core
- * raises later (an unknown backend, a size below the backend's minimum) reads like the
- * parser's own ("opts.backend"). Options that are not typed fields are named by the backend.
+ * For a flat option map, each typed create field named after the key the user typed, with
+ * the same prefix parseVolumeOptions uses: a frontend passes it to renameErrorField so an
+ * error the core raises later (an unknown backend, a size below the backend's minimum)
+ * reads like the parser's own ("opts.backend"). Options that are not typed fields are named
+ * by the backend.
  * @example optionFieldNames({ fsType: 'xfs', backend: 'loop' }) // { fs: 'opts.fsType', backend: 'opts.backend' }
  */
 export function optionFieldNames(

@@ -12,7 +12,7 @@ import { Hono, type Context } from 'hono';
 import { isBerthError, notFound, unsupported, type Logger, type OpContext, type VolumeService } from '../../core/index.js';
 import { toDockerError } from './errors.js';
 import {
-  consumerFor, createRequest, dockerVolume, listEntry, parseBody, scopeOf, volumeName, type DockerBody,
+  consumerFor, createError, createRequest, dockerVolume, listEntry, parseBody, scopeOf, volumeName, type DockerBody,
 } from './translate.js';
 
 /** Docker accepts v1+json too; v1.2 is what current engines advertise. */
@@ -20,7 +20,7 @@ export const DOCKER_PLUGIN_CONTENT_TYPE = 'application/vnd.docker.plugins.v1.2+j
 
 const DOCKER: OpContext = { frontend: 'docker' };
 
-/** Calls Docker makes constantly; logged at debug so they do not drown the log. */
+/** Calls Docker makes constantly, also for names it has not met yet: their NotFound is no warning. */
 const QUIET = new Set(['Plugin.Activate', 'VolumeDriver.Capabilities', 'VolumeDriver.Get', 'VolumeDriver.List', 'VolumeDriver.Path']);
 
 type Handler = (body: DockerBody) => Promise<Record<string, unknown>> | Record<string, unknown>;
@@ -52,11 +52,12 @@ export function createDockerApp(o: { service: VolumeService; log: Logger }): Hon
       outcome: errKind === undefined ? 'ok' : 'error',
       ...(errKind ? { kind: errKind, err: reply.Err } : {}),
     };
-    // Docker asks every plugin's Get for a name it does not know yet (docker run -v x:/d,
-    // docker volume inspect x): NotFound there is an everyday answer, not a warning.
+    // The core writes the info line of every operation (volume, frontend, op, duration,
+    // outcome); this protocol-level line adds the Docker method and is debug unless it
+    // failed. Docker asks every plugin's Get for a name it does not know yet (docker run -v
+    // x:/d, docker volume inspect x): NotFound there is an everyday answer, not a warning.
     if (errKind && !(errKind === 'NotFound' && QUIET.has(method))) log.warn(fields, 'docker op failed');
-    else if (errKind || QUIET.has(method)) log.debug(fields, 'docker op');
-    else log.info(fields, 'docker op');
+    else log.debug(fields, 'docker op');
     return c.body(JSON.stringify(reply), 200, { 'Content-Type': DOCKER_PLUGIN_CONTENT_TYPE });
   };
 
@@ -67,7 +68,10 @@ export function createDockerApp(o: { service: VolumeService; log: Logger }): Hon
   })));
 
   app.post('/VolumeDriver.Create', handle('VolumeDriver.Create', async (body) => {
-    await service.create(createRequest(body), DOCKER);
+    const req = createRequest(body);
+    await service.create(req, DOCKER).catch((err: unknown) => {
+      throw createError(err, body);
+    });
     return { Err: '' };
   }));
 

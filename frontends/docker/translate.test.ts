@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createFakeHarness, type FakeHarness } from '../../backends/fake/harness.js';
 import { LOOP_LIKE } from '../../backends/fake/fake.js';
 import { BerthError, type BackendInfo } from '../../core/index.js';
-import { consumerFor, createRequest, parseBody, rfc3339, scopeOf } from './translate.js';
+import { consumerFor, createError, createRequest, parseBody, rfc3339, scopeOf } from './translate.js';
 
 const backend = (scope: 'local' | 'global'): BackendInfo => ({
   name: scope, driver: 'x', settings: {},
@@ -56,15 +56,18 @@ describe('Create option errors name the option as typed, with the opts. prefix',
   ])('-o %j -> %s', async (opts, field) => {
     h = await createFakeHarness({ backends: { local: { capabilities: LOOP_LIKE, minSizeBytes: 16 * 2 ** 20 }, plain: {} } });
     await h.svc.create({ name: 'src' }, { frontend: 'admin' });
-    const err = await h.svc.create(createRequest({ Name: 'v', Opts: opts }), { frontend: 'docker' }).then(() => null, (e: unknown) => e);
+    const body = { Name: 'v', Opts: opts };
+    const err = await h.svc.create(createRequest(body), { frontend: 'docker' }).then(() => null, (e: unknown) => createError(e, body));
     expect(err).toBeInstanceOf(BerthError);
     expect((err as BerthError).field).toBe(field);
     expect((err as BerthError).message.startsWith(`${field}: `), (err as BerthError).message).toBe(true);
   });
 
-  it('the core keeps its own names for a request that did not come from options (admin API)', async () => {
+  it('the core keeps its own names (the admin API names its JSON fields so); other errors pass unchanged', async () => {
     h = await createFakeHarness({ backends: { local: {} } });
     const err = await h.svc.create({ name: 'v', backend: 'nope' }, { frontend: 'admin' }).then(() => null, (e: unknown) => e);
     expect((err as BerthError).field).toBe('backend');
+    const other = new BerthError('NotFound', 'volume "x" not found');
+    expect(createError(other, { Name: 'v', Opts: { backend: 'nope' } })).toBe(other);
   });
 });

@@ -4,7 +4,7 @@
  * body for Activate/Capabilities; everything here works on the raw text.
  */
 import {
-  formatSize, invalidArgument, optionFieldNames, parseVolumeOptions,
+  formatSize, invalidArgument, optionFieldNames, parseVolumeOptions, renameErrorField,
   type BackendInfo, type CreateVolumeRequest, type Frontend, type Volume,
 } from '../../core/index.js';
 
@@ -36,10 +36,7 @@ export function volumeName(body: DockerBody): string {
   return name;
 }
 
-/**
- * Create {"Name","Opts"} -> CreateVolumeRequest; options go through the shared core parser,
- * and every error about one names it as typed ("opts.backend"), wherever it is found.
- */
+/** Create {"Name","Opts"} -> CreateVolumeRequest; options go through the shared core parser. */
 export function createRequest(body: DockerBody): CreateVolumeRequest {
   const name = volumeName(body);
   const opts = body.Opts;
@@ -47,12 +44,24 @@ export function createRequest(body: DockerBody): CreateVolumeRequest {
     throw invalidArgument('Opts', 'options must be a JSON object of strings');
   }
   const o = opts as Record<string, unknown> | null | undefined;
-  return { name, ...parseVolumeOptions(o), fieldNames: optionFieldNames(o) };
+  return { name, ...parseVolumeOptions(o) };
 }
 
 export interface DockerConsumer {
   readonly consumer: string;
   readonly frontend: Frontend;
+}
+
+/**
+ * An error from creating the volume of `body`, naming the option as the user typed it
+ * ("opts.backend", "opts.fsType"): the parser already does, the core and the backend name
+ * their own fields ("backend", "fs").
+ */
+export function createError(err: unknown, body: DockerBody): unknown {
+  const opts = body.Opts;
+  return opts !== null && typeof opts === 'object' && !Array.isArray(opts)
+    ? renameErrorField(err, optionFieldNames(opts as Record<string, unknown>))
+    : err;
 }
 
 /**
