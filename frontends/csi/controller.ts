@@ -7,7 +7,7 @@
  * `wait: false`, so a second concurrent operation on a volume is ABORTED, as CSI wants.
  */
 import {
-  alreadyExists, inUse, invalidArgument, isBerthError, notFound, parseVolumeOptions, resourceExhausted,
+  alreadyExists, inUse, invalidArgument, isBerthError, notFound, optionFieldNames, parseVolumeOptions, renameErrorField, resourceExhausted,
   type BackendInfo, type CreateVolumeRequest as BerthCreate, type FsType, type OpContext, type Volume, type VolumeService,
 } from '../../core/index.js';
 import type { Config } from '../../core/index.js';
@@ -98,7 +98,15 @@ export function createControllerHandlers(d: ControllerDeps) {
       try {
         return { volume: render(await service.create(create, ctx)) };
       } catch (err) {
-        throw source ? unusableSource(err, fromContent ? 'volume_content_source' : `parameters.${SOURCE_PARAMETER[source.kind]}`) : err;
+        if (source) {
+          const unusable = unusableSource(err, fromContent ? 'volume_content_source' : `parameters.${SOURCE_PARAMETER[source.kind]}`);
+          if (unusable !== err) throw unusable;
+        }
+        // The core names its own fields ("backend", "size"); name them as this request gave
+        // them: a StorageClass parameter, or the capacity range that set the size.
+        const given: Record<string, string> = { ...optionFieldNames(params, 'parameters') };
+        if (range.required || range.limit) given.size = 'capacity_range';
+        throw renameErrorField(err, given);
       }
     },
 

@@ -106,6 +106,19 @@ describe('csi controller', () => {
     expect(long.volume_context.name).toMatch(/^csi-[0-9a-f]{10}$/);
   });
 
+  it('names a field the core refuses as the request gave it: a StorageClass parameter, or the capacity range', async () => {
+    const { c } = await setup({ local: { capabilities: LOOP_LIKE, minSizeBytes: 16 * 2 ** 20 } });
+    const cases: Array<[object, string, number]> = [
+      [{ name: 'x', volume_capabilities: [mountCap()], parameters: { backend: 'nope' } }, 'parameters.backend', status.INVALID_ARGUMENT],
+      [{ name: 'x', volume_capabilities: [mountCap()], parameters: { size: '1MiB' } }, 'parameters.size', status.OUT_OF_RANGE],
+      [{ name: 'x', volume_capabilities: [mountCap()], capacity_range: { required_bytes: String(2 ** 20) } }, 'capacity_range', status.OUT_OF_RANGE],
+    ];
+    for (const [req, field, code] of cases) {
+      const e = await grpcError(c.controller('CreateVolume', req));
+      expect({ field, code: e.code, details: e.details.startsWith(`${field}:`) }).toEqual({ field, code, details: true });
+    }
+  });
+
   it('names the bad field of malformed requests', async () => {
     const { c } = await setup();
     const cases: Array<[object, string, number]> = [

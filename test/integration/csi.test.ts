@@ -275,7 +275,7 @@ describe('csi against a real daemon', () => {
     const malformed: Array<[string, 'controller' | 'node', object, string]> = [
       ['CreateVolume', 'controller', { volume_capabilities: [mountCap()] }, 'name'],
       ['CreateVolume', 'controller', { name: 'x', volume_capabilities: [{ access_mode: { mode: 'SINGLE_NODE_WRITER' } }] }, 'volume_capabilities[0].access_type'],
-      ['CreateVolume', 'controller', { name: 'x', volume_capabilities: [mountCap()], parameters: { backend: 'nope' } }, 'backend'],
+      ['CreateVolume', 'controller', { name: 'x', volume_capabilities: [mountCap()], parameters: { backend: 'nope' } }, 'parameters.backend'],
       ['CreateVolume', 'controller', { name: 'x', volume_capabilities: [mountCap()], parameters: { fs: 'ntfs' } }, 'parameters.fs'],
       ['DeleteVolume', 'controller', {}, 'volume_id'],
       ['ControllerPublishVolume', 'controller', { volume_id: missing, volume_capability: mountCap() }, 'node_id'],
