@@ -60,9 +60,10 @@ export async function startDaemon(config: Config, o: { log: Logger; version: str
     const svc = service;
     undo.push(() => svc.close());
 
-    const daemonInfo = describeDaemon(config, o.configFile ?? null);
-    const frontends: FrontendServer[] = [createAdminFrontend({ service: svc, config: config.admin, log, metrics: metrics.render, daemonInfo: () => daemonInfo })];
-    if (config.docker.enabled) frontends.push(createDockerFrontend({ service: svc, config: config.docker, log }));
+    const docker = config.docker.enabled ? createDockerFrontend({ service: svc, config: config.docker, log }) : null;
+    const daemonInfo = describeDaemon(config, o.configFile ?? null, () => docker?.tcpUrl() ?? null);
+    const frontends: FrontendServer[] = [createAdminFrontend({ service: svc, config: config.admin, log, metrics: metrics.render, daemonInfo })];
+    if (docker) frontends.push(docker);
     if (config.csi.enabled) frontends.push(createCsiFrontend({ service: svc, config: config.csi, nodeId: config.nodeId, version, log }));
     for (const f of frontends) {
       await f.start();
@@ -83,17 +84,18 @@ export async function startDaemon(config: Config, o: { log: Logger; version: str
 }
 
 /** What `berth status` shows an operator beyond the core's status: where this daemon listens and keeps state. */
-function describeDaemon(config: Config, configFile: string | null): DaemonInfo {
-  return {
+function describeDaemon(config: Config, configFile: string | null, dockerTcp: () => string | null): () => DaemonInfo {
+  return () => ({
     pid: process.pid,
     stateRoot: config.stateRoot,
     configFile,
     adminSocket: config.admin.socket,
     adminTcp: config.admin.tcp,
-    docker: config.docker.enabled ? { driverName: config.docker.driverName, socket: config.docker.socket } : null,
+    // The bound URL, not docker.tcp: a configured port 0 becomes the port the kernel gave.
+    docker: config.docker.enabled ? { driverName: config.docker.driverName, socket: config.docker.socket, tcp: dockerTcp() } : null,
     csi: config.csi.enabled ? { driverName: config.csi.driverName, endpoint: config.csi.endpoint, mode: config.csi.mode } : null,
     logLevel: config.log.level,
-  };
+  });
 }
 
 const PID_FILE = 'daemon.pid';

@@ -38,7 +38,9 @@ describe('docker TCP listener config', () => {
     expect(c.docker).toMatchObject({ tcp: null, tcpAllowRemote: false, specDir: '/etc/docker/plugins' });
   });
 
-  it('takes loopback host:port from the file and the environment (port 0 = any free port)', () => {
+  it('takes loopback host:port from the file, the environment and `berth serve --docker-tcp` (port 0 = any free port)', () => {
+    expect(loadConfig({ env: {}, defaultFile: missingDefault(), flags: { dockerTcp: '127.0.0.1:9124' } }).docker.tcp).toBe('127.0.0.1:9124');
+    expect(() => loadConfig({ env: {}, defaultFile: missingDefault(), flags: { dockerTcp: '10.1.2.3:9124' } })).toThrow(/docker\.tcp/);
     expect(fromFile('docker:\n  tcp: "127.0.0.1:9123"\n').docker.tcp).toBe('127.0.0.1:9123');
     expect(fromEnv({ BERTH_DOCKER_TCP: '127.0.0.1:0' }).docker.tcp).toBe('127.0.0.1:0');
     expect(fromEnv({ BERTH_DOCKER_TCP: '[::1]:9123' }).docker.tcp).toBe('[::1]:9123');

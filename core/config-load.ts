@@ -58,6 +58,7 @@ export interface ConfigFlags {
   readonly adminTcp?: string;
   readonly dockerEnabled?: boolean;
   readonly dockerSocket?: string;
+  readonly dockerTcp?: string;
   readonly csiEnabled?: boolean;
   readonly csiEndpoint?: string;
 }
@@ -71,6 +72,7 @@ const FLAG_KEYS: Record<keyof ConfigFlags, string> = {
   adminTcp: 'admin.tcp',
   dockerEnabled: 'docker.enabled',
   dockerSocket: 'docker.socket',
+  dockerTcp: 'docker.tcp',
   csiEnabled: 'csi.enabled',
   csiEndpoint: 'csi.endpoint',
 };

@@ -14,7 +14,7 @@ import { withOptions, type GlobalArgs } from '../context.js';
 
 type ServeArgs = GlobalArgs & {
   config?: string; 'state-root'?: string; 'node-id'?: string; 'log-level'?: string; 'default-backend'?: string;
-  'admin-tcp'?: string; 'docker-socket'?: string; 'csi-endpoint'?: string; docker?: boolean; csi?: boolean;
+  'admin-tcp'?: string; 'docker-socket'?: string; 'docker-tcp'?: string; 'csi-endpoint'?: string; docker?: boolean; csi?: boolean;
 };
 
 export const serveCommand: CommandModule<GlobalArgs, ServeArgs> = {
@@ -29,6 +29,7 @@ export const serveCommand: CommandModule<GlobalArgs, ServeArgs> = {
       'default-backend': { type: 'string', describe: 'override defaultBackend' },
       'admin-tcp': { type: 'string', describe: 'also serve the admin API on host:port (needs admin.token)' },
       'docker-socket': { type: 'string', describe: 'override docker.socket' },
+      'docker-tcp': { type: 'string', describe: 'also serve the Docker plugin API on host:port, announced by a spec file (docker.tcp; loopback only)' },
       'csi-endpoint': { type: 'string', describe: 'override csi.endpoint' },
       docker: { type: 'boolean', describe: 'serve the Docker volume plugin API (--no-docker to disable)' },
       csi: { type: 'boolean', describe: 'serve CSI (--no-csi to disable)' },
@@ -41,7 +42,7 @@ export const serveCommand: CommandModule<GlobalArgs, ServeArgs> = {
 async function serve(a: ServeArgs): Promise<number> {
   const flags: ConfigFlags = {
     stateRoot: a['state-root'], nodeId: a['node-id'], logLevel: a['log-level'], defaultBackend: a['default-backend'],
-    socket: a.socket, adminTcp: a['admin-tcp'], dockerSocket: a['docker-socket'], csiEndpoint: a['csi-endpoint'],
+    socket: a.socket, adminTcp: a['admin-tcp'], dockerSocket: a['docker-socket'], dockerTcp: a['docker-tcp'], csiEndpoint: a['csi-endpoint'],
     dockerEnabled: a.docker, csiEnabled: a.csi,
   };
   const warnings: string[] = [];

@@ -28,7 +28,11 @@ const FIELDS: readonly Field[] = [
   ['State root', (x) => x.daemon?.stateRoot ?? '-'],
   ['Config', (x) => (x.daemon ? (x.daemon.configFile ?? 'embedded defaults') : '-')],
   ['Admin API', (x) => (x.daemon ? [x.daemon.adminSocket, x.daemon.adminTcp && `tcp ${x.daemon.adminTcp}`].filter(Boolean).join(', ') : '-')],
-  ['Docker plugin', (x) => (x.daemon ? (x.daemon.docker ? `${x.daemon.docker.driverName} at ${x.daemon.docker.socket}` : 'disabled') : '-')],
+  ['Docker plugin', (x) => {
+    const d = x.daemon?.docker;
+    if (!x.daemon) return '-';
+    return d ? `${d.driverName} at ${d.socket}${d.tcp ? ` and ${d.tcp} (spec file)` : ''}` : 'disabled';
+  }],
   ['CSI', (x) => (x.daemon ? (x.daemon.csi ? `${x.daemon.csi.driverName} at ${x.daemon.csi.endpoint} (${x.daemon.csi.mode})` : 'disabled') : '-')],
   ['Log level', (x) => x.daemon?.logLevel ?? '-'],
 ];

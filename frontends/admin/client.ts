@@ -61,8 +61,11 @@ export interface DaemonInfo {
   readonly configFile: string | null;
   readonly adminSocket: string;
   readonly adminTcp: string | null;
-  /** The Docker volume plugin socket and driver name, or null when docker.enabled is false. */
-  readonly docker: { readonly driverName: string; readonly socket: string } | null;
+  /**
+   * The Docker volume plugin socket and driver name, or null when docker.enabled is false;
+   * `tcp` is the URL its spec file gives Docker (docker.tcp), null without one.
+   */
+  readonly docker: { readonly driverName: string; readonly socket: string; readonly tcp: string | null } | null;
   /** The CSI endpoint, driver name and mode, or null when csi.enabled is false. */
   readonly csi: { readonly driverName: string; readonly endpoint: string; readonly mode: string } | null;
   readonly logLevel: string;

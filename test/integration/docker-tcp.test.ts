@@ -70,6 +70,8 @@ describe('Docker volume plugin over TCP, announced by a spec file', () => {
     expect(readFileSync(env.spec, 'utf8')).toBe(`tcp://${env.tcp}\n`);
     expect(existsSync(pluginSocket(env.driver))).toBe(false); // nothing in /run/docker/plugins
     expect(existsSync(env.berth.root.path('run', 'plugin', `${env.driver}.sock`))).toBe(true);
+    // `berth status` tells the operator where Docker is sent.
+    expect((await env.berth.client.status()).daemon?.docker).toMatchObject({ driverName: env.driver, tcp: `tcp://${env.tcp}` });
 
     const v = uniqueName('tcpv');
     await docker(['volume', 'create', '-d', env.driver, '-o', 'size=64MiB', v]);
