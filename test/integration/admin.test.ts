@@ -35,6 +35,14 @@ describe('admin API', () => {
     expect(statSync(d.socket).mode & 0o777).toBe(0o660);
   });
 
+  it('answers on the admin socket only once the Docker socket and the CSI endpoint are listening', async () => {
+    // startTestDaemon returns as soon as the admin API says ready: install.sh and every
+    // caller wait the same way, so the other frontends must already be there.
+    const d = await startTestDaemon(roots.create('admin-order'), { docker: true, csi: true });
+    expect(statSync(d.dockerSocket).isSocket()).toBe(true);
+    expect(statSync(d.csiEndpoint).isSocket()).toBe(true);
+  });
+
   it('creates, finds, filters, mounts with references and removes a dir volume', async () => {
     const d = await startTestDaemon(roots.create('admin-crud'));
     const sock = { socket: d.socket };
