@@ -11,7 +11,7 @@ import { makeBtrfsPool, writeMiB } from '../helpers/btrfs-pool.js';
 import { createCsiClient, mountCap, type CsiClient } from '../helpers/csi-client.js';
 import { startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 import {
-  acquireDriverName, cleanupDocker, docker, dockerRun, ensureDocker, ensureTestImage, pluginSocket, uniqueName,
+  acquireDriverName, cleanupDocker, docker, dockerRun, TEST_IMAGE, pluginSocket, uniqueName,
 } from '../helpers/docker.js';
 import { useTmpRoots, type TmpRoot } from '../helpers/tmp-root.js';
 
@@ -269,8 +269,7 @@ describe('data services through the berth CLI, and btrfs specifics', () => {
 
 describe('data services through Docker', () => {
   it.each(USER_CASES)('$title: -o fromSnapshot / -o fromVolume restore and clone; a running container sees an online expand at once', async (k) => {
-    await ensureDocker();
-    const image = await ensureTestImage();
+    const image = TEST_IMAGE; // engine and image: test/helpers/global-setup.ts
     const { d, driver, containers } = await btrfsEnv(`data-docker-${k.driver}`, { docker: true });
     const [src, snap, restored, clone] = ['src', 'snap', 'restored', 'clone'].map(uniqueName) as [string, string, string, string];
     const container = () => {
@@ -319,8 +318,7 @@ describe('online growth seen from inside a container (loop)', () => {
   };
 
   it('an xfs volume grown while a container writes shows the new size in df without a remount; ext4 grows at the next mount', async () => {
-    await ensureDocker();
-    const image = await ensureTestImage();
+    const image = TEST_IMAGE; // engine and image: test/helpers/global-setup.ts
     const { d, driver, containers } = await btrfsEnv('data-df', { docker: true });
     const name = (p: string) => {
       const n = uniqueName(p);

@@ -8,22 +8,18 @@ import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 
 import { rm } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execFile } from '../helpers/callers.js';
 import { REPO_ROOT, runBerth, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 import {
-  acquireTcpDriverName, cleanupDocker, docker, ensureDocker, ensureTestImage, listDriverVolumes, pluginSocket, SPEC_DIR,
+  acquireTcpDriverName, cleanupDocker, docker, TEST_IMAGE, listDriverVolumes, pluginSocket, SPEC_DIR,
   specFile, uniqueName,
 } from '../helpers/docker.js';
 import { useTmpRoots, type TmpRoot } from '../helpers/tmp-root.js';
 
 const roots = useTmpRoots();
-let image: string;
-
-beforeAll(async () => {
-  await ensureDocker();
-  image = await ensureTestImage();
-}, 180_000);
+// The engine is up and the image built before any suite runs (test/helpers/global-setup.ts).
+const image = TEST_IMAGE;
 
 interface Env {
   readonly root: TmpRoot;

@@ -5,21 +5,17 @@
 // sweeps mounts and loop devices even when a test fails.
 import { statSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 import {
-  acquireDriverName, cleanupDocker, docker, dockerRun, ensureDocker, ensureTestImage, listDriverVolumes, pluginSocket,
+  acquireDriverName, cleanupDocker, docker, dockerRun, TEST_IMAGE, listDriverVolumes, pluginSocket,
   uniqueName, waitFor,
 } from '../helpers/docker.js';
 import { leftovers, useTmpRoots, type TmpRoot } from '../helpers/tmp-root.js';
 
 const roots = useTmpRoots();
-let image: string;
-
-beforeAll(async () => {
-  await ensureDocker();
-  image = await ensureTestImage();
-}, 180_000);
+// The engine is up and the image built before any suite runs (test/helpers/global-setup.ts).
+const image = TEST_IMAGE;
 
 interface Env {
   readonly root: TmpRoot;

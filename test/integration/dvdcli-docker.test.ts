@@ -4,19 +4,15 @@
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execFile, holdDriverName } from '../helpers/callers.js';
 import { REPO_ROOT, startTestDaemon } from '../helpers/daemon.js';
-import { cleanupDocker, docker, ensureDocker, ensureTestImage, listDriverVolumes, pluginSocket, uniqueName } from '../helpers/docker.js';
+import { cleanupDocker, docker, TEST_IMAGE, listDriverVolumes, pluginSocket, uniqueName } from '../helpers/docker.js';
 import { useTmpRoots } from '../helpers/tmp-root.js';
 
 const roots = useTmpRoots();
-let image: string;
-
-beforeAll(async () => {
-  await ensureDocker();
-  image = await ensureTestImage();
-}, 180_000);
+// The engine is up and the image built before any suite runs (test/helpers/global-setup.ts).
+const image = TEST_IMAGE;
 
 describe('dvdcli and a real Docker engine on one daemon', () => {
   it('a Mesos-mounted volume is in `docker volume ls`; a Docker container keeps it mounted after the single dvdcli unmount', async () => {
