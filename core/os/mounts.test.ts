@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { leftovers, sweep } from '../../test/helpers/cleanup.js';
 import { createExec } from './exec.js';
-import { bindMount, findMount, isMountpoint, mount, parseMountInfo, unmount, unmountAll, unmountBind } from './mounts.js';
+import {
+  bindMount, bindSourceOf, findMount, isMountpoint, mount, mountStack, ownBind, parseMountInfo, readMountInfo, unmount, unmountAll, unmountBind,
+} from './mounts.js';
 
 const FIXTURE = [
   '22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw',
@@ -21,10 +23,88 @@ describe('parseMountInfo', () => {
     const m = parseMountInfo(FIXTURE);
     expect(m).toHaveLength(3);
     expect(m[1]).toEqual({
-      id: 98, parentId: 22, root: '/', target: '/var/lib/berth/mounts/vol-a', options: ['rw', 'relatime'],
+      id: 98, parentId: 22, majorMinor: '7:3', root: '/', target: '/var/lib/berth/mounts/vol-a', options: ['rw', 'relatime'],
       fsType: 'xfs', source: '/dev/loop3', superOptions: ['rw', 'nouuid'],
     });
     expect(m[2]).toMatchObject({ root: '/data', target: '/srv/with space\ttab', source: 'tmp\\fs' });
+  });
+});
+
+// /t: a tmpfs that was there first (46), berth's bind of /src/d (47), a copy of it stacked by
+// a crash between two binds (48), and someone else's bind on top (50). /other/t: a chain
+// hidden under a later mount of /other (61 covers 60 and the /other/t mount 62 under it).
+const STACK = [
+  '26 1 254:0 / / rw - ext4 /dev/vda rw',
+  '23 26 0:6 / /dev rw - devtmpfs devtmpfs rw',
+  '46 26 0:40 / /t rw - tmpfs t rw',
+  '49 26 0:41 / /lo rw - tmpfs x rw',
+  '50 48 0:41 /data /t rw - tmpfs x rw',
+  '47 46 254:0 /src/d /t rw - ext4 /dev/vda rw',
+  '48 47 254:0 /src/d /t rw - ext4 /dev/vda rw',
+  '60 26 0:50 / /other rw - tmpfs a rw',
+  '62 60 0:51 / /other/t rw - tmpfs b rw',
+  '61 60 0:52 / /other rw - tmpfs c rw',
+  '63 61 0:53 / /other/t rw - tmpfs d rw',
+].join('\n');
+
+describe('which mount at a target is berth\'s (pure, mountinfo fixtures)', () => {
+  const table = parseMountInfo(STACK);
+  const ids = (es: readonly { id: number }[]) => es.map((e) => e.id);
+  const bind = { id: 47, majorMinor: '254:0', root: '/src/d' };
+
+  it('orders a stack bottom first by parent links, whatever the table order', () => {
+    expect(ids(mountStack(table, '/t'))).toEqual([46, 47, 48, 50]);
+    expect(ids(mountStack(table, '/lo'))).toEqual([49]);
+    expect(ids(mountStack(table, '/nothing'))).toEqual([]);
+    expect(ids(mountStack(table, '/other'))).toEqual([60, 61]);
+    expect(ids(mountStack(table, '/other/t'))).toEqual([63]); // 62 is hidden under 61
+  });
+
+  it('says what a bind of a path shows: the holding mount and the path inside its filesystem', () => {
+    expect(bindSourceOf(table, '/src/d')).toEqual({ majorMinor: '254:0', root: '/src/d' });
+    expect(bindSourceOf(table, '/lo/data')).toEqual({ majorMinor: '0:41', root: '/data' });
+    expect(bindSourceOf(table, '/lo')).toEqual({ majorMinor: '0:41', root: '/' });
+    expect(bindSourceOf(table, '/dev/loop3')).toEqual({ majorMinor: '0:6', root: '/loop3' });
+    expect(bindSourceOf(table, '/lot/x')).toEqual({ majorMinor: '254:0', root: '/lot/x' }); // not inside /lo
+    expect(bindSourceOf(table, '/other/x')).toEqual({ majorMinor: '0:52', root: '/x' }); // the top of /other
+    // A bind of a path inside a bind mount shows the path inside the filesystem's root.
+    expect(bindSourceOf(table, '/t/sub')).toEqual({ majorMinor: '0:41', root: '/data/sub' });
+  });
+
+  it('finds the recorded bind and its duplicates, and reports a foreign mount on top', () => {
+    expect(ownBind(mountStack(table, '/t'), { mount: bind, source: null })).toEqual({ count: 0, coveredBy: expect.objectContaining({ id: 50 }) });
+    const below = mountStack(table, '/t').slice(0, 3); // without the foreign bind on top
+    expect(ownBind(below, { mount: bind, source: null })).toEqual({ count: 2, coveredBy: null });
+    expect(ownBind(below, { mount: { ...bind, id: 48 }, source: null })).toEqual({ count: 1, coveredBy: null });
+    // Gone (or the id now belongs to another mount): nothing of berth's is there.
+    expect(ownBind(below, { mount: { ...bind, id: 99 }, source: null })).toEqual({ count: 0, coveredBy: null });
+    expect(ownBind(below, { mount: { ...bind, id: 46 }, source: null })).toEqual({ count: 0, coveredBy: null });
+    // Never the tmpfs that was there first, whatever is asked.
+    expect(ownBind(below.slice(0, 1), { mount: bind, source: { majorMinor: '254:0', root: '/src/d' } })).toEqual({ count: 0, coveredBy: null });
+  });
+
+  it('without a record, takes only the mounts on top that show the source', () => {
+    const src = { majorMinor: '254:0', root: '/src/d' };
+    const all = mountStack(table, '/t');
+    expect(ownBind(all.slice(0, 3), { mount: null, source: src })).toEqual({ count: 2, coveredBy: null });
+    expect(ownBind(all, { mount: null, source: src })).toEqual({ count: 0, coveredBy: expect.objectContaining({ id: 48 }) });
+    expect(ownBind(all.slice(0, 1), { mount: null, source: src })).toEqual({ count: 0, coveredBy: null });
+    expect(ownBind(all, { mount: null, source: null })).toEqual({ count: 0, coveredBy: null });
+  });
+
+  it('agrees with the kernel: a real bind shows what bindSourceOf predicted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'berth-mounts-id-'));
+    try {
+      mkdirSync(join(dir, 'src'));
+      mkdirSync(join(dir, 'dst'));
+      await bindMount(createExec(), join(dir, 'src'), join(dir, 'dst'));
+      const t = await readMountInfo();
+      const top = mountStack(t, join(dir, 'dst')).at(-1)!;
+      expect({ majorMinor: top.majorMinor, root: top.root }).toEqual(bindSourceOf(t, join(dir, 'src')));
+    } finally {
+      sweep(dir);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -9,6 +9,8 @@ import { CommandError, type Exec } from './exec.js';
 export interface MountEntry {
   readonly id: number;
   readonly parentId: number;
+  /** "major:minor" of the filesystem (st_dev of its files; a bind mount shows its source's). */
+  readonly majorMinor: string;
   /** Root of the mount within its filesystem ("/" or a subdirectory for bind mounts). */
   readonly root: string;
   readonly target: string;
@@ -40,6 +42,7 @@ export function parseMountInfo(text: string): MountEntry[] {
     out.push({
       id: Number(left[0]),
       parentId: Number(left[1]),
+      majorMinor: left[2] ?? '',
       root: unescapeMountPath(left[3] ?? ''),
       target: unescapeMountPath(left[4] ?? ''),
       options: (left[5] ?? '').split(','),
@@ -64,6 +67,91 @@ export async function findMount(target: string): Promise<MountEntry | null> {
 
 export async function isMountpoint(target: string): Promise<boolean> {
   return (await findMount(target)) !== null;
+}
+
+/** What a bind mount of a path shows, as mountinfo says it: the filesystem and the root within it. */
+export interface BindSource {
+  readonly majorMinor: string;
+  readonly root: string;
+}
+
+/** One mount, as mountinfo names it: its id (unique while it exists) and what it shows. */
+export interface MountIdentity extends BindSource {
+  readonly id: number;
+}
+
+const shows = (e: BindSource, s: BindSource) => e.majorMinor === s.majorMinor && e.root === s.root;
+
+/**
+ * The mounts stacked at exactly `target`, bottom first: each one's parent is the one below
+ * it. (Mounts at the same path under a mount that was itself covered later are hidden and
+ * not part of what the path shows; the last such chain in the table is the visible one.)
+ */
+export function mountStack(table: readonly MountEntry[], target: string): MountEntry[] {
+  const at = table.filter((e) => e.target === target);
+  if (at.length <= 1) return at;
+  const ids = new Set(at.map((e) => e.id));
+  const above = new Map(at.map((e) => [e.parentId, e]));
+  const bottoms = at.filter((e) => !ids.has(e.parentId));
+  const out: MountEntry[] = [];
+  for (let e = bottoms.at(-1); e !== undefined && out.length < at.length; e = above.get(e.id)) out.push(e);
+  return out;
+}
+
+/**
+ * What a bind mount of `path` would show (and a bind made from it does show): the
+ * filesystem of the mount holding `path`, and `path`'s place inside that filesystem.
+ * `path` must be absolute and free of symlinks (berth's own managed paths are).
+ */
+export function bindSourceOf(table: readonly MountEntry[], path: string): BindSource | null {
+  let at: string | null = null;
+  for (const e of table) {
+    const inside = e.target === path || e.target === '/' || path.startsWith(`${e.target}/`);
+    if (inside && (at === null || e.target.length > at.length)) at = e.target;
+  }
+  // The longest mount point holding the path; of the mounts stacked there, the top one.
+  const holder = at === null ? undefined : mountStack(table, at).at(-1);
+  if (holder === undefined) return null;
+  const rel = holder.target === '/' ? path.slice(1) : path.slice(holder.target.length + 1);
+  const root = rel === '' ? holder.root : holder.root === '/' ? `/${rel}` : `${holder.root}/${rel}`;
+  return { majorMinor: holder.majorMinor, root };
+}
+
+/** Which mounts at a target are berth's bind (ownBind's answer). */
+export interface OwnBind {
+  /** How many mounts to take off the top of the stack: berth's bind and its duplicates above it. */
+  readonly count: number;
+  /** A mount berth did not make that sits on top of berth's bind (then nothing may be unmounted). */
+  readonly coveredBy: MountEntry | null;
+}
+
+/**
+ * Answers "which mount at this target is berth's", from the stack alone (mountStack):
+ * - with the mount berth recorded: that mount (same id, major:minor and root; an id reused
+ *   by another mount shows something else), plus copies of it stacked right above (a crash
+ *   between two binds);
+ * - without one (a crash before the record was written): the mounts on top of the stack
+ *   that show the bind's source.
+ * Never anything else: a mount that was there before berth's stays, and a foreign mount on
+ * top of berth's is reported in `coveredBy` instead of being counted.
+ * @example const { count, coveredBy } = ownBind(mountStack(table, '/mnt/a'), { mount: recorded, source: null });
+ */
+export function ownBind(stack: readonly MountEntry[], want: { mount: MountIdentity | null; source: BindSource | null }): OwnBind {
+  const none: OwnBind = { count: 0, coveredBy: null };
+  if (want.mount !== null) {
+    const m = want.mount;
+    const base = stack.findIndex((e) => e.id === m.id && shows(e, m));
+    if (base < 0) return none;
+    const foreign = stack.slice(base + 1).find((e) => !shows(e, m));
+    return foreign ? { count: 0, coveredBy: foreign } : { count: stack.length - base, coveredBy: null };
+  }
+  if (want.source === null) return none;
+  const src = want.source;
+  let n = 0;
+  while (n < stack.length && shows(stack[stack.length - 1 - n]!, src)) n++;
+  if (n > 0) return { count: n, coveredBy: null };
+  const hidden = stack.findIndex((e) => shows(e, src));
+  return hidden < 0 ? none : { count: 0, coveredBy: stack[hidden + 1]! };
 }
 
 export interface MountOptions {
