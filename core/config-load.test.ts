@@ -134,4 +134,30 @@ describe('loadConfig', () => {
     const c = loadConfig({ env: { BERTH_CSI_ENDPOINT: 'unix:///run/b/csi.sock' }, defaultFile: missingDefault() });
     expect(c.csi.endpoint).toBe('/run/b/csi.sock');
   });
+
+  it('takes targets.allowedPrefixes from the file or BERTH_TARGETS_ALLOWED_PREFIXES (colon-separated), normalized', () => {
+    expect(loadConfig({ env: {}, defaultFile: missingDefault() }).targets.allowedPrefixes)
+      .toEqual(['/var/lib/kubelet', '/var/lib/mesos', '/var/lib/nomad', '/opt/nomad', '/mnt', '/media']);
+    const file = write('t.yaml', 'targets: { allowedPrefixes: [/srv/pods/, /data/k8s] }\n');
+    expect(loadConfig({ file, env: {} }).targets.allowedPrefixes).toEqual(['/srv/pods', '/data/k8s']);
+    const env = { BERTH_TARGETS_ALLOWED_PREFIXES: '/srv/a:/srv/b' };
+    expect(loadConfig({ file, env }).targets.allowedPrefixes).toEqual(['/srv/a', '/srv/b']);
+    // Empty: no target is allowed anywhere (a Docker-only host).
+    expect(loadConfig({ env: { BERTH_TARGETS_ALLOWED_PREFIXES: '' }, defaultFile: missingDefault() }).targets.allowedPrefixes).toEqual([]);
+  });
+
+  it('refuses a relative, unnormalized or system prefix, or one inside the state root, naming the entry', () => {
+    const bad = (list: string, field: string, message: RegExp) =>
+      expectInvalid(() => loadConfig({ env: { BERTH_TARGETS_ALLOWED_PREFIXES: list }, defaultFile: missingDefault() }), field, message);
+    bad('/mnt:pods', 'targets.allowedPrefixes[1]', /"pods" must be an absolute path/);
+    bad('/srv/../etc', 'targets.allowedPrefixes[0]', /normalized/);
+    for (const sys of ['/', '/var/lib', '/tmp', '/home', '/run']) bad(sys, 'targets.allowedPrefixes[0]', /must not be \/|system directory/);
+    bad('/mnt:/etc/kubernetes', 'targets.allowedPrefixes[1]', /under \/etc, a system directory/);
+    bad('/proc/1', 'targets.allowedPrefixes[0]', /under \/proc/);
+    expectInvalid(() => loadConfig({ env: { BERTH_STATE_ROOT: '/srv/berth', BERTH_TARGETS_ALLOWED_PREFIXES: '/srv/berth/mnt' }, defaultFile: missingDefault() }),
+      'targets.allowedPrefixes[0]', /inside berth's state root/);
+    expectInvalid(() => loadConfig({ file: write('n.yaml', 'targets: { allowedPrefixes: /mnt }\n'), env: {} }), 'targets.allowedPrefixes');
+    expectInvalid(() => loadConfig({ file: write('u.yaml', 'targets: { allowedPrefix: [/mnt] }\n'), env: {} }), 'targets.allowedPrefix',
+      /did you mean "targets.allowedPrefixes"/);
+  });
 });

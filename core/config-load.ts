@@ -17,6 +17,7 @@ import { z } from 'zod';
 import { defaultConfig, type Config } from './config.js';
 import { BerthError, invalidArgument } from './errors.js';
 import { closest } from './suggest.js';
+import { checkAllowedPrefix } from './target-policy.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/berth/config.yaml';
 
@@ -43,6 +44,7 @@ export const ENV_VARS = {
   BERTH_CSI_MODE: 'csi.mode',
   BERTH_CSI_DRIVER_NAME: 'csi.driverName',
   BERTH_CSI_MAX_VOLUMES_PER_NODE: 'csi.maxVolumesPerNode',
+  BERTH_TARGETS_ALLOWED_PREFIXES: 'targets.allowedPrefixes',
 } as const;
 
 /** Environment variables other berth programs read (the CLI, test helpers); not config keys. */
@@ -135,6 +137,8 @@ const schema = z.strictObject({
     driverName: nonEmpty,
     maxVolumesPerNode: z.number().int().min(0),
   }),
+  // Entries are checked one by one in checkTargetPrefixes (absolute, normalized, no system path).
+  targets: z.strictObject({ allowedPrefixes: z.array(z.string()) }),
 });
 
 type Json = Record<string, unknown>;
@@ -159,7 +163,7 @@ export function loadConfig(input: LoadConfigInput): Config {
 
   const parsed = schema.safeParse(merged);
   if (!parsed.success) throw fromZodError(parsed.error, merged);
-  const config = parsed.data as Config;
+  const config = { ...parsed.data, targets: { allowedPrefixes: checkTargetPrefixes(parsed.data) } } as Config;
   checkCrossField(config);
   return deepFreeze(config);
 }
@@ -247,6 +251,8 @@ function coerceEnv(name: string, key: string, raw: string): unknown {
     return Number(raw);
   }
   if (key === 'admin.tcp' || key === 'admin.token' || key === 'docker.tcp') return raw === '' ? null : raw;
+  // A colon-separated list, like PATH; empty = no entries.
+  if (Array.isArray(sample)) return raw === '' ? [] : raw.split(':');
   return raw;
 }
 
@@ -282,6 +288,20 @@ function resolvePathValue(value: string, base: string): string {
     return isAbsolute(p) ? p : resolve(base, p);
   }
   return isAbsolute(value) ? value : resolve(base, value);
+}
+
+/**
+ * targets.allowedPrefixes, normalized. Each entry names itself in the error: relative paths
+ * are refused (not resolved: a prefix decides where mounts may go), so are system
+ * directories and anything inside the state root.
+ */
+function checkTargetPrefixes(c: Pick<Config, 'stateRoot' | 'targets'>): string[] {
+  const out: string[] = [];
+  for (const [i, p] of c.targets.allowedPrefixes.entries()) {
+    const path = checkAllowedPrefix(p, `targets.allowedPrefixes[${i}]`, c.stateRoot);
+    if (!out.includes(path)) out.push(path);
+  }
+  return out;
 }
 
 function checkCrossField(c: Config): void {

@@ -4,6 +4,7 @@
  * core/config-load.ts. Consumers take only the slice they read (Pick<Config, ...>).
  */
 import { hostname } from 'node:os';
+import { DEFAULT_ALLOWED_PREFIXES } from './target-policy.js';
 
 export interface BackendInstanceConfig {
   /** Driver name: "dir" | "loop" | "btrfs" (and "fake" in tests). */
@@ -58,6 +59,14 @@ export interface Config {
     readonly driverName: string;
     readonly maxVolumesPerNode: number;
   };
+  readonly targets: {
+    /**
+     * Consumer targets (admin --target, CSI staging / target paths, FlexVolume dirs) must lie
+     * strictly below one of these absolute directories. System directories and the state
+     * root are refused whatever this says (core/target-policy.ts).
+     */
+    readonly allowedPrefixes: readonly string[];
+  };
 }
 
 export const DEFAULT_STATE_ROOT = '/var/lib/berth';
@@ -80,5 +89,6 @@ export function defaultConfig(): Config {
       tcp: null, tcpAllowRemote: false, specDir: '/etc/docker/plugins',
     },
     csi: { enabled: true, endpoint: '/run/berth/csi.sock', mode: 'both', driverName: 'csi.berth.dev', maxVolumesPerNode: 0 },
+    targets: { allowedPrefixes: [...DEFAULT_ALLOWED_PREFIXES] },
   };
 }
