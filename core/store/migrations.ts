@@ -94,4 +94,20 @@ export const MIGRATIONS: readonly Migration[] = [
         SELECT volumes.id, j.key, CAST(j.value AS TEXT) FROM volumes, json_each(volumes.labels) AS j;
     `,
   },
+  {
+    version: 4,
+    description: 'mount references remember whether berth made their target and which bind mount it made there',
+    // References written before this know neither: berth keeps such a target (directory or
+    // file) and recognises its bind by what it shows (bind_source, the volume's path).
+    sql: `
+      ALTER TABLE mount_refs ADD COLUMN target_created INTEGER NOT NULL DEFAULT 0 CHECK (target_created IN (0, 1));
+      ALTER TABLE mount_refs ADD COLUMN bind_source TEXT;
+      ALTER TABLE mount_refs ADD COLUMN bind_mount_id INTEGER;
+      ALTER TABLE mount_refs ADD COLUMN bind_dev TEXT;
+      ALTER TABLE mount_refs ADD COLUMN bind_root TEXT;
+      UPDATE mount_refs SET bind_source = (SELECT path FROM volumes WHERE volumes.id = mount_refs.volume_id)
+        WHERE target IS NOT NULL;
+      CREATE INDEX mount_refs_target ON mount_refs (target) WHERE target IS NOT NULL;
+    `,
+  },
 ];

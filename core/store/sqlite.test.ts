@@ -143,6 +143,43 @@ describe('SQLite store', () => {
     expect(store.listVolumes({ labels: { team: 'y' } })).toEqual([]);
   });
 
+  it('migration 4: references of an older berth keep their target, with the volume\'s path as what their bind shows', () => {
+    store.close();
+    const path = join(dir, 'v3.db');
+    const db = new Database(path);
+    for (const m of MIGRATIONS.filter((x) => x.version <= 3)) db.exec(m.sql);
+    db.pragma('user_version = 3');
+    db.prepare(`INSERT INTO volumes (id, name, backend, size_bytes, volume_mode, access_mode, status, created_at, path)
+      VALUES ('vol-1', 'old', 'local', 0, 'filesystem', 'ReadWriteOnce', 'ready', 't', '/srv/vols/vol-1')`).run();
+    const ref = db.prepare(`INSERT INTO mount_refs (volume_id, consumer, frontend, target, read_only, state, created_at)
+      VALUES ('vol-1', ?, 'admin', ?, 0, 'committed', 't')`);
+    ref.run('a', '/mnt/a');
+    ref.run('b', null);
+    db.close();
+    store = openStore(path);
+    expect(store.listMountRefs('vol-1')).toMatchObject([
+      { consumer: 'a', target: '/mnt/a', targetCreated: false, bindSource: '/srv/vols/vol-1', bindMount: null },
+      { consumer: 'b', target: null, targetCreated: false, bindSource: null, bindMount: null },
+    ]);
+  });
+
+  it('records a reference\'s target binding, and finds references at, below and above a path', () => {
+    store.insertVolume(vol('vol-1', 'one'));
+    const ref = { volumeId: 'vol-1', frontend: 'admin' as const, readOnly: false, state: 'pending' as const, createdAt: 't' };
+    store.insertMountRef({ ...ref, consumer: 'a', target: '/mnt/a', bindSource: '/src' });
+    expect(store.listMountRefs('vol-1')[0]).toMatchObject({ targetCreated: false, bindSource: '/src', bindMount: null });
+    store.setMountRefBinding('vol-1', 'a', { targetCreated: true, bindSource: '/src2', bindMount: { id: 77, majorMinor: '7:3', root: '/data' } });
+    expect(store.listMountRefs('vol-1')[0]).toMatchObject({ targetCreated: true, bindSource: '/src2', bindMount: { id: 77, majorMinor: '7:3', root: '/data' } });
+    for (const [c, t] of [['b', '/mnt/a/b/c'], ['c', '/mnt/ab'], ['d', '/mnt'], ['e', '/mnt/a0'], ['f', null]] as const) {
+      store.insertMountRef({ ...ref, consumer: c, target: t });
+    }
+    const near = (t: string) => store.listMountRefsNear(t).map((r) => r.consumer);
+    expect(near('/mnt/a')).toEqual(['a', 'b', 'd']);
+    expect(near('/mnt/a/b')).toEqual(['a', 'b', 'd']);
+    expect(near('/mnt/ab')).toEqual(['c', 'd']);
+    expect(near('/srv')).toEqual([]);
+  });
+
   it('reads from memory but never shows a rolled-back write or misses another connection\'s commit', () => {
     store.insertVolume(vol('vol-1', 'one'));
     expect(() => store.tx(() => {

@@ -26,12 +26,15 @@ import { internal } from '../errors.js';
 import { MIGRATIONS } from './migrations.js';
 import { VolumeCache } from './volume-cache.js';
 import type {
-  AttachmentRow, MountRefRow, MountRefState, SnapshotRow, SnapshotStatus, Store, TxOptions, VolumePatch, VolumeRow,
+  AttachmentRow, MountRefBinding, MountRefRow, MountRefState, SnapshotRow, SnapshotStatus, Store, TxOptions, VolumePatch, VolumeRow,
 } from './store.js';
 import type { VolumeStatus } from '../types.js';
 
 interface AttachmentDb { volume_id: string; node: string; device: string | null; read_only: number; implicit: number; created_at: string }
-interface MountRefDb { volume_id: string; consumer: string; frontend: string; target: string | null; read_only: number; state: string; created_at: string }
+interface MountRefDb {
+  volume_id: string; consumer: string; frontend: string; target: string | null; read_only: number; state: string; created_at: string;
+  target_created: number; bind_source: string | null; bind_mount_id: number | null; bind_dev: string | null; bind_root: string | null;
+}
 interface SnapshotDb {
   id: string; name: string; volume_id: string; backend: string; size_bytes: number; fs_type: string | null; volume_mode: string;
   status: string; created_at: string;
@@ -76,6 +79,18 @@ const toMountRef = (r: MountRefDb): MountRefRow => ({
   readOnly: r.read_only === 1,
   state: r.state as MountRefState,
   createdAt: r.created_at,
+  targetCreated: r.target_created === 1,
+  bindSource: r.bind_source,
+  bindMount: r.bind_mount_id === null || r.bind_dev === null || r.bind_root === null
+    ? null
+    : { id: r.bind_mount_id, majorMinor: r.bind_dev, root: r.bind_root },
+});
+const bindingParams = (b: Partial<MountRefBinding>) => ({
+  target_created: b.targetCreated ? 1 : 0,
+  bind_source: b.bindSource ?? null,
+  bind_mount_id: b.bindMount?.id ?? null,
+  bind_dev: b.bindMount?.majorMinor ?? null,
+  bind_root: b.bindMount?.root ?? null,
 });
 const toSnapshot = (r: SnapshotDb): SnapshotRow => ({
   id: r.id, name: r.name, volumeId: r.volume_id, backend: r.backend, sizeBytes: r.size_bytes,
@@ -142,11 +157,22 @@ export function openStore(path: string): Store {
 
     listMountRefs: db.prepare<[], MountRefDb>('SELECT * FROM mount_refs ORDER BY rowid'),
     listMountRefsOf: db.prepare<[string], MountRefDb>('SELECT * FROM mount_refs WHERE volume_id = ? ORDER BY rowid'),
+    // The target itself, anything below it ("t/" <= x < "t0": '0' follows '/'), and its ancestors.
+    listMountRefsNear: db.prepare<{ t: string; below: string; end: string; ancestors: string }, MountRefDb>(
+      `SELECT * FROM mount_refs WHERE target = @t OR (target >= @below AND target < @end)
+         OR target IN (SELECT value FROM json_each(@ancestors)) ORDER BY rowid`,
+    ),
     insertMountRef: db.prepare(
-      `INSERT INTO mount_refs (volume_id, consumer, frontend, target, read_only, state, created_at)
-       VALUES (@volume_id, @consumer, @frontend, @target, @read_only, @state, @created_at)`,
+      `INSERT INTO mount_refs (volume_id, consumer, frontend, target, read_only, state, created_at,
+         target_created, bind_source, bind_mount_id, bind_dev, bind_root)
+       VALUES (@volume_id, @consumer, @frontend, @target, @read_only, @state, @created_at,
+         @target_created, @bind_source, @bind_mount_id, @bind_dev, @bind_root)`,
     ),
     setMountRefState: db.prepare<[string, string, string]>('UPDATE mount_refs SET state = ? WHERE volume_id = ? AND consumer = ?'),
+    setMountRefBinding: db.prepare(
+      `UPDATE mount_refs SET target_created = @target_created, bind_source = @bind_source, bind_mount_id = @bind_mount_id,
+         bind_dev = @bind_dev, bind_root = @bind_root WHERE volume_id = @volume_id AND consumer = @consumer`,
+    ),
     deleteMountRef: db.prepare<[string, string]>('DELETE FROM mount_refs WHERE volume_id = ? AND consumer = ?'),
 
     getSnapshot: db.prepare<[string], SnapshotDb>('SELECT * FROM snapshots WHERE id = ?'),
@@ -319,12 +345,21 @@ export function openStore(path: string): Store {
     listMountRefs: (volumeId) => (volumeId === undefined
       ? s.listMountRefs.all().map(toMountRef)
       : memoized(refsOf, volumeId, s.listMountRefsOf, toMountRef)),
+    listMountRefsNear: (target) => {
+      const ancestors: string[] = [];
+      for (let i = target.indexOf('/', 1); i > 0; i = target.indexOf('/', i + 1)) ancestors.push(target.slice(0, i));
+      return s.listMountRefsNear.all({ t: target, below: `${target}/`, end: `${target}0`, ancestors: JSON.stringify(ancestors) }).map(toMountRef);
+    },
     insertMountRef: (m) => {
       refsOf.delete(m.volumeId);
       s.insertMountRef.run({
         volume_id: m.volumeId, consumer: m.consumer, frontend: m.frontend, target: m.target, read_only: m.readOnly ? 1 : 0,
-        state: m.state, created_at: m.createdAt,
+        state: m.state, created_at: m.createdAt, ...bindingParams(m),
       });
+    },
+    setMountRefBinding: (volumeId, consumer, binding) => {
+      refsOf.delete(volumeId);
+      s.setMountRefBinding.run({ volume_id: volumeId, consumer, ...bindingParams(binding) });
     },
     setMountRefState: (volumeId, consumer, state) => {
       refsOf.delete(volumeId);

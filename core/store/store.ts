@@ -39,6 +39,13 @@ export interface AttachmentRow {
  */
 export type MountRefState = 'pending' | 'committed';
 
+/** A mount as /proc/self/mountinfo names it: its id, and the filesystem and root it shows. */
+export interface MountIdentityRow {
+  readonly id: number;
+  readonly majorMinor: string;
+  readonly root: string;
+}
+
 export interface MountRefRow {
   readonly volumeId: string;
   readonly consumer: string;
@@ -47,7 +54,22 @@ export interface MountRefRow {
   readonly readOnly: boolean;
   readonly state: MountRefState;
   readonly createdAt: string;
+  /** berth made the target (directory, or file for a block volume), so removing it is berth's job. */
+  readonly targetCreated: boolean;
+  /**
+   * The path bound at the target (the volume's path then), written before the bind: how a
+   * bind whose identity was never recorded (a crash) is recognised. Null: no target.
+   */
+  readonly bindSource: string | null;
+  /** The bind mount berth made at the target; null until recorded (with the commit). */
+  readonly bindMount: MountIdentityRow | null;
 }
+
+/** What a mount reference records about its target (MountRefRow's target fields). */
+export type MountRefBinding = Pick<MountRefRow, 'targetCreated' | 'bindSource' | 'bindMount'>;
+
+/** A reference to insert: the target fields default to "not created, nothing recorded". */
+export type NewMountRef = Omit<MountRefRow, keyof MountRefBinding> & Partial<MountRefBinding>;
 
 /** creating / deleting are intents, like volume statuses. */
 export type SnapshotStatus = 'creating' | 'ready' | 'deleting';
@@ -113,8 +135,15 @@ export interface Store {
 
   /** All mount references, or one volume's, ordered by creation. */
   listMountRefs(volumeId?: string): MountRefRow[];
-  insertMountRef(row: MountRefRow): void;
+  /**
+   * References whose target is `target`, lies below it, or holds it (one indexed query):
+   * two references must never share a target or nest one inside the other.
+   */
+  listMountRefsNear(target: string): MountRefRow[];
+  insertMountRef(row: NewMountRef): void;
   setMountRefState(volumeId: string, consumer: string, state: MountRefState): void;
+  /** Records what berth knows about a reference's target (before the bind, after it, after a re-bind). */
+  setMountRefBinding(volumeId: string, consumer: string, binding: MountRefBinding): void;
   deleteMountRef(volumeId: string, consumer: string): void;
 
   getSnapshot(id: string): SnapshotRow | null;
