@@ -9,6 +9,7 @@ import type { IdGenerator } from './ids.js';
 import type { Logger } from './log.js';
 import type { Exec } from './os/exec.js';
 import type { AttachmentRow, MountRefRow, SnapshotRow, Store, VolumeRow } from './store/store.js';
+import type { TargetPolicy } from './target-policy.js';
 import type { Attachment, MountRef, Snapshot, Volume } from './types.js';
 
 export interface CoreDeps {
@@ -18,6 +19,8 @@ export interface CoreDeps {
   readonly log: Logger;
   readonly nodeId: string;
   readonly stateRoot: string;
+  /** Where consumer targets may be (config targets.allowedPrefixes, and the state root berth never mounts in). */
+  readonly targets: TargetPolicy;
   /** RFC 3339 "now" from the injected clock. */
   readonly now: () => string;
   readonly newId: IdGenerator;

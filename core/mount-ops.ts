@@ -16,10 +16,11 @@
  */
 import type { Backend } from './backend.js';
 import { backendOf, loadVolume, toBackendVolume, type CoreDeps } from './core-deps.js';
-import { failedPrecondition, inUse } from './errors.js';
+import { BerthError, failedPrecondition, inUse } from './errors.js';
 import type { MountRequest, MountResponse } from './service.js';
 import type { AttachmentRow, VolumeRow } from './store/store.js';
-import { bindTarget, parseMountFlags, unbindTarget, validateTarget } from './targets.js';
+import { checkTarget, isWithin } from './target-policy.js';
+import { bindTarget, parseMountFlags, targetRecord, unbindTarget } from './targets.js';
 import type { Frontend } from './types.js';
 
 /** Commit options for records of runtime (kernel) state. */
@@ -90,9 +91,23 @@ export async function detachVolume(d: CoreDeps, row: VolumeRow, node: string): P
   d.store.deleteAttachment(row.id, node);
 }
 
+/**
+ * Two references never share a target or nest one inside another: each target holds
+ * exactly one bind of berth's, which its own reference takes down again.
+ */
+function checkTargetFree(d: CoreDeps, row: VolumeRow, consumer: string, target: string): void {
+  for (const r of d.store.listMountRefsNear(target)) {
+    if (r.volumeId === row.id && r.consumer === consumer) continue; // this consumer's own failed attempt
+    const name = r.volumeId === row.id ? row.name : d.store.getVolume(r.volumeId)?.name ?? r.volumeId;
+    const how = r.target === target ? 'is already the target of' : isWithin(target, r.target!) ? 'is inside the target of' : 'holds the target of';
+    throw new BerthError('InUse', `target: "${target}" ${how} ${r.consumer} (volume "${name}", at ${r.target})`, { field: 'target' });
+  }
+}
+
 /** Adds `consumer`'s reference; the first reference attaches (implicitly) and mounts. */
 export async function mountVolume(d: CoreDeps, row: VolumeRow, req: MountRequest, frontend: Frontend): Promise<MountResponse> {
-  const target = req.target === undefined || req.target === null ? null : validateTarget(req.target);
+  // The path rules first: nothing on disk is looked at for a target that is refused.
+  const target = req.target === undefined || req.target === null ? null : checkTarget(req.target, d.targets);
   const flags = parseMountFlags(req.mountFlags);
   mustBeReady(row);
   const backend = backendOf(d, row);
@@ -106,13 +121,17 @@ export async function mountVolume(d: CoreDeps, row: VolumeRow, req: MountRequest
     const other = refs.find((r) => r.consumer !== req.consumer && !isStageConsumer(r.consumer));
     if (other) throw inUse(`volume "${row.name}" is ReadWriteOncePod and already used by ${other.consumer}`);
   }
+  if (target !== null) checkTargetFree(d, row, req.consumer, target);
   checkSingleNode(row, d.store.listAttachments(row.id), d.nodeId);
   const readOnly = row.accessMode === 'ReadOnlyMany' || req.readOnly === true || flags.readOnly;
 
+  // A leftover of a failed attempt: take down what it bound, then start over.
+  if (mine?.target) await unbindTarget(d.exec, targetRecord(mine, row.path));
   d.store.tx(() => {
-    if (mine) d.store.deleteMountRef(row.id, mine.consumer); // leftover of a failed attempt: start over
+    if (mine) d.store.deleteMountRef(row.id, mine.consumer);
     d.store.insertMountRef({
       volumeId: row.id, consumer: req.consumer, frontend, target, readOnly, state: 'pending', createdAt: d.now(),
+      bindSource: target === null ? null : row.path,
     });
   }, RUNTIME);
   const undo: Array<() => Promise<void>> = [];
@@ -129,8 +148,15 @@ export async function mountVolume(d: CoreDeps, row: VolumeRow, req: MountRequest
       path = mounted;
     }
     if (target !== null) {
-      await bindTarget(d.exec, path, target, { readOnly, file: row.volumeMode === 'block', extraFlags: flags.extra });
-      undo.push(() => unbindTarget(d.exec, target));
+      const source = path;
+      // What the bind will show is on record before the bind exists, so a crash right after
+      // it leaves a pending reference reconcile can recognise the bind by.
+      if (row.path === null) {
+        d.store.tx(() => d.store.setMountRefBinding(row.id, req.consumer, { targetCreated: false, bindSource: source, bindMount: null }), RUNTIME);
+      }
+      const bound = await bindTarget(d.exec, source, target, { readOnly, file: row.volumeMode === 'block', extraFlags: flags.extra });
+      undo.push(() => unbindTarget(d.exec, { target, created: bound.created, mount: bound.mount, source }));
+      commit.push(() => d.store.setMountRefBinding(row.id, req.consumer, { targetCreated: bound.created, bindSource: source, bindMount: bound.mount }));
     }
     d.store.tx(() => {
       for (const write of commit) write();
@@ -183,7 +209,7 @@ export async function unmountVolume(d: CoreDeps, row: VolumeRow, consumer: strin
   const refs = d.store.listMountRefs(row.id);
   const mine = refs.find((r) => r.consumer === consumer);
   if (!mine) return;
-  if (mine.target) await unbindTarget(d.exec, mine.target);
+  if (mine.target) await unbindTarget(d.exec, targetRecord(mine, row.path));
   const others = refs.filter((r) => r.consumer !== consumer);
   if (others.length > 0) {
     d.store.tx(() => d.store.deleteMountRef(row.id, consumer), RUNTIME);
@@ -201,7 +227,7 @@ export async function releaseAll(d: CoreDeps, row: VolumeRow, consumers?: readon
   const backend = backendOf(d, row);
   const bv = toBackendVolume(row);
   const refs = d.store.listMountRefs(row.id).filter((r) => !consumers || consumers.includes(r.consumer));
-  for (const r of refs) if (r.target) await unbindTarget(d.exec, r.target);
+  for (const r of refs) if (r.target) await unbindTarget(d.exec, targetRecord(r, row.path));
   const current = d.store.getVolume(row.id) ?? row;
   if (current.path !== null) await backend.unmount(bv);
   const local = d.store.listAttachments(row.id).find((a) => a.node === d.nodeId);

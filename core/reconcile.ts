@@ -27,8 +27,9 @@ import { finishInterrupted } from './create-ops.js';
 import { isBerthError } from './errors.js';
 import type { KeyedMutex } from './locks.js';
 import { finishInterruptedSnapshot } from './snapshot-ops.js';
-import type { VolumeRow } from './store/store.js';
-import { bindTarget, targetShows, unbindTarget } from './targets.js';
+import type { MountRefRow, VolumeRow } from './store/store.js';
+import { checkTarget } from './target-policy.js';
+import { bindTarget, targetRecord, targetState, unbindTarget } from './targets.js';
 
 export interface ReconcileReport {
   /** 'creating' volumes rolled back (names). */
@@ -159,11 +160,16 @@ async function checkExists(d: CoreDeps, row: VolumeRow, missing: string[]): Prom
   return state;
 }
 
-/** Drops pending references (their caller never got success), unbinding what they bound. */
+/**
+ * Drops pending references (their caller never got success), unbinding what they bound:
+ * the bind they recorded, or, when a crash came before the record, the bind at the target
+ * that shows the volume's path. A target such a reference made is not removed: that it
+ * made it was not recorded yet, and a directory berth cannot prove it created stays.
+ */
 async function dropPendingRefs(d: CoreDeps, row: VolumeRow, dropped: string[]): Promise<void> {
   for (const ref of d.store.listMountRefs(row.id)) {
     if (ref.state !== 'pending') continue;
-    if (ref.target) await unbindTarget(d.exec, ref.target);
+    if (ref.target) await unbindTarget(d.exec, targetRecord(ref, row.path));
     d.store.deleteMountRef(row.id, ref.consumer);
     dropped.push(`${row.name}/${ref.consumer}`);
   }
@@ -225,11 +231,33 @@ async function converge(d: CoreDeps, row: VolumeRow, state: BackendRuntimeState)
   }
   for (const ref of refs) {
     if (!ref.target) continue;
-    if (await targetShows(path, ref.target)) continue;
-    await bindTarget(d.exec, path, ref.target, { readOnly: ref.readOnly, file: row.volumeMode === 'block' });
-    changed = true;
+    if (await rebindTarget(d, row, ref, path)) changed = true;
   }
   return changed ? 'restored' : 'unchanged';
+}
+
+/**
+ * Makes a committed reference's target show the volume again (after a reboot, or someone
+ * unmounted it), under the same rules as a new mount. A bind recognised by its source but
+ * not on record (older berth, a crash between a re-bind and its record) is recorded. A
+ * mount berth did not make covering the target is an error: berth stacks nothing on it.
+ * Returns whether it bound anything.
+ */
+async function rebindTarget(d: CoreDeps, row: VolumeRow, ref: MountRefRow, path: string): Promise<boolean> {
+  const rec = targetRecord(ref, path);
+  const now = await targetState(rec);
+  if (now.state === 'covered') throw now.error;
+  if (now.state === 'bound') {
+    const m = ref.bindMount;
+    if (m === null || m.id !== now.mount.id || m.majorMinor !== now.mount.majorMinor || m.root !== now.mount.root) {
+      d.store.setMountRefBinding(row.id, ref.consumer, { targetCreated: ref.targetCreated, bindSource: rec.source, bindMount: now.mount });
+    }
+    return false;
+  }
+  const target = checkTarget(rec.target, d.targets); // the rules may have changed since the mount
+  const bound = await bindTarget(d.exec, path, target, { readOnly: ref.readOnly, file: row.volumeMode === 'block' });
+  d.store.setMountRefBinding(row.id, ref.consumer, { targetCreated: ref.targetCreated || bound.created, bindSource: path, bindMount: bound.mount });
+  return true;
 }
 
 /** Unmounts/detaches what the backend has with no record; never deletes it. */

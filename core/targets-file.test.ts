@@ -51,25 +51,34 @@ describe('bindTarget with a file target', () => {
 
   it('creates a missing file (and its parents) without blocking calls, and binds onto it', async () => {
     const target = join(root, 'pods', 'p', 'dev', 'blk');
-    await bindTarget(exec, src, target, { readOnly: false, file: true });
+    const bound = await bindTarget(exec, src, target, { readOnly: false, file: true });
+    expect(bound.created).toBe(true);
     expect(sync.calls).toEqual([]);
     expect(await isMountpoint(target)).toBe(true);
     expect(await readFile(target, 'utf8')).toBe('device contents');
-    await unbindTarget(exec, target);
+    await unbindTarget(exec, { target, created: bound.created, mount: bound.mount, source: src });
     // The empty file it made is removed again by unbind.
     await expect(stat(target)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
-  it('never truncates an existing file, and a second bind of the same source is a no-op', async () => {
+  it('never truncates nor removes an existing file it did not make', async () => {
     const target = join(root, 'existing');
     await writeFile(target, 'keep me');
-    await bindTarget(exec, src, target, { readOnly: true, file: true });
-    await bindTarget(exec, src, target, { readOnly: true, file: true });
+    const bound = await bindTarget(exec, src, target, { readOnly: true, file: true });
+    expect(bound.created).toBe(false);
     expect(sync.calls).toEqual([]);
     expect(await readFile(target, 'utf8')).toBe('device contents');
-    await unbindTarget(exec, target);
+    await unbindTarget(exec, { target, created: bound.created, mount: bound.mount, source: src });
     expect(await isMountpoint(target)).toBe(false);
     expect(await readFile(target, 'utf8')).toBe('keep me');
+  });
+
+  it('keeps an empty file it did not make', async () => {
+    const target = join(root, 'empty');
+    await writeFile(target, '');
+    const bound = await bindTarget(exec, src, target, { readOnly: false, file: true });
+    await unbindTarget(exec, { target, created: bound.created, mount: bound.mount, source: src });
+    expect((await stat(target)).size).toBe(0);
   });
 
   it('refuses a directory where a file is needed, naming target, and mounts nothing', async () => {

@@ -1,30 +1,31 @@
 /**
  * Consumer targets: making a path show a volume with a bind mount (a directory for
- * filesystem volumes, a file for block devices), and taking it away again. Every step is
- * idempotent so a retry or reconcile after a crash converges instead of stacking mounts.
+ * filesystem volumes, a file for block devices), and taking exactly that mount away again.
+ *
+ * - Where a target may be is decided first, from the path alone (target-policy.ts).
+ * - A target that is a symlink or passes through one is refused (checkNoSymlinks), before
+ *   anything is made and again before anything is unmounted: a mount follows the link, an
+ *   unmount of the literal path would not find it.
+ * - berth records whether it made the target and which mount it made (mountinfo id,
+ *   major:minor, root). Unbinding takes down that mount, and copies of it a crash stacked on
+ *   top, never a mount that was there before; it refuses while a mount berth did not make
+ *   covers its own; it removes the target only when berth made it.
+ *
+ * Between the symlink check and mount(8) a local root user could still swap a component
+ * for a symlink; the bind's identity is checked right after (it must be at the target and
+ * show the source), and fd-based mounting would close that window for good.
  */
-import { mkdir, open, rm, rmdir, stat } from 'node:fs/promises';
-import { dirname, isAbsolute, normalize } from 'node:path';
-import { invalidArgument } from './errors.js';
+import { lstat, mkdir, open, realpath, rm, rmdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { BerthError, internal, invalidArgument } from './errors.js';
 import type { Exec } from './os/exec.js';
-import { bindMount, isMountpoint, mountDepth, unmountBind } from './os/mounts.js';
+import {
+  bindMount, bindSourceOf, mountStack, ownBind, readMountInfo, unmountBind, type MountEntry, type MountIdentity,
+} from './os/mounts.js';
+import type { MountRefRow } from './store/store.js';
 
 /** Bind-mount flags a consumer may ask for; anything else is refused naming "mountFlags". */
 export const ALLOWED_MOUNT_FLAGS = ['ro', 'rw', 'nosuid', 'nodev', 'noexec', 'noatime', 'relatime', 'nodiratime', 'strictatime'] as const;
-
-/** Checks a target path: absolute, normalized (no '.', '..', '//'), no NUL, at most 4096 bytes. */
-export function validateTarget(target: unknown, field = 'target'): string {
-  if (typeof target !== 'string' || target.length === 0) throw invalidArgument(field, 'must be a non-empty absolute path');
-  if (target.includes('\0')) throw invalidArgument(field, 'must not contain NUL');
-  if (!isAbsolute(target)) throw invalidArgument(field, `"${target}" must be an absolute path`);
-  if (Buffer.byteLength(target) > 4096) throw invalidArgument(field, 'is longer than 4096 bytes');
-  const trimmed = target.length > 1 && target.endsWith('/') ? target.slice(0, -1) : target;
-  if (normalize(trimmed) !== trimmed || trimmed.split('/').includes('..')) {
-    throw invalidArgument(field, `"${target}" must be a normalized path (no ".", ".." or "//")`);
-  }
-  if (trimmed === '/') throw invalidArgument(field, 'must not be /');
-  return trimmed;
-}
 
 /** Splits flags into readOnly + extra whitelisted flags; refuses unknown ones. */
 export function parseMountFlags(flags: readonly string[] | undefined, field = 'mountFlags'): { readOnly: boolean; extra: string[] } {
@@ -43,69 +44,206 @@ export function parseMountFlags(flags: readonly string[] | undefined, field = 'm
   return { readOnly, extra };
 }
 
-async function sameInode(a: string, b: string): Promise<boolean> {
-  try {
-    const [sa, sb] = await Promise.all([stat(a), stat(b)]);
-    return sa.dev === sb.dev && sa.ino === sb.ino;
-  } catch {
-    return false;
+/** What a target path is on disk (after checkNoSymlinks). */
+export type TargetKind = 'missing' | 'directory' | 'file' | 'other';
+
+const code = (err: unknown) => (err as NodeJS.ErrnoException).code;
+
+/**
+ * The one symlink check for targets: refuses a `target` that is a symbolic link or passes
+ * through one (InvalidArgument naming `field`), and says what it is. The deepest existing
+ * ancestor must resolve to itself (realpath: one call instead of an lstat per component),
+ * and the first missing component must not be a dangling link. `target` must be normalized.
+ * @example const kind = await checkNoSymlinks('/var/lib/kubelet/pods/p/volumes/v/mount');
+ */
+export async function checkNoSymlinks(target: string, field = 'target'): Promise<TargetKind> {
+  let existing = target;
+  let real: string;
+  for (;;) {
+    try {
+      real = await realpath(existing);
+      break;
+    } catch (err) {
+      if (code(err) === 'ELOOP') throw invalidArgument(field, `"${target}" passes through a symbolic link loop`);
+      if (code(err) === 'ENOTDIR') throw invalidArgument(field, `"${target}" passes through something that is not a directory`);
+      if (code(err) !== 'ENOENT' || existing === '/') throw err;
+      existing = dirname(existing);
+    }
   }
+  if (real !== existing) {
+    const what = existing === target ? 'is a symbolic link' : 'passes through a symbolic link';
+    throw invalidArgument(field, `"${target}" ${what} (${existing} resolves to ${real}); berth mounts only on real paths`);
+  }
+  if (existing !== target) {
+    // realpath said ENOENT below `existing`: the next component is missing, or a dangling link.
+    const next = existing === '/' ? `/${target.slice(1).split('/')[0]}` : `${existing}/${target.slice(existing.length + 1).split('/')[0]}`;
+    const st = await lstat(next).catch((err: unknown) => (code(err) === 'ENOENT' ? null : Promise.reject(err)));
+    if (st !== null) throw invalidArgument(field, `"${target}" passes through a symbolic link (${next} points nowhere)`);
+    return 'missing';
+  }
+  const st = await lstat(target);
+  return st.isDirectory() ? 'directory' : st.isFile() ? 'file' : 'other';
+}
+
+/** What berth made at a target: whether it created the path, and the bind mount itself. */
+export interface BoundTarget {
+  readonly created: boolean;
+  readonly mount: MountIdentity;
 }
 
 /**
- * Makes `target` show `source` (bind mount), creating the target first: a directory, or an
- * empty file when `file` (block devices). Already showing it (same inode, mounted) -> no-op.
- * A target this call had to create cannot be a mount point, so it skips the mount table read.
+ * Makes `target` show `source` with a new bind mount, creating the target first when it is
+ * missing: a directory, or an empty file when `file` (block devices); a target berth created
+ * and could not bind is removed again. Returns what to record. The caller has checked the
+ * path rules and that no other reference uses the target.
  */
 export async function bindTarget(
   exec: Exec,
   source: string,
   target: string,
   opts: { readOnly: boolean; file: boolean; extraFlags?: readonly string[] },
-): Promise<void> {
-  let existed: boolean;
-  if (opts.file) {
-    await mkdir(dirname(target), { recursive: true });
-    const st = await stat(target).catch(() => null);
-    if (st?.isDirectory()) throw invalidArgument('target', `"${target}" is a directory; a block volume needs a file target`);
-    existed = st !== null;
-    // 'a' creates a missing file and never truncates one that appeared since the stat.
-    if (!st) await (await open(target, 'a', 0o600)).close();
-  } else {
-    // The usual case (CSI: the plugin makes the target) is one mkdir; EEXIST -> look at it.
-    existed = await mkdir(target).then(
-      () => false,
-      async (err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT') return mkdir(target, { recursive: true }).then(() => false);
-        if (err.code !== 'EEXIST') throw err;
-        if (!(await stat(target)).isDirectory()) throw invalidArgument('target', `"${target}" exists and is not a directory`);
-        return true;
-      },
-    );
+): Promise<BoundTarget> {
+  const created = await prepareTarget(target, opts.file);
+  try {
+    await bindMount(exec, source, target, { readOnly: opts.readOnly, flags: opts.extraFlags });
+  } catch (err) {
+    if (created) await removeTarget(target);
+    throw err;
   }
-  if (existed && (await isMountpoint(target)) && (await sameInode(source, target))) return;
-  await bindMount(exec, source, target, { readOnly: opts.readOnly, flags: opts.extraFlags });
+  // mount(8) says nothing about the mount it made: read it back, and check it is at the
+  // target showing the source (the lock on the volume keeps berth from racing itself).
+  const [table, realSource] = await Promise.all([readMountInfo(), realpath(source)]);
+  const top = mountStack(table, target).at(-1);
+  const src = bindSourceOf(table, realSource);
+  if (!top || !src || top.majorMinor !== src.majorMinor || top.root !== src.root) {
+    const seen = top ? `${top.fsType} ${top.source} (${top.majorMinor} ${top.root})` : 'no mount';
+    throw internal(`bind-mounted ${source} at ${target}, but the mount table shows ${seen} there`);
+  }
+  return { created, mount: { id: top.id, majorMinor: top.majorMinor, root: top.root } };
 }
 
-/** True when `target` is a mount point showing `source`. */
-export async function targetShows(source: string, target: string): Promise<boolean> {
-  return (await isMountpoint(target)) && (await sameInode(source, target));
+/** Checks the target on disk and creates it when missing; true when this call created it. */
+async function prepareTarget(target: string, file: boolean): Promise<boolean> {
+  const kind = await checkNoSymlinks(target);
+  if (kind !== 'missing') {
+    checkKind(target, kind, file);
+    return false;
+  }
+  // Created exclusively (mkdir, O_EXCL), so "created" is a fact: one that appeared
+  // meanwhile is someone else's and is checked like an existing one.
+  const made = file
+    ? await mkdir(dirname(target), { recursive: true }).then(() => open(target, 'wx', 0o600)).then(async (fh) => {
+      await fh.close();
+      return true;
+    }, eexist)
+    : await mkdir(target).then(() => true, (err: unknown) => (code(err) === 'ENOENT'
+      ? mkdir(dirname(target), { recursive: true }).then(() => mkdir(target)).then(() => true, eexist)
+      : eexist(err)));
+  if (!made) checkKind(target, await checkNoSymlinks(target), file);
+  return made;
+}
+
+const eexist = (err: unknown): false => {
+  if (code(err) === 'EEXIST') return false;
+  throw err;
+};
+
+function checkKind(target: string, kind: TargetKind, file: boolean): void {
+  if (file && kind === 'directory') throw invalidArgument('target', `"${target}" is a directory; a block volume needs a file target`);
+  if (file && kind !== 'file') throw invalidArgument('target', `"${target}" exists and is not a regular file`);
+  if (!file && kind !== 'directory') throw invalidArgument('target', `"${target}" exists and is not a directory`);
+}
+
+/** Removes a target berth created: an empty directory, or an empty file. Anything else stays. */
+async function removeTarget(target: string): Promise<void> {
+  // rmdir first (the usual case); ENOTDIR -> a file (block). Not empty, missing, or still a
+  // mount point (EBUSY): left alone.
+  const err = await rmdir(target).then(() => null, (e: unknown) => code(e) ?? 'unknown');
+  if (err !== 'ENOTDIR') return;
+  const st = await lstat(target).catch(() => null);
+  if (st?.isFile() && st.size === 0) await rm(target, { force: true }).catch(() => undefined);
+}
+
+/** What berth knows about one reference's target, as unbindTarget and targetState need it. */
+export interface TargetRecord {
+  readonly target: string;
+  readonly created: boolean;
+  /** The bind berth made, when recorded. */
+  readonly mount: MountIdentity | null;
+  /** The path the bind shows (to recognise a bind whose identity was not recorded). */
+  readonly source: string | null;
+}
+
+/** A reference's TargetRecord; `volumePath` stands in for a bind source not recorded. */
+export function targetRecord(ref: Pick<MountRefRow, 'target' | 'targetCreated' | 'bindSource' | 'bindMount'>, volumePath: string | null): TargetRecord {
+  return { target: ref.target ?? '', created: ref.targetCreated, mount: ref.bindMount, source: ref.bindSource ?? volumePath };
+}
+
+function covered(target: string, by: MountEntry): BerthError {
+  return new BerthError(
+    'FailedPrecondition',
+    `target: "${target}" is covered by a mount berth did not make (${by.fsType} ${by.source}, mount id ${by.id}); unmount that first (berth keeps its reference until then)`,
+    { field: 'target' },
+  );
+}
+
+/** The symlink check at unmount time: the path changed under berth, which is not the caller's argument. */
+async function stillReal(target: string): Promise<TargetKind> {
+  try {
+    return await checkNoSymlinks(target);
+  } catch (err) {
+    if (err instanceof BerthError && err.kind === 'InvalidArgument') {
+      throw new BerthError('FailedPrecondition', `${err.message}; berth will not unmount through it (it keeps its reference)`, { field: 'target' });
+    }
+    throw err;
+  }
+}
+
+/** The mount stack at a target and which of it is berth's (one mount table read). */
+async function readOwn(rec: TargetRecord) {
+  const [table, source] = await Promise.all([
+    readMountInfo(),
+    rec.source === null ? null : realpath(rec.source).catch(() => rec.source),
+  ]);
+  const stack = mountStack(table, rec.target);
+  const plan = ownBind(stack, { mount: rec.mount, source: source === null ? null : bindSourceOf(table, source) });
+  return { stack, plan };
+}
+
+/** More stacked copies of berth's bind than this at one path is a bug, not a state to converge from. */
+const MAX_STACKED = 8;
+
+/**
+ * Takes down berth's bind at the target (and copies of it stacked on top by a crash), then
+ * removes the target if berth created it. A mount that was there before berth's stays;
+ * a mount berth did not make on top of berth's is FailedPrecondition naming the target,
+ * with nothing unmounted (the caller keeps its record). Missing target: nothing to do.
+ */
+export async function unbindTarget(exec: Exec, rec: TargetRecord): Promise<void> {
+  if ((await stillReal(rec.target)) === 'missing') return;
+  for (let i = 0; ; i++) {
+    const { plan } = await readOwn(rec);
+    if (plan.coveredBy) throw covered(rec.target, plan.coveredBy);
+    if (plan.count === 0) break;
+    if (i === MAX_STACKED) throw internal(`${rec.target} still has ${plan.count} of berth's binds after ${MAX_STACKED} unmounts`);
+    await unmountBind(exec, rec.target);
+    if (plan.count === 1) break;
+  }
+  if (rec.created) await removeTarget(rec.target);
 }
 
 /**
- * Removes the bind mount(s) at `target` and then the target itself if it is an empty
- * directory or an empty file (the consumer's path is not left behind, per CSI
- * NodeUnpublish); anything with content is left alone. Missing target: no-op.
- * One mount table read: a crash between two binds can stack mounts, so every mount
- * stacked at the target is taken down. A target still mounted afterwards (someone else
- * mounted it meanwhile) is not removed: rmdir / unlink of a mount point fail with EBUSY.
+ * What a reference's target shows now (reconcile): 'bound' to berth's bind (`mount`: the one
+ * to record, also when it was recognised by its source only), 'covered' by a mount berth did
+ * not make, or 'unbound'.
  */
-export async function unbindTarget(exec: Exec, target: string): Promise<void> {
-  const depth = Math.min(await mountDepth(target), 8);
-  for (let i = 0; i < depth; i++) await unmountBind(exec, target);
-  // rmdir first (the usual case: an empty directory); ENOTDIR -> an empty file (block).
-  const code = await rmdir(target).then(() => null, (err: NodeJS.ErrnoException) => err.code ?? 'unknown');
-  if (code !== 'ENOTDIR') return; // removed, missing, not empty (kept), or still mounted (EBUSY)
-  const st = await stat(target).catch(() => null);
-  if (st?.isFile() && st.size === 0) await rm(target, { force: true }).catch(() => undefined);
+export async function targetState(
+  rec: TargetRecord,
+): Promise<{ state: 'bound'; mount: MountIdentity } | { state: 'covered'; error: BerthError } | { state: 'unbound' }> {
+  if ((await stillReal(rec.target)) === 'missing') return { state: 'unbound' };
+  const { stack, plan } = await readOwn(rec);
+  if (plan.coveredBy) return { state: 'covered', error: covered(rec.target, plan.coveredBy) };
+  if (plan.count === 0) return { state: 'unbound' };
+  const base = stack[stack.length - plan.count]!;
+  return { state: 'bound', mount: { id: base.id, majorMinor: base.majorMinor, root: base.root } };
 }

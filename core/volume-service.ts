@@ -45,7 +45,7 @@ export type CoreVolumeService = VolumeService & {
 };
 
 export interface VolumeServiceDeps {
-  readonly config: Pick<Config, 'nodeId' | 'stateRoot' | 'defaultBackend' | 'lockWaitMs'> & Partial<Pick<Config, 'reconcileIntervalMs'>>;
+  readonly config: Pick<Config, 'nodeId' | 'stateRoot' | 'defaultBackend' | 'lockWaitMs' | 'targets'> & Partial<Pick<Config, 'reconcileIntervalMs'>>;
   readonly store: Store;
   readonly backends: Map<string, Backend>;
   readonly exec: Exec;
@@ -92,6 +92,7 @@ class CoreService implements CoreVolumeService {
       log: deps.log,
       nodeId: deps.config.nodeId,
       stateRoot: deps.config.stateRoot,
+      targets: { stateRoot: deps.config.stateRoot, allowedPrefixes: deps.config.targets.allowedPrefixes },
       now: () => clock().toISOString(),
       newId: createIdGenerator(clock),
       idleViews: new WeakMap(),

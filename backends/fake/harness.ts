@@ -27,6 +27,11 @@ export interface FakeHarnessOptions {
   readonly exec?: Exec;
   /** Existing temporary root (default: a new mkdtemp dir, removed by cleanup()). */
   readonly root?: string;
+  /**
+   * targets.allowedPrefixes (default: [root]); the state root the core is told about is
+   * <root>/state, so targets anywhere else under the root are allowed.
+   */
+  readonly targetPrefixes?: readonly string[];
 }
 
 export interface FakeHarness {
@@ -59,8 +64,8 @@ export async function createFakeHarness(opts: FakeHarnessOptions = {}): Promise<
     }
     const store = openStore(dbPath);
     const svc = await createVolumeService({
-      config: { nodeId: opts.nodeId ?? 'node-1', stateRoot: root, defaultBackend: names[0]!, lockWaitMs: opts.lockWaitMs ?? 10_000,
-        reconcileIntervalMs: opts.reconcileIntervalMs ?? 0 },
+      config: { nodeId: opts.nodeId ?? 'node-1', stateRoot: join(root, 'state'), defaultBackend: names[0]!, lockWaitMs: opts.lockWaitMs ?? 10_000,
+        reconcileIntervalMs: opts.reconcileIntervalMs ?? 0, targets: { allowedPrefixes: opts.targetPrefixes ?? [root] } },
       store,
       backends: backends as Map<string, Backend>,
       exec,

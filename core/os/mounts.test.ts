@@ -76,9 +76,11 @@ describe('which mount at a target is berth\'s (pure, mountinfo fixtures)', () =>
     const below = mountStack(table, '/t').slice(0, 3); // without the foreign bind on top
     expect(ownBind(below, { mount: bind, source: null })).toEqual({ count: 2, coveredBy: null });
     expect(ownBind(below, { mount: { ...bind, id: 48 }, source: null })).toEqual({ count: 1, coveredBy: null });
-    // Gone (or the id now belongs to another mount): nothing of berth's is there.
+    // Gone (or the id now belongs to another mount): nothing of berth's is there...
     expect(ownBind(below, { mount: { ...bind, id: 99 }, source: null })).toEqual({ count: 0, coveredBy: null });
     expect(ownBind(below, { mount: { ...bind, id: 46 }, source: null })).toEqual({ count: 0, coveredBy: null });
+    // ...except binds on top that show the source (a re-bind whose record a crash lost).
+    expect(ownBind(below, { mount: { ...bind, id: 99 }, source: { majorMinor: '254:0', root: '/src/d' } })).toEqual({ count: 2, coveredBy: null });
     // Never the tmpfs that was there first, whatever is asked.
     expect(ownBind(below.slice(0, 1), { mount: bind, source: { majorMinor: '254:0', root: '/src/d' } })).toEqual({ count: 0, coveredBy: null });
   });

@@ -127,11 +127,11 @@ export interface OwnBind {
 
 /**
  * Answers "which mount at this target is berth's", from the stack alone (mountStack):
- * - with the mount berth recorded: that mount (same id, major:minor and root; an id reused
- *   by another mount shows something else), plus copies of it stacked right above (a crash
- *   between two binds);
- * - without one (a crash before the record was written): the mounts on top of the stack
- *   that show the bind's source.
+ * - the mount berth recorded (same id, major:minor and root: an id reused by another mount
+ *   shows something else), plus copies of it stacked right above (a crash between two binds);
+ * - when none is recorded (a crash before the record was written) or the recorded one is
+ *   gone (a crash between a re-bind and its record): the mounts on top of the stack that
+ *   show the bind's source.
  * Never anything else: a mount that was there before berth's stays, and a foreign mount on
  * top of berth's is reported in `coveredBy` instead of being counted.
  * @example const { count, coveredBy } = ownBind(mountStack(table, '/mnt/a'), { mount: recorded, source: null });
@@ -141,9 +141,10 @@ export function ownBind(stack: readonly MountEntry[], want: { mount: MountIdenti
   if (want.mount !== null) {
     const m = want.mount;
     const base = stack.findIndex((e) => e.id === m.id && shows(e, m));
-    if (base < 0) return none;
-    const foreign = stack.slice(base + 1).find((e) => !shows(e, m));
-    return foreign ? { count: 0, coveredBy: foreign } : { count: stack.length - base, coveredBy: null };
+    if (base >= 0) {
+      const foreign = stack.slice(base + 1).find((e) => !shows(e, m));
+      return foreign ? { count: 0, coveredBy: foreign } : { count: stack.length - base, coveredBy: null };
+    }
   }
   if (want.source === null) return none;
   const src = want.source;

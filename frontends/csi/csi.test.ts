@@ -43,7 +43,7 @@ async function setup(backends: Parameters<typeof createFakeHarness>[0] extends i
   local: { capabilities: LOOP_LIKE },
 }, maxVolumesPerNode = 0, mode: 'controller' | 'node' | 'both' = 'both'): Promise<Env> {
   const dir = mkdtempSync(join(tmpdir(), 'berth-csi-unit-'));
-  const h = await createFakeHarness({ root: join(dir, 'state'), backends, nodeId: 'node-a' });
+  const h = await createFakeHarness({ root: join(dir, 'state'), backends, nodeId: 'node-a', targetPrefixes: [dir] });
   const socket = join(dir, 'run', 'csi.sock');
   const csi = createCsiFrontend({
     service: h.svc,

@@ -23,7 +23,7 @@ beforeEach(async () => {
   const backend = createFakeBackend({ name: BACKEND, root: join(dir, 'fake') });
   const loopLike = createFakeBackend({ name: 'blk', root: join(dir, 'blk'), capabilities: LOOP_LIKE });
   service = await createVolumeService({
-    config: { nodeId: 'n1', stateRoot: dir, defaultBackend: BACKEND, lockWaitMs: 5_000 },
+    config: { nodeId: 'n1', stateRoot: dir, defaultBackend: BACKEND, lockWaitMs: 5_000, targets: { allowedPrefixes: [] } },
     store: openStore(join(dir, 'state.db')),
     backends: new Map([[BACKEND, backend], ['blk', loopLike]]),
     exec: createExec(),
