@@ -28,8 +28,8 @@ export interface FakeHarnessOptions {
   /** Existing temporary root (default: a new mkdtemp dir, removed by cleanup()). */
   readonly root?: string;
   /**
-   * targets.allowedPrefixes (default: [root]); the state root the core is told about is
-   * <root>/state, so targets anywhere else under the root are allowed.
+   * targets.allowedPrefixes (default: [root]). The state root the core is told about is the
+   * given root, or <root>/state for a generated one, so that targets elsewhere under it are allowed.
    */
   readonly targetPrefixes?: readonly string[];
 }
@@ -64,7 +64,7 @@ export async function createFakeHarness(opts: FakeHarnessOptions = {}): Promise<
     }
     const store = openStore(dbPath);
     const svc = await createVolumeService({
-      config: { nodeId: opts.nodeId ?? 'node-1', stateRoot: join(root, 'state'), defaultBackend: names[0]!, lockWaitMs: opts.lockWaitMs ?? 10_000,
+      config: { nodeId: opts.nodeId ?? 'node-1', stateRoot: opts.root ?? join(root, 'state'), defaultBackend: names[0]!, lockWaitMs: opts.lockWaitMs ?? 10_000,
         reconcileIntervalMs: opts.reconcileIntervalMs ?? 0, targets: { allowedPrefixes: opts.targetPrefixes ?? [root] } },
       store,
       backends: backends as Map<string, Backend>,

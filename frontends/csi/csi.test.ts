@@ -266,6 +266,73 @@ describe('csi node', () => {
     expect((await c.controller('ListVolumes', {})).entries).toEqual([]);
   });
 
+  it('issue 9 repro: target_path equal to, inside or around staging_target_path is INVALID_ARGUMENT and the stage stays intact', async () => {
+    for (const backends of [{ local: { capabilities: LOOP_LIKE } }, { local: {} }]) { // staging bound (loop-like) or not (dir-like)
+      const { c, dir, h } = await setup(backends);
+      const vol = (await c.controller('CreateVolume', { name: 'same', volume_capabilities: [mountCap()] })).volume;
+      const staging = join(dir, 'staging', 'same');
+      const base = { volume_id: vol.volume_id, volume_capability: mountCap(), staging_target_path: staging };
+      await c.node('NodeStageVolume', base);
+      for (const [target_path, why] of [[staging, /is the staging_target_path/], [`${staging}/`, /is the staging_target_path/],
+        [join(staging, 'pod'), /inside staging_target_path/], [join(dir, 'staging'), /holds staging_target_path/]] as const) {
+        const e = await grpcError(c.node('NodePublishVolume', { ...base, target_path }));
+        expect(e.code).toBe(status.INVALID_ARGUMENT);
+        expect(e.details).toMatch(/^target_path: /);
+        expect(e.details).toMatch(why);
+      }
+      const after = await h.svc.inspect(vol.volume_id, { frontend: 'core' });
+      expect(after.mounts.map((m) => m.consumer)).toEqual([`csi-stage:${staging}`]);
+      expect(await isMountpoint(staging)).toBe(backends.local.capabilities !== undefined);
+      // An unpublish of the staging path finds nothing of its own to take down.
+      await c.node('NodeUnpublishVolume', { volume_id: vol.volume_id, target_path: staging });
+      expect(await isMountpoint(staging)).toBe(backends.local.capabilities !== undefined);
+      await c.node('NodeUnstageVolume', base);
+    }
+  });
+
+  it('names target_path / staging_target_path when the target rules refuse a path, and mounts nothing', async () => {
+    const { c, dir } = await setup();
+    const vol = (await c.controller('CreateVolume', { name: 'rules', volume_capabilities: [mountCap()] })).volume;
+    const base = { volume_id: vol.volume_id, volume_capability: mountCap() };
+    const { mkdirSync, symlinkSync } = await import('node:fs');
+    mkdirSync(join(dir, 'victim'));
+    symlinkSync(join(dir, 'victim'), join(dir, 'link'));
+    let e = await grpcError(c.node('NodeStageVolume', { ...base, staging_target_path: join(dir, 'link') }));
+    expect([e.code, e.details]).toEqual([status.INVALID_ARGUMENT, expect.stringMatching(/^staging_target_path: .*symbolic link/)]);
+    e = await grpcError(c.node('NodeStageVolume', { ...base, staging_target_path: join(dir, 'state', 'stage') }));
+    expect([e.code, e.details]).toEqual([status.INVALID_ARGUMENT, expect.stringMatching(/^staging_target_path: .*state root/)]);
+    const staging = join(dir, 'staging', 'rules');
+    await c.node('NodeStageVolume', { ...base, staging_target_path: staging });
+    e = await grpcError(c.node('NodePublishVolume', { ...base, staging_target_path: staging, target_path: join(dir, 'link', 'pod') }));
+    expect([e.code, e.details]).toEqual([status.INVALID_ARGUMENT, expect.stringMatching(/^target_path: .*symbolic link/)]);
+    e = await grpcError(c.node('NodePublishVolume', { ...base, staging_target_path: staging, target_path: '/proc/berth-test-never/mount' }));
+    expect([e.code, e.details]).toEqual([status.INVALID_ARGUMENT, expect.stringMatching(/^target_path: .*system directory/)]);
+    expect(await isMountpoint(join(dir, 'victim'))).toBe(false);
+    await c.node('NodeUnstageVolume', { ...base, staging_target_path: staging });
+  });
+
+  it('issue 9 repro: NodeUnpublish leaves a tmpfs that was at target_path, with its data and directory', async () => {
+    const { c, dir } = await setup();
+    const vol = (await c.controller('CreateVolume', { name: 'pre', volume_capabilities: [mountCap()] })).volume;
+    const staging = join(dir, 'staging', 'pre');
+    const target = join(dir, 'pods', 'p', 'mount');
+    const base = { volume_id: vol.volume_id, volume_capability: mountCap(), staging_target_path: staging };
+    const { mkdirSync, readFileSync } = await import('node:fs');
+    const { createExec } = await import('../../core/os/exec.js');
+    const { mount, unmount } = await import('../../core/os/mounts.js');
+    mkdirSync(target, { recursive: true });
+    await mount(createExec(), 'tmpfs', target, { fsType: 'tmpfs', options: ['size=1m'] });
+    writeFileSync(join(target, 'f'), 'precious');
+    await c.node('NodeStageVolume', base);
+    await c.node('NodePublishVolume', { ...base, target_path: target });
+    expect(existsSync(join(target, 'f'))).toBe(false);
+    await c.node('NodeUnpublishVolume', { volume_id: vol.volume_id, target_path: target });
+    expect(readFileSync(join(target, 'f'), 'utf8')).toBe('precious');
+    await unmount(createExec(), target);
+    expect(statSync(target).isDirectory()).toBe(true);
+    await c.node('NodeUnstageVolume', base);
+  });
+
   it('reports node id, topology and max volumes', async () => {
     const { c } = await setup(undefined, 16);
     expect(await c.node('NodeGetInfo')).toEqual({

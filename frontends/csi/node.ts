@@ -14,6 +14,7 @@ import {
   alreadyExists, failedPrecondition, invalidArgument, isBerthError, notFound,
   type Config, type OpContext, type Volume, type VolumeService,
 } from '../../core/index.js';
+import { renameErrorField } from '../../core/errors.js';
 import { requireVolume } from './controller.js';
 import type * as pb from './proto.js';
 import { featuresOf } from './features.js';
@@ -29,19 +30,37 @@ export interface NodeDeps {
 export const stageConsumer = (stagingPath: string) => `csi-stage:${stagingPath}`;
 export const publishConsumer = (targetPath: string) => `csi:${targetPath}`;
 
-/** The core names bind-mount flag errors "mountFlags[i]"; CSI users know them by their proto name. */
-async function withCsiFlagField<T>(field: string, fn: () => Promise<T>): Promise<T> {
+/**
+ * The core names its fields its own way: the target "target" (the path it binds, here the
+ * staging or target path) and bind-mount flags "mountFlags[i]". CSI users know them by
+ * their proto names.
+ */
+async function withCsiFields<T>(names: { target: string; flags?: string }, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    if (isBerthError(err) && err.kind === 'InvalidArgument' && err.field?.startsWith('mountFlags')) {
-      throw invalidArgument(field + err.field.slice('mountFlags'.length), err.message.replace(/^mountFlags(\[\d+\])?: /, ''));
+    if (names.flags && isBerthError(err) && err.kind === 'InvalidArgument' && err.field?.startsWith('mountFlags')) {
+      throw invalidArgument(names.flags + err.field.slice('mountFlags'.length), err.message.replace(/^mountFlags(\[\d+\])?: /, ''));
     }
-    throw err;
+    throw renameErrorField(err, { target: names.target });
   }
 }
 
 const trimSlash = (p: string) => (p.length > 1 ? p.replace(/\/+$/, '') : p);
+const within = (path: string, dir: string) => path === dir || path.startsWith(`${dir}/`);
+
+/**
+ * A target path at, inside or around the staging path would put the workload's bind on
+ * the staging mount (or the staging mount inside the workload's view), and its unpublish
+ * would take the staging bind down: refused, naming target_path.
+ */
+function checkTargetApart(target: string, staging: string): void {
+  const t = trimSlash(target);
+  const s = trimSlash(staging);
+  if (t === s) throw invalidArgument('target_path', `"${target}" is the staging_target_path; publish to a path of its own`);
+  if (within(t, s)) throw invalidArgument('target_path', `"${target}" is inside staging_target_path "${staging}"`);
+  if (within(s, t)) throw invalidArgument('target_path', `"${target}" holds staging_target_path "${staging}"`);
+}
 
 /** Every path on this node where the volume can be seen: publish targets, staging paths, the managed path. */
 function volumePaths(vol: Volume): Set<string> {
@@ -71,7 +90,8 @@ export function createNodeHandlers(d: NodeDeps) {
       const consumer = stageConsumer(staging);
       if (vol.mounts.some((m) => m.consumer === consumer)) return {}; // already staged here
       const bind = vol.volumeMode === 'filesystem' && attachable(vol);
-      await service.mount({ ref: volumeId, consumer, ...(bind ? { target: staging } : {}) }, ctx);
+      await withCsiFields({ target: 'staging_target_path' }, () =>
+        service.mount({ ref: volumeId, consumer, ...(bind ? { target: staging } : {}) }, ctx));
       return {};
     },
 
@@ -79,7 +99,7 @@ export function createNodeHandlers(d: NodeDeps) {
       const volumeId = requireString(req.volume_id, 'volume_id');
       const staging = requirePath(req.staging_target_path, 'staging_target_path');
       requireVolume(service, volumeId);
-      await service.unmount({ ref: volumeId, consumer: stageConsumer(staging) }, ctx);
+      await withCsiFields({ target: 'staging_target_path' }, () => service.unmount({ ref: volumeId, consumer: stageConsumer(staging) }, ctx));
       return {};
     },
 
@@ -88,6 +108,7 @@ export function createNodeHandlers(d: NodeDeps) {
       const target = requirePath(req.target_path, 'target_path');
       const staging = requirePath(req.staging_target_path, 'staging_target_path');
       const cap = requireCapability(req.volume_capability, 'volume_capability');
+      checkTargetApart(target, staging);
       const vol = requireVolume(service, volumeId);
       const mismatch = capabilityMismatch(vol, cap);
       if (mismatch) throw invalidArgument('volume_capability', mismatch);
@@ -103,7 +124,7 @@ export function createNodeHandlers(d: NodeDeps) {
         }
         return {};
       }
-      await withCsiFlagField('volume_capability.mount.mount_flags', () =>
+      await withCsiFields({ target: 'target_path', flags: 'volume_capability.mount.mount_flags' }, () =>
         service.mount({ ref: volumeId, consumer, target, readOnly, mountFlags: cap.mountFlags }, ctx));
       return {};
     },
@@ -112,7 +133,7 @@ export function createNodeHandlers(d: NodeDeps) {
       const volumeId = requireString(req.volume_id, 'volume_id');
       const target = requirePath(req.target_path, 'target_path');
       requireVolume(service, volumeId);
-      await service.unmount({ ref: volumeId, consumer: publishConsumer(target) }, ctx);
+      await withCsiFields({ target: 'target_path' }, () => service.unmount({ ref: volumeId, consumer: publishConsumer(target) }, ctx));
       return {};
     },
 

@@ -164,4 +164,21 @@ describe('FlexVolume calls', () => {
     expect(await runFlexCall(['getvolumename', J({})], () => admin)).toEqual({ status: 'Not supported' });
     expect(await runFlexCall(['waitfordetach', '/dev/x'], () => admin)).toEqual({ status: 'Not supported' });
   });
+
+  it('names the directory argument when the daemon refuses the target (mount dir / device mount dir)', async () => {
+    const { admin } = fakeAdmin();
+    admin.mount = async () => {
+      throw new BerthError('InvalidArgument', 'target: "/pods/x" is a symbolic link (...)', { field: 'target' });
+    };
+    await expect(runFlexCall(['mount', '/pods/x', J({})], () => admin)).rejects.toMatchObject({
+      kind: 'InvalidArgument', field: 'mount dir', message: 'mount dir: "/pods/x" is a symbolic link (...)',
+    });
+    await expect(runFlexCall(['mountdevice', '/dm/x', '/dev/loop9', J({})], () => admin)).rejects.toMatchObject({ field: 'device mount dir' });
+    const second = fakeAdmin();
+    await runFlexCall(['mount', '/pods/y', J({})], () => second.admin);
+    second.admin.unmount = async () => {
+      throw new BerthError('FailedPrecondition', 'target: "/pods/y" is covered by a mount berth did not make', { field: 'target' });
+    };
+    await expect(runFlexCall(['unmount', '/pods/y'], () => second.admin)).rejects.toMatchObject({ kind: 'FailedPrecondition', field: 'mount dir' });
+  });
 });

@@ -15,7 +15,7 @@
  * the node's kubelet gets the device at mountdevice, where the core attaches implicitly
  * and detaches again with the last unmount.
  */
-import { isBerthError, invalidArgument, notFound } from '../../core/errors.js';
+import { isBerthError, invalidArgument, notFound, renameErrorField } from '../../core/errors.js';
 import type { Volume } from '../../core/types.js';
 import { failure, notSupported, success, type FlexCapabilities, type FlexReply } from './errors.js';
 import type { AdminClient } from '../admin/client.js';
@@ -167,18 +167,27 @@ async function detach(admin: FlexAdmin, pvName: string, node: string): Promise<F
   return success();
 }
 
-async function mountAt(admin: FlexAdmin, json: string, target: string, consumer: string, field: string): Promise<FlexReply> {
+/** The daemon names the path it refuses "target"; kubelet's pod events should name the argument. */
+async function asArgument<T>(dirField: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw renameErrorField(err, { target: dirField });
+  }
+}
+
+async function mountAt(admin: FlexAdmin, json: string, target: string, consumer: string, field: string, dirField: string): Promise<FlexReply> {
   const opts = parseFlexOptions(json, field);
   const vol = await ensureVolume(admin, opts);
-  await admin.mount(vol.id, { consumer, target, readOnly: opts.readOnly });
+  await asArgument(dirField, () => admin.mount(vol.id, { consumer, target, readOnly: opts.readOnly }));
   return success();
 }
 
-async function unmountAt(admin: FlexAdmin, consumer: string): Promise<FlexReply> {
+async function unmountAt(admin: FlexAdmin, consumer: string, dirField: string): Promise<FlexReply> {
   const vol = await volumeWithConsumer(admin, consumer);
   // Retries after a crash or a timeout are normal: not mounted is done (§8.5).
   if (vol === null) return success({ message: 'not mounted' });
-  await admin.unmount(vol.id, { consumer });
+  await asArgument(dirField, () => admin.unmount(vol.id, { consumer }));
   return success();
 }
 
@@ -238,17 +247,17 @@ export async function runFlexCall(argv: readonly string[], admin: () => FlexAdmi
     case 'mountdevice': {
       const usage = 'mountdevice <device mount dir> <device> <json>';
       const path = dirArg(args, 0, usage, 'device mount dir');
-      return mountAt(admin(), arg(args, 2, usage), path, deviceConsumer(path), 'mountdevice options JSON');
+      return mountAt(admin(), arg(args, 2, usage), path, deviceConsumer(path), 'mountdevice options JSON', 'device mount dir');
     }
     case 'unmountdevice':
-      return unmountAt(admin(), deviceConsumer(dirArg(args, 0, 'unmountdevice <device mount dir>', 'device mount dir')));
+      return unmountAt(admin(), deviceConsumer(dirArg(args, 0, 'unmountdevice <device mount dir>', 'device mount dir')), 'device mount dir');
     case 'mount': {
       const usage = 'mount <mount dir> <json>';
       const dir = dirArg(args, 0, usage, 'mount dir');
-      return mountAt(admin(), arg(args, 1, usage), dir, podConsumer(dir), 'mount options JSON');
+      return mountAt(admin(), arg(args, 1, usage), dir, podConsumer(dir), 'mount options JSON', 'mount dir');
     }
     case 'unmount':
-      return unmountAt(admin(), podConsumer(dirArg(args, 0, 'unmount <mount dir>', 'mount dir')));
+      return unmountAt(admin(), podConsumer(dirArg(args, 0, 'unmount <mount dir>', 'mount dir')), 'mount dir');
     case 'expandvolume': {
       const usage = 'expandvolume <json> <device mount path> <new size> <old size>';
       return expandVolume(admin(), arg(args, 0, usage), arg(args, 2, usage));
