@@ -83,6 +83,8 @@ export async function startTestDaemon(root: TmpRoot, o: TestDaemonOptions = {}):
     admin: { socket },
     docker: { enabled: o.docker ?? false, socket: dockerSocket },
     csi: { enabled: o.csi ?? false, endpoint: csiEndpoint },
+    // Targets live under the test's own root (the state root inside it is refused anyway).
+    targets: { allowedPrefixes: [root.dir] },
   } as Record<string, unknown>;
   // One level deep, so `config: { docker: { driverName: 'x' } }` keeps the generated socket.
   for (const [k, v] of Object.entries(o.config ?? {})) {
