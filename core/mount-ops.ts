@@ -209,13 +209,13 @@ export async function unmountVolume(d: CoreDeps, row: VolumeRow, consumer: strin
   const refs = d.store.listMountRefs(row.id);
   const mine = refs.find((r) => r.consumer === consumer);
   if (!mine) return;
-  if (mine.target) await unbindTarget(d.exec, targetRecord(mine, row.path));
   const others = refs.filter((r) => r.consumer !== consumer);
   if (others.length > 0) {
+    if (mine.target) await unbindTarget(d.exec, targetRecord(mine, row.path));
     d.store.tx(() => d.store.deleteMountRef(row.id, consumer), RUNTIME);
     return;
   }
-  await releaseAll(d, row, [mine.consumer]);
+  await releaseAll(d, row, [mine.consumer]); // unbinds the target first
 }
 
 /**
