@@ -244,13 +244,14 @@ async function converge(d: CoreDeps, row: VolumeRow, state: BackendRuntimeState)
  * Returns whether it bound anything.
  */
 async function rebindTarget(d: CoreDeps, row: VolumeRow, ref: MountRefRow, path: string): Promise<boolean> {
-  const rec = targetRecord(ref, path);
+  // Recognised by what the target must show now: the volume's current path.
+  const rec = { ...targetRecord(ref, path), source: path };
   const now = await targetState(rec);
   if (now.state === 'covered') throw now.error;
   if (now.state === 'bound') {
     const m = ref.bindMount;
     if (m === null || m.id !== now.mount.id || m.majorMinor !== now.mount.majorMinor || m.root !== now.mount.root) {
-      d.store.setMountRefBinding(row.id, ref.consumer, { targetCreated: ref.targetCreated, bindSource: rec.source, bindMount: now.mount });
+      d.store.setMountRefBinding(row.id, ref.consumer, { targetCreated: ref.targetCreated, bindSource: path, bindMount: now.mount });
     }
     return false;
   }
