@@ -10,9 +10,9 @@
 import { request, Agent } from 'node:http';
 import { percentile, summarize, sample, type BenchResult } from './stats.js';
 import { startTestDaemon } from '../helpers/daemon.js';
-import {
-  acquireDriverName, cleanupDocker, docker, ensureDocker, ensureTestImage, pluginSocket, stopDocker, uniqueName,
-} from '../helpers/docker.js';
+import { cleanupDocker, docker, ensureTestImage, uniqueName } from '../helpers/docker.js';
+import { acquireDriver } from '../helpers/docker-drivers.js';
+import { useDockerEngine } from '../helpers/dockerd.js';
 import { createTmpRoot } from '../helpers/tmp-root.js';
 
 const CYCLE_GROUP = 'docker (volume create + run + rm, real dockerd)';
@@ -21,14 +21,16 @@ const CYCLES = 20;
 const WARMUP = 2;
 
 export async function run(): Promise<BenchResult[]> {
-  const startedDocker = await ensureDocker();
+  const engine = await useDockerEngine();
   const root = createTmpRoot('bench-docker');
-  // Deferred steps run last-in first-out: the engine this run started stops after all else.
-  if (startedDocker) root.defer(() => stopDocker());
+  // Deferred steps run last-in first-out: the engine (stopped if this run started it and
+  // nothing else uses it) after all else, then the driver name and its socket.
+  root.defer(() => engine.release());
   const image = await ensureTestImage();
-  const { driver, release } = await acquireDriverName('berth-bench', 2);
-  const socket = pluginSocket(driver);
-  root.defer(release);
+  const held = await acquireDriver('benchDocker');
+  const { driver } = held;
+  const socket = held.socket!;
+  root.defer(held.release);
   try {
     const berth = await startTestDaemon(root, {
       defaultBackend: 'local',

@@ -2,9 +2,10 @@
 // installed by `berth flexvolume install` (kubelet execs it; #! is node's absolute path) and
 // dvdcli (Mesos execs it; #!/usr/bin/env node), next to a bare `node -e 0` measured in the
 // same run, interleaved so that machine noise hits every series alike. Goal: within 1.5x.
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { callerEnv, execFile, goJson, holdDriverName, kubeletCall } from '../helpers/callers.js';
+import { callerEnv, execFile, goJson, kubeletCall } from '../helpers/callers.js';
+import { acquireDriver } from '../helpers/docker-drivers.js';
 import { REPO_ROOT, runBerth, startTestDaemon } from '../helpers/daemon.js';
 import { createTmpRoot } from '../helpers/tmp-root.js';
 import { summarize, type BenchResult } from './stats.js';
@@ -16,12 +17,14 @@ const WARMUP = 3;
 export async function run(): Promise<BenchResult[]> {
   const root = createTmpRoot('bench-exec');
   try {
-    const d = await startTestDaemon(root, { docker: true });
-    const driver = await holdDriverName(root);
-    mkdirSync('/etc/docker/plugins', { recursive: true });
-    const spec = `/etc/docker/plugins/${driver}.spec`;
-    writeFileSync(spec, `unix://${d.dockerSocket}\n`);
-    root.defer(() => rmSync(spec, { force: true }));
+    // A driver name with its one spec file and socket (test/helpers/docker-drivers.ts); its
+    // release runs last, after the daemon stopped.
+    const held = await acquireDriver('benchExec');
+    root.defer(held.release);
+    const driver = held.driver;
+    const d = await startTestDaemon(root, { config: { docker: { enabled: true, driverName: driver, socket: held.socket } } });
+    await held.announce();
+    root.defer(() => rmSync(held.spec!, { force: true }));
     const pluginDir = root.path('exec');
     const installed = await runBerth(['--socket', d.socket, 'flexvolume', 'install', '--plugin-dir', pluginDir]);
     if (installed.code !== 0) throw new Error(`flexvolume install failed: ${installed.stderr}`);

@@ -121,24 +121,3 @@ export async function mountTable(): Promise<Map<string, string>> {
   }
   return out;
 }
-
-/**
- * Holds one of the shared test driver names (test/helpers/docker.ts acquireDriverName) until
- * the root is cleaned up, waiting while all of them are taken. Every name dockerd ever sees
- * under /run/docker/plugins or /etc/docker/plugins stays in its memory and slows later
- * lookups once gone, so the dvdcli suites reuse the Docker suites' pool instead of random names.
- */
-export async function holdDriverName(root: { defer(fn: () => unknown): void }, timeoutMs = 120_000): Promise<string> {
-  const { acquireDriverName } = await import('./docker.js');
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const held = await acquireDriverName();
-      root.defer(() => held.release());
-      return held.driver;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
-}

@@ -27,6 +27,8 @@ export interface TestDaemonOptions {
   /** Extra config keys, merged one level deep over the generated ones (`backends` is replaced whole). */
   readonly config?: Record<string, unknown>;
   readonly logLevel?: 'debug' | 'info' | 'warn' | 'error';
+  /** Extra environment for the daemon process, on every (re)start (e.g. BERTH_TEST_HOLDS). */
+  readonly env?: Record<string, string>;
 }
 
 export interface CliResult {
@@ -70,7 +72,9 @@ export async function startTestDaemon(root: TmpRoot, o: TestDaemonOptions = {}):
   const run = root.path('run');
   mkdirSync(run, { recursive: true });
   const socket = join(run, 'admin.sock');
-  const dockerSocket = join(run, 'docker.sock');
+  // A Docker driver name has one fixed address (docker-drivers.ts): config.docker.socket wins.
+  const dockerOverride = (o.config?.['docker'] as { socket?: unknown } | undefined)?.socket;
+  const dockerSocket = typeof dockerOverride === 'string' ? dockerOverride : join(run, 'docker.sock');
   const csiEndpoint = join(run, 'csi.sock');
   const configFile = root.path('config.yaml');
   const logFile = root.path('daemon.log');
@@ -106,6 +110,7 @@ export async function startTestDaemon(root: TmpRoot, o: TestDaemonOptions = {}):
       const fd = openSync(logFile, 'a');
       const env = { ...process.env };
       for (const k of Object.keys(env)) if (k.startsWith('BERTH_')) delete env[k];
+      Object.assign(env, o.env);
       const c = spawn(process.execPath, ['--enable-source-maps', BERTH_JS, 'serve', '--config', configFile], {
         stdio: ['ignore', fd, fd],
         env,

@@ -10,9 +10,8 @@ import { BerthError } from '../../core/errors.js';
 import { makeBtrfsPool, writeMiB } from '../helpers/btrfs-pool.js';
 import { createCsiClient, mountCap, type CsiClient } from '../helpers/csi-client.js';
 import { startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
-import {
-  acquireDriverName, cleanupDocker, docker, dockerRun, TEST_IMAGE, pluginSocket, uniqueName,
-} from '../helpers/docker.js';
+import { cleanupDocker, docker, dockerRun, TEST_IMAGE, uniqueName } from '../helpers/docker.js';
+import { acquireDriver } from '../helpers/docker-drivers.js';
 import { useTmpRoots, type TmpRoot } from '../helpers/tmp-root.js';
 
 const MiB = 1024 * 1024;
@@ -30,23 +29,22 @@ interface BtrfsEnv {
 
 /**
  * A daemon whose default backend "pool" is btrfs on a fresh loop-image filesystem; with
- * `docker` it also serves Docker under a driver name of its own. Cleanup (LIFO): containers
- * and Docker volumes, the daemon, the plugin socket, the pool, the driver name.
+ * `docker` it also serves Docker under a driver name of this suite's pool, at the name's one
+ * socket (test/helpers/docker-drivers.ts). Cleanup (LIFO): containers and Docker volumes, the
+ * daemon, the pool, the driver name and whatever is left at its socket.
  */
 async function btrfsEnv(label: string, o: { docker?: boolean; csi?: boolean } = {}): Promise<BtrfsEnv> {
   const root = roots.create(label);
   let driver = '';
+  let socket = '';
   if (o.docker) {
-    // Own name prefix: Docker caches a legacy driver's address by name, and other suites
-    // serve berth-it<n> from other socket paths (dvdcli spec files).
-    const held = await acquireDriverName('berth-data', 2);
+    const held = await acquireDriver('dataServices');
     root.defer(held.release);
     driver = held.driver;
+    socket = held.socket!;
   }
   const pool = await makeBtrfsPool({ prefix: `berth-${label}-pool-` });
   root.defer(() => pool.cleanup());
-  const socket = driver ? pluginSocket(driver) : '';
-  if (driver) root.defer(() => unlink(socket).catch(() => {}));
   const d = await startTestDaemon(root, {
     backends: { local: { driver: 'dir' }, pool: { driver: 'btrfs', pool: pool.pool }, loop: { driver: 'loop' } },
     defaultBackend: 'pool',

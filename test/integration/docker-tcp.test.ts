@@ -2,19 +2,17 @@
 // daemon (dist/berth.js): berth's unix socket lives in the test's temporary root, not in
 // /run/docker/plugins, so Docker (and dvdcli) can find the driver only through the spec
 // file berth writes into /etc/docker/plugins (the one directory dockerd reads). The driver
-// name and its port come from acquireTcpDriverName (see there why the port is fixed);
-// cleanup removes containers, volumes, the daemon and the spec file even when a test fails.
+// name comes from this suite's pool with its one fixed port (test/helpers/docker-drivers.ts:
+// dockerd dials a name at the address it first found it at until it restarts); cleanup
+// removes containers, volumes, the daemon and the spec file even when a test fails.
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { execFile } from '../helpers/callers.js';
 import { REPO_ROOT, runBerth, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
-import {
-  acquireTcpDriverName, cleanupDocker, docker, TEST_IMAGE, listDriverVolumes, pluginSocket, SPEC_DIR,
-  specFile, uniqueName,
-} from '../helpers/docker.js';
+import { cleanupDocker, docker, TEST_IMAGE, listDriverVolumes, uniqueName } from '../helpers/docker.js';
+import { acquireDriver, PLUGIN_DIR, SPEC_DIR } from '../helpers/docker-drivers.js';
 import { useTmpRoots, type TmpRoot } from '../helpers/tmp-root.js';
 
 const roots = useTmpRoots();
@@ -33,11 +31,13 @@ interface Env {
 /** A berth serving Docker on TCP + spec file only; `loop` is the default backend. */
 async function setup(label: string): Promise<Env> {
   const root = roots.create(`docker-tcp-${label}`);
-  const { driver, tcp, release } = await acquireTcpDriverName();
-  root.defer(release);
-  const spec = specFile(driver);
-  // Registered before the daemon, so it runs after the daemon stopped (LIFO), failed or not.
-  root.defer(() => rm(spec, { force: true }));
+  // Registered before the daemon, so it runs after the daemon stopped (LIFO), failed or not,
+  // and removes the spec file if the daemon did not.
+  const held = await acquireDriver('dockerTcp');
+  root.defer(held.release);
+  const { driver } = held;
+  const tcp = held.tcp!;
+  const spec = held.spec!;
   const containers: string[] = [];
   const berth = await startTestDaemon(root, {
     defaultBackend: 'loop',
@@ -64,7 +64,7 @@ describe('Docker volume plugin over TCP, announced by a spec file', () => {
   it('docker volume create / run / run / rm reach berth through the spec file alone; stop removes the spec file', async () => {
     const env = await setup('e2e');
     expect(readFileSync(env.spec, 'utf8')).toBe(`tcp://${env.tcp}\n`);
-    expect(existsSync(pluginSocket(env.driver))).toBe(false); // nothing in /run/docker/plugins
+    expect(existsSync(join(PLUGIN_DIR, `${env.driver}.sock`))).toBe(false); // nothing in /run/docker/plugins
     expect(existsSync(env.berth.root.path('run', 'plugin', `${env.driver}.sock`))).toBe(true);
     // `berth status` tells the operator where Docker is sent.
     expect((await env.berth.client.status()).daemon?.docker).toMatchObject({ driverName: env.driver, tcp: `tcp://${env.tcp}` });

@@ -1,16 +1,14 @@
 // The Docker volume plugin frontend against a real Docker engine and a real berth daemon
-// (dist/berth.js) with `dir` and `loop` backends. Each test holds its own driver name
-// (berth-it<n>, socket /run/docker/plugins/<driver>.sock), state root and volume
-// names; cleanup removes containers and volumes, stops berth, removes the socket and
-// sweeps mounts and loop devices even when a test fails.
+// (dist/berth.js) with `dir` and `loop` backends. Each test holds a driver name of this
+// suite's own pool, always served at its one socket /run/docker/plugins/<driver>.sock
+// (test/helpers/docker-drivers.ts), plus its own state root and volume names; cleanup removes
+// containers and volumes, stops berth, removes the socket and sweeps mounts and loop devices
+// even when a test fails.
 import { statSync } from 'node:fs';
-import { unlink } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
-import {
-  acquireDriverName, cleanupDocker, docker, dockerRun, TEST_IMAGE, listDriverVolumes, pluginSocket,
-  uniqueName, waitFor,
-} from '../helpers/docker.js';
+import { cleanupDocker, docker, dockerRun, TEST_IMAGE, listDriverVolumes, uniqueName, waitFor } from '../helpers/docker.js';
+import { acquireDriver } from '../helpers/docker-drivers.js';
 import { leftovers, useTmpRoots, type TmpRoot } from '../helpers/tmp-root.js';
 
 const roots = useTmpRoots();
@@ -21,6 +19,8 @@ interface Env {
   readonly root: TmpRoot;
   readonly berth: TestDaemon;
   readonly driver: string;
+  /** The driver's plugin socket (its one address). */
+  readonly socket: string;
   /** Containers to remove in cleanup (also the ones started with --rm, in case they hang). */
   readonly containers: string[];
 }
@@ -28,13 +28,14 @@ interface Env {
 /** A berth daemon serving Docker on its own driver name; `loop` is the default backend. */
 async function setup(label: string): Promise<Env> {
   const root = roots.create(`docker-${label}`);
-  const { driver, release } = await acquireDriverName();
-  root.defer(release);
-  const socket = pluginSocket(driver);
-  const containers: string[] = [];
   // Cleanup runs last-in first-out: containers and volumes first (berth must still
-  // answer), then the daemon stops (registered by startTestDaemon), then the socket goes.
-  root.defer(() => unlink(socket).catch(() => {}));
+  // answer), then the daemon stops (registered by startTestDaemon), then the name and
+  // whatever is left at its socket go.
+  const held = await acquireDriver('docker');
+  root.defer(held.release);
+  const { driver } = held;
+  const socket = held.socket!;
+  const containers: string[] = [];
   const berth = await startTestDaemon(root, {
     defaultBackend: 'loop',
     backends: { local: { driver: 'dir' }, loop: { driver: 'loop' } },
@@ -49,7 +50,7 @@ async function setup(label: string): Promise<Env> {
       if (e.kind !== 'NotFound') throw e;
     }),
   }));
-  return { root, berth, driver, containers };
+  return { root, berth, driver, socket, containers };
 }
 
 function containerName(env: Env, prefix = 'c'): string {
@@ -172,7 +173,7 @@ describe('docker volume plugin with a real Docker engine', () => {
 
     // kill -9 leaves the plugin socket behind; the restarted daemon replaces it.
     await env.berth.kill('SIGKILL');
-    expect(statSync(pluginSocket(env.driver)).isSocket()).toBe(true);
+    expect(statSync(env.socket).isSocket()).toBe(true);
     await env.berth.start();
 
     // berth remembered c1's reference: the volume is still mounted and written through.

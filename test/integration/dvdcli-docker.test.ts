@@ -1,13 +1,14 @@
 // dvdcli next to a real Docker engine on the same berth daemon: the Mesos path (dvdcli,
 // no mount ID) and a real `docker run -v` container share one volume. dvdcli finds the
-// plugin exactly where Docker does (/run/docker/plugins/<driver>.sock).
+// plugin exactly where Docker does (/run/docker/plugins/<driver>.sock, the driver name's one
+// address: test/helpers/docker-drivers.ts).
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
-import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { execFile, holdDriverName } from '../helpers/callers.js';
+import { execFile } from '../helpers/callers.js';
 import { REPO_ROOT, startTestDaemon } from '../helpers/daemon.js';
-import { cleanupDocker, docker, TEST_IMAGE, listDriverVolumes, pluginSocket, uniqueName } from '../helpers/docker.js';
+import { cleanupDocker, docker, TEST_IMAGE, listDriverVolumes, uniqueName } from '../helpers/docker.js';
+import { acquireDriver } from '../helpers/docker-drivers.js';
 import { useTmpRoots } from '../helpers/tmp-root.js';
 
 const roots = useTmpRoots();
@@ -17,11 +18,11 @@ const image = TEST_IMAGE;
 describe('dvdcli and a real Docker engine on one daemon', () => {
   it('a Mesos-mounted volume is in `docker volume ls`; a Docker container keeps it mounted after the single dvdcli unmount', async () => {
     const root = roots.create('dvdcli-docker');
-    const driver = await holdDriverName(root);
-    const socket = pluginSocket(driver);
+    const held = await acquireDriver('dvdcliDocker');
+    root.defer(held.release); // last: after the daemon stopped
+    const { driver } = held;
     const containers: string[] = [];
-    root.defer(() => unlink(socket).catch(() => {}));
-    const d = await startTestDaemon(root, { defaultBackend: 'loop', config: { docker: { enabled: true, driverName: driver, socket } } });
+    const d = await startTestDaemon(root, { defaultBackend: 'loop', config: { docker: { enabled: true, driverName: driver, socket: held.socket } } });
     root.defer(() =>
       cleanupDocker({
         driver, containers, stopped: d.pid() === null,
@@ -42,9 +43,11 @@ describe('dvdcli and a real Docker engine on one daemon', () => {
     writeFileSync(join(path, 'from-mesos'), 'hello docker');
     expect(await listDriverVolumes(driver)).toContain(name);
 
+    // dockerd has not seen this name (dvdcli made it): without --volume-driver it would ask
+    // every driver it ever met, ~15 s for each whose berth is gone, holding the name's lock.
     const container = uniqueName('berth-dvd');
     containers.push(container);
-    await docker(['run', '--network', 'none', '-d', '--name', container, '-v', `${name}:/data`, image, 'sleep', '300']);
+    await docker(['run', '--network', 'none', '-d', '--name', container, '--volume-driver', driver, '-v', `${name}:/data`, image, 'sleep', '300']);
     const second = await execFile(dvdcli, args('mount'));
     expect(second.stdout).toBe(first.stdout);
 

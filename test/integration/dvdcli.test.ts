@@ -2,14 +2,17 @@
 // argv, stdin closed, the whole trimmed stdout taken as the mount path. It reaches the
 // daemon's Docker volume plugin socket through Docker's own discovery (a .spec file under
 // /etc/docker/plugins, or a socket under /run/docker/plugins), with real loop volumes.
+// dockerd reads the same directories and keeps the first address it finds a name at, so each
+// driver name here always points at the same socket (test/helpers/docker-drivers.ts).
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../helpers/daemon.js';
-import { callerEnv, dockerPluginCall, execFile, holdDriverName, mountTable, type ExecResult } from '../helpers/callers.js';
+import { callerEnv, dockerPluginCall, execFile, mountTable, type ExecResult } from '../helpers/callers.js';
 import { createCsiClient } from '../helpers/csi-client.js';
-import { startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { startTestDaemon } from '../helpers/daemon.js';
+import { acquireDriver } from '../helpers/docker-drivers.js';
 import { useTmpRoots, type TmpRoot } from '../helpers/tmp-root.js';
 
 const roots = useTmpRoots();
@@ -23,22 +26,19 @@ function installDvdcli(root: TmpRoot): string {
   return join(bin, 'dvdcli');
 }
 
-/** Registers the daemon's Docker socket with a spec file under a held shared driver name. */
-async function registerSpec(root: TmpRoot, d: TestDaemon): Promise<string> {
-  const driver = await holdDriverName(root);
-  // A socket of the same name would win over the spec file (Docker's discovery order).
-  rmSync(`/run/docker/plugins/${driver}.sock`, { force: true });
-  mkdirSync('/etc/docker/plugins', { recursive: true });
-  const spec = `/etc/docker/plugins/${driver}.spec`;
-  writeFileSync(spec, `unix://${d.dockerSocket}\n`);
-  root.defer(() => rmSync(spec, { force: true }));
-  return driver;
-}
-
+/**
+ * A daemon serving Docker on the fixed socket of a held spec-file driver name, announced by
+ * its spec file in /etc/docker/plugins once the daemon listens. Cleanup (LIFO): the spec
+ * file, the daemon, then the name.
+ */
 async function daemonWithPlugin(label: string, csi = false) {
   const root = roots.create(label);
-  const d = await startTestDaemon(root, { docker: true, csi });
-  return { root, d, dvdcli: installDvdcli(root), driver: await registerSpec(root, d) };
+  const held = await acquireDriver('dvdcliSpec');
+  root.defer(held.release);
+  const d = await startTestDaemon(root, { csi, config: { docker: { enabled: true, driverName: held.driver, socket: held.socket } } });
+  await held.announce();
+  root.defer(() => rmSync(held.spec!, { force: true })); // before the daemon stops
+  return { root, d, dvdcli: installDvdcli(root), driver: held.driver };
 }
 
 /** The isolator's mount argv (driver.cpp): always --flag=value, one --volumeopts per option. */
@@ -139,18 +139,19 @@ describe('dvdcli (Mesos-style calls)', () => {
     expectOk(unmountedPath);
     expect(unmountedPath.stdout).toBe('');
 
-    // Socket discovery: /run/docker/plugins/<driver>.sock (a symlink to the daemon's socket)
-    // wins over the spec file of the same name.
-    mkdirSync('/run/docker/plugins', { recursive: true });
-    const link = `/run/docker/plugins/${driver}.sock`;
-    symlinkSync(d.dockerSocket, link);
-    root.defer(() => rmSync(link, { force: true }));
-    rmSync(`/etc/docker/plugins/${driver}.spec`);
-    const mounted = await execFile(dvdcli, ['mount', `--volumedriver=${driver}`, `--volumename=${name}`, '--explicitCreate=true']);
+    // Socket discovery: the same daemon under a second name that has no spec file, only a
+    // socket /run/docker/plugins/<name>.sock (a symlink to the daemon's socket). A name of
+    // its own: the spec name must never be found at another address (docker-drivers.ts).
+    const bySocket = await acquireDriver('dvdcliSocket');
+    root.defer(bySocket.release); // removes the link
+    symlinkSync(d.dockerSocket, bySocket.socket!);
+    const other = bySocket.driver;
+    expect(existsSync(`/etc/docker/plugins/${other}.spec`)).toBe(false);
+    const mounted = await execFile(dvdcli, ['mount', `--volumedriver=${other}`, `--volumename=${name}`, '--explicitCreate=true']);
     expectOk(mounted);
-    const path = await execFile(dvdcli, ['path', `--volumedriver=${driver}`, `--volumename=${name}`]);
+    const path = await execFile(dvdcli, ['path', `--volumedriver=${other}`, `--volumename=${name}`]);
     expect(path.stdout).toBe(mounted.stdout);
-    expectOk(await mesosUnmount(dvdcli, driver, name));
+    expectOk(await mesosUnmount(dvdcli, other, name));
 
     const removed = await execFile(dvdcli, ['remove', `--volumedriver=${driver}`, `--volumename=${name}`]);
     expectOk(removed);
