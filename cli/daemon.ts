@@ -7,7 +7,9 @@
  */
 import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BerthError, createBackends, createExec, createVolumeService, openStore, type Config, type CoreVolumeService, type Logger } from '../core/index.js';
+import {
+  BerthError, createBackends, createExec, createVolumeService, openStore, withTestHolds, type Config, type CoreVolumeService, type Logger,
+} from '../core/index.js';
 
 import { builtinDrivers } from '../backends/index.js';
 import type { DaemonInfo } from '../frontends/admin/client.js';
@@ -28,7 +30,13 @@ export interface RunningDaemon {
  * Builds and starts everything; on any failure it undoes what it started and rethrows.
  * @example const d = await startDaemon(config, { log, version: '0.1.0' }); ...; await d.stop();
  */
-export async function startDaemon(config: Config, o: { log: Logger; version: string; configFile?: string | null }): Promise<RunningDaemon> {
+export async function startDaemon(config: Config, o: {
+  log: Logger;
+  version: string;
+  configFile?: string | null;
+  /** Crash tests only (BERTH_TEST_HOLDS): a socket every backend step waits on (core/test-holds.ts). */
+  testHolds?: string | null;
+}): Promise<RunningDaemon> {
   const { log, version } = o;
   const undo: Array<() => Promise<void> | void> = [];
   const unwind = async () => {
@@ -48,7 +56,8 @@ export async function startDaemon(config: Config, o: { log: Logger; version: str
     await claimStateRoot(config.stateRoot);
     undo.push(() => rm(join(config.stateRoot, PID_FILE), { force: true }));
     const exec = createExec();
-    const backends = await createBackends({ config, drivers: builtinDrivers, exec, log });
+    const built = await createBackends({ config, drivers: builtinDrivers, exec, log });
+    const backends = o.testHolds ? withTestHolds(built, { socket: o.testHolds, log }) : built;
     const store = openStore(join(config.stateRoot, 'state.db'));
     undo.push(() => store.close());
 

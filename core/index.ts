@@ -23,3 +23,4 @@ export type { Logger } from './log.js';
 export { createLogger, createSilentLogger } from './log.js';
 export type { Exec } from './os/exec.js';
 export { createExec } from './os/exec.js';
+export { withTestHolds, HOLD_STEPS, type HoldPoint, type HoldStep } from './test-holds.js';

@@ -61,7 +61,7 @@ async function serve(a: ServeArgs): Promise<number> {
     for (const w of warnings) log.warn(w);
     const explicit = a.config ?? process.env.BERTH_CONFIG;
     const configFile = explicit !== undefined ? resolve(explicit) : existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : null;
-    daemon = await startDaemon(config, { log, version: BERTH_VERSION, configFile });
+    daemon = await startDaemon(config, { log, version: BERTH_VERSION, configFile, testHolds: process.env.BERTH_TEST_HOLDS || null });
   } catch (err) {
     const why = isBerthError(err) ? `${err.kind}: ${err.message}` : err instanceof Error ? err.message : String(err);
     process.stderr.write(`berth serve: cannot start: ${why}\n`);

@@ -1,10 +1,15 @@
 // kill -9 of the real daemon in the middle of loop-volume operations, at several kill points
-// (right after the request is written, when the image file appears, when the loop device
-// appears, when the mount appears), then restart and check: every record is settled (no
-// creating/deleting left), the kernel matches the records (mounted iff referenced, a loop
-// device iff attached), no image/device/mount without a volume, references of other consumers
-// intact; then the interrupted call is retried (idempotent) and everything is removed with
-// nothing left behind.
+// (right after the request is written; and between a backend step and what the core records
+// after it: the image file made, the loop device attached, the mount made, the mount gone),
+// then restart and check: every record is settled (no creating/deleting left), the kernel
+// matches the records (mounted iff referenced, a loop device iff attached), no
+// image/device/mount without a volume, references of other consumers intact; then the
+// interrupted call is retried (idempotent) and everything is removed with nothing left behind.
+//
+// The kill points are exact, not timed: the daemon runs with BERTH_TEST_HOLDS
+// (core/test-holds.ts) and waits at the point until it is killed (test/helpers/holds.ts). A
+// test fails when its operation finished without reaching its point, and checks at the point
+// that the kernel or disk is in the state the point names.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -12,6 +17,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Volume } from '../../core/types.js';
 import { startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { createHoldServer, reached, type HoldPoint, type HoldServer } from '../helpers/holds.js';
 import { leftovers, useTmpRoots } from '../helpers/tmp-root.js';
 
 const roots = useTmpRoots();
@@ -46,25 +52,28 @@ function sendOnly(d: TestDaemon, method: string, path: string, body?: object): {
   return { written, done };
 }
 
+/** A daemon that reports its backend steps to a hold server (see the top of this file). */
+async function crashDaemon(label: string): Promise<{ d: TestDaemon; holds: HoldServer }> {
+  const root = roots.create(label);
+  const holds = await createHoldServer(root);
+  return { d: await startTestDaemon(root, { env: holds.env }), holds };
+}
+
 /**
- * Polls `cond` (deadline 60 s) while the operation runs and kills the daemon with SIGKILL as
- * soon as it holds, or when the operation finished first. Returns which happened.
+ * Sends the request, waits until the daemon is held at `point` of it (failing when the
+ * operation finished without reaching it), runs `check` there, and kills the daemon with
+ * SIGKILL. Returns the point it was killed at.
  */
-async function killWhen(d: TestDaemon, done: Promise<void>, cond: () => boolean): Promise<'mid-operation' | 'after-operation'> {
-  let finished = false;
-  void done.then(() => (finished = true));
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (cond()) {
-      await d.kill('SIGKILL');
-      return 'mid-operation';
-    }
-    if (finished || Date.now() > deadline) {
-      await d.kill('SIGKILL');
-      return 'after-operation';
-    }
-    await new Promise((r) => setTimeout(r, 2));
-  }
+async function killAt(
+  d: TestDaemon, holds: HoldServer, point: Partial<HoldPoint>, send: () => ReturnType<typeof sendOnly>, check: () => void,
+): Promise<HoldPoint> {
+  const at = holds.holdAt(point);
+  const op = send();
+  const hit = await reached(at, op.done, holds);
+  check();
+  await d.kill('SIGKILL');
+  await op.done;
+  return hit;
 }
 
 /** The invariants that must hold after any restart. */
@@ -96,9 +105,8 @@ async function removeAllAndCheck(d: TestDaemon): Promise<void> {
 }
 
 describe('crash recovery (kill -9)', () => {
-  it('during create: right after the request is written, and when the image file appears', async () => {
-    const d = await startTestDaemon(roots.create('crash-create'));
-    const outcomes: string[] = [];
+  it('during create: right after the request is written, and when the image file exists but the record is not final', async () => {
+    const { d, holds } = await crashDaemon('crash-create');
 
     const a = sendOnly(d, 'POST', '/v1/volumes', { name: 'c1', backend: LOOP, size: '64MiB' });
     await a.written;
@@ -107,9 +115,10 @@ describe('crash recovery (kill -9)', () => {
     await d.start();
     await expectConsistent(d);
 
-    const b = sendOnly(d, 'POST', '/v1/volumes', { name: 'c2', backend: LOOP, size: '64MiB' });
-    outcomes.push(await killWhen(d, b.done, () => images(d).length > 0));
-    await b.done;
+    const hit = await killAt(d, holds, { step: 'create', when: 'after', name: 'c2' },
+      () => sendOnly(d, 'POST', '/v1/volumes', { name: 'c2', backend: LOOP, size: '64MiB' }),
+      () => expect(images(d)).toHaveLength(1)); // c2's image; c1 never got one
+    expect(hit).toMatchObject({ backend: LOOP, name: 'c2' });
     await d.start();
     await expectConsistent(d);
 
@@ -120,22 +129,33 @@ describe('crash recovery (kill -9)', () => {
     expect(new Set(images(d))).toEqual(new Set([`${c1.id}.img`, `${c2.id}.img`]));
     await expectConsistent(d);
     await removeAllAndCheck(d);
-    expect(outcomes).toHaveLength(1);
   });
 
-  it('during the first mount: right after the request, when the loop device appears, when the mount appears', async () => {
-    const d = await startTestDaemon(roots.create('crash-mount'));
-    const points: Array<{ name: string; cond: (v: Volume) => boolean }> = [
-      { name: 'request-written', cond: () => true },
-      { name: 'loop-device', cond: (v) => loopBacking().includes(join(imagesDir(d), `${v.id}.img`)) },
-      { name: 'mounted', cond: (v) => isMounted(managedMount(d, v.id)) },
+  it('during the first mount: right after the request, with the loop device attached, with the mount made', async () => {
+    const { d, holds } = await crashDaemon('crash-mount');
+    const image = (v: Volume) => join(imagesDir(d), `${v.id}.img`);
+    const points: Array<{ name: string; at: Partial<HoldPoint> | null; check: (v: Volume) => void }> = [
+      { name: 'request-written', at: null, check: () => undefined },
+      {
+        name: 'loop-device', at: { step: 'attach', when: 'after' },
+        check: (v) => {
+          expect(loopBacking()).toContain(image(v));
+          expect(isMounted(managedMount(d, v.id))).toBe(false);
+        },
+      },
+      { name: 'mounted', at: { step: 'mount', when: 'after' }, check: (v) => expect(isMounted(managedMount(d, v.id))).toBe(true) },
     ];
     for (const p of points) {
       const v = await d.client.createVolume({ name: `m-${p.name}`, backend: LOOP, size: '64MiB', fs: 'ext4' });
-      const op = sendOnly(d, 'POST', `/v1/volumes/${v.id}/mount`, { consumer: 'docker:abc' });
-      if (p.name === 'request-written') await op.written;
-      await killWhen(d, op.done, () => p.cond(v));
-      await op.done;
+      const send = () => sendOnly(d, 'POST', `/v1/volumes/${v.id}/mount`, { consumer: 'docker:abc' });
+      if (p.at) {
+        expect(await killAt(d, holds, { ...p.at, id: v.id }, send, () => p.check(v))).toMatchObject({ id: v.id });
+      } else {
+        const op = send();
+        await op.written;
+        await d.kill('SIGKILL');
+        await op.done;
+      }
       await d.start();
       const after = (await expectConsistent(d)).find((x) => x.id === v.id)!;
       expect(after.mounts.map((m) => m.consumer)).toEqual(after.mounts.length ? ['docker:abc'] : []);
@@ -151,7 +171,7 @@ describe('crash recovery (kill -9)', () => {
   });
 
   it('keeps other consumers\' references when killed during an unmount, and during a forced remove', async () => {
-    const d = await startTestDaemon(roots.create('crash-refs'));
+    const { d, holds } = await crashDaemon('crash-refs');
     const v = await d.client.createVolume({ name: 'shared', backend: LOOP, size: '64MiB' });
     await d.client.mount(v.id, { consumer: 'c1' });
     await d.client.mount(v.id, { consumer: 'c2' });
@@ -169,10 +189,11 @@ describe('crash recovery (kill -9)', () => {
     await d.client.unmount(v.id, { consumer: 'c2' });
     expect((await d.client.inspectVolume(v.id)).mounts.map((m) => m.consumer).sort()).toEqual(['c1', 'c3']);
 
-    // Forced remove of a mounted volume, killed when its mount goes away (or when it finished).
-    const rm = sendOnly(d, 'DELETE', `/v1/volumes/${v.id}?force=true`);
-    await killWhen(d, rm.done, () => !isMounted(managedMount(d, v.id)));
-    await rm.done;
+    // Forced remove of a mounted volume, killed once its mount is gone (device, image and record still there).
+    await killAt(d, holds, { step: 'unmount', when: 'after', id: v.id }, () => sendOnly(d, 'DELETE', `/v1/volumes/${v.id}?force=true`), () => {
+      expect(isMounted(managedMount(d, v.id))).toBe(false);
+      expect(loopBacking()).toContain(join(imagesDir(d), `${v.id}.img`));
+    });
     await d.start();
     const vols = await expectConsistent(d);
     if (vols.some((x) => x.id === v.id)) await d.client.removeVolume(v.id, { force: true });
@@ -181,7 +202,7 @@ describe('crash recovery (kill -9)', () => {
   });
 
   it('survives repeated kills across many volumes with mounts (dir and loop) and restores every reference', async () => {
-    const d = await startTestDaemon(roots.create('crash-many'));
+    const { d } = await crashDaemon('crash-many');
     const expected = new Map<string, string[]>();
     for (let i = 0; i < 3; i++) {
       const l = await d.client.createVolume({ name: `l${i}`, backend: LOOP, size: '64MiB' });
