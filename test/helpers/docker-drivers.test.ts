@@ -9,8 +9,11 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   DRIVER_POOLS, driverAddress, LEGACY_DRIVER_NAMES, LEGACY_TCP_PORT, PLUGIN_DIR, SPEC_DIR, SPEC_SOCKET_DIR, TCP_PORTS, whyBlocked,
+  type DriverAddress,
 } from './docker-drivers.js';
+import { dockerdReaches } from './docker-probe.js';
 import { explainDial } from './docker.js';
+import { acquireLock } from './machine-lock.js';
 
 const pools = Object.entries(DRIVER_POOLS) as Array<[string, { kind: string; names: readonly string[] }]>;
 const allNames = pools.flatMap(([, p]) => p.names);
@@ -98,5 +101,32 @@ describe('whyBlocked: what holds a name\'s address', () => {
     expect(await whyBlocked({ socket: stale, tcp: null, spec })).toBeNull();
     expect(existsSync(stale)).toBe(false);
     expect(existsSync(spec)).toBe(false);
+  });
+});
+
+describe('dockerdReaches: the proof a suite gets before it uses a name', () => {
+  it('passes a name dockerd reaches at its address; refuses one dockerd has cached at another, naming it, and remembers', async () => {
+    // A name of this test alone (not in any pool), first served at one fixed socket, then
+    // looked for at another: what a name served elsewhere by something else looks like.
+    const name = 'berth-test-probe-moved';
+    const lock = await acquireLock(`driver-${name}`, 120_000);
+    try {
+      const at = (file: string): DriverAddress => {
+        const socket = join(SPEC_SOCKET_DIR, file);
+        return { name, kind: 'spec-unix', socket, tcp: null, spec: join(SPEC_DIR, `${name}.spec`), url: `unix://${socket}` };
+      };
+      const first = at(`${name}.first.sock`);
+      expect(await dockerdReaches(first)).toBeNull(); // the address dockerd has (or now takes) for the name
+      const moved = at(`${name}.sock`);
+      const why = await dockerdReaches(moved);
+      expect(why).toContain(`dockerd does not reach it at ${moved.url} but dials ${first.socket}`);
+      expect(why).toContain('restart dockerd');
+      const t0 = Date.now();
+      expect(await dockerdReaches(moved)).toBe(why); // remembered for this dockerd: no second round of retries
+      expect(Date.now() - t0).toBeLessThan(5_000);
+      for (const p of [first.socket!, moved.socket!, first.spec!]) expect(existsSync(p), p).toBe(false);
+    } finally {
+      await lock.release();
+    }
   });
 });

@@ -23,6 +23,7 @@
 import { lstat, mkdir, readFile, readdir, readlink, rename, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { dirname, join } from 'node:path';
+import { dockerdReaches } from './docker-probe.js';
 import { acquireAny, TEST_RUN_DIR, tryLock, type Lock } from './machine-lock.js';
 
 /** Where dockerd looks for plugin sockets, and for spec files (/usr/lib/docker/plugins is never used here). */
@@ -196,8 +197,10 @@ export async function whyBlocked(a: Pick<DriverAddress, 'socket' | 'tcp' | 'spec
 
 /**
  * Holds a free name of the suite's pool until release(), waiting while every name is held by
- * other running tests. A name whose fixed address something else still serves is skipped,
- * and said so on stderr; when that leaves none, the error says what blocks each name.
+ * other running tests, once dockerd is proven to reach it at its address (docker-probe.ts).
+ * A name whose address something else still serves, or that dockerd has cached at another
+ * address, is skipped and said so on stderr; when that leaves none, the error says what
+ * blocks each name.
  *
  * @example
  *   const d = await acquireDriver('docker');
@@ -217,7 +220,7 @@ export async function acquireDriver(pool: DriverPool, timeoutMs = 150_000): Prom
     const address = driverAddress(lock.name.slice('driver-'.length));
     if (address.socket) await mkdir(dirname(address.socket), { recursive: true, mode: 0o700 });
     if (address.spec) await mkdir(SPEC_DIR, { recursive: true, mode: 0o755 });
-    const why = await whyBlocked(address);
+    const why = (await whyBlocked(address)) ?? (await dockerdReaches(address));
     if (why === null) {
       let released: Promise<void> | null = null;
       return {
