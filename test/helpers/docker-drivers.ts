@@ -200,14 +200,15 @@ export async function whyBlocked(a: Pick<DriverAddress, 'socket' | 'tcp' | 'spec
  * other running tests, once dockerd is proven to reach it at its address (docker-probe.ts).
  * A name whose address something else still serves, or that dockerd has cached at another
  * address, is skipped and said so on stderr; when that leaves none, the error says what
- * blocks each name.
+ * blocks each name. The wait ends before a test's own 120 s timeout, so a test that cannot
+ * get a name says why instead of timing out.
  *
  * @example
  *   const d = await acquireDriver('docker');
  *   root.defer(d.release);   // first registered: runs after the daemon has stopped
  *   const berth = await startTestDaemon(root, { config: { docker: { enabled: true, driverName: d.driver, socket: d.socket } } });
  */
-export async function acquireDriver(pool: DriverPool, timeoutMs = 150_000): Promise<HeldDriver> {
+export async function acquireDriver(pool: DriverPool, timeoutMs = 100_000): Promise<HeldDriver> {
   const names = DRIVER_POOLS[pool].names;
   const deadline = Date.now() + timeoutMs;
   const blocked = new Map<string, string>();
