@@ -3,6 +3,8 @@
  * `BerthError.kind` to its own protocol in exactly one file (frontends/<p>/errors.ts)
  * with an exhaustive switch, so adding a kind breaks the build until every protocol maps it.
  */
+import { clip, truncate } from './user-input.js';
+
 export const ERROR_KINDS = [
   'NotFound', // the volume / snapshot / backend / consumer does not exist
   'AlreadyExists', // the name exists with different parameters
@@ -18,6 +20,14 @@ export const ERROR_KINDS = [
 
 export type ErrorKind = (typeof ERROR_KINDS)[number];
 
+/**
+ * Longest error message and field name kept. Messages embed user input and travel in
+ * fields of bounded size (a gRPC status message is an HTTP/2 trailer): whatever a caller
+ * builds, an error stays a few KB. Embedding points clip user strings much shorter (clip()).
+ */
+export const MAX_MESSAGE_CHARS = 2048;
+const MAX_FIELD_CHARS = 512;
+
 export interface BerthErrorOptions {
   /** The request field that was wrong, for InvalidArgument (e.g. "size", "name", "opts.fs"). */
   field?: string;
@@ -29,10 +39,10 @@ export class BerthError extends Error {
   readonly field: string | undefined;
 
   constructor(kind: ErrorKind, message: string, opts: BerthErrorOptions = {}) {
-    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    super(truncate(message, MAX_MESSAGE_CHARS), opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'BerthError';
     this.kind = kind;
-    this.field = opts.field;
+    this.field = opts.field === undefined ? undefined : clip(opts.field, MAX_FIELD_CHARS);
   }
 
   toJSON(): { kind: ErrorKind; message: string; field?: string } {

@@ -7,6 +7,7 @@ export * from './types.js';
 export * from './service.js';
 export * from './config.js';
 export * from './observe.js';
+export * from './user-input.js';
 export * from './backend.js';
 
 export type { Store } from './store/store.js';

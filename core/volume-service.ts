@@ -18,6 +18,7 @@ import type { Backend } from './backend.js';
 import { findSnapshotRow, findVolumeRow, loadVolume, toSnapshot, toVolume, type CoreDeps } from './core-deps.js';
 import { createVolume, removeVolume } from './create-ops.js';
 import { asBerthError, busy, failedPrecondition, invalidArgument, notFound } from './errors.js';
+import { clip, truncate } from './user-input.js';
 import { createIdGenerator } from './ids.js';
 import { KeyedMutex } from './locks.js';
 import type { Logger } from './log.js';
@@ -59,6 +60,9 @@ export interface VolumeServiceDeps {
 const READ_OPS = new Set(['inspect', 'list', 'path', 'stats', 'capacity', 'inspectSnapshot', 'listSnapshots']);
 
 const NO_ROWS: readonly never[] = [];
+
+/** How much of an error message the op line keeps (messages embed user input). */
+const LOGGED_MESSAGE_CHARS = 512;
 
 /** Up to this many volumes, list reads each one's attachments / references by index. */
 const FEW_VOLUMES = 32;
@@ -105,9 +109,13 @@ class CoreService implements CoreVolumeService {
     this.#reconcileIntervalMs = deps.config.reconcileIntervalMs ?? 0;
   }
 
-  /** Logs + observes one operation; wraps non-Berth errors as Internal (logged with stack). */
-  async #op<T>(op: string, ctx: OpContext | undefined, volume: string | null, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Logs + observes one operation; wraps non-Berth errors as Internal (logged with stack).
+   * `ref` is what the caller sent, unchecked: the line carries it clipped (clip()).
+   */
+  async #op<T>(op: string, ctx: OpContext | undefined, ref: unknown, fn: () => Promise<T>): Promise<T> {
     const frontend = ctx?.frontend ?? 'core';
+    const volume = typeof ref === 'string' ? clip(ref) : null;
     const started = performance.now();
     this.#inFlight++;
     let outcome: 'ok' | ReturnType<typeof asBerthError>['kind'] = 'ok';
@@ -118,7 +126,7 @@ class CoreService implements CoreVolumeService {
     } catch (err) {
       const be = asBerthError(err);
       outcome = be.kind;
-      error = be.message;
+      error = truncate(be.message, LOGGED_MESSAGE_CHARS);
       if (be.kind === 'Internal') this.#d.log.error({ err, frontend, op, volume }, `${op} failed: ${be.message}`);
       throw be;
     } finally {
@@ -199,7 +207,7 @@ class CoreService implements CoreVolumeService {
       if (f.backend !== undefined && typeof f.backend !== 'string') throw invalidArgument('backend', 'must be a backend name');
       // A mistyped filter would otherwise list nothing and look like "no volumes".
       if (f.backend && !this.#d.backends.has(f.backend)) {
-        throw invalidArgument('backend', `unknown backend "${f.backend}" (configured: ${[...this.#d.backends.keys()].join(', ') || 'none'})`);
+        throw invalidArgument('backend', `unknown backend "${clip(f.backend)}" (configured: ${[...this.#d.backends.keys()].join(', ') || 'none'})`);
       }
       const rows = this.#d.store.listVolumes({ ...(f.backend ? { backend: f.backend } : {}), labels });
       // A few volumes (a label or backend filter): two indexed queries each. Many: two
@@ -331,7 +339,7 @@ class CoreService implements CoreVolumeService {
       if (backend === undefined || backend === null || backend === '') targets = [...this.#d.backends.values()];
       else {
         const b = this.#d.backends.get(backend);
-        if (!b) throw notFound(`backend "${backend}" is not configured (configured: ${[...this.#d.backends.keys()].join(', ')})`);
+        if (!b) throw notFound(`backend "${clip(backend)}" is not configured (configured: ${[...this.#d.backends.keys()].join(', ')})`);
         targets = [b];
       }
       return Promise.all(targets.map(async (b) => ({ backend: b.name, ...(await b.capacity()) })));
