@@ -64,9 +64,36 @@ describe('parseSize', () => {
 
   it.each<[string | number]>([
     ['-1'], ['-1GiB'], [-5], ['0.5'], ['1.3B'], [1.5], ['abc'], ['10 parsecs'], ['1GiBx'], ['GiB'], [''], ['1e9'],
-    ['9007199254740992'], ['9000000T'], [Number.MAX_SAFE_INTEGER + 1], [Infinity], [NaN], ['0x10'],
+    [NaN], ['0x10'], ['1 constructor'], ['1 hasOwnProperty'], [`0.${'1'.repeat(100_000)}GiB`],
   ])('refuses %s naming the field', (input) => {
     expect(fieldOf(() => parseSize(input, 'opts.size'))).toBe('opts.size');
+  });
+
+  it.each<[string | number]>([
+    ['9007199254740992'], ['9000000T'], ['8192TiB'], [Number.MAX_SAFE_INTEGER + 1], [Infinity], [1e300],
+    ['9'.repeat(1_000_000)], [`${'0'.repeat(100_000)}9007199254740992`],
+  ])('refuses %s as OutOfRange (past what a JS number holds exactly), naming the field', (input) => {
+    const started = performance.now();
+    expect(() => parseSize(input, 'opts.size')).toThrow(expect.objectContaining({ kind: 'OutOfRange', field: 'opts.size' }));
+    // A megabyte of digits is refused by counting them, not by arithmetic on them.
+    expect(performance.now() - started).toBeLessThan(1000);
+  });
+
+  it('keeps leading zeros and trailing fraction zeros harmless', () => {
+    expect(parseSize(`${'0'.repeat(1000)}64MiB`, 'size')).toBe(64 * 2 ** 20);
+    expect(parseSize(`1.5${'0'.repeat(1000)}GiB`, 'size')).toBe(1.5 * 2 ** 30);
+    expect(parseSize(`8191.9999999999990905052982270717620849609375TiB`, 'size')).toBe(Number.MAX_SAFE_INTEGER);
+  });
+
+  it('quotes a bad size in its message clipped to one short printable line', () => {
+    let message = '';
+    try {
+      parseSize(`x\n${'y'.repeat(100_000)}`, 'size');
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/^size: "x\\x0ay+\.\.\.\(\d+ more characters\)" is not a size/);
+    expect(message.length).toBeLessThan(400);
   });
 
   it('round-trips through formatSize', () => {

@@ -4,7 +4,8 @@
  * and CSI parameters send. Everything here is pure and throws InvalidArgument naming the
  * field, so a frontend never has to invent its own parsing (convention 6).
  */
-import { invalidArgument } from './errors.js';
+import { invalidArgument, outOfRange } from './errors.js';
+import { clip } from './user-input.js';
 import type { CreateVolumeRequest } from './service.js';
 import { ACCESS_MODES, FS_TYPES, VOLUME_MODES, type AccessMode, type FsType, type VolumeMode } from './types.js';
 
@@ -23,7 +24,7 @@ export function validateVolumeName(name: unknown, field = 'name'): string {
     throw invalidArgument(field, `must be at most ${MAX_NAME_BYTES} bytes`);
   }
   if (!NAME_RE.test(name)) {
-    throw invalidArgument(field, `"${printable(name)}" is not a valid name: use letters, digits, '_', '.', '-' and start with a letter or digit`);
+    throw invalidArgument(field, `"${clip(name)}" is not a valid name: use letters, digits, '_', '.', '-' and start with a letter or digit`);
   }
   return name;
 }
@@ -39,44 +40,51 @@ const SIZE_RE = /^([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)$/;
 
 /**
  * Parses "512MiB", "1GiB", "10G" (10*10^9), "64M", "1.5GiB", "1048576" or a number into bytes.
- * Refuses negatives, fractional byte counts, unknown units and values beyond 2^53-1.
+ * Refuses negatives, fractional byte counts and unknown units (InvalidArgument), and sizes
+ * beyond 2^53-1 bytes, the largest a JS number holds exactly (OutOfRange: a well-formed size
+ * outside what berth can handle, like a backend's own maximum).
  * @example parseSize('1GiB', 'size') // 1073741824
  */
 export function parseSize(input: string | number, field: string): number {
   if (typeof input === 'number') {
-    if (!Number.isFinite(input)) throw invalidArgument(field, 'must be a finite number of bytes');
+    if (Number.isNaN(input)) throw invalidArgument(field, 'must be a number of bytes');
     if (input < 0) throw invalidArgument(field, 'must not be negative');
+    if (input === Infinity || input > Number.MAX_SAFE_INTEGER) throw tooLarge(field, String(input));
     if (!Number.isInteger(input)) throw invalidArgument(field, 'must be a whole number of bytes');
-    if (!Number.isSafeInteger(input)) throw invalidArgument(field, `must be at most ${Number.MAX_SAFE_INTEGER} bytes`);
     return input;
   }
   if (typeof input !== 'string') throw invalidArgument(field, 'must be a size such as "512MiB", "10G" or a number of bytes');
   const text = input.trim();
-  if (text.startsWith('-')) throw invalidArgument(field, `"${printable(input)}" must not be negative`);
+  if (text.startsWith('-')) throw invalidArgument(field, `"${clip(input)}" must not be negative`);
   const m = SIZE_RE.exec(text);
-  if (!m) throw invalidArgument(field, `"${printable(input)}" is not a size: use e.g. 512MiB, 1GiB, 10G or plain bytes`);
+  if (!m) throw invalidArgument(field, `"${clip(input)}" is not a size: use e.g. 512MiB, 1GiB, 10G or plain bytes`);
   const [, digits, unitRaw] = m as unknown as [string, string, string];
-  const mult = UNITS[unitRaw.toLowerCase()];
+  const mult = Object.hasOwn(UNITS, unitRaw.toLowerCase()) ? UNITS[unitRaw.toLowerCase()] : undefined;
   if (mult === undefined) {
-    throw invalidArgument(field, `unknown unit "${printable(unitRaw)}": use B, K/KB, M/MB, G/GB, T/TB (10^3) or KiB, MiB, GiB, TiB (2^10)`);
+    throw invalidArgument(field, `unknown unit "${clip(unitRaw)}": use B, K/KB, M/MB, G/GB, T/TB (10^3) or KiB, MiB, GiB, TiB (2^10)`);
   }
-  let bytes: number;
-  if (digits.includes('.')) {
-    // Exact arithmetic on the decimal digits so "1.5GiB" is exact and "0.5" bytes is caught.
-    const [whole, frac] = digits.split('.') as [string, string];
-    const scale = 10n ** BigInt(frac.length);
-    const total = (BigInt(whole) * scale + BigInt(frac)) * BigInt(mult);
-    if (total % scale !== 0n) throw invalidArgument(field, `"${printable(input)}" is not a whole number of bytes`);
-    const big = total / scale;
-    if (big > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidArgument(field, `"${printable(input)}" is too large (max ${Number.MAX_SAFE_INTEGER} bytes)`);
-    bytes = Number(big);
-  } else {
-    const big = BigInt(digits) * BigInt(mult);
-    if (big > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidArgument(field, `"${printable(input)}" is too large (max ${Number.MAX_SAFE_INTEGER} bytes)`);
-    bytes = Number(big);
-  }
-  return bytes;
+  // Leading zeros of the whole part and trailing zeros of the fraction change nothing; without
+  // them a digit count bounds the value, so no arithmetic is ever done on a megabyte of digits.
+  const [wholeRaw, fracRaw = ''] = digits.split('.') as [string, string?];
+  const whole = wholeRaw.replace(/^0+(?=\d)/, '');
+  const frac = fracRaw.replace(/0+$/, '');
+  if (whole.length > MAX_SAFE_DIGITS) throw tooLarge(field, input);
+  // A whole number of bytes has at most 40 fraction digits (2^-40 has 40: TiB is the finest unit).
+  if (frac.length > 40) throw invalidArgument(field, `"${clip(input)}" is not a whole number of bytes`);
+  // Exact arithmetic on the decimal digits so "1.5GiB" is exact and "0.5" bytes is caught.
+  const scale = 10n ** BigInt(frac.length);
+  const total = (BigInt(whole) * scale + BigInt(frac || '0')) * BigInt(mult);
+  if (total % scale !== 0n) throw invalidArgument(field, `"${clip(input)}" is not a whole number of bytes`);
+  const big = total / scale;
+  if (big > BigInt(Number.MAX_SAFE_INTEGER)) throw tooLarge(field, input);
+  return Number(big);
 }
+
+/** Digits of Number.MAX_SAFE_INTEGER (9007199254740991). */
+const MAX_SAFE_DIGITS = 16;
+
+const tooLarge = (field: string, input: string) =>
+  outOfRange(field, `"${clip(input)}" is too large: berth handles sizes up to ${Number.MAX_SAFE_INTEGER} bytes (just under 8 PiB)`);
 
 /**
  * Renders bytes with the largest binary unit that divides it exactly (so the text parses
@@ -96,7 +104,7 @@ const OPTION_KEY_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 /** Checks a label key ([A-Za-z0-9] start/end, `_ . / -` inside, at most 254 chars). */
 export function validateLabelKey(key: string, field: string): string {
-  if (!LABEL_KEY_RE.test(key)) throw invalidArgument(field, `"${printable(key)}" is not a valid label key`);
+  if (!LABEL_KEY_RE.test(key)) throw invalidArgument(field, `"${clip(key)}" is not a valid label key`);
   return key;
 }
 
@@ -137,17 +145,17 @@ export function validateOptions(options: unknown, field = 'options'): Record<str
 
 export function parseFsType(value: unknown, field: string): FsType {
   if (typeof value === 'string' && (FS_TYPES as readonly string[]).includes(value)) return value as FsType;
-  throw invalidArgument(field, `"${printable(String(value))}" is not a supported filesystem: use one of ${FS_TYPES.join(', ')}`);
+  throw invalidArgument(field, `"${clip(String(value))}" is not a supported filesystem: use one of ${FS_TYPES.join(', ')}`);
 }
 
 export function parseVolumeMode(value: unknown, field: string): VolumeMode {
   if (typeof value === 'string' && (VOLUME_MODES as readonly string[]).includes(value)) return value as VolumeMode;
-  throw invalidArgument(field, `"${printable(String(value))}" is not a volume mode: use one of ${VOLUME_MODES.join(', ')}`);
+  throw invalidArgument(field, `"${clip(String(value))}" is not a volume mode: use one of ${VOLUME_MODES.join(', ')}`);
 }
 
 export function parseAccessMode(value: unknown, field: string): AccessMode {
   if (typeof value === 'string' && (ACCESS_MODES as readonly string[]).includes(value)) return value as AccessMode;
-  throw invalidArgument(field, `"${printable(String(value))}" is not an access mode: use one of ${ACCESS_MODES.join(', ')}`);
+  throw invalidArgument(field, `"${clip(String(value))}" is not an access mode: use one of ${ACCESS_MODES.join(', ')}`);
 }
 
 type MutableCreate = { -readonly [K in keyof Omit<CreateVolumeRequest, 'name'>]: Omit<CreateVolumeRequest, 'name'>[K] };
@@ -246,10 +254,4 @@ export function optionFieldNames(
     if (name !== undefined && raw !== undefined) out[name] = `${field}.${key}`;
   }
   return out;
-}
-
-/** Keeps error messages on one printable line whatever the user sent. */
-function printable(s: string): string {
-  const clean = s.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
-  return clean.length > 160 ? `${clean.slice(0, 160)}...` : clean;
 }
