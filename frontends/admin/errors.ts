@@ -41,10 +41,17 @@ export function httpStatus(kind: ErrorKind): 400 | 404 | 409 | 416 | 423 | 500 |
   }
 }
 
+/**
+ * HTTP's own answer to a request body over the cap (frontends/body-limit.ts): the error in
+ * the body is InvalidArgument naming `body`, the status says why before the body is read.
+ */
+export const BODY_TOO_LARGE_STATUS = 413;
+
 /** The kind a bare status stands for when a body carries none (a proxy, a crash mid-response). */
 export function kindForStatus(status: number): ErrorKind {
   switch (status) {
     case 400:
+    case BODY_TOO_LARGE_STATUS:
       return 'InvalidArgument';
     case 401:
     case 403:

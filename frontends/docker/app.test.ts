@@ -225,3 +225,41 @@ describe('the one log line per call', () => {
     ]);
   });
 });
+
+describe('bounded, own-key input (issue 9)', () => {
+  it('answers a body over 1 MiB with 413 and an Err naming the body, by Content-Length or while streaming', async () => {
+    const big = `${JSON.stringify({ Name: 'big', Opts: { k: 'x'.repeat(2 * 1024 * 1024) } })}\n`;
+    const byLength = await app.request('/VolumeDriver.Create', { method: 'POST', body: big, headers: { 'content-length': String(big.length) } });
+    expect(byLength.status).toBe(413);
+    expect(byLength.headers.get('content-type')).toBe(DOCKER_PLUGIN_CONTENT_TYPE);
+    expect(await byLength.json()).toEqual({ Err: expect.stringMatching(/^invalid argument: body: is larger than 1 MiB/) });
+
+    let sent = 0;
+    const chunk = new TextEncoder().encode(' '.repeat(64 * 1024));
+    const endless = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        sent += chunk.length;
+        controller.enqueue(chunk);
+      },
+    });
+    const streamed = await app.request('/VolumeDriver.Create', { method: 'POST', body: endless, duplex: 'half' } as RequestInit);
+    expect(streamed.status).toBe(413);
+    expect(((await streamed.json()) as { Err: string }).Err).toMatch(/body: is larger than 1 MiB/);
+    expect(sent).toBeLessThan(2 * 1024 * 1024);
+    expect(await service.list({}, { frontend: 'docker' })).toEqual([]);
+  });
+
+  it('refuses an Opts key "__proto__" by name instead of dropping it', async () => {
+    const r = await call('VolumeDriver.Create', undefined, '{"Name":"p","Opts":{"__proto__":"x","size":"1GiB"}}\n');
+    expect(r.json.Err).toMatch(/opts\.__proto__/);
+    const viaLabel = await call('VolumeDriver.Create', { Name: 'q', Opts: { 'label.__proto__': 'x' } });
+    expect(viaLabel.json.Err).toMatch(/opts\.label\.__proto__/);
+    expect(await service.list({}, { frontend: 'docker' })).toEqual([]);
+  });
+
+  it('answers a huge name quickly with a short Err', async () => {
+    const r = await call('VolumeDriver.Get', { Name: 'v'.repeat(500_000) });
+    expect(r.json.Err).toMatch(/more characters/);
+    expect(r.json.Err.length).toBeLessThan(1000);
+  });
+});

@@ -9,7 +9,10 @@
  *   await app.request('/VolumeDriver.Get', { method: 'POST', body: '{"Name":"v"}\n' });
  */
 import { Hono, type Context } from 'hono';
-import { isBerthError, notFound, unsupported, type Logger, type OpContext, type VolumeService } from '../../core/index.js';
+import {
+  clip, invalidArgument, isBerthError, notFound, truncate, unsupported, type Logger, type OpContext, type VolumeService,
+} from '../../core/index.js';
+import { limitBody, MAX_BODY_TEXT } from '../body-limit.js';
 import { toDockerError } from './errors.js';
 import {
   consumerFor, createError, createRequest, dockerVolume, listEntry, parseBody, scopeOf, volumeName, type DockerBody,
@@ -19,6 +22,9 @@ import {
 export const DOCKER_PLUGIN_CONTENT_TYPE = 'application/vnd.docker.plugins.v1.2+json';
 
 const DOCKER: OpContext = { frontend: 'docker' };
+
+/** How much of an error the op line keeps (errors embed names the caller sent). */
+const LOGGED_ERR_CHARS = 512;
 
 /** Calls Docker makes constantly, also for names it has not met yet: their NotFound is no warning. */
 const QUIET = new Set(['Plugin.Activate', 'VolumeDriver.Capabilities', 'VolumeDriver.Get', 'VolumeDriver.List', 'VolumeDriver.Path']);
@@ -47,10 +53,10 @@ export function createDockerApp(o: { service: VolumeService; log: Logger }): Hon
     }
     const fields = {
       op: method,
-      volume: typeof volume === 'string' ? volume : undefined,
+      volume: typeof volume === 'string' ? clip(volume) : undefined,
       ms: Math.round((performance.now() - started) * 100) / 100,
       outcome: errKind === undefined ? 'ok' : 'error',
-      ...(errKind ? { kind: errKind, err: reply.Err } : {}),
+      ...(errKind ? { kind: errKind, err: truncate(String(reply.Err), LOGGED_ERR_CHARS) } : {}),
     };
     // The core writes the info line of every operation (volume, frontend, op, duration,
     // outcome); this protocol-level line adds the Docker method and is debug unless it
@@ -60,6 +66,13 @@ export function createDockerApp(o: { service: VolumeService; log: Logger }): Hon
     else log.debug(fields, 'docker op');
     return c.body(JSON.stringify(reply), 200, { 'Content-Type': DOCKER_PLUGIN_CONTENT_TYPE });
   };
+
+  // Docker shows Err to the user; any status with an {"Err"} body is an error to it.
+  app.use('*', limitBody((c, limit) => {
+    const err = invalidArgument('body', `is larger than ${MAX_BODY_TEXT} (${limit} bytes); no plugin call needs that much`);
+    log.warn({ op: clip(c.req.path.slice(1)), outcome: 'error', kind: err.kind }, 'docker request body too large');
+    return c.body(JSON.stringify(toDockerError(err)), 413, { 'Content-Type': DOCKER_PLUGIN_CONTENT_TYPE });
+  }));
 
   app.post('/Plugin.Activate', handle('Plugin.Activate', () => ({ Implements: ['VolumeDriver'] })));
 
@@ -89,7 +102,7 @@ export function createDockerApp(o: { service: VolumeService; log: Logger }): Hon
   app.post('/VolumeDriver.Get', handle('VolumeDriver.Get', (body) => {
     const name = volumeName(body);
     const v = service.find(name);
-    if (v === null) throw notFound(`volume ${name} not found`);
+    if (v === null) throw notFound(`volume ${clip(name)} not found`);
     return { Volume: dockerVolume(v), Err: '' };
   }));
 
@@ -108,7 +121,7 @@ export function createDockerApp(o: { service: VolumeService; log: Logger }): Hon
     const { consumer, frontend } = consumerFor(body);
     const existing = service.find(name);
     if (existing?.volumeMode === 'block') {
-      throw unsupported(`volume ${name} is a block volume; Docker can only mount filesystem volumes`);
+      throw unsupported(`volume ${clip(name)} is a block volume; Docker can only mount filesystem volumes`);
     }
     const res = await service.mount({ ref: name, consumer }, { frontend });
     return { Mountpoint: res.path, Err: '' };
