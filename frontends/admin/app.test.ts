@@ -25,6 +25,7 @@ describe('admin error mapping', () => {
     expect(fromErrorResponse(404, '<html>')).toMatchObject({ kind: 'NotFound' });
     expect(fromErrorResponse(502, { error: { kind: 'Bogus' } })).toMatchObject({ kind: 'Internal' });
     expect(kindForStatus(423)).toBe('Busy');
+    expect(kindForStatus(413)).toBe('InvalidArgument');
   });
 });
 
@@ -118,6 +119,55 @@ describe('admin app (in-process)', () => {
     const flag = await post('/v1/volumes?progress=maybe', { name: 'a' });
     expect(flag.status).toBe(400);
     expect(await flag.json()).toMatchObject({ error: { field: 'progress' } });
+  });
+
+  it('refuses prototype keys by name and never applies them (issue 9)', async () => {
+    const refusals: Array<[string, string]> = [
+      ['{"name":"p1","__proto__":{"size":"64MiB","backend":"loop"}}', '__proto__'],
+      ['{"name":"p2","toString":{"a":"b"}}', 'toString'],
+      ['{"name":"p3","hasOwnProperty":{}}', 'hasOwnProperty'],
+      ['{"name":"p4","labels":{"__proto__":"x"}}', 'labels.__proto__'],
+      ['{"name":"p5","options":{"__proto__":"x"}}', 'options.__proto__'],
+    ];
+    for (const [body, field] of refusals) {
+      const res = await app.request('/v1/volumes', { method: 'POST', body });
+      expect({ body, status: res.status, error: ((await res.json()) as { error: object }).error })
+        .toEqual({ body, status: 400, error: expect.objectContaining({ kind: 'InvalidArgument', field }) });
+    }
+    expect(await h.svc.list({}, { frontend: 'admin' })).toEqual([]);
+    // A label filter keyed __proto__ is refused, not dropped (which would list everything).
+    await post('/v1/volumes', { name: 'listed' });
+    const filter = await app.request('/v1/volumes?label=__proto__=x');
+    expect(filter.status).toBe(400);
+    expect(await filter.json()).toMatchObject({ error: { field: 'labels.__proto__' } });
+    // Ordinary keys that Object.prototype also has are data like any other.
+    const ok = await post('/v1/volumes', { name: 'p6', labels: { constructor: 'x', toString: 'y' } });
+    expect(ok.status).toBe(201);
+    expect(((await ok.json()) as { labels: object }).labels).toEqual({ constructor: 'x', toString: 'y' });
+  });
+
+  it('refuses a body over 1 MiB with 413 naming "body", by Content-Length or while streaming, and takes one just under it', async () => {
+    const big = JSON.stringify({ name: 'big', labels: { k: 'x'.repeat(2 * 1024 * 1024) } });
+    const byLength = await app.request('/v1/volumes', { method: 'POST', body: big, headers: { 'content-length': String(big.length) } });
+    expect(byLength.status).toBe(413);
+    expect(await byLength.json()).toEqual({ error: { kind: 'InvalidArgument', field: 'body', message: expect.stringMatching(/^body: is larger than 1 MiB/) } });
+
+    let sent = 0;
+    const chunk = new TextEncoder().encode(' '.repeat(64 * 1024));
+    const endless = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        sent += chunk.length;
+        controller.enqueue(chunk); // whitespace forever: only the cap can end this request
+      },
+    });
+    const streamed = await app.request('/v1/volumes', { method: 'POST', body: endless, duplex: 'half' } as RequestInit);
+    expect(streamed.status).toBe(413);
+    expect(await streamed.json()).toMatchObject({ error: { field: 'body' } });
+    expect(sent).toBeLessThan(2 * 1024 * 1024);
+
+    const padded = `${JSON.stringify({ name: 'fits' })}${' '.repeat(1024 * 1024 - 100)}`;
+    expect((await app.request('/v1/volumes', { method: 'POST', body: padded })).status).toBe(201);
+    expect(await h.svc.list({}, { frontend: 'admin' })).toEqual([expect.objectContaining({ name: 'fits' })]);
   });
 
   it('mount -> path -> unmount with references', async () => {

@@ -16,10 +16,12 @@
 import { Hono, type Context } from 'hono';
 import { timingSafeEqual } from 'node:crypto';
 import {
-  asBerthError, BerthError, invalidArgument, parseSize, parseVolumeOptions, validateVolumeName,
+  asBerthError, BerthError, clip, invalidArgument, parseSize, parseVolumeOptions, setOwn, validateVolumeName,
   type CreateVolumeRequest, type Frontend, type Logger, type OpContext, type VolumeService,
 } from '../../core/index.js';
-import { httpStatus, toErrorBody } from './errors.js';
+import { limitBody, MAX_BODY_TEXT } from '../body-limit.js';
+import { bool, parseBody, size, str, stringMap, strings, type Fields, type Shape } from './body.js';
+import { BODY_TOO_LARGE_STATUS, httpStatus, toErrorBody } from './errors.js';
 import type { DaemonInfo } from './client.js';
 
 export interface AdminAppOptions {
@@ -37,9 +39,6 @@ type Env = { Variables: { ctx: OpContext } };
 
 /** Frontends that reach the core through this API say who they are in X-Berth-Frontend. */
 const CALLER_FRONTENDS: readonly Frontend[] = ['admin', 'flexvolume', 'dvdcli'];
-
-type FieldType = 'string' | 'boolean' | 'size' | 'strings' | 'object';
-type Body = Record<string, unknown>;
 
 /**
  * Builds the admin API app.
@@ -62,7 +61,7 @@ export function createAdminApp(o: AdminAppOptions): Hono<Env> {
   app.use('*', async function accessLog(c, next) {
     const started = performance.now();
     await next();
-    log.debug({ method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - started) }, 'http');
+    log.debug({ method: c.req.method, path: clip(c.req.path), status: c.res.status, ms: Math.round(performance.now() - started) }, 'http');
   });
 
   if (o.token) {
@@ -79,10 +78,17 @@ export function createAdminApp(o: AdminAppOptions): Hono<Env> {
     });
   }
 
+  // After authentication: a caller without the token gets nothing of its body read.
+  app.use('*', limitBody((c, limit) => {
+    const e = invalidArgument('body', `is larger than ${MAX_BODY_TEXT} (${limit} bytes); no admin request needs that much`);
+    log.warn({ method: c.req.method, path: clip(c.req.path), status: BODY_TOO_LARGE_STATUS }, 'admin API: request body too large');
+    return c.json(toErrorBody(e), BODY_TOO_LARGE_STATUS);
+  }));
+
   app.use('/v1/*', async function opContext(c, next) {
     const frontend = c.req.header('x-berth-frontend') ?? 'admin';
     if (!(CALLER_FRONTENDS as readonly string[]).includes(frontend)) {
-      throw invalidArgument('X-Berth-Frontend', `"${frontend}" is not one of ${CALLER_FRONTENDS.join(', ')}`);
+      throw invalidArgument('X-Berth-Frontend', `"${clip(frontend)}" is not one of ${CALLER_FRONTENDS.join(', ')}`);
     }
     c.set('ctx', { frontend: frontend as Frontend });
     await next();
@@ -93,18 +99,15 @@ export function createAdminApp(o: AdminAppOptions): Hono<Env> {
     const labels: Record<string, string> = {};
     for (const l of c.req.queries('label') ?? []) {
       const eq = l.indexOf('=');
-      if (eq <= 0) throw invalidArgument('label', `"${l}" must be key=value`);
-      labels[l.slice(0, eq)] = l.slice(eq + 1);
+      if (eq <= 0) throw invalidArgument('label', `"${clip(l)}" must be key=value`);
+      setOwn(labels, l.slice(0, eq), l.slice(eq + 1));
     }
     const backend = c.req.query('backend');
     return c.json(await service.list({ ...(backend ? { backend } : {}), ...(Object.keys(labels).length ? { labels } : {}) }, c.var.ctx));
   });
 
   app.post('/v1/volumes', async (c) => {
-    const b = await readBody(c, {
-      name: 'string', size: 'size', fs: 'string', backend: 'string', mode: 'string', accessMode: 'string',
-      labels: 'object', options: 'object', fromSnapshot: 'string', fromVolume: 'string',
-    });
+    const b = await readBody(c, CREATE_VOLUME);
     const name = validateVolumeName(b.name, 'name');
     // Typed fields go through the same parser every frontend uses; labels/options are
     // passed whole so an option key can never be mistaken for a typed field.
@@ -114,8 +117,8 @@ export function createAdminApp(o: AdminAppOptions): Hono<Env> {
     const req: CreateVolumeRequest = {
       name,
       ...typed,
-      ...(b.labels !== undefined ? { labels: stringMap(b.labels, 'labels') } : {}),
-      ...(b.options !== undefined ? { options: stringMap(b.options, 'options') } : {}),
+      ...(b.labels !== undefined ? { labels: b.labels } : {}),
+      ...(b.options !== undefined ? { options: b.options } : {}),
     };
     if (wantsProgress(c)) return streamed('volume', c.var.ctx, (ctx) => service.create(req, ctx));
     return c.json(await service.create(req, c.var.ctx), 201);
@@ -168,33 +171,33 @@ export function createAdminApp(o: AdminAppOptions): Hono<Env> {
   });
 
   app.post('/v1/volumes/:ref/attach', async (c) => {
-    const b = await readBody(c, { node: 'string', readOnly: 'boolean' }, true);
+    const b = await readBody(c, { node: str, readOnly: bool }, true);
     return c.json(await service.attach({ ref: c.req.param('ref'), ...b }, c.var.ctx));
   });
 
   app.post('/v1/volumes/:ref/detach', async (c) => {
-    const b = await readBody(c, { node: 'string' }, true);
+    const b = await readBody(c, { node: str }, true);
     return c.json(await service.detach({ ref: c.req.param('ref'), ...b }, c.var.ctx));
   });
 
   app.post('/v1/volumes/:ref/mount', async (c) => {
-    const b = await readBody(c, { consumer: 'string', target: 'string', readOnly: 'boolean', mountFlags: 'strings' });
-    const consumer = required(b.consumer, 'consumer') as string;
+    const b = await readBody(c, { consumer: str, target: str, readOnly: bool, mountFlags: strings });
+    const consumer = required(b.consumer, 'consumer');
     const res = await service.mount({ ref: c.req.param('ref'), ...b, consumer }, c.var.ctx);
     return c.json({ path: res.path, volume: res.volume, existing: res.existing });
   });
 
   app.post('/v1/volumes/:ref/unmount', async (c) => {
-    const b = await readBody(c, { consumer: 'string' });
-    const consumer = required(b.consumer, 'consumer') as string;
+    const b = await readBody(c, { consumer: str });
+    const consumer = required(b.consumer, 'consumer');
     return c.json(await service.unmount({ ref: c.req.param('ref'), consumer }, c.var.ctx));
   });
 
   app.get('/v1/volumes/:ref/path', async (c) => c.json({ path: await service.path(c.req.param('ref'), c.var.ctx) }));
 
   app.post('/v1/volumes/:ref/expand', async (c) => {
-    const b = await readBody(c, { size: 'size' });
-    const sizeBytes = parseSize(required(b.size, 'size') as string | number, 'size');
+    const b = await readBody(c, { size });
+    const sizeBytes = parseSize(required(b.size, 'size'), 'size');
     return c.json(await service.expand({ ref: c.req.param('ref'), sizeBytes }, c.var.ctx));
   });
 
@@ -206,9 +209,9 @@ export function createAdminApp(o: AdminAppOptions): Hono<Env> {
     return c.json(await service.listSnapshots(volume ? { volume } : {}, c.var.ctx));
   });
   app.post('/v1/snapshots', async (c) => {
-    const b = await readBody(c, { name: 'string', volume: 'string' });
+    const b = await readBody(c, { name: str, volume: str });
     const name = validateVolumeName(b.name, 'name');
-    const volume = required(b.volume, 'volume') as string;
+    const volume = required(b.volume, 'volume');
     if (wantsProgress(c)) return streamed('snapshot', c.var.ctx, (ctx) => service.createSnapshot({ name, volume }, ctx));
     return c.json(await service.createSnapshot({ name, volume }, c.var.ctx), 201);
   });
@@ -233,47 +236,24 @@ export function createAdminApp(o: AdminAppOptions): Hono<Env> {
   return app;
 }
 
-/** Parses a JSON object body, refusing unknown keys and wrong types by name. */
-async function readBody(c: Context<Env>, spec: Record<string, FieldType>, optional = false): Promise<Body> {
-  const text = await c.req.text();
-  if (text.trim() === '') {
-    if (optional) return {};
-    throw invalidArgument('body', `a JSON object is required (keys: ${Object.keys(spec).join(', ')})`);
-  }
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    throw invalidArgument('body', 'is not valid JSON');
-  }
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalidArgument('body', 'must be a JSON object');
-  const out: Body = {};
-  for (const [key, value] of Object.entries(body)) {
-    const type = spec[key];
-    if (type === undefined) throw invalidArgument(key, `unknown field; allowed: ${Object.keys(spec).join(', ')}`);
-    if (value === null || value === undefined) continue;
-    const ok =
-      type === 'string' ? typeof value === 'string'
-      : type === 'boolean' ? typeof value === 'boolean'
-      : type === 'size' ? typeof value === 'string' || typeof value === 'number'
-      : type === 'strings' ? Array.isArray(value) && value.every((v) => typeof v === 'string')
-      : typeof value === 'object' && !Array.isArray(value);
-    if (!ok) throw invalidArgument(key, `must be ${describeType(type)}`);
-    out[key] = value;
-  }
-  return out;
+/** The route's body, parsed and checked (body.ts). */
+async function readBody<S extends Shape>(c: Context<Env>, shape: S, optional = false): Promise<Fields<S>> {
+  return parseBody(await c.req.text(), shape, optional);
 }
 
-const describeType = (t: FieldType) =>
-  ({ string: 'a string', boolean: 'true or false', size: 'a size such as "1GiB" or a number of bytes', strings: 'an array of strings', object: 'an object of string values' })[t];
+/** POST /v1/volumes. */
+const CREATE_VOLUME = {
+  name: str, size, fs: str, backend: str, mode: str, accessMode: str,
+  labels: stringMap, options: stringMap, fromSnapshot: str, fromVolume: str,
+};
 
-function required(value: unknown, field: string): unknown {
+function required<T>(value: T | undefined, field: string): T {
   if (value === undefined || value === '') throw invalidArgument(field, 'is required');
   return value;
 }
 
-function pick(b: Body, keys: readonly string[]): Body {
-  const out: Body = {};
+function pick(b: Record<string, unknown>, keys: readonly string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
   for (const k of keys) if (b[k] !== undefined) out[k] = b[k];
   return out;
 }
@@ -289,15 +269,6 @@ function withBareFields<T>(fn: () => T): T {
     }
     throw err;
   }
-}
-
-function stringMap(value: unknown, field: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(value as Body)) {
-    if (typeof v !== 'string') throw invalidArgument(`${field}.${k}`, 'must be a string');
-    out[k] = v;
-  }
-  return out;
 }
 
 const NDJSON = 'application/x-ndjson';
