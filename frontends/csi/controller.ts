@@ -7,7 +7,7 @@
  * `wait: false`, so a second concurrent operation on a volume is ABORTED, as CSI wants.
  */
 import {
-  alreadyExists, inUse, invalidArgument, isBerthError, notFound, optionFieldNames, parseVolumeOptions, renameErrorField, resourceExhausted,
+  alreadyExists, inUse, invalidArgument, isBerthError, notFound, optionFieldNames, parseVolumeOptions, renameErrorField, resourceExhausted, setOwn,
   type BackendInfo, type CreateVolumeRequest as BerthCreate, type FsType, type OpContext, type Volume, type VolumeService,
 } from '../../core/index.js';
 import type { Config } from '../../core/index.js';
@@ -223,10 +223,8 @@ export function createControllerHandlers(d: ControllerDeps) {
 function splitParameters(parameters: Record<string, string>): { params: Record<string, string>; labels: Record<string, string> } {
   const params: Record<string, string> = {};
   const labels: Record<string, string> = {};
-  for (const [k, v] of Object.entries(parameters)) {
-    if (k.startsWith(K8S_PARAMETER_PREFIX)) labels[k] = v;
-    else params[k] = v;
-  }
+  // setOwn: a key "__proto__" stays a key, for parseVolumeOptions to refuse by name.
+  for (const [k, v] of Object.entries(parameters)) setOwn(k.startsWith(K8S_PARAMETER_PREFIX) ? labels : params, k, v);
   return { params, labels };
 }
 

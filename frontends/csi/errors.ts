@@ -6,15 +6,20 @@
  * here too, by name, so handlers never write a status code themselves.
  */
 import { status } from '@grpc/grpc-js';
-import { asBerthError, type ErrorKind } from '../../core/index.js';
+import { asBerthError, clip, MAX_MESSAGE_CHARS, truncate, type ErrorKind } from '../../core/index.js';
 
 export interface CsiStatusError extends Error {
   readonly code: status;
   readonly details: string;
 }
 
+/**
+ * The message travels in the grpc-message trailer: one of ~75 KB breaks the CO's whole
+ * channel (every later call on it hangs), so it is bounded here whatever its origin.
+ */
 function statusError(code: status, details: string): CsiStatusError {
-  return Object.assign(new Error(details), { code, details });
+  const bounded = truncate(details, MAX_MESSAGE_CHARS);
+  return Object.assign(new Error(bounded), { code, details: bounded });
 }
 
 export function codeForKind(kind: ErrorKind): status {
@@ -53,12 +58,12 @@ function isStatusError(err: unknown): err is CsiStatusError {
 
 /** Any thrown value -> the gRPC error the handler answers with. */
 export function toGrpcError(err: unknown): CsiStatusError {
-  if (isStatusError(err)) return err;
+  if (isStatusError(err)) return err.details.length > MAX_MESSAGE_CHARS ? statusError(err.code, err.details) : err;
   const e = asBerthError(err);
   return statusError(codeForKind(e.kind), e.message);
 }
 
 /** ListVolumes / ListSnapshots: "starting_token is not valid" is ABORTED in the spec. */
 export function invalidStartingToken(token: string): CsiStatusError {
-  return statusError(status.ABORTED, `starting_token: "${token}" was not issued by this plugin`);
+  return statusError(status.ABORTED, `starting_token: "${clip(token)}" was not issued by this plugin`);
 }

@@ -9,6 +9,7 @@ import { claimSocketPath, releaseSocketPath } from '../unix-socket.js';
 import { createControllerHandlers } from './controller.js';
 import { createIdentityHandlers } from './identity.js';
 import { createNodeHandlers } from './node.js';
+import { MAX_CSI_MESSAGE_BYTES } from './limits.js';
 import { loadCsiServices } from './proto.js';
 import { wrapHandlers } from './server.js';
 import { createSnapshotHandlers } from './snapshots.js';
@@ -42,7 +43,8 @@ export function createCsiFrontend(o: CsiFrontendOptions): FrontendServer {
     async start() {
       if (server) return;
       const services = loadCsiServices();
-      const s = new Server();
+      // A CSI request is a few KB; the default (4 MiB) is more than any CO sends.
+      const s = new Server({ 'grpc.max_receive_message_length': MAX_CSI_MESSAGE_BYTES });
       s.addService(services.Identity, wrapHandlers('Identity', createIdentityHandlers({
         service: o.service, driverName: o.config.driverName, version: o.version, controller,
       }), log));

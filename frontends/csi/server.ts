@@ -1,11 +1,13 @@
 /**
  * Turns berth's promise handlers into grpc-js unary handlers through ONE wrapper that
- * logs every call (method, volume, duration, gRPC code; secrets never logged) and maps
- * every thrown error through errors.ts.
+ * checks the request against the CSI size limits before anything else (limits.ts), logs
+ * every call (method, volume, duration, gRPC code; secrets never logged, the volume id
+ * clipped) and maps every thrown error through errors.ts.
  */
 import { status, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import type { Logger } from '../../core/index.js';
+import { clip, type Logger } from '../../core/index.js';
 import { toGrpcError } from './errors.js';
+import { checkRequestLimits } from './limits.js';
 
 type AnyHandler = (req: never) => Promise<unknown>;
 
@@ -16,7 +18,7 @@ const POLLED = /^(Probe|GetPlugin|NodeGet|ControllerGet|GetCapacity|List|Validat
 function subjectOf(req: Record<string, unknown>): string | undefined {
   for (const k of ['volume_id', 'source_volume_id', 'snapshot_id', 'name'] as const) {
     const v = req[k];
-    if (typeof v === 'string' && v) return v;
+    if (typeof v === 'string' && v) return clip(v);
   }
   return undefined;
 }
@@ -47,8 +49,12 @@ export function wrapHandlers(service: string, handlers: Record<string, AnyHandle
         else if (code === status.INTERNAL || code === status.UNKNOWN) log.error({ ...line, err }, 'csi call failed');
         else log.info({ ...line, error: err instanceof Error ? err.message : String(err) }, 'csi call failed');
       };
-      log.debug({ method, request: stripSecrets(req) }, 'csi request');
-      handler(req as never).then(
+      const run = async () => {
+        checkRequestLimits(req);
+        log.debug({ method, request: stripSecrets(req) }, 'csi request');
+        return handler(req as never);
+      };
+      run().then(
         (res) => {
           done(status.OK);
           callback(null, res);

@@ -5,7 +5,7 @@
  * GetSnapshot is deliberately not served: csi-sanity v5.3.1 refuses plugins that advertise it.
  */
 import {
-  invalidArgument, isBerthError, notFound,
+  invalidArgument, isBerthError, notFound, renameErrorField,
   type OpContext, type Snapshot, type VolumeService,
 } from '../../core/index.js';
 import { lookupVolume, requireVolume } from './controller.js';
@@ -96,7 +96,10 @@ export function createSnapshotHandlers(d: SnapshotDeps) {
       const want = range.required || range.limit;
       // Growing to a size it already has is a repeat of a finished call: answer the same.
       if (vol.sizeBytes >= want) return { capacity_bytes: vol.sizeBytes, node_expansion_required: false };
-      const res = await service.expand({ ref: volumeId, sizeBytes: want }, ctx);
+      // The core and the backend name the size "size"; this request gave it as capacity_range.
+      const res = await service.expand({ ref: volumeId, sizeBytes: want }, ctx).catch((err: unknown) => {
+        throw renameErrorField(err, { size: 'capacity_range' });
+      });
       // The core grows the filesystem itself: online (xfs, btrfs) or, where it cannot while
       // mounted (ext4 here), at the next mount. In that case the CO is told a node step is
       // still due, and NodeExpandVolume reports the growth only once it has happened.
