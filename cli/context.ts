@@ -4,6 +4,7 @@
  */
 import type { Argv, InferredOptionTypes, Options } from 'yargs';
 import { invalidArgument } from '../core/errors.js';
+import { setOwn } from '../core/user-input.js';
 import { createAdminClient, type AdminClient } from '../frontends/admin/client.js';
 import { createPrinter, type OutputFormat, type Printer } from './output.js';
 
@@ -50,8 +51,9 @@ export function parsePairs(values: readonly (string | number)[] | undefined, fie
     const eq = s.indexOf('=');
     if (eq <= 0) throw invalidArgument(field, `"${s}" must be key=value`);
     const key = s.slice(0, eq);
-    if (key in out) throw invalidArgument(`${field}.${key}`, 'given twice');
-    out[key] = s.slice(eq + 1);
+    // Own keys only: "toString" is not given twice, and "__proto__" stays a key the daemon refuses by name.
+    if (Object.hasOwn(out, key)) throw invalidArgument(`${field}.${key}`, 'given twice');
+    setOwn(out, key, s.slice(eq + 1));
   }
   return out;
 }

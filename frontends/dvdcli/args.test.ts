@@ -22,6 +22,12 @@ describe('dvdcli argv', () => {
     expect(opts).toEqual({ a: '2', b: 'x=y' });
   });
 
+  it('keeps a key "__proto__" as an option (sent on, for the plugin to refuse by name)', () => {
+    const a = parseArgs(['create', '--volumename=v', '--volumeopts=__proto__=x,size=1GiB']);
+    expect(Object.keys(a.volumeOpts)).toEqual(['__proto__', 'size']);
+    expect(JSON.stringify(a.volumeOpts)).toBe('{"__proto__":"x","size":"1GiB"}');
+  });
+
   it('rejects an option without = with a clear UsageError (dvdcli panics)', () => {
     expect(() => parseArgs(['mount', '--volumedriver=x', '--volumename=v', '--volumeopts=justkey'])).toThrow(UsageError);
     expect(() => parseArgs(['mount', '--volumeopts=justkey'])).toThrow(/invalid --volumeopts element "justkey": expected key=value/);

@@ -9,6 +9,7 @@
  * instead of a Go panic; everything after the first '=' is the value (dvdcli drops the
  * part after a second '=').
  */
+import { setOwn } from '../../core/user-input.js';
 import { UsageError } from './errors.js';
 
 export const COMMANDS = ['mount', 'unmount', 'path', 'create', 'remove', 'get', 'list', 'version'] as const;
@@ -50,7 +51,8 @@ export function addVolumeOpts(into: Record<string, string>, value: string): void
     const eq = element.indexOf('=');
     if (eq < 0) throw new UsageError(`invalid --volumeopts element ${JSON.stringify(element)}: expected key=value`);
     if (eq === 0) throw new UsageError(`invalid --volumeopts element ${JSON.stringify(element)}: the key is empty`);
-    into[element.slice(0, eq)] = element.slice(eq + 1);
+    // setOwn: a key "__proto__" stays a key, sent on for the plugin to refuse by name.
+    setOwn(into, element.slice(0, eq), element.slice(eq + 1));
   }
 }
 

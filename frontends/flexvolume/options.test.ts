@@ -36,6 +36,13 @@ describe('FlexVolume option JSON', () => {
     expect(() => parseFlexOptions('{"volumeName":"a","x":{}}')).toThrow(/options.x: expected a string value/);
   });
 
+  it('keeps an option or label keyed __proto__ as data for the daemon to refuse by name, never dropping it', () => {
+    const o = parseFlexOptions('{"volumeName":"a","__proto__":"x","label.__proto__":"y","toString":"z"}');
+    expect(Object.keys(o.create.options!)).toEqual(['__proto__', 'toString']);
+    expect(Object.keys(o.create.labels!)).toEqual(['__proto__']);
+    expect(JSON.parse(JSON.stringify(o.create))).toEqual(JSON.parse('{"name":"a","labels":{"__proto__":"y"},"options":{"__proto__":"x","toString":"z"}}'));
+  });
+
   it('reads Kubernetes quantities as berth sizes', () => {
     expect(normalizeSize('10Gi')).toBe('10GiB');
     expect(normalizeSize('512Mi')).toBe('512MiB');

@@ -5,6 +5,7 @@
  * consumer mounts it, and the create request for when the volume does not exist yet.
  */
 import { invalidArgument } from '../../core/errors.js';
+import { setOwn } from '../../core/user-input.js';
 import type { CreateVolumeBody } from '../admin/client.js';
 
 /** Body of POST /v1/volumes as built here; the daemon validates every value (mode, accessMode, ...). */
@@ -77,8 +78,9 @@ function parseJsonObject(raw: string, field: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(parsed)) {
     // kubelet only sends strings; hand-written calls may send numbers or booleans.
-    if (typeof v === 'string') out[k] = v;
-    else if (typeof v === 'number' || typeof v === 'boolean') out[k] = String(v);
+    // setOwn: a key "__proto__" stays a key (an option the daemon refuses by name).
+    if (typeof v === 'string') setOwn(out, k, v);
+    else if (typeof v === 'number' || typeof v === 'boolean') setOwn(out, k, String(v));
     else throw invalidArgument(`${field}.${k}`, 'expected a string value');
   }
   return out;
@@ -139,10 +141,10 @@ export function parseFlexOptions(raw: string, field = 'options'): FlexOptions {
     else if (key === 'fs' || key === 'fsType') {
       if (userFs !== null && userFs !== value) throw invalidArgument(`${field}.${key}`, `fs ${JSON.stringify(userFs)} and fsType ${JSON.stringify(value)} disagree`);
       userFs = value;
-    } else if (key.startsWith('label.')) labels[key.slice('label.'.length)] = value;
+    } else if (key.startsWith('label.')) setOwn(labels, key.slice('label.'.length), value);
     else if ((CREATE_FIELDS as readonly string[]).includes(key)) {
       (create as unknown as Record<string, string>)[key] = key === 'size' ? normalizeSize(value) : value;
-    } else backendOptions[key] = value;
+    } else setOwn(backendOptions, key, value);
   }
   if (userFs !== null && fsType !== null && userFs !== fsType) {
     throw invalidArgument(`${field}.fs`, `option fs=${userFs} disagrees with the volume's fsType ${fsType}`);
