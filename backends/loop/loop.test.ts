@@ -1,6 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { createExec } from '../../core/os/exec.js';
 import { createSilentLogger } from '../../core/log.js';
@@ -12,8 +14,10 @@ import type { FsType } from '../../core/types.js';
 import { randomVolumeId, runBackendConformance } from '../conformance.case.js';
 import { createCleanupStack, findLeftovers, sweepRoot, type CleanupStack } from '../../test/helpers/cleanup.js';
 import { createLoopBackend, type LoopBackend } from './loop.js';
+import { MAX_LOOP_BYTES } from './settings.js';
 
 const MiB = 1024 * 1024;
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
 
 const ctx = (stateRoot: string, settings: Record<string, unknown> = {}) => ({
   name: 'fast',
@@ -59,6 +63,45 @@ describe('loop backend specifics', () => {
     });
     return vol;
   }
+
+  it('refuses a size past what its image can be as OutOfRange naming size, at validate time and on create/expand', async () => {
+    const base = { fsType: null, volumeMode: 'filesystem' as const, options: {} };
+    for (const sizeBytes of [Number.MAX_SAFE_INTEGER, MAX_LOOP_BYTES + 1]) {
+      expect(() => backend.validateCreate({ ...base, sizeBytes })).toThrow(expect.objectContaining({ kind: 'OutOfRange', field: 'size' }));
+      expect(() => backend.validateCreate({ ...base, volumeMode: 'block', sizeBytes })).toThrow(expect.objectContaining({ kind: 'OutOfRange', field: 'size' }));
+    }
+    expect(backend.validateCreate({ ...base, sizeBytes: MAX_LOOP_BYTES }).sizeBytes).toBe(MAX_LOOP_BYTES);
+    const vol = volume();
+    await backend.create(vol);
+    // Before: a RangeError from rounding the image up to whole sectors, answered as Internal.
+    await expect(backend.expand(vol, Number.MAX_SAFE_INTEGER, { mounted: false, device: null }))
+      .rejects.toMatchObject({ kind: 'OutOfRange', field: 'size' });
+    expect((await stat(backend.image(vol))).size).toBe(16 * MiB);
+  });
+
+  it('answers EFBIG from the filesystem holding the images as OutOfRange naming size', () => {
+    // RLIMIT_FSIZE makes the kernel answer EFBIG past 1 MiB, as ext4 does past 16 TiB (Node
+    // ignores SIGXFSZ), so the child's create of a 2 MiB volume meets exactly that answer.
+    const script = `
+      import { createLoopBackend } from './backends/loop/loop.ts';
+      import { createExec } from './core/os/exec.ts';
+      import { createSilentLogger } from './core/log.ts';
+      const b = await createLoopBackend({ name: 'l', settings: {}, stateRoot: ${JSON.stringify(root)}, exec: createExec(), log: createSilentLogger() });
+      const vol = { id: 'vol-01j0000000000000000000efbg', name: 'x', sizeBytes: 2 * 1024 * 1024, fsType: 'ext4', volumeMode: 'filesystem', options: {} };
+      const grow = { ...vol, id: 'vol-01j0000000000000000000efbh', sizeBytes: 512 * 1024 };
+      const out = {};
+      await b.create(vol).then(() => (out.create = 'ok'), (e) => (out.create = { kind: e.kind, field: e.field, message: e.message }));
+      await b.create(grow);
+      await b.expand(grow, 4 * 1024 * 1024, { mounted: false, device: null }).then(() => (out.expand = 'ok'), (e) => (out.expand = { kind: e.kind, field: e.field }));
+      console.log(JSON.stringify(out));`;
+    const r = spawnSync('prlimit', ['--fsize=1048576', process.execPath, '--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: REPO, encoding: 'utf8', timeout: 60_000,
+    });
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout) as Record<string, { kind: string; field: string; message: string }>;
+    expect(out.create).toMatchObject({ kind: 'OutOfRange', field: 'size', message: expect.stringMatching(/^size: 2MiB is more than the filesystem holding .* allows in one file/) });
+    expect(out.expand).toEqual({ kind: 'OutOfRange', field: 'size' });
+  });
 
   it('checks each filesystem minimum at validate time, naming size', () => {
     const base = { fsType: null, volumeMode: 'filesystem' as const, options: {} };

@@ -17,11 +17,12 @@ import type { BackendCapabilities, FsType, VolumeStats } from '../../core/types.
 import type { Exec } from '../../core/os/exec.js';
 import type { Logger } from '../../core/log.js';
 import { failedPrecondition, internal, invalidArgument, notFound, outOfRange } from '../../core/errors.js';
+import { formatSize } from '../../core/spec.js';
 import { attachLoop, blockDeviceSize, detachLoop, findLoopDevices, findLoopDevicesUnder, refreshLoopCapacity, stillBacks, type LoopDevice } from '../../core/os/loop.js';
 import { FS_GROWS_ONLINE, fsMountOptions, fsUsage, growFilesystem, makeFilesystem, measureFsGrowth, probeFilesystem, readFsMagic, type FsGrowth } from '../../core/os/fs.js';
 import { findMount, mount as mountFs, readMountInfo, unmountAll } from '../../core/os/mounts.js';
 import { childPath, managedMountPath, VOLUME_ID_RE } from '../paths.js';
-import { parseLoopSettings, validateLoopCreate, type LoopSettings } from './settings.js';
+import { checkLoopMax, parseLoopSettings, validateLoopCreate, type LoopSettings } from './settings.js';
 import { copyImage, thaw } from './copy.js';
 
 const CAPABILITIES: BackendCapabilities = {
@@ -106,12 +107,19 @@ export class LoopBackend implements Backend {
     return managedMountPath(this.stateRoot, vol.id);
   }
 
-  /** Creates the sparse image, or grows a short one left by a crash; never shrinks. */
+  /**
+   * Creates the sparse image, or grows a short one left by a crash; never shrinks. A size
+   * the image's filesystem cannot hold in one file is OutOfRange naming `size`.
+   */
   async create(vol: BackendVolume): Promise<void> {
+    checkLoopMax(vol.sizeBytes);
     const size = imageSize(vol.sizeBytes);
     const fh = await open(this.image(vol), 'a', 0o600);
     try {
       if ((await fh.stat()).size < size) await fh.truncate(size);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EFBIG') throw err;
+      throw outOfRange('size', `${formatSize(vol.sizeBytes)} is more than the filesystem holding ${this.settings.root} allows in one file (the volume's image)`);
     } finally {
       await fh.close();
     }

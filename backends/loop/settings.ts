@@ -23,6 +23,21 @@ export const DEFAULT_SIZE = 1024 ** 3;
 /** A block volume smaller than this is a mistake rather than a request (1 MiB). */
 export const MIN_BLOCK_BYTES = 1024 ** 2;
 
+/**
+ * The largest volume the driver makes: its image is whole 512-byte sectors (a loop device
+ * sees nothing else), and that count of bytes must still be a number JS holds exactly.
+ * The filesystem holding the images may allow less (ext4 with 4 KiB blocks: 16 TiB per
+ * file); the kernel says so when the image is sized (EFBIG), and that is OutOfRange too.
+ */
+export const MAX_LOOP_BYTES = Math.floor(Number.MAX_SAFE_INTEGER / 512) * 512;
+
+/** OutOfRange for a size past MAX_LOOP_BYTES, naming `size`. */
+export function checkLoopMax(sizeBytes: number): void {
+  if (sizeBytes > MAX_LOOP_BYTES) {
+    throw outOfRange('size', `${sizeBytes} bytes is more than a loop volume can be (at most ${MAX_LOOP_BYTES} bytes)`);
+  }
+}
+
 export function parseLoopSettings(ctx: Pick<BackendContext, 'name' | 'settings' | 'stateRoot'>): LoopSettings {
   checkKnownKeys(ctx.name, ctx.settings, ['root', 'defaultSize', 'defaultFs']);
   const defaultFs = choiceSetting(ctx.name, ctx.settings, 'defaultFs', FS_TYPES, 'ext4');
@@ -52,6 +67,7 @@ export function validateLoopCreate(settings: LoopSettings, spec: CreateSpec): Cr
     options[key] = value;
   }
   const sizeBytes = spec.sizeBytes > 0 ? spec.sizeBytes : settings.defaultSize;
+  checkLoopMax(sizeBytes);
   if (spec.volumeMode === 'block') {
     if (spec.fsType !== null) throw invalidArgument('fs', 'a block volume has no filesystem: leave fs unset');
     if (sizeBytes < MIN_BLOCK_BYTES) throw outOfRange('size', `a block volume needs at least ${formatSize(MIN_BLOCK_BYTES)}, got ${formatSize(sizeBytes)}`);
