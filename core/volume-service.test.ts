@@ -513,6 +513,18 @@ describe('volume service: structured log lines', () => {
         expect.objectContaining({ frontend: 'csi', op: 'remove', volume: 'nope', outcome: 'NotFound', error: expect.stringContaining('nope') }),
       ]);
       expect(lines.some((l) => l['op'] === 'reconcile')).toBe(true);
+
+      // A megabyte of ref costs a clipped line (issue 9: 2 MB log lines).
+      lines.length = 0;
+      const huge = `x\n${'v'.repeat(1_000_000)}`;
+      await h.svc.inspect(huge, { frontend: 'admin' }).catch(() => undefined);
+      await h.svc.create({ name: huge }, { frontend: 'docker' }).catch(() => undefined);
+      const clipped = lines.filter((l) => l['op'] === 'inspect' || l['op'] === 'create');
+      expect(clipped).toEqual([
+        expect.objectContaining({ op: 'inspect', volume: expect.stringMatching(/^x\\x0av+\.\.\.\(\d+ more characters\)$/), outcome: 'InvalidArgument' }),
+        expect.objectContaining({ op: 'create', outcome: 'InvalidArgument' }),
+      ]);
+      for (const l of clipped) expect(JSON.stringify(l).length).toBeLessThan(2048);
     } finally {
       await h.cleanup();
     }

@@ -47,7 +47,7 @@ async function freePort(): Promise<number> {
 }
 
 /** One daemon with every frontend on: admin socket + TCP (token), Docker socket + TCP, CSI; FlexVolume installed. */
-async function setup(label: string): Promise<Env> {
+async function setup(label: string, logLevel: 'info' | 'debug' = 'info'): Promise<Env> {
   const root = roots.create(`sec-${label}`);
   const driver = `berth-sec-${randomBytes(4).toString('hex')}`;
   mkdirSync(root.path('plugins'), { recursive: true });
@@ -55,6 +55,7 @@ async function setup(label: string): Promise<Env> {
   const d = await startTestDaemon(root, {
     docker: true,
     csi: true,
+    logLevel,
     config: {
       admin: { socket: root.path('run', 'admin.sock'), tcp: `127.0.0.1:${adminPort}`, token: TOKEN },
       docker: { enabled: true, driverName: driver, socket: root.path('plugins', `${driver}.sock`), tcp: '127.0.0.1:0', specDir: root.path('specs') },
@@ -192,7 +193,8 @@ describe('security probes against every frontend', () => {
   });
 
   it('answers huge ids and names at once with short errors, logging no huge line', async () => {
-    const e = await setup('huge');
+    // Debug: every line a request can cause is written, the access and request lines too.
+    const e = await setup('huge', 'debug');
     const csi = createCsiClient(e.d.csiEndpoint);
     try {
       for (const n of [200_000, MB]) {
