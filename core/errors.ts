@@ -14,7 +14,7 @@ export const ERROR_KINDS = [
   'Busy', // another operation holds the volume (only when the caller asked not to wait)
   'Unsupported', // the backend or frontend cannot do this at all
   'OutOfRange', // a size or count is outside what the backend can deliver
-  'ResourceExhausted', // the backend has no room (pool full, no free loop device)
+  'ResourceExhausted', // no room: a full pool, filesystem or state root (ENOSPC, SQLITE_FULL), no free loop device
   'Internal', // a bug or an unexpected OS failure; logged with its stack
 ] as const;
 
@@ -68,11 +68,45 @@ export function renameErrorField(err: unknown, names: Readonly<Record<string, st
   return new BerthError(err.kind, message, { field: to, ...(err.cause !== undefined ? { cause: err.cause } : {}) });
 }
 
-/** Wraps anything that is not a BerthError as Internal, keeping the original as cause. */
+/**
+ * Wraps anything that is not a BerthError as Internal, keeping the original as cause; a
+ * failure that comes down to a full filesystem is ResourceExhausted instead (see noSpace).
+ */
 export function asBerthError(err: unknown): BerthError {
+  if (err instanceof BerthError && err.kind !== 'Internal') return err;
+  const full = noSpace(err);
+  if (full !== null) return new BerthError('ResourceExhausted', withPath(err instanceof Error ? err.message : String(err), full), { cause: err });
   if (err instanceof BerthError) return err;
   const message = err instanceof Error ? err.message : String(err);
   return new BerthError('Internal', message, { cause: err });
+}
+
+/** errno codes for "the filesystem has no room" and "the quota is used up". */
+const NO_SPACE_CODES = new Set(['ENOSPC', 'EDQUOT']);
+/** The same said by a command on stderr (mkfs, cp, losetup) or by SQLite. */
+const NO_SPACE_TEXT = /No space left on device|Disk quota exceeded|database or disk is full/i;
+
+/**
+ * Whether `err` (or an error in its cause chain) says the filesystem is full: an errno
+ * ENOSPC / EDQUOT (fs calls), SQLITE_FULL, or a command that printed "No space left on
+ * device". Returns what is known of where: the path the failing call named, or '' when
+ * the message is all there is. null: not a full-disk failure.
+ * @example if (noSpace(err) !== null) throw resourceExhausted(...);
+ */
+export function noSpace(err: unknown): string | null {
+  let e: unknown = err;
+  for (let depth = 0; depth < 8 && e instanceof Error; depth++) {
+    const { code, path } = e as NodeJS.ErrnoException;
+    if ((code !== undefined && NO_SPACE_CODES.has(code)) || code === 'SQLITE_FULL') return typeof path === 'string' ? path : '';
+    if (NO_SPACE_TEXT.test(e.message)) return '';
+    e = e.cause;
+  }
+  return null;
+}
+
+/** The message, naming `path` when it does not already. */
+function withPath(message: string, path: string): string {
+  return path === '' || message.includes(path) ? message : `${message} (${path})`;
 }
 
 export const notFound = (message: string) => new BerthError('NotFound', message);
