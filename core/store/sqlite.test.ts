@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -18,7 +18,8 @@ describe('SQLite store', () => {
   let store: Store;
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'berth-store-'));
-    store = openStore(join(dir, 'sub', 'state.db'));
+    // Shared: several tests look at the file from a second connection.
+    store = openStore(join(dir, 'sub', 'state.db'), { shared: true });
   });
   afterEach(() => {
     store.close();
@@ -32,6 +33,22 @@ describe('SQLite store', () => {
     expect(db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.at(-1)!.version);
     db.close();
     store = openStore(join(dir, 'sub', 'state.db'));
+  });
+
+  it('holds the file exclusively by default: no -shm file, a second opener is refused, files are 0600', () => {
+    store.close();
+    const path = join(dir, 'sub', 'state.db');
+    store = openStore(path);
+    store.insertVolume(vol('vol-1', 'one'));
+    expect(existsSync(`${path}-shm`)).toBe(false);
+    expect(() => openStore(path, { lockWaitMs: 50 })).toThrow(expect.objectContaining({
+      kind: 'FailedPrecondition', message: expect.stringContaining(`${path} is locked by another process`),
+    }));
+    expect(() => new Database(path, { timeout: 50 }).prepare('SELECT count(*) FROM volumes').get()).toThrow(/locked/);
+    for (const f of [path, `${path}-wal`, `${path}.reserve`]) expect((statSync(f).mode & 0o777).toString(8), f).toBe('600');
+    store.close();
+    store = openStore(path, { lockWaitMs: 50 }); // released on close
+    expect(store.getVolumeByName('one')?.id).toBe('vol-1');
   });
 
   it('round-trips volumes and survives reopening the file', () => {
@@ -106,7 +123,7 @@ describe('SQLite store', () => {
       other.close();
     }
     store.close();
-    store = openStore(join(dir, 'sub', 'state.db'));
+    store = openStore(join(dir, 'sub', 'state.db'), { shared: true });
     expect(store.listMountRefs().map((r) => r.consumer)).toEqual(['c1']);
   });
 

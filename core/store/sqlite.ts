@@ -17,13 +17,24 @@
  *   mounted paths, implicit loop attachments): after a reboot no mount or loop device is
  *   left to leak, and kubelet / Docker ask for their mounts again.
  * - foreign_keys=ON so deleting a volume removes its attachments and mount references.
- * - busy_timeout so a second process (the CLI reading the same file in tests) waits instead of failing.
+ * - locking_mode=EXCLUSIVE (unless `shared`), set before the first WAL access: the
+ *   connection takes an exclusive lock on the file when it opens the WAL and holds it
+ *   until close, and keeps the WAL index in its own memory instead of a -shm file. So
+ *   (1) the lock is the daemon's claim on its state root: a second daemon gets "locked",
+ *   and the kernel drops the lock when a daemon dies (kill -9 included); (2) opening
+ *   needs no free space (a -shm file has to be created and sized), so a daemon starts
+ *   and serves reads on a full disk. No other process reads the file while a daemon runs.
+ * - Files are private: the database is created 0600 and SQLite gives its -wal the same mode.
+ * - A write that fails with SQLITE_FULL releases the space reserve (space-reserve.ts) and
+ *   is retried once; failing again it is ResourceExhausted naming the database.
  */
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { internal } from '../errors.js';
+import { BerthError, failedPrecondition, internal } from '../errors.js';
+import type { Logger } from '../log.js';
 import { MIGRATIONS } from './migrations.js';
+import { createSpaceReserve, RESERVE_BYTES, type SpaceReserve } from './space-reserve.js';
 import { VolumeCache } from './volume-cache.js';
 import type {
   AttachmentRow, MountRefBinding, MountRefRow, MountRefState, SnapshotRow, SnapshotStatus, Store, TxOptions, VolumePatch, VolumeRow,
@@ -98,6 +109,11 @@ const toSnapshot = (r: SnapshotDb): SnapshotRow => ({
   status: r.status as SnapshotStatus, createdAt: r.created_at,
 });
 
+/** ResourceExhausted for a write the filesystem had no room for, naming the database. */
+function storeFull(path: string, cause: unknown): BerthError {
+  return new BerthError('ResourceExhausted', `the state database ${path} cannot be written: the filesystem holding it is full (SQLITE_FULL); free space there`, { cause });
+}
+
 /** Applies every migration newer than the file's user_version, one transaction each. */
 function migrate(db: Database.Database): void {
   const current = db.pragma('user_version', { simple: true }) as number;
@@ -114,23 +130,52 @@ function migrate(db: Database.Database): void {
   }
 }
 
+export interface OpenStoreOptions {
+  /**
+   * Let other connections use the file at the same time (tests that look at it from a
+   * second connection). Default false: the daemon holds it exclusively (see above).
+   */
+  readonly shared?: boolean;
+  /** How long to wait for a lock another connection holds (ms; default 5000). */
+  readonly lockWaitMs?: number;
+  /** Size of the space reserve <path>.reserve (default 1 MiB; 0 = none). */
+  readonly reserveBytes?: number;
+  readonly log?: Logger;
+}
+
+/** The files SQLite keeps for the database at `path` (-shm only exists in shared mode). */
+export const storeFiles = (path: string): string[] => [path, `${path}-wal`, `${path}-shm`];
+
+const sqliteCode = (err: unknown): string | undefined => (err as { code?: unknown } | null)?.code as string | undefined;
+
 /**
- * Opens (creating if needed) the state database and applies migrations.
+ * Opens (creating if needed) the state database and applies migrations. FailedPrecondition
+ * when another process holds it; ResourceExhausted when it cannot be written for lack of space.
  * @example const store = openStore('/var/lib/berth/state.db');
  */
-export function openStore(path: string): Store {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const db = new Database(path);
+export function openStore(path: string, opts: OpenStoreOptions = {}): Store {
+  const memory = path === ':memory:';
+  if (!memory) {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    // Created 0600 before SQLite sees it (it would make it 0644): its -wal copies the mode.
+    closeSync(openSync(path, 'a', 0o600));
+  }
+  const db = new Database(path, { timeout: opts.lockWaitMs ?? 5000 });
   try {
+    if (!opts.shared) db.pragma('locking_mode = EXCLUSIVE');
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = FULL');
     db.pragma('foreign_keys = ON');
-    db.pragma('busy_timeout = 5000');
     migrate(db);
   } catch (err) {
     db.close();
+    if (sqliteCode(err) === 'SQLITE_BUSY') throw failedPrecondition(`the state database ${path} is locked by another process`);
+    if (sqliteCode(err) === 'SQLITE_FULL') throw storeFull(path, err);
     throw err;
   }
+  const reserve: SpaceReserve | null = memory ? null : createSpaceReserve(`${path}.reserve`, {
+    bytes: opts.reserveBytes ?? RESERVE_BYTES, ...(opts.log ? { log: opts.log } : {}),
+  });
 
   const s = {
     insertLabel: db.prepare<[string, string, string]>('INSERT INTO volume_labels (volume_id, key, value) VALUES (?, ?, ?)'),
@@ -267,20 +312,50 @@ export function openStore(path: string): Store {
       throw err;
     }
   };
+  const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
+  /**
+   * Every write goes through here. Inside a transaction it just runs (the outermost call
+   * decides). Outermost, a SQLITE_FULL (the write rolled back whole) releases the space
+   * reserve, lets a checkpoint move the WAL into the database so the WAL is reused from its
+   * start, and retries once; full again, it is ResourceExhausted naming the database.
+   */
+  const write = <T>(fn: () => T): T => {
+    if (db.inTransaction) return fn();
+    try {
+      return fn();
+    } catch (err) {
+      if (sqliteCode(err) !== 'SQLITE_FULL') throw err;
+      dropAll();
+      reserve?.release();
+      try {
+        checkpoint.run();
+      } catch {
+        /* a checkpoint that cannot finish leaves the WAL as it was */
+      }
+      try {
+        return fn();
+      } catch (again) {
+        dropAll();
+        throw sqliteCode(again) === 'SQLITE_FULL' ? storeFull(path, again) : again;
+      }
+    }
+  };
 
   let closed = false;
   const store: Store = {
     tx<T>(fn: () => T, opts: TxOptions = {}): T {
       // better-sqlite3 turns a nested transaction() into a savepoint, so nesting is safe;
       // a nested call joins the outer transaction and so its durability.
-      if (opts.durable !== false || db.inTransaction) return transaction(fn);
+      if (opts.durable !== false || db.inTransaction) return write(() => transaction(fn));
       syncNormal.run();
       try {
-        return transaction(fn);
+        return write(() => transaction(fn));
       } finally {
         syncFull.run();
       }
     },
+
+    ensureHeadroom: () => reserve?.ensureHeadroom(),
 
     getVolume: (id) => fresh().get(id),
     getVolumeByName: (name) => fresh().getByName(name),
@@ -294,7 +369,7 @@ export function openStore(path: string): Store {
       return listStatement(labels.length, filter.backend !== undefined, filter.status !== undefined).all(...params).map(toVolume);
     },
     countVolumes: () => fresh().size,
-    insertVolume: (v) => {
+    insertVolume: (v) => write(() => {
       const insert = () => {
         s.insertVolume.run({
           id: v.id, name: v.name, backend: v.backend, size_bytes: v.sizeBytes, fs_type: v.fsType, volume_mode: v.volumeMode,
@@ -308,8 +383,8 @@ export function openStore(path: string): Store {
       if (Object.keys(v.labels).length === 0) insert();
       else transaction(insert);
       c.insert(v);
-    },
-    updateVolume: (id, patch: VolumePatch) => {
+    }),
+    updateVolume: (id, patch: VolumePatch) => write(() => {
       const c = fresh();
       transaction(() => {
         if (patch.status !== undefined) s.setVolumeStatus.run(patch.status, id);
@@ -317,30 +392,30 @@ export function openStore(path: string): Store {
         if (patch.sizeBytes !== undefined) s.setVolumeSize.run(patch.sizeBytes, id);
       });
       c.patch(id, patch);
-    },
-    deleteVolume: (id) => {
+    }),
+    deleteVolume: (id) => write(() => {
       const c = fresh();
       s.deleteVolume.run(id);
       c.remove(id);
       // ON DELETE CASCADE took its attachments and references with it.
       refsOf.delete(id);
       attachmentsOf.delete(id);
-    },
+    }),
 
     listAttachments: (volumeId) => (volumeId === undefined
       ? s.listAttachments.all().map(toAttachment)
       : memoized(attachmentsOf, volumeId, s.listAttachmentsOf, toAttachment)),
-    putAttachment: (a) => {
+    putAttachment: (a) => write(() => {
       attachmentsOf.delete(a.volumeId);
       s.putAttachment.run({
         volume_id: a.volumeId, node: a.node, device: a.device, read_only: a.readOnly ? 1 : 0, implicit: a.implicit ? 1 : 0,
         created_at: a.createdAt,
       });
-    },
-    deleteAttachment: (volumeId, node) => {
+    }),
+    deleteAttachment: (volumeId, node) => write(() => {
       attachmentsOf.delete(volumeId);
       s.deleteAttachment.run(volumeId, node);
-    },
+    }),
 
     listMountRefs: (volumeId) => (volumeId === undefined
       ? s.listMountRefs.all().map(toMountRef)
@@ -350,25 +425,25 @@ export function openStore(path: string): Store {
       for (let i = target.indexOf('/', 1); i > 0; i = target.indexOf('/', i + 1)) ancestors.push(target.slice(0, i));
       return s.listMountRefsNear.all({ t: target, below: `${target}/`, end: `${target}0`, ancestors: JSON.stringify(ancestors) }).map(toMountRef);
     },
-    insertMountRef: (m) => {
+    insertMountRef: (m) => write(() => {
       refsOf.delete(m.volumeId);
       s.insertMountRef.run({
         volume_id: m.volumeId, consumer: m.consumer, frontend: m.frontend, target: m.target, read_only: m.readOnly ? 1 : 0,
         state: m.state, created_at: m.createdAt, ...bindingParams(m),
       });
-    },
-    setMountRefBinding: (volumeId, consumer, binding) => {
+    }),
+    setMountRefBinding: (volumeId, consumer, binding) => write(() => {
       refsOf.delete(volumeId);
       s.setMountRefBinding.run({ volume_id: volumeId, consumer, ...bindingParams(binding) });
-    },
-    setMountRefState: (volumeId, consumer, state) => {
+    }),
+    setMountRefState: (volumeId, consumer, state) => write(() => {
       refsOf.delete(volumeId);
       s.setMountRefState.run(state, volumeId, consumer);
-    },
-    deleteMountRef: (volumeId, consumer) => {
+    }),
+    deleteMountRef: (volumeId, consumer) => write(() => {
       refsOf.delete(volumeId);
       s.deleteMountRef.run(volumeId, consumer);
-    },
+    }),
 
     getSnapshot: (id) => {
       const r = s.getSnapshot.get(id);
@@ -380,18 +455,18 @@ export function openStore(path: string): Store {
     },
     listSnapshots: (filter = {}) =>
       (filter.volumeId === undefined ? s.listSnapshots.all() : s.listSnapshotsOf.all(filter.volumeId)).map(toSnapshot),
-    insertSnapshot: (r) => {
+    insertSnapshot: (r) => write(() => {
       s.insertSnapshot.run({
         id: r.id, name: r.name, volume_id: r.volumeId, backend: r.backend, size_bytes: r.sizeBytes,
         fs_type: r.fsType, volume_mode: r.volumeMode, status: r.status, created_at: r.createdAt,
       });
-    },
-    setSnapshotStatus: (id, status) => {
+    }),
+    setSnapshotStatus: (id, status) => write(() => {
       s.setSnapshotStatus.run(status, id);
-    },
-    deleteSnapshot: (id) => {
+    }),
+    deleteSnapshot: (id) => write(() => {
       s.deleteSnapshot.run(id);
-    },
+    }),
 
     close: () => {
       if (closed) return;

@@ -116,6 +116,12 @@ export interface TxOptions {
 export interface Store {
   /** Runs fn in one transaction (nested calls join the outer one, and its durability). fn must not await. */
   tx<T>(fn: () => T, opts?: TxOptions): T;
+  /**
+   * Before an operation that takes new resources (create, mount, attach, expand,
+   * snapshot): makes sure the records it writes after its side effects will fit
+   * (space-reserve.ts). ResourceExhausted naming the state root when they might not.
+   */
+  ensureHeadroom(): void;
 
   getVolume(id: string): VolumeRow | null;
   getVolumeByName(name: string): VolumeRow | null;
