@@ -67,6 +67,14 @@ export interface Backend {
   describe(): Readonly<Record<string, unknown>>;
 
   /**
+   * The directories this backend keeps volumes, images, snapshots and mount points in,
+   * which no other local user may read (core/private-state.ts). The backend makes them
+   * 0700; the daemon tightens existing ones at start-up. A volume's own root inside them
+   * is not listed: it keeps the mode its consumers expect.
+   */
+  privateDirs(): readonly string[];
+
+  /**
    * Checks a create request against what this backend can do, without side effects.
    * Throws InvalidArgument / OutOfRange naming the field ("size", "fs", "opts.<key>"),
    * e.g. xfs under 300 MiB, an unknown backend option, block mode unsupported.

@@ -11,7 +11,8 @@ export * from './user-input.js';
 export * from './backend.js';
 
 export type { Store } from './store/store.js';
-export { openStore } from './store/sqlite.js';
+export { openStore, type OpenStoreOptions } from './store/sqlite.js';
+export { PRIVATE_DIR_MODE, tightenDirs, tightenLogFiles, tightenStateRoot, type ModeChange } from './private-state.js';
 export { createBackends, type CreateBackendsOptions } from './registry.js';
 export { createVolumeService, type CoreVolumeService, type VolumeServiceDeps } from './volume-service.js';
 export type { ReconcileReport } from './reconcile.js';

@@ -56,8 +56,9 @@ async function preparePool(ctx: BackendContext, s: BtrfsSettings): Promise<void>
   } catch (err) {
     throw invalidArgument(field, `cannot enable btrfs quotas on ${s.pool}: ${err instanceof Error ? err.message : String(err)}`);
   }
-  await mkdir(join(s.pool, 'volumes'), { recursive: true });
-  await mkdir(join(s.pool, 'snapshots'), { recursive: true });
+  // Private (core/private-state.ts): the subvolumes inside are what consumers see.
+  await mkdir(join(s.pool, 'volumes'), { recursive: true, mode: 0o700 });
+  await mkdir(join(s.pool, 'snapshots'), { recursive: true, mode: 0o700 });
   ctx.log.info({ backend: ctx.name, pool: s.pool }, 'btrfs pool ready (quotas enabled)');
 }
 
@@ -84,6 +85,10 @@ class BtrfsBackend implements Backend {
   ) {
     this.#volumesDir = join(settings.pool, 'volumes');
     this.#snapshotsDir = join(settings.pool, 'snapshots');
+  }
+
+  privateDirs(): readonly string[] {
+    return [this.#volumesDir, this.#snapshotsDir];
   }
 
   describe(): Readonly<Record<string, unknown>> {

@@ -64,7 +64,8 @@ export function parseDirSettings(ctx: Pick<BackendContext, 'name' | 'settings' |
  */
 export const createDirBackend: BackendFactory = async (ctx) => {
   const settings = parseDirSettings(ctx);
-  await mkdir(join(settings.root, SNAPSHOT_DIR), { recursive: true, mode: 0o711 });
+  // Private (core/private-state.ts): the volume directories inside are what consumers see.
+  await mkdir(join(settings.root, SNAPSHOT_DIR), { recursive: true, mode: 0o700 });
   await mkdir(join(settings.root, TRASH_DIR), { recursive: true, mode: 0o700 });
   const backend = new DirBackend(ctx.name, settings, ctx.exec, ctx.log);
   backend.emptyTrash();
@@ -114,6 +115,10 @@ class DirBackend implements Backend {
     void this.removeInBackground(grave);
   }
 
+  privateDirs(): readonly string[] {
+    return [this.settings.root, join(this.settings.root, SNAPSHOT_DIR), join(this.settings.root, TRASH_DIR)];
+  }
+
   describe(): Readonly<Record<string, unknown>> {
     return {
       root: this.settings.root,
@@ -133,6 +138,7 @@ class DirBackend implements Backend {
     return childPath(this.settings.root, vol.id);
   }
 
+  /** The volume's root: 0755 like Docker's _data (its parent, the backend root, is private). */
   async create(vol: BackendVolume): Promise<void> {
     await mkdir(this.dir(vol), { recursive: true, mode: 0o755 });
   }

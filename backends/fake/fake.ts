@@ -111,7 +111,7 @@ export function createFakeBackend(opts: FakeBackendOptions = {}): FakeBackend {
   const knownOptions = opts.knownOptions ?? ['tier'];
   const defaultSize = opts.defaultSizeBytes ?? (caps.sizeEnforced ? 64 * 2 ** 20 : 0);
   const root = opts.root;
-  if (root) mkdirSync(root, { recursive: true });
+  if (root) mkdirSync(root, { recursive: true, mode: 0o700 });
 
   const enter = async (method: FakeMethod, id: string | null): Promise<void> => {
     calls.push({ method, id });
@@ -166,6 +166,7 @@ export function createFakeBackend(opts: FakeBackendOptions = {}): FakeBackend {
     },
 
     describe: () => ({ root: root ?? null, fake: true, sizeEnforced: caps.sizeEnforced }),
+    privateDirs: () => (root ? [root] : []),
 
     validateCreate(spec: CreateSpec): CreateSpec {
       if (spec.volumeMode === 'block' && !caps.block) throw invalidArgument('mode', 'this fake backend has no block volumes');

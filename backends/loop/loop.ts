@@ -56,8 +56,10 @@ const DETACH_SETTLE_MS = 5_000;
  */
 export const createLoopBackend: BackendFactory = async (ctx) => {
   const settings = parseLoopSettings(ctx);
+  // Private (core/private-state.ts): images, snapshots and the managed mounts; consumers
+  // see mounts/<id>/data through bind mounts.
   await mkdir(join(settings.root, SNAPSHOT_DIR), { recursive: true, mode: 0o700 });
-  await mkdir(join(ctx.stateRoot, 'mounts'), { recursive: true, mode: 0o755 });
+  await mkdir(join(ctx.stateRoot, 'mounts'), { recursive: true, mode: 0o700 });
   return new LoopBackend(ctx, settings);
 };
 
@@ -77,6 +79,10 @@ export class LoopBackend implements Backend {
     this.exec = ctx.exec;
     this.log = ctx.log;
     this.stateRoot = ctx.stateRoot;
+  }
+
+  privateDirs(): readonly string[] {
+    return [this.settings.root, join(this.settings.root, SNAPSHOT_DIR), join(this.stateRoot, 'mounts')];
   }
 
   describe(): Readonly<Record<string, unknown>> {
@@ -168,7 +174,7 @@ export class LoopBackend implements Backend {
     }
     const device = this.pickDevice(vol, devs, opts.device);
     const { growOnline } = await this.prepareFilesystem(vol, fsType, device);
-    await mkdir(target, { recursive: true, mode: 0o755 });
+    await mkdir(target, { recursive: true, mode: 0o700 });
     const options = [...fsMountOptions(fsType)];
     if (vol.options['discard'] === 'true') options.push('discard');
     try {
