@@ -1,16 +1,13 @@
 /**
  * The composition root: the only place the daemon's parts meet.
- *   Config -> Exec -> backends (builtinDrivers) -> Store (<stateRoot>/state.db)
+ *   Config -> state root claim + Store (<stateRoot>/state.db, state-root.ts) -> Exec -> backends (builtinDrivers)
  *          -> VolumeService (reconciles before it returns) -> frontends (admin, docker, csi).
  * Everything is built here and passed down; nothing below holds module-level state.
  * Shutdown runs in reverse: frontends stop (sockets removed), the service closes, the store closes.
  */
-import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import {
-  BerthError, createBackends, createExec, createVolumeService, openStore, withTestHolds, type Config, type CoreVolumeService, type Logger,
+  createBackends, createExec, createVolumeService, tightenDirs, tightenLogFiles, withTestHolds, type Config, type CoreVolumeService, type Logger,
 } from '../core/index.js';
-
 import { builtinDrivers } from '../backends/index.js';
 import type { DaemonInfo } from '../frontends/admin/client.js';
 import { createAdminFrontend } from '../frontends/admin/server.js';
@@ -18,6 +15,7 @@ import { createCsiFrontend } from '../frontends/csi/index.js';
 import { createDockerFrontend } from '../frontends/docker/index.js';
 import type { FrontendServer } from '../frontends/types.js';
 import { createMetrics } from './metrics.js';
+import { claimStateRoot } from './state-root.js';
 
 export interface RunningDaemon {
   readonly config: Config;
@@ -50,16 +48,22 @@ export async function startDaemon(config: Config, o: {
   };
 
   try {
-    await mkdir(config.stateRoot, { recursive: true, mode: 0o755 });
+    // Like dockerd: the modes berth asks for are the modes files get (a volume's root 0755,
+    // private state 0700 / 0600), whatever umask the daemon was started with.
+    process.umask(0o022);
     // Before anything touches the state: a second daemon on the same state root would
-    // reconcile (unmount, detach) what the running one manages.
-    await claimStateRoot(config.stateRoot);
-    undo.push(() => rm(join(config.stateRoot, PID_FILE), { force: true }));
+    // reconcile (unmount, detach) what the running one manages. Needs no free space.
+    const claimed = await claimStateRoot(config.stateRoot, log);
+    const store = claimed.store;
+    undo.push(() => claimed.releasePidFile());
+    undo.push(() => store.close());
     const exec = createExec();
     const built = await createBackends({ config, drivers: builtinDrivers, exec, log });
     const backends = o.testHolds ? withTestHolds(built, { socket: o.testHolds, log }) : built;
-    const store = openStore(join(config.stateRoot, 'state.db'));
-    undo.push(() => store.close());
+    const tightened = [...claimed.tightened, ...(await tightenDirs([...built.values()].flatMap((b) => b.privateDirs()))), ...(await tightenLogFiles())];
+    if (tightened.length) {
+      log.warn({ tightened: tightened.map((c) => `${c.path} ${c.from} -> ${c.to}`) }, 'took access to berth\'s state away from other users (left open by an older berth or a loose umask)');
+    }
 
     let service: CoreVolumeService | null = null;
     const metrics = createMetrics({ volumes: () => service?.status().volumes ?? 0 });
@@ -109,45 +113,4 @@ function describeDaemon(config: Config, configFile: string | null, dockerTcp: ()
     csi: config.csi.enabled ? { driverName: config.csi.driverName, endpoint: config.csi.endpoint, mode: config.csi.mode } : null,
     logLevel: config.log.level,
   });
-}
-
-const PID_FILE = 'daemon.pid';
-
-/**
- * Records this daemon's pid in <stateRoot>/daemon.pid, refusing when the recorded pid is a
- * live berth process (after kill -9 the file names a dead one and is taken over). The file
- * is written whole under a temporary name and hard-linked into place, which fails when the
- * name exists: of two daemons starting at once on one state root exactly one gets it, and
- * nobody ever reads a half-written pid.
- */
-async function claimStateRoot(stateRoot: string): Promise<void> {
-  const file = join(stateRoot, PID_FILE);
-  const mine = `${file}.${process.pid}`;
-  await writeFile(mine, `${process.pid}\n`);
-  try {
-    for (let attempt = 0; attempt < 5; attempt++) {
-      try {
-        await link(mine, file);
-        return;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      }
-      const text = await readFile(file, 'utf8').catch(() => '');
-      const recorded = Number(text.trim());
-      if (recorded === process.pid) return;
-      if (Number.isInteger(recorded) && recorded > 0 && (await isBerthProcess(recorded))) {
-        throw new BerthError('FailedPrecondition', `another berth daemon (pid ${recorded}) is using the state root ${stateRoot}`);
-      }
-      // Stale: take it over, unless another starting daemon replaced it meanwhile.
-      if ((await readFile(file, 'utf8').catch(() => '')) === text) await rm(file, { force: true });
-    }
-    throw new BerthError('FailedPrecondition', `cannot claim ${file}: other berth daemons keep starting on the state root ${stateRoot}`);
-  } finally {
-    await rm(mine, { force: true });
-  }
-}
-
-async function isBerthProcess(pid: number): Promise<boolean> {
-  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-  return cmdline.includes('berth');
 }
