@@ -73,15 +73,16 @@ export async function startDaemon(config: Config, o: {
     const svc = service;
     undo.push(() => svc.close());
 
-    const docker = config.docker.enabled ? createDockerFrontend({ service: svc, config: config.docker, log }) : null;
+    const socketGroup = config.socketGroup;
+    const docker = config.docker.enabled ? createDockerFrontend({ service: svc, config: config.docker, log, socketGroup }) : null;
     const daemonInfo = describeDaemon(config, o.configFile ?? null, () => docker?.tcpUrl() ?? null);
     const frontends: FrontendServer[] = [];
     if (docker) frontends.push(docker);
-    if (config.csi.enabled) frontends.push(createCsiFrontend({ service: svc, config: config.csi, nodeId: config.nodeId, version, log }));
+    if (config.csi.enabled) frontends.push(createCsiFrontend({ service: svc, config: config.csi, nodeId: config.nodeId, version, log, socketGroup }));
     // The admin API starts last (and so stops first): once `berth status` answers, the Docker
     // socket, its spec file and the CSI endpoint are all there (install.sh and the tests wait
     // on it); started first, a caller could see "ready" a few ms before they were.
-    frontends.push(createAdminFrontend({ service: svc, config: config.admin, log, metrics: metrics.render, daemonInfo }));
+    frontends.push(createAdminFrontend({ service: svc, config: config.admin, log, metrics: metrics.render, daemonInfo, socketGroup }));
     for (const f of frontends) {
       await f.start();
       undo.push(() => f.stop());

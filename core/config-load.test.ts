@@ -119,6 +119,24 @@ describe('loadConfig', () => {
     expectInvalid(() => loadConfig({ env: { BERTH_SOCKET: '/run/x.sock', BERTH_CSI_ENDPOINT: '/run/x.sock' }, defaultFile: missingDefault() }), 'csi.endpoint');
   });
 
+  it('takes socketGroup as a group name (resolved to its gid), a gid, or BERTH_SOCKET_GROUP; an unknown name is named', () => {
+    const groupFile = write('group', 'root:x:0:\nberth-ops:x:4711:alice,bob\nbad:x:notanumber:\n');
+    const load = (o: Partial<Parameters<typeof loadConfig>[0]>) => loadConfig({ env: {}, defaultFile: missingDefault(), groupFile, ...o });
+    expect(load({}).socketGroup).toBeNull();
+    expect(load({ file: write('g.yaml', 'socketGroup: berth-ops\n') }).socketGroup).toBe(4711);
+    expect(load({ file: write('n.yaml', 'socketGroup: 998\n') }).socketGroup).toBe(998);
+    expect(load({ env: { BERTH_SOCKET_GROUP: '1234' } }).socketGroup).toBe(1234);
+    expect(load({ env: { BERTH_SOCKET_GROUP: 'berth-ops' } }).socketGroup).toBe(4711);
+    expect(load({ file: write('g2.yaml', 'socketGroup: berth-ops\n'), env: { BERTH_SOCKET_GROUP: '' } }).socketGroup).toBeNull();
+    expectInvalid(() => load({ env: { BERTH_SOCKET_GROUP: 'no-such-group' } }), 'socketGroup', /unknown group "no-such-group".*has no such group/);
+    expectInvalid(() => load({ env: { BERTH_SOCKET_GROUP: 'bad' } }), 'socketGroup', /unknown group "bad"/);
+    expectInvalid(() => load({ file: write('neg.yaml', 'socketGroup: -1\n') }), 'socketGroup');
+    expectInvalid(() => load({ env: { BERTH_SOCKET_GROUP: '99999999999' } }), 'socketGroup', /out of range/);
+    expectInvalid(() => load({ file: write('sp.yaml', 'socketGroup: "a b"\n') }), 'socketGroup', /group name or a numeric gid/);
+    // The real /etc/group by default.
+    expect(loadConfig({ env: { BERTH_SOCKET_GROUP: 'root' }, defaultFile: missingDefault() }).socketGroup).toBe(0);
+  });
+
   it('refuses invalid YAML and a non-mapping document', () => {
     expectInvalid(() => loadConfig({ file: write('bad.yaml', 'a: [1, 2\n'), env: {} }), 'config', /not valid YAML/);
     expectInvalid(() => loadConfig({ file: write('list.yaml', '- 1\n'), env: {} }), 'config', /mapping/);

@@ -16,6 +16,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { defaultConfig, type Config } from './config.js';
 import { BerthError, invalidArgument } from './errors.js';
+import { GROUP_FILE, lookupGroupId } from './os/groups.js';
 import { closest } from './suggest.js';
 import { checkAllowedPrefix } from './target-policy.js';
 
@@ -30,6 +31,7 @@ export const ENV_VARS = {
   BERTH_LOCK_WAIT_MS: 'lockWaitMs',
   BERTH_RECONCILE_INTERVAL_MS: 'reconcileIntervalMs',
   BERTH_LOG_LEVEL: 'log.level',
+  BERTH_SOCKET_GROUP: 'socketGroup',
   BERTH_SOCKET: 'admin.socket',
   BERTH_ADMIN_TCP: 'admin.tcp',
   BERTH_ADMIN_TOKEN: 'admin.token',
@@ -92,9 +94,13 @@ export interface LoadConfigInput {
   /** Told about ignored things (an unknown BERTH_* variable) that are not worth refusing to start. */
   readonly onWarning?: (message: string) => void;
   readonly cwd?: string;
+  /** Where socketGroup names are looked up (default /etc/group). */
+  readonly groupFile?: string;
 }
 
 const nonEmpty = z.string().min(1, 'must not be empty');
+/** The largest gid (2^32 - 2; 2^32 - 1 is "no change" to chown). */
+const MAX_GID = 4_294_967_294;
 const isPort = (n: number) => Number.isInteger(n) && n >= 1 && n <= 65535;
 const isPortOrZero = (n: number) => Number.isInteger(n) && n >= 0 && n <= 65535;
 /** "host:port", "[v6]:port" or ":port" (= 127.0.0.1). */
@@ -109,6 +115,10 @@ const schema = z.strictObject({
   reconcileIntervalMs: z.number().int().min(0).max(86_400_000)
     .refine((v) => v === 0 || v >= 1_000, 'must be 0 (only at start-up) or at least 1000'),
   log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error', 'silent']) }),
+  socketGroup: z.union([
+    z.number().int().min(0).max(MAX_GID),
+    nonEmpty.regex(/^[^\s:]+$/, 'must be a group name or a numeric gid'),
+  ]).nullable(),
   admin: z.strictObject({
     socket: nonEmpty,
     tcp: z
@@ -163,9 +173,26 @@ export function loadConfig(input: LoadConfigInput): Config {
 
   const parsed = schema.safeParse(merged);
   if (!parsed.success) throw fromZodError(parsed.error, merged);
-  const config = { ...parsed.data, targets: { allowedPrefixes: checkTargetPrefixes(parsed.data) } } as Config;
+  const config = {
+    ...parsed.data, targets: { allowedPrefixes: checkTargetPrefixes(parsed.data) }, socketGroup: resolveGroup(parsed.data.socketGroup, input.groupFile),
+  } as Config;
   checkCrossField(config);
   return deepFreeze(config);
+}
+
+/** socketGroup as a gid: a number (or digits) as given, a name from the group file. */
+function resolveGroup(value: number | string | null, file = GROUP_FILE): number | null {
+  if (value === null || typeof value === 'number') return value;
+  if (/^\d+$/.test(value)) {
+    const gid = Number(value);
+    if (gid > MAX_GID) throw invalidArgument('socketGroup', `gid ${value} is out of range (0-${MAX_GID})`);
+    return gid;
+  }
+  const gid = lookupGroupId(value, file);
+  if (gid === null) {
+    throw invalidArgument('socketGroup', `unknown group "${value}": ${file} has no such group (give a group from directory services by its numeric gid)`);
+  }
+  return gid;
 }
 
 function readConfigFile(path: string): Json {
@@ -250,7 +277,7 @@ function coerceEnv(name: string, key: string, raw: string): unknown {
     if (!/^\d+$/.test(raw)) throw new BerthError('InvalidArgument', `${name} must be a whole number, got "${raw}"`, { field: name });
     return Number(raw);
   }
-  if (key === 'admin.tcp' || key === 'admin.token' || key === 'docker.tcp') return raw === '' ? null : raw;
+  if (key === 'admin.tcp' || key === 'admin.token' || key === 'docker.tcp' || key === 'socketGroup') return raw === '' ? null : raw;
   // A colon-separated list, like PATH; empty = no entries.
   if (Array.isArray(sample)) return raw === '' ? [] : raw.split(':');
   return raw;

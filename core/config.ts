@@ -28,8 +28,14 @@ export interface Config {
    */
   readonly reconcileIntervalMs: number;
   readonly log: { readonly level: 'debug' | 'info' | 'warn' | 'error' | 'silent' };
+  /**
+   * Group (gid; the config takes a name from /etc/group or a number) given the daemon's
+   * unix sockets (admin, Docker, CSI; all mode 0660), so its members can use the `berth`
+   * CLI without root. null: root only. Members can do anything the admin API can.
+   */
+  readonly socketGroup: number | null;
   readonly admin: {
-    /** Unix socket of the admin REST API (mode 0660). */
+    /** Unix socket of the admin REST API (mode 0660, group socketGroup). */
     readonly socket: string;
     /** Optional TCP listener ("127.0.0.1:7070"); requires token. */
     readonly tcp: string | null;
@@ -83,6 +89,7 @@ export function defaultConfig(): Config {
     lockWaitMs: 60_000,
     reconcileIntervalMs: 0,
     log: { level: 'info' },
+    socketGroup: null,
     admin: { socket: '/run/berth/berth.sock', tcp: null, token: null },
     docker: {
       enabled: true, driverName: 'berth', socket: '/run/docker/plugins/berth.sock',

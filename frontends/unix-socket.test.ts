@@ -100,4 +100,15 @@ describe('listenOnSocket / closeHttpServer / releaseSocketPath', () => {
     expect(existsSync(path)).toBe(false);
     await releaseSocketPath(path); // already gone is fine
   });
+
+  it('gives the socket the configured group (root stays the owner)', async () => {
+    const path = join(dir, 'group.sock');
+    const server = createHttpServer((_req, res) => res.end('ok'));
+    await claimSocketPath(path, 'x.socket');
+    await listenOnSocket(server, path, 4711);
+    const st = statSync(path);
+    expect({ mode: st.mode & 0o777, uid: st.uid, gid: st.gid }).toEqual({ mode: 0o660, uid: 0, gid: 4711 });
+    await closeHttpServer(server);
+    await releaseSocketPath(path);
+  });
 });

@@ -6,6 +6,9 @@
  *   refused, as is any path that is not a socket: FailedPrecondition naming the config key.
  * - release: remove the socket file, but only a frontend that claimed it calls this, so a
  *   frontend whose start() was refused never deletes another process's socket.
+ * - access: every socket is mode 0660, owned by root and by config socketGroup when one is
+ *   set (its members may use the socket; nobody else can connect). Until the mode is set
+ *   the socket has the daemon's umask (022: 0755), which lets nobody but root connect.
  *
  * @example
  *   await claimSocketPath(config.socket, 'docker.socket');
@@ -14,7 +17,7 @@
  *   await closeHttpServer(server);
  *   await releaseSocketPath(config.socket);
  */
-import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, unlink } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
@@ -63,8 +66,17 @@ export async function releaseSocketPath(path: string): Promise<void> {
   await unlink(path).catch(ignoreMissing);
 }
 
-/** Listens on the (claimed) unix socket `path` and sets its mode; on failure nothing is left listening. */
-export async function listenOnSocket(server: Server, path: string): Promise<void> {
+/**
+ * Gives the socket at `path` mode 0660 and, when `group` is a gid, that group.
+ * @example await setSocketAccess('/run/berth/csi.sock', config.socketGroup);
+ */
+export async function setSocketAccess(path: string, group: number | null): Promise<void> {
+  if (group !== null) await chown(path, -1, group);
+  await chmod(path, SOCKET_MODE);
+}
+
+/** Listens on the (claimed) unix socket `path` and sets its access; on failure nothing is left listening. */
+export async function listenOnSocket(server: Server, path: string, group: number | null = null): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(path, () => {
@@ -73,7 +85,7 @@ export async function listenOnSocket(server: Server, path: string): Promise<void
     });
   });
   try {
-    await chmod(path, SOCKET_MODE);
+    await setSocketAccess(path, group);
   } catch (err) {
     await closeHttpServer(server);
     await releaseSocketPath(path);

@@ -18,6 +18,8 @@ export interface AdminFrontendOptions {
   readonly metrics?: () => Promise<{ contentType: string; body: string }>;
   /** GET /v1/status adds it as `daemon`. */
   readonly daemonInfo?: () => DaemonInfo;
+  /** Group given the socket (config socketGroup); null: root only. */
+  readonly socketGroup?: number | null;
 }
 
 /**
@@ -52,7 +54,7 @@ export function createAdminFrontend(o: AdminFrontendOptions): FrontendServer {
       socketClaimed = true;
       try {
         const unix = build();
-        await listenOnSocket(unix, config.socket);
+        await listenOnSocket(unix, config.socket, o.socketGroup ?? null);
         servers.push(unix);
         if (config.tcp !== null) {
           const i = config.tcp.lastIndexOf(':');

@@ -69,6 +69,11 @@ describe('csi identity', () => {
     expect((await c.identity('Probe')).ready).toEqual({ value: true });
   });
 
+  it('listens on a socket only root (and the socket group) may use: 0660, like the other frontends', async () => {
+    const { socket } = await setup();
+    expect(statSync(socket).mode & 0o777).toBe(0o660);
+  });
+
   it('advertises no expansion or snapshots when no backend has them', async () => {
     const { c } = await setup({ local: {} });
     const caps = (await c.identity('GetPluginCapabilities')).capabilities;

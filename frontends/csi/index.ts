@@ -5,7 +5,7 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Config, Logger, VolumeService } from '../../core/index.js';
 import type { FrontendServer } from '../types.js';
-import { claimSocketPath, releaseSocketPath } from '../unix-socket.js';
+import { claimSocketPath, releaseSocketPath, setSocketAccess } from '../unix-socket.js';
 import { createControllerHandlers } from './controller.js';
 import { createIdentityHandlers } from './identity.js';
 import { createNodeHandlers } from './node.js';
@@ -21,6 +21,8 @@ export interface CsiFrontendOptions {
   readonly nodeId: string;
   readonly version: string;
   readonly log: Logger;
+  /** Group given the socket (config socketGroup); null: root only. */
+  readonly socketGroup?: number | null;
 }
 
 /**
@@ -55,13 +57,18 @@ export function createCsiFrontend(o: CsiFrontendOptions): FrontendServer {
         }, log));
       }
       if (node) s.addService(services.Node, wrapHandlers('Node', createNodeHandlers({ service: o.service, id, config: o.config }), log));
+      let bound = false;
       try {
         await claimSocketPath(endpoint, 'csi.endpoint');
         await new Promise<void>((resolve, reject) => {
           s.bindAsync(`unix:${endpoint}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
         });
+        bound = true;
+        // gRPC creates the socket with the umask's mode: the same 0660 (+ group) as the others.
+        await setSocketAccess(endpoint, o.socketGroup ?? null);
       } catch (err) {
         s.forceShutdown(); // a refused start leaves no half-built server behind
+        if (bound) await releaseSocketPath(endpoint);
         throw err;
       }
       owned = true;

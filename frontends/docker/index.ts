@@ -52,6 +52,8 @@ export function createDockerFrontend(o: {
   service: VolumeService;
   config: Config['docker'];
   log: Logger;
+  /** Group given the socket (config socketGroup); null: root only. */
+  socketGroup?: number | null;
 }): DockerFrontend {
   const socket = o.config.socket;
   const log = o.log.child({ frontend: 'docker', socket });
@@ -92,7 +94,7 @@ export function createDockerFrontend(o: {
       const app = createDockerApp({ service: o.service, log: o.log });
       try {
         const unix = build(app);
-        await listenOnSocket(unix, socket);
+        await listenOnSocket(unix, socket, o.socketGroup ?? null);
         owned = true;
         servers.push(unix);
         if (o.config.tcp !== null) {
