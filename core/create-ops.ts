@@ -157,6 +157,8 @@ export async function createVolume(
     createdAt: d.now(),
     path: null,
   };
+  // Nothing is made that could not be recorded as made (a full state disk).
+  d.store.ensureHeadroom();
   d.store.insertVolume(row);
   const bv = toBackendVolume(row);
   try {

@@ -65,6 +65,7 @@ export async function attachVolume(
     }
     return { attachment: existing, created: false };
   }
+  d.store.ensureHeadroom(); // its record must fit once the device is attached
   let device: string | null = null;
   if (req.node === d.nodeId && backend.capabilities.attachable) {
     device = (await backend.attach(toBackendVolume(row))).device;
@@ -124,6 +125,8 @@ export async function mountVolume(d: CoreDeps, row: VolumeRow, req: MountRequest
   if (target !== null) checkTargetFree(d, row, req.consumer, target);
   checkSingleNode(row, d.store.listAttachments(row.id), d.nodeId);
   const readOnly = row.accessMode === 'ReadOnlyMany' || req.readOnly === true || flags.readOnly;
+  // The commit after the mount must fit on the state disk, or the mount is not started.
+  d.store.ensureHeadroom();
 
   // A leftover of a failed attempt: take down what it bound, then start over.
   if (mine?.target) await unbindTarget(d.exec, targetRecord(mine, row.path));

@@ -277,3 +277,34 @@ async function releaseOrphans(d: CoreDeps, backend: Backend, orphans: string[]):
     d.log.warn({ backend: backend.name, id, mounted: state.mounted, device: state.device }, 'reconcile: backend object with no record kept (released from the kernel)');
   }
 }
+
+/**
+ * One volume, now, as a start-up pass would do it (the caller holds its lock): an interrupted
+ * create or remove is finished, pending references dropped, and the kernel made to match the
+ * records (attach, mount, re-bind). Run after an operation whose record write failed once
+ * its side effects were done (a full state disk): the record is what the caller was told,
+ * so the kernel goes back to it, as after a crash at that point.
+ */
+export async function settleVolume(d: CoreDeps, row: VolumeRow): Promise<void> {
+  await dropPendingRefs(d, row, []);
+  if (row.status === 'creating' || row.status === 'deleting') {
+    await finishInterrupted(d, row);
+    return;
+  }
+  const state = await checkExists(d, row, []);
+  if (state) await converge(d, { ...row, status: 'ready' }, state);
+}
+
+/**
+ * Whether the kernel shows what a committed reference records: the volume's path mounted
+ * (attachable filesystems), its device attached (block), its directory there (dir, btrfs),
+ * and the reference's target bound to it.
+ */
+export async function refIsLive(d: CoreDeps, row: VolumeRow, ref: MountRefRow): Promise<boolean> {
+  const backend = d.backends.get(row.backend);
+  if (!backend || row.path === null) return false;
+  const state = await backend.inspect(toBackendVolume(row));
+  if (!state.exists) return false;
+  if (backend.capabilities.attachable && !(row.volumeMode === 'block' ? state.device === row.path : state.mounted)) return false;
+  return ref.target === null || (await targetState({ ...targetRecord(ref, row.path), source: row.path })).state === 'bound';
+}

@@ -33,6 +33,7 @@ export async function createSnapshot(d: CoreDeps, name: string, vol: VolumeRow, 
     id: d.newId('snap'), name, volumeId: vol.id, backend: backend.name, sizeBytes: vol.sizeBytes,
     fsType: vol.fsType, volumeMode: vol.volumeMode, status: 'creating', createdAt: d.now(),
   };
+  d.store.ensureHeadroom();
   d.store.insertSnapshot(row);
   try {
     await backend.createSnapshot(toBackendVolume(vol), toBackendSnapshot(row), onProgress);
@@ -79,6 +80,7 @@ export async function expandVolume(d: CoreDeps, vol: VolumeRow, sizeBytes: numbe
   const pendingFsGrowth = mounted && backend.capabilities.expansion === 'offline' && vol.volumeMode === 'filesystem';
   if (sizeBytes === vol.sizeBytes) return { volume: loadVolume(d, vol), pendingFsGrowth: false };
   const device = d.store.listAttachments(vol.id).find((a) => a.node === d.nodeId)?.device ?? null;
+  d.store.ensureHeadroom();
   const outcome = await backend.expand(toBackendVolume(vol), sizeBytes, { mounted, device });
   d.store.updateVolume(vol.id, { sizeBytes });
   // The backend knows better than its backend-wide capability (loop: xfs online, ext4 offline).

@@ -11,6 +11,10 @@
  * reconcile.ts replays leftover intents at start-up. Input is validated before any lock is
  * taken or any state changes.
  *
+ * Full state disk rule (settling.ts): a volume whose operation failed with ResourceExhausted
+ * is settled at once under its lock, so its records and the kernel agree again; one that
+ * cannot be settled yet is settled before the next operation on it, or its path, is answered.
+ *
  * Every public call goes through `#op`, which writes one structured log line (frontend, op,
  * volume, durationMs, outcome) and emits one OpRecord to the observer.
  */
@@ -26,6 +30,7 @@ import { attachVolume, detachVolume, mountVolume, unmountVolume } from './mount-
 import type { OpObserver } from './observe.js';
 import type { Exec } from './os/exec.js';
 import { reconcile, type ReconcileReport } from './reconcile.js';
+import { Settling } from './settling.js';
 import type {
   AttachRequest, CreateSnapshotRequest, CreateVolumeRequest, ExpandRequest, ExpandResponse, ListSnapshotsFilter,
   ListVolumesFilter, MountRequest, MountResponse, OpContext, RemoveVolumeRequest, ServiceStatus, UnmountRequest, VolumeService,
@@ -85,6 +90,7 @@ class CoreService implements CoreVolumeService {
   readonly #reconcileIntervalMs: number;
   #closed = false;
   #inFlight = 0;
+  readonly #settling: Settling;
 
   constructor(deps: VolumeServiceDeps) {
     const clock = deps.clock ?? (() => new Date());
@@ -102,6 +108,7 @@ class CoreService implements CoreVolumeService {
       idleViews: new WeakMap(),
     };
     this.#locks = new KeyedMutex(deps.config.lockWaitMs);
+    this.#settling = new Settling(this.#d);
     this.#defaultBackend = deps.config.defaultBackend;
     this.#version = deps.version;
     this.#observer = deps.observer;
@@ -154,10 +161,20 @@ class CoreService implements CoreVolumeService {
     try {
       // Re-resolve by the caller's ref: the volume may have been removed (or removed and
       // made again under the same name) while we waited.
-      const row = findVolumeRow(this.#d, ref);
+      let row = findVolumeRow(this.#d, ref);
       if (!row) throw notFound(`volume "${ref}" does not exist`);
       if (row.name !== first.name) throw busy(`volume "${ref}" changed while waiting; retry`);
-      return await fn(row);
+      if (this.#settling.pending(row.id)) {
+        await this.#settling.settle(row);
+        row = this.#d.store.getVolume(row.id);
+        if (!row) throw notFound(`volume "${ref}" does not exist`);
+      }
+      try {
+        return await fn(row);
+      } catch (err) {
+        await this.#settling.after(err, row.id);
+        throw err;
+      }
     } finally {
       release();
     }
@@ -184,6 +201,11 @@ class CoreService implements CoreVolumeService {
       const release = await this.#locks.acquireAll(keys, { wait: ctx?.wait ?? true });
       try {
         return await createVolume(this.#d, checked, this.#defaultBackend, safeProgress(ctx?.onProgress, this.#d.log));
+      } catch (err) {
+        // A 'creating' row left by a failed final write is rolled back now (its caller never got success).
+        const row = this.#d.store.getVolumeByName(checked.name);
+        if (row?.status === 'creating') await this.#settling.after(err, row.id);
+        throw err;
       } finally {
         release();
       }
@@ -252,7 +274,8 @@ class CoreService implements CoreVolumeService {
     return this.#op('mount', ctx, req?.ref ?? null, async () => {
       const ref = requireRef(req?.ref);
       requireConsumer(req.consumer);
-      return this.#locked(ref, ctx, (row) => mountVolume(this.#d, row, req, ctx?.frontend ?? 'core'));
+      return this.#locked(ref, ctx, async (row) =>
+        mountVolume(this.#d, await this.#settling.liveMount(row, req.consumer), req, ctx?.frontend ?? 'core'));
     });
   }
 
@@ -268,7 +291,12 @@ class CoreService implements CoreVolumeService {
   }
 
   path(ref: string, ctx: OpContext): Promise<string | null> {
-    return this.#op('path', ctx, ref, async () => this.#mustFind(requireRef(ref)).path);
+    return this.#op('path', ctx, ref, async () => {
+      const row = this.#mustFind(requireRef(ref));
+      if (!this.#settling.pending(row.id)) return row.path;
+      // Its record may name a path the kernel no longer has: settled first (#locked).
+      return this.#locked(ref, ctx, async (r) => r.path);
+    });
   }
 
   expand(req: ExpandRequest, ctx: OpContext): Promise<ExpandResponse> {
@@ -368,6 +396,7 @@ class CoreService implements CoreVolumeService {
     this.#reconciling ??= reconcile(this.#d, this.#locks, { stop: () => this.#closed, periodic })
       .then((report) => {
         this.#ready = true;
+        this.#settling.reconciled(report);
         return report;
       })
       .finally(() => {
