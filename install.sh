@@ -136,6 +136,10 @@ else
     say "berth already running (pid $(cat "$PIDFILE"))"
   else
     say "starting berth serve (log: $LOG)"
+    # The log names volumes, labels and options: root and adm (Debian's log readers) only.
+    # Made private before the first line is written; the daemon also keeps it at most 0640.
+    (umask 077 && : >>"$LOG")
+    if getent group adm >/dev/null; then chgrp adm "$LOG" && chmod 0640 "$LOG"; else chmod 0600 "$LOG"; fi
     nohup "$LAUNCHER" serve >>"$LOG" 2>&1 </dev/null &
     echo $! >"$PIDFILE"
   fi
