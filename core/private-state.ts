@@ -2,9 +2,9 @@
  * What of berth's own state other local users may read: nothing. Docker keeps
  * /var/lib/docker at 0710, its volumes at 0701 and its metadata at 0600; berth does the same:
  * - the state root, the managed mount tree (<stateRoot>/mounts) and every backend's private
- *   directories (Backend.privateDirs) are made 0700; an existing one keeps at most 0710 (the
- *   owner, plus traverse for its group: an operator who needs a group to reach volume paths,
- *   e.g. for Docker's userns-remap, can chgrp it and chmod g+x, as Docker does);
+ *   directories (Backend.privateDirs) are 0700. One whose group an operator changed from
+ *   root keeps traverse for that group (at most 0710): who needs a group to reach volume
+ *   paths, e.g. for Docker's userns-remap, can chgrp and chmod g+x, as Docker does;
  * - state.db and its -wal / -shm files, and the space reserve: at most 0600;
  * - the log, when the daemon's stdout / stderr is a file (install.sh's /var/log/berth.log):
  *   at most 0640.
@@ -22,7 +22,7 @@ import { restrictFdMode, restrictMode, type ModeChange } from './os/modes.js';
 /** Mode berth creates its private directories with. */
 export const PRIVATE_DIR_MODE = 0o700;
 /** The most an existing private directory keeps (see above). */
-const PRIVATE_DIR_ALLOWED = 0o710;
+const PRIVATE_DIR_ALLOWED = (st: { gid: number }) => (st.gid === 0 ? 0o700 : 0o710);
 const PRIVATE_FILE_ALLOWED = 0o600;
 const LOG_FILE_ALLOWED = 0o640;
 

@@ -4,7 +4,7 @@
  * careless umask).
  */
 import { chmod, stat } from 'node:fs/promises';
-import { fchmod as fchmodCb, fstat as fstatCb } from 'node:fs';
+import { fchmod as fchmodCb, fstat as fstatCb, type Stats } from 'node:fs';
 import { promisify } from 'node:util';
 
 /** A mode that was changed: for the one start-up log line. */
@@ -19,17 +19,20 @@ const octal = (mode: number) => (mode & 0o7777).toString(8).padStart(3, '0');
 
 /**
  * Clears every permission bit of `path` that `allowed` does not grant (so 0755 with
- * allowed 0710 becomes 0710, and 0700 stays 0700). Missing path: null. Follows a
- * symlink, as chmod does: only call it on paths berth made.
- * @example const change = await restrictMode('/var/lib/berth', 0o710);
+ * allowed 0700 becomes 0700, and 0700 stays 0700); `allowed` may depend on the path's
+ * stat (its group). Missing path: null. Follows a symlink, as chmod does: only call it on
+ * paths berth made.
+ * @example const change = await restrictMode('/var/lib/berth', 0o700);
  */
-export async function restrictMode(path: string, allowed: number): Promise<ModeChange | null> {
+export async function restrictMode(path: string, allowed: number | ((st: Stats) => number)): Promise<ModeChange | null> {
   const st = await stat(path).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return null;
     throw err;
   });
-  if (!st || (st.mode & 0o7777 & ~allowed) === 0) return null;
-  const to = st.mode & 0o7777 & allowed;
+  if (!st) return null;
+  const mask = typeof allowed === 'number' ? allowed : allowed(st);
+  if ((st.mode & 0o7777 & ~mask) === 0) return null;
+  const to = st.mode & 0o7777 & mask;
   await chmod(path, to);
   return { path, from: octal(st.mode), to: octal(to) };
 }
