@@ -64,6 +64,8 @@ async function writePidFile(file: string, log: Logger): Promise<boolean> {
     return true;
   } catch (err) {
     await rm(tmp, { force: true }).catch(() => undefined);
+    // One left by a dead daemon (this one holds the lock) would name the wrong process.
+    await rm(file, { force: true }).catch(() => undefined);
     log.warn({ err, file }, 'could not write the pid file; running without it (the state database lock is the claim)');
     return false;
   }

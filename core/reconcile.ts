@@ -283,16 +283,19 @@ async function releaseOrphans(d: CoreDeps, backend: Backend, orphans: string[]):
  * create or remove is finished, pending references dropped, and the kernel made to match the
  * records (attach, mount, re-bind). Run after an operation whose record write failed once
  * its side effects were done (a full state disk): the record is what the caller was told,
- * so the kernel goes back to it, as after a crash at that point.
+ * so the kernel goes back to it, as after a crash at that point. True when it changed anything.
  */
-export async function settleVolume(d: CoreDeps, row: VolumeRow): Promise<void> {
-  await dropPendingRefs(d, row, []);
+export async function settleVolume(d: CoreDeps, row: VolumeRow): Promise<boolean> {
+  const dropped: string[] = [];
+  await dropPendingRefs(d, row, dropped);
   if (row.status === 'creating' || row.status === 'deleting') {
     await finishInterrupted(d, row);
-    return;
+    return true;
   }
-  const state = await checkExists(d, row, []);
-  if (state) await converge(d, { ...row, status: 'ready' }, state);
+  const missing: string[] = [];
+  const state = await checkExists(d, row, missing);
+  const outcome = state ? await converge(d, { ...row, status: 'ready' }, state) : 'unchanged';
+  return dropped.length > 0 || missing.length > 0 || outcome !== 'unchanged';
 }
 
 /**

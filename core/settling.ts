@@ -28,15 +28,16 @@ export class Settling {
 
   /** Settles the volume (the caller holds its lock); a failure keeps it pending and is thrown. */
   async settle(row: VolumeRow): Promise<void> {
+    let changed: boolean;
     try {
-      await settleVolume(this.d, row);
+      changed = await settleVolume(this.d, row);
       this.#unsettled.delete(row.id);
     } catch (err) {
       this.#unsettled.add(row.id);
       this.d.log.warn({ err, volume: row.name }, 'records and kernel may disagree; settled at the next operation on this volume');
       throw err;
     }
-    this.d.log.info({ volume: row.name }, 'volume settled: the kernel matches its records');
+    if (changed) this.d.log.warn({ volume: row.name }, 'volume settled: the kernel was put back to match its records');
   }
 
   /** After a failed operation on the volume (its lock still held): settles it when the failure was a full disk. */

@@ -2,8 +2,9 @@
 // record after a side effect still fits, an operation that takes resources is refused
 // before it starts, and the reserve comes back once space does.
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { fillFilesystem } from '../../test/helpers/full-disk.js';
 import { useTmpRoots } from '../../test/helpers/tmp-root.js';
 import { openStore } from './sqlite.js';
 import type { VolumeRow } from './store.js';
@@ -15,26 +16,6 @@ const vol = (i: number): VolumeRow => ({
   // A big label so that every insert needs new pages.
   labels: { blob: 'x'.repeat(3000) }, options: {}, sourceKind: null, sourceId: null, status: 'ready', createdAt: 't', path: null,
 });
-
-/** Writes into `file` until the filesystem is full. */
-function fill(file: string): void {
-  const fd = openSync(file, 'a');
-  const chunk = Buffer.alloc(64 * 1024, 1);
-  try {
-    for (;;) writeSync(fd, chunk);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-    for (let n = chunk.length >> 1; n >= 512; n >>= 1) {
-      try {
-        for (;;) writeSync(fd, chunk, 0, n);
-      } catch {
-        /* next smaller size */
-      }
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
 
 describe('space reserve (real full tmpfs)', () => {
   it('pays for the writes that follow a full disk once, refuses new work, and is made again when space returns', () => {
@@ -49,7 +30,7 @@ describe('space reserve (real full tmpfs)', () => {
     expect(existsSync(`${db}.reserve`)).toBe(true);
     store.ensureHeadroom();
 
-    fill(`${fsDir}/filler`);
+    fillFilesystem(`${fsDir}/filler`);
     // New work is refused before it starts: nothing may happen that could not be recorded.
     expect(() => store.ensureHeadroom()).toThrow(expect.objectContaining({
       kind: 'ResourceExhausted', message: expect.stringContaining(`the filesystem holding the state root ${fsDir} is full`),

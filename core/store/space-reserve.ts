@@ -16,6 +16,7 @@
 import { closeSync, fsyncSync, openSync, statfsSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { resourceExhausted } from '../errors.js';
+import { formatSize } from '../spec.js';
 import type { Logger } from '../log.js';
 
 /**
@@ -44,7 +45,7 @@ export function createSpaceReserve(file: string, o: { bytes?: number; log?: Logg
     return s.bavail * s.bsize;
   };
   const full = (free: number) =>
-    resourceExhausted(`the filesystem holding the state root ${dir} is full (${free} bytes available, berth keeps ${2 * bytes} for its records): free space there`);
+    resourceExhausted(`the filesystem holding the state root ${dir} is full (${free} bytes available; berth starts nothing it could not record with less than ${formatSize(2 * bytes)}): free space there`);
 
   /** Writes the whole reserve (allocated, not sparse) or nothing. */
   const create = (): boolean => {
