@@ -36,8 +36,11 @@ describe('SQLite store', () => {
   });
 
   it('holds the file exclusively by default: no -shm file, a second opener is refused, files are 0600', () => {
-    store.close();
     const path = join(dir, 'sub', 'state.db');
+    // Shared (tests only), SQLite makes a -shm file: it copies the database's mode too.
+    store.insertVolume(vol('vol-0', 'zero'));
+    expect(['state.db', 'state.db-wal', 'state.db-shm'].map((f) => (statSync(join(dir, 'sub', f)).mode & 0o777).toString(8))).toEqual(['600', '600', '600']);
+    store.close();
     store = openStore(path);
     store.insertVolume(vol('vol-1', 'one'));
     expect(existsSync(`${path}-shm`)).toBe(false);
