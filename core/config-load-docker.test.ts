@@ -1,5 +1,5 @@
-// The docker.tcp / docker.tcpAllowRemote / docker.specDir keys: off by default, validated
-// with errors that name the key, loopback-only unless the operator opts in.
+// The docker.tcp / docker.tls / docker.specDir keys: off by default, validated with errors
+// that name the key; a plain listener is loopback-only, any other address needs mutual TLS.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,7 +35,7 @@ function invalid(fn: () => unknown): BerthError {
 describe('docker TCP listener config', () => {
   it('is off by default; the spec dir is the one dockerd reads', () => {
     const c = fromEnv({});
-    expect(c.docker).toMatchObject({ tcp: null, tcpAllowRemote: false, specDir: '/etc/docker/plugins' });
+    expect(c.docker).toMatchObject({ tcp: null, specDir: '/etc/docker/plugins', tls: { ca: null, cert: null, key: null, clientCert: null, clientKey: null } });
   });
 
   it('takes loopback host:port from the file, the environment and `berth serve --docker-tcp` (port 0 = any free port)', () => {
@@ -66,16 +66,45 @@ describe('docker TCP listener config', () => {
     expect(e.field).toBe('docker.tcp');
   });
 
-  it('refuses a non-loopback address unless docker.tcpAllowRemote is set, and says why', () => {
+  it('refuses a non-loopback address without mutual TLS, naming docker.tls and saying why', () => {
     for (const remote of ['0.0.0.0:9123', '10.1.2.3:9123', '[::]:9123', 'example.com:9123']) {
       const e = invalid(() => fromEnv({ BERTH_DOCKER_TCP: remote }));
-      expect(e.field, remote).toBe('docker.tcp');
-      expect(e.message).toMatch(/not a loopback address.*no authentication.*docker\.tcpAllowRemote/);
+      expect(e.field, remote).toBe('docker.tls');
+      expect(e.message).toMatch(/not a loopback address.*no authentication.*requires mutual TLS: set docker\.tls\.ca/);
     }
-    const c = fromFile('docker:\n  tcp: "0.0.0.0:9123"\n  tcpAllowRemote: true\n');
-    expect(c.docker).toMatchObject({ tcp: '0.0.0.0:9123', tcpAllowRemote: true });
-    expect(fromEnv({ BERTH_DOCKER_TCP: '10.1.2.3:1', BERTH_DOCKER_TCP_ALLOW_REMOTE: 'true' }).docker.tcpAllowRemote).toBe(true);
-    expect(invalid(() => fromEnv({ BERTH_DOCKER_TCP_ALLOW_REMOTE: 'maybe' })).field).toBe('BERTH_DOCKER_TCP_ALLOW_REMOTE');
+  });
+
+  it('takes docker.tls from the file (relative to it) and the environment; any address may then listen', () => {
+    const c = fromFile('docker:\n  tcp: "0.0.0.0:9443"\n  tls: { ca: ca.pem, cert: server.pem, key: server.key, clientCert: /etc/docker/berth/cert.pem, clientKey: /etc/docker/berth/key.pem }\n');
+    expect(c.docker.tcp).toBe('0.0.0.0:9443');
+    expect(c.docker.tls).toEqual({
+      ca: join(dir, 'ca.pem'), cert: join(dir, 'server.pem'), key: join(dir, 'server.key'),
+      clientCert: '/etc/docker/berth/cert.pem', clientKey: '/etc/docker/berth/key.pem',
+    });
+    const e = fromEnv({
+      BERTH_DOCKER_TCP: '10.1.2.3:9443', BERTH_DOCKER_TLS_CA: '/t/ca.pem', BERTH_DOCKER_TLS_CERT: '/t/s.pem',
+      BERTH_DOCKER_TLS_KEY: '/t/s.key', BERTH_DOCKER_TLS_CLIENT_CERT: '/t/c.pem', BERTH_DOCKER_TLS_CLIENT_KEY: '/t/c.key',
+    });
+    expect(e.docker.tls).toEqual({ ca: '/t/ca.pem', cert: '/t/s.pem', key: '/t/s.key', clientCert: '/t/c.pem', clientKey: '/t/c.key' });
+  });
+
+  it('takes TLS as all or nothing, and only with docker.tcp, naming the missing key', () => {
+    const all = { BERTH_DOCKER_TCP: '127.0.0.1:9443', BERTH_DOCKER_TLS_CA: '/t/ca.pem', BERTH_DOCKER_TLS_CERT: '/t/s.pem', BERTH_DOCKER_TLS_KEY: '/t/s.key', BERTH_DOCKER_TLS_CLIENT_CERT: '/t/c.pem', BERTH_DOCKER_TLS_CLIENT_KEY: '/t/c.key' };
+    for (const [name, key] of [['BERTH_DOCKER_TLS_CA', 'ca'], ['BERTH_DOCKER_TLS_KEY', 'key'], ['BERTH_DOCKER_TLS_CLIENT_KEY', 'clientKey']] as const) {
+      const e = invalid(() => fromEnv({ ...all, [name]: '' }));
+      expect(e.field, name).toBe(`docker.tls.${key}`);
+      expect(e.message).toMatch(/is required with docker\.tls\./);
+    }
+    const noTcp = invalid(() => fromEnv({ ...all, BERTH_DOCKER_TCP: '' }));
+    expect(noTcp.field).toBe('docker.tcp');
+    expect(noTcp.message).toMatch(/docker\.tls\.ca is set but docker\.tcp is not/);
+  });
+
+  it('explains the removed docker.tcpAllowRemote instead of guessing', () => {
+    const e = invalid(() => fromFile('docker:\n  tcp: "0.0.0.0:9123"\n  tcpAllowRemote: true\n'));
+    expect(e.field).toBe('docker.tcpAllowRemote');
+    expect(e.message).toMatch(/docker\.tcpAllowRemote was removed.*requires mutual TLS \(docker\.tls\.ca/);
+    expect(invalid(() => fromEnv({ BERTH_DOCKER_TCP_ALLOW_REMOTE: 'true' })).field).toBe('BERTH_DOCKER_TCP_ALLOW_REMOTE');
   });
 
   it('ignores docker.tcp while the Docker frontend is disabled', () => {
@@ -88,9 +117,12 @@ describe('docker TCP listener config', () => {
   });
 
   it('names an unknown key under docker with the closest known one', () => {
-    const e = invalid(() => fromFile('docker:\n  tcpAllowRemot: true\n'));
-    expect(e.field).toBe('docker.tcpAllowRemot');
-    expect(e.message).toMatch(/did you mean "docker\.tcpAllowRemote"/);
+    const e = invalid(() => fromFile('docker:\n  specDri: /x\n'));
+    expect(e.field).toBe('docker.specDri');
+    expect(e.message).toMatch(/did you mean "docker\.specDir"/);
+    const t = invalid(() => fromFile('docker:\n  tls:\n    clientCrt: /x\n'));
+    expect(t.field).toBe('docker.tls.clientCrt');
+    expect(t.message).toMatch(/did you mean "docker\.tls\.clientCert"/);
   });
 
   it('knows which hosts are loopback', () => {

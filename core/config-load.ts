@@ -39,7 +39,11 @@ export const ENV_VARS = {
   BERTH_DOCKER_DRIVER_NAME: 'docker.driverName',
   BERTH_DOCKER_SOCKET: 'docker.socket',
   BERTH_DOCKER_TCP: 'docker.tcp',
-  BERTH_DOCKER_TCP_ALLOW_REMOTE: 'docker.tcpAllowRemote',
+  BERTH_DOCKER_TLS_CA: 'docker.tls.ca',
+  BERTH_DOCKER_TLS_CERT: 'docker.tls.cert',
+  BERTH_DOCKER_TLS_KEY: 'docker.tls.key',
+  BERTH_DOCKER_TLS_CLIENT_CERT: 'docker.tls.clientCert',
+  BERTH_DOCKER_TLS_CLIENT_KEY: 'docker.tls.clientKey',
   BERTH_DOCKER_SPEC_DIR: 'docker.specDir',
   BERTH_CSI_ENABLED: 'csi.enabled',
   BERTH_CSI_ENDPOINT: 'csi.endpoint',
@@ -82,7 +86,16 @@ const FLAG_KEYS: Record<keyof ConfigFlags, string> = {
 };
 
 /** Keys whose values are filesystem paths (resolved to absolute paths). */
-const PATH_KEYS = new Set(['stateRoot', 'admin.socket', 'docker.socket', 'docker.specDir', 'csi.endpoint']);
+const PATH_KEYS = new Set([
+  'stateRoot', 'admin.socket', 'docker.socket', 'docker.specDir', 'csi.endpoint',
+  'docker.tls.ca', 'docker.tls.cert', 'docker.tls.key', 'docker.tls.clientCert', 'docker.tls.clientKey',
+]);
+
+/** Keys (and their variables) that existed once: naming them gets an explanation, not a guess. */
+const REMOVED_KEYS: Readonly<Record<string, string>> = {
+  'docker.tcpAllowRemote': 'docker.tcpAllowRemote was removed: a docker.tcp address other than loopback now requires mutual TLS (docker.tls.ca, docker.tls.cert, docker.tls.key; see README "Remote Docker over TLS")',
+};
+const REMOVED_ENV: Readonly<Record<string, string>> = { BERTH_DOCKER_TCP_ALLOW_REMOTE: 'docker.tcpAllowRemote' };
 
 export interface LoadConfigInput {
   /** Explicit config file (--config or BERTH_CONFIG); must exist. */
@@ -137,7 +150,13 @@ const schema = z.strictObject({
       .regex(HOST_PORT, 'must be "host:port", e.g. "127.0.0.1:9123" or "[::1]:9123" (port 0 = any free port)')
       .refine((v) => isPortOrZero(Number(v.slice(v.lastIndexOf(':') + 1))), 'the port must be 0-65535')
       .nullable(),
-    tcpAllowRemote: z.boolean(),
+    tls: z.strictObject({
+      ca: nonEmpty.nullable(),
+      cert: nonEmpty.nullable(),
+      key: nonEmpty.nullable(),
+      clientCert: nonEmpty.nullable(),
+      clientKey: nonEmpty.nullable(),
+    }),
     specDir: nonEmpty,
   }),
   csi: z.strictObject({
@@ -241,6 +260,7 @@ function checkUnknownKeys(doc: Json, source: string, prefix = ''): void {
   if (known === null) return;
   for (const [key, value] of Object.entries(doc)) {
     const path = prefix ? `${prefix}.${key}` : key;
+    if (REMOVED_KEYS[path]) throw new BerthError('InvalidArgument', `${REMOVED_KEYS[path]} (in ${source})`, { field: path });
     if (!known.includes(key)) {
       const guess = closest(path, allKnownPaths());
       throw new BerthError('InvalidArgument', `unknown config key "${path}" in ${source}${guess ? `; did you mean "${guess}"?` : ''}`, { field: path });
@@ -254,6 +274,8 @@ function envLayer(env: LoadConfigInput['env'], onWarning?: (m: string) => void):
   for (const [name, raw] of Object.entries(env)) {
     if (!name.startsWith('BERTH_') || raw === undefined) continue;
     if (name === 'BERTH_CONFIG' || OTHER_KNOWN_ENV.has(name)) continue;
+    const removed = REMOVED_ENV[name];
+    if (removed) throw new BerthError('InvalidArgument', `${name}: ${REMOVED_KEYS[removed]}`, { field: name });
     const key = (ENV_VARS as Record<string, string>)[name];
     if (key === undefined) {
       const guess = closest(name, Object.keys(ENV_VARS));
@@ -277,7 +299,8 @@ function coerceEnv(name: string, key: string, raw: string): unknown {
     if (!/^\d+$/.test(raw)) throw new BerthError('InvalidArgument', `${name} must be a whole number, got "${raw}"`, { field: name });
     return Number(raw);
   }
-  if (key === 'admin.tcp' || key === 'admin.token' || key === 'docker.tcp' || key === 'socketGroup') return raw === '' ? null : raw;
+  const nullable = key === 'admin.tcp' || key === 'admin.token' || key === 'docker.tcp' || key === 'socketGroup' || key.startsWith('docker.tls.');
+  if (nullable) return raw === '' ? null : raw;
   // A colon-separated list, like PATH; empty = no entries.
   if (Array.isArray(sample)) return raw === '' ? [] : raw.split(':');
   return raw;
@@ -339,7 +362,7 @@ function checkCrossField(c: Config): void {
   if (c.admin.tcp !== null && c.admin.token === null) {
     throw invalidArgument('admin.token', 'a TCP admin listener (admin.tcp) requires a bearer token (admin.token / BERTH_ADMIN_TOKEN)');
   }
-  if (c.docker.enabled && c.docker.tcp !== null) checkDockerTcp(c.docker);
+  if (c.docker.enabled) checkDockerTcp(c.docker);
   const sockets: Array<[string, string]> = [['admin.socket', c.admin.socket]];
   if (c.docker.enabled) sockets.push(['docker.socket', c.docker.socket]);
   if (c.csi.enabled) sockets.push(['csi.endpoint', c.csi.endpoint]);
@@ -353,19 +376,37 @@ function checkCrossField(c: Config): void {
 }
 
 /**
- * The Docker plugin protocol has no authentication: whoever reaches docker.tcp can create,
- * mount and remove volumes (and so read and write their data). Loopback only, unless the
- * operator says otherwise in so many words. The driver name becomes the spec file's name.
+ * The Docker plugin protocol has no authentication of its own: whoever reaches docker.tcp
+ * can create, mount and remove volumes (and so read and write their data). A plain listener
+ * is therefore loopback only; any other address requires mutual TLS (docker.tls), and TLS
+ * is all or nothing. The driver name becomes the spec file's name.
  */
 function checkDockerTcp(d: Config['docker']): void {
-  const host = d.tcp!.slice(0, d.tcp!.lastIndexOf(':'));
-  if (!d.tcpAllowRemote && !isLoopbackHost(host)) {
-    throw invalidArgument('docker.tcp', `"${d.tcp}" is not a loopback address; the Docker plugin protocol has no authentication, so anything that can reach the port can create, mount and remove volumes. Use 127.0.0.1, [::1] or localhost, or set docker.tcpAllowRemote: true (BERTH_DOCKER_TCP_ALLOW_REMOTE=true) to accept that risk`);
+  const t = d.tls;
+  const set = (['ca', 'cert', 'key', 'clientCert', 'clientKey'] as const).filter((k) => t[k] !== null);
+  if (set.length > 0) {
+    if (d.tcp === null) throw invalidArgument('docker.tcp', `docker.tls.${set[0]} is set but docker.tcp is not: TLS applies to the TCP listener only (set docker.tcp, e.g. "0.0.0.0:9443")`);
+    for (const k of ['ca', 'cert', 'key', 'clientCert', 'clientKey'] as const) {
+      if (t[k] === null) throw invalidArgument(`docker.tls.${k}`, `is required with docker.tls.${set[0]}: ${TLS_KEY_ROLE[k]}`);
+    }
+  }
+  if (d.tcp === null) return;
+  const host = d.tcp.slice(0, d.tcp.lastIndexOf(':'));
+  if (set.length === 0 && !isLoopbackHost(host)) {
+    throw invalidArgument('docker.tls', `docker.tcp "${d.tcp}" is not a loopback address, and the Docker plugin protocol has no authentication: anything that could reach the port could create, mount and remove volumes. A listener on another address requires mutual TLS: set docker.tls.ca, docker.tls.cert, docker.tls.key, docker.tls.clientCert and docker.tls.clientKey (BERTH_DOCKER_TLS_*), or use 127.0.0.1, [::1] or localhost`);
   }
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(d.driverName)) {
-    throw invalidArgument('docker.driverName', `"${d.driverName}" cannot name a plugin spec file (${d.specDir}/<driverName>.spec); use [A-Za-z0-9_.-]`);
+    throw invalidArgument('docker.driverName', `"${d.driverName}" cannot name a plugin spec file (${d.specDir}/<driverName>.spec or .json); use [A-Za-z0-9_.-]`);
   }
 }
+
+const TLS_KEY_ROLE = {
+  ca: 'the CA bundle client certificates must chain to (also handed to Docker to verify berth)',
+  cert: "berth's server certificate",
+  key: "the private key of berth's server certificate",
+  clientCert: 'the client certificate the spec file tells Docker to present',
+  clientKey: 'the private key of that client certificate',
+} as const;
 
 /** 127.0.0.0/8, ::1 (also IPv4-mapped 127.x), "localhost", or empty (which means 127.0.0.1). */
 export function isLoopbackHost(host: string): boolean {

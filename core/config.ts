@@ -48,14 +48,19 @@ export interface Config {
     readonly socket: string;
     /**
      * Optional TCP listener for the same plugin API ("127.0.0.1:9123"; port 0 = any free
-     * port), announced to Docker by <specDir>/<driverName>.spec. The plugin protocol has no
-     * authentication: anything that reaches the port can create, mount and remove volumes,
-     * so only loopback addresses are accepted unless tcpAllowRemote is true.
+     * port), announced to Docker by a spec file in specDir. The plugin protocol itself has
+     * no authentication: without `tls` only loopback addresses are accepted; any other
+     * address requires mutual TLS.
      */
     readonly tcp: string | null;
-    /** Accept a non-loopback docker.tcp address (anyone who can reach it drives volumes). */
-    readonly tcpAllowRemote: boolean;
-    /** Where the .spec file for the TCP listener goes; dockerd reads /etc/docker/plugins. */
+    /**
+     * Mutual TLS for the TCP listener (all null = off). Every value is a file path; the
+     * files are read at start, never passed on a command line. With TLS the listener
+     * speaks HTTPS and accepts only clients whose certificate chains to `ca`, and the spec
+     * file is <driverName>.json (Addr https://..., TLSConfig) instead of <driverName>.spec.
+     */
+    readonly tls: DockerTlsConfig;
+    /** Where the spec file for the TCP listener goes; dockerd reads /etc/docker/plugins. */
     readonly specDir: string;
   };
   readonly csi: {
@@ -73,6 +78,23 @@ export interface Config {
      */
     readonly allowedPrefixes: readonly string[];
   };
+}
+
+export interface DockerTlsConfig {
+  /**
+   * PEM CA bundle: client certificates must chain to it, and the spec file hands it to
+   * Docker (TLSConfig.CAFile) to verify berth's own certificate, as Docker's own
+   * --tlsverify does with one CA for both sides.
+   */
+  readonly ca: string | null;
+  /** berth's server certificate (PEM; its subjectAltName must match the address Docker dials). */
+  readonly cert: string | null;
+  /** berth's private key for `cert` (PEM). */
+  readonly key: string | null;
+  /** The client certificate the spec file tells Docker to present (TLSConfig.CertFile). */
+  readonly clientCert: string | null;
+  /** Its private key (TLSConfig.KeyFile). */
+  readonly clientKey: string | null;
 }
 
 export const DEFAULT_STATE_ROOT = '/var/lib/berth';
@@ -93,7 +115,8 @@ export function defaultConfig(): Config {
     admin: { socket: '/run/berth/berth.sock', tcp: null, token: null },
     docker: {
       enabled: true, driverName: 'berth', socket: '/run/docker/plugins/berth.sock',
-      tcp: null, tcpAllowRemote: false, specDir: '/etc/docker/plugins',
+      tcp: null, specDir: '/etc/docker/plugins',
+      tls: { ca: null, cert: null, key: null, clientCert: null, clientKey: null },
     },
     csi: { enabled: true, endpoint: '/run/berth/csi.sock', mode: 'both', driverName: 'csi.berth.dev', maxVolumesPerNode: 0 },
     targets: { allowedPrefixes: [...DEFAULT_ALLOWED_PREFIXES] },

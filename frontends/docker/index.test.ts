@@ -25,7 +25,7 @@ afterEach(async () => {
 });
 
 function frontend(socket: string) {
-  const f = createDockerFrontend({ service, config: { enabled: true, driverName: 't', socket, tcp: null, tcpAllowRemote: false, specDir: join(dir, 'specs') }, log: createSilentLogger() });
+  const f = createDockerFrontend({ service, config: { enabled: true, driverName: 't', socket, tcp: null, tls: { ca: null, cert: null, key: null, clientCert: null, clientKey: null }, specDir: join(dir, 'specs') }, log: createSilentLogger() });
   stops.push(() => f.stop());
   return f;
 }

@@ -6,15 +6,17 @@
  * stale one but refuses one another process serves (frontends/unix-socket.ts).
  *
  * With docker.tcp set, the same app also listens on that TCP address and a spec file
- * (<specDir>/<driver>.spec, spec-file.ts) tells Docker where. The plugin protocol has no
- * authentication, which is why config-load.ts accepts only loopback addresses unless
- * docker.tcpAllowRemote says otherwise.
+ * (spec-file.ts: <specDir>/<driver>.spec, or .json with TLS) tells Docker where. The plugin
+ * protocol has no authentication, which is why config-load.ts accepts a plain listener on
+ * loopback only; with docker.tls it is HTTPS and every client must present a certificate
+ * signed by docker.tls.ca (tls.ts), which any address may then use.
  *
  * @example
  *   const docker = createDockerFrontend({ service, config: config.docker, log });
  *   await docker.start(); ... await docker.stop();
  */
 import type { Server } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createAdaptorServer } from '@hono/node-server';
 import { BerthError, type Config, type Logger, type VolumeService } from '../../core/index.js';
@@ -22,6 +24,7 @@ import type { FrontendServer } from '../types.js';
 import { claimSocketPath, closeHttpServer, listenOnSocket, releaseSocketPath } from '../unix-socket.js';
 import { createDockerApp } from './app.js';
 import { specUrl, writeSpecFile, type SpecFile } from './spec-file.js';
+import { guardClients, loadServerTls, type ServerTlsOptions } from './tls.js';
 
 export { createDockerApp, DOCKER_PLUGIN_CONTENT_TYPE } from './app.js';
 
@@ -62,10 +65,13 @@ export function createDockerFrontend(o: {
   let owned = false;
   let spec: SpecFile | null = null;
 
-  const build = (app: ReturnType<typeof createDockerApp>): Server => {
+  const build = (app: ReturnType<typeof createDockerApp>, tls?: ServerTlsOptions): Server => {
     // Docker sends an empty Host header ("Host: \r\n"); without a default hostname
     // the adapter cannot build the request URL and answers 400 to every call.
-    const s = createAdaptorServer({ fetch: app.fetch, hostname: 'localhost' }) as Server;
+    const s = (tls
+      ? createAdaptorServer({ fetch: app.fetch, hostname: 'localhost', createServer: createHttpsServer, serverOptions: tls })
+      : createAdaptorServer({ fetch: app.fetch, hostname: 'localhost' })) as Server;
+    if (tls) guardClients(s as unknown as HttpsServer, log);
     // Docker holds connections open between calls; don't let that stall stop().
     s.keepAliveTimeout = 5_000;
     return s;
@@ -98,23 +104,24 @@ export function createDockerFrontend(o: {
         owned = true;
         servers.push(unix);
         if (o.config.tcp !== null) {
+          const tlsConfig = o.config.tls;
+          const tls = tlsConfig.ca !== null ? await loadServerTls(tlsConfig) : undefined;
           const { host, port } = splitHostPort(o.config.tcp);
-          const tcp = build(app);
+          const tcp = build(app, tls);
           const bound = await listenOnTcp(tcp, host, port).catch((err: NodeJS.ErrnoException) => {
             // EADDRINUSE, EADDRNOTAVAIL...: the operator fixes docker.tcp, so name it.
             throw new BerthError('FailedPrecondition', `docker.tcp: cannot listen on ${o.config.tcp}: ${err.code ?? err.message}`, { field: 'docker.tcp', cause: err });
           });
           servers.push(tcp);
-          spec = await writeSpecFile(o.config.specDir, o.config.driverName, specUrl(bound));
+          spec = await writeSpecFile(o.config.specDir, o.config.driverName, specUrl(bound, tls !== undefined), tls ? {
+            caFile: tlsConfig.ca!, certFile: tlsConfig.clientCert!, keyFile: tlsConfig.clientKey!,
+          } : undefined);
         }
       } catch (err) {
         await stop();
         throw err;
       }
-      log.info({ driver: o.config.driverName, tcp: spec?.url ?? null, spec: spec?.path ?? null }, 'docker volume plugin listening');
-      if (spec && o.config.tcpAllowRemote) {
-        log.warn({ tcp: spec.url }, 'docker.tcp: the Docker plugin API has no authentication; anything that can reach this port can create, mount and remove volumes');
-      }
+      log.info({ driver: o.config.driverName, tcp: spec?.url ?? null, spec: spec?.path ?? null, tls: o.config.tls.ca !== null }, 'docker volume plugin listening');
     },
 
     stop,

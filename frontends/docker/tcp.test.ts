@@ -29,7 +29,7 @@ afterEach(async () => {
 function frontend(over: Partial<Config['docker']> = {}) {
   const config: Config['docker'] = {
     enabled: true, driverName: 'tcp-t', socket: join(dir, 'run', 'tcp-t.sock'),
-    tcp: '127.0.0.1:0', tcpAllowRemote: false, specDir: join(dir, 'plugins'), ...over,
+    tcp: '127.0.0.1:0', tls: { ca: null, cert: null, key: null, clientCert: null, clientKey: null }, specDir: join(dir, 'plugins'), ...over,
   };
   const f = createDockerFrontend({ service, config, log: createSilentLogger() });
   stops.push(() => f.stop());

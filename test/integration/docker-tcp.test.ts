@@ -121,7 +121,7 @@ describe('Docker volume plugin over TCP, announced by a spec file', () => {
     expect(gone.stderr).toMatch(/plugin not found/);
   });
 
-  it('refuses a bad or non-loopback docker.tcp with exit 1 naming the key, writing no spec file', async () => {
+  it('refuses a bad docker.tcp, or a non-loopback one without TLS, with exit 1 naming the key, writing no spec file', async () => {
     const root = roots.create('docker-tcp-bad');
     const specDir = root.path('plugins');
     const base = ['serve', '--state-root', root.path('state'), '--socket', root.path('a.sock'), '--no-csi', '--docker-socket', root.path('d.sock')];
@@ -138,7 +138,12 @@ describe('Docker volume plugin over TCP, announced by a spec file', () => {
 
     const remote = await serve('0.0.0.0:0');
     expect(remote.code).toBe(1);
-    expect(remote.stderr).toMatch(/docker\.tcp: "0\.0\.0\.0:0" is not a loopback address.*docker\.tcpAllowRemote/);
+    expect(remote.stderr).toMatch(/cannot start: InvalidArgument: docker\.tls: docker\.tcp "0\.0\.0\.0:0" is not a loopback address.*requires mutual TLS: set docker\.tls\.ca/);
+
+    // The removed opt-out is explained, not silently ignored.
+    const optOut = await serve('0.0.0.0:0', { BERTH_DOCKER_TCP_ALLOW_REMOTE: 'true' });
+    expect(optOut.code).toBe(1);
+    expect(optOut.stderr).toMatch(/BERTH_DOCKER_TCP_ALLOW_REMOTE: docker\.tcpAllowRemote was removed/);
 
     // A port something else holds: refused at start, naming the key, with nothing left behind.
     const busy = createServer();
