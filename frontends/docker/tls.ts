@@ -64,7 +64,9 @@ export async function loadServerTls(t: TlsConfig): Promise<ServerTlsOptions> {
 
 /** Why a client was refused, in words an operator acts on (OpenSSL's verify codes). */
 export function refusalReason(code: string | undefined, presented: boolean): string {
-  if (!presented) return 'no client certificate was presented';
+  // Go clients (Docker) send no certificate at all when theirs is not issued by one of the
+  // CAs the server names, so "none" is also what a certificate from another CA looks like.
+  if (!presented) return 'no client certificate was presented (Docker sends none when its certificate is not issued by the CA in docker.tls.ca)';
   switch (code) {
     case 'CERT_HAS_EXPIRED':
       return 'the client certificate has expired';

@@ -7,9 +7,10 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { MACHINE_CERT_DIR } from './certs.js';
 import {
-  DRIVER_POOLS, driverAddress, LEGACY_DRIVER_NAMES, LEGACY_TCP_PORT, PLUGIN_DIR, SPEC_DIR, SPEC_SOCKET_DIR, TCP_PORTS, whyBlocked,
-  type DriverAddress,
+  DRIVER_POOLS, driverAddress, LEGACY_DRIVER_NAMES, LEGACY_TCP_PORT, PLUGIN_DIR, refusedTlsNames, SPEC_DIR, SPEC_SOCKET_DIR, specContent,
+  TCP_PORTS, whyBlocked, type DriverAddress,
 } from './docker-drivers.js';
 import { dockerdReaches } from './docker-probe.js';
 import { explainDial } from './docker.js';
@@ -34,7 +35,17 @@ describe('test Docker driver names', () => {
       expect(a.url.includes(tmpdir()), a.url).toBe(false);
       if (a.kind === 'socket') expect(a).toMatchObject({ socket: join(PLUGIN_DIR, `${n}.sock`), spec: null, tcp: null });
       if (a.kind === 'spec-unix') expect(a).toMatchObject({ socket: join(SPEC_SOCKET_DIR, `${n}.sock`), spec: join(SPEC_DIR, `${n}.spec`), url: `unix://${a.socket}` });
-      if (a.kind === 'spec-tcp') expect(a).toMatchObject({ socket: null, spec: join(SPEC_DIR, `${n}.spec`), url: `tcp://127.0.0.1:${TCP_PORTS[n]}` });
+      if (a.kind === 'spec-tcp') expect(a).toMatchObject({ socket: null, spec: join(SPEC_DIR, `${n}.spec`), url: `tcp://127.0.0.1:${TCP_PORTS[n]}`, tls: null });
+      if (a.kind === 'spec-tls') {
+        expect(a).toMatchObject({ socket: null, spec: join(SPEC_DIR, `${n}.json`), url: `https://127.0.0.1:${TCP_PORTS[n]}`, tls: { dir: MACHINE_CERT_DIR } });
+        // The TLS files are part of what dockerd keeps: fixed too, never in a temporary root.
+        expect(specContent(a).includes(tmpdir())).toBe(false);
+        expect(JSON.parse(specContent(a))).toEqual({
+          Name: n, Addr: a.url, TLSConfig: { InsecureSkipVerify: false, CAFile: a.tls!.ca, CertFile: a.tls!.client.cert, KeyFile: a.tls!.client.key },
+        });
+      } else {
+        expect(a.tls).toBeNull();
+      }
       // sun_path holds 107 bytes and a NUL.
       if (a.socket) expect(Buffer.byteLength(a.socket)).toBeLessThan(108);
     }
@@ -44,8 +55,17 @@ describe('test Docker driver names', () => {
     expect(SPEC_SOCKET_DIR.startsWith(`${PLUGIN_DIR}/`)).toBe(false);
   });
 
-  it('TCP ports are distinct, below the ephemeral range, and not the legacy berth-tcp0 port', () => {
-    const tcpNames = pools.filter(([, p]) => p.kind === 'spec-tcp').flatMap(([, p]) => p.names);
+  it('the names a TLS name lends its address to are in no pool and no legacy list', () => {
+    for (const n of DRIVER_POOLS.dockerTls.names) {
+      for (const alias of Object.values(refusedTlsNames(n))) {
+        expect(allNames).not.toContain(alias);
+        expect(LEGACY_DRIVER_NAMES as readonly string[]).not.toContain(alias);
+      }
+    }
+  });
+
+  it('TCP ports (plain and TLS) are distinct, below the ephemeral range, and not the legacy berth-tcp0 port', () => {
+    const tcpNames = pools.filter(([, p]) => p.kind === 'spec-tcp' || p.kind === 'spec-tls').flatMap(([, p]) => p.names);
     const ports = tcpNames.map((n) => TCP_PORTS[n]);
     expect(ports.every((p) => Number.isInteger(p) && p! > 1024 && p! < 32768)).toBe(true);
     expect(new Set(ports).size).toBe(ports.length);
@@ -113,7 +133,7 @@ describe('dockerdReaches: the proof a suite gets before it uses a name', () => {
     try {
       const at = (file: string): DriverAddress => {
         const socket = join(SPEC_SOCKET_DIR, file);
-        return { name, kind: 'spec-unix', socket, tcp: null, spec: join(SPEC_DIR, `${name}.spec`), url: `unix://${socket}` };
+        return { name, kind: 'spec-unix', socket, tcp: null, spec: join(SPEC_DIR, `${name}.spec`), url: `unix://${socket}`, tls: null };
       };
       const first = at(`${name}.first.sock`);
       expect(await dockerdReaches(first)).toBeNull(); // the address dockerd has (or now takes) for the name

@@ -9,7 +9,9 @@
  * no such file or directory". So here:
  * - a name's address is a function of the name alone (driverAddress), never of a test's
  *   temporary root or a free port: a socket in /run/docker/plugins, a spec file pointing at
- *   a fixed socket under TEST_RUN_DIR, or a spec file pointing at a fixed loopback port;
+ *   a fixed socket under TEST_RUN_DIR, a spec file pointing at a fixed loopback port, or a
+ *   .json spec file pointing at a fixed https loopback port with fixed TLS files (dockerd
+ *   keeps the TLS client it built from them too: MACHINE_CERT_DIR, made once per boot);
  * - every suite draws from its own pool (DRIVER_POOLS), so no two suites share a name;
  * - a name is held through a machine-wide lock (machine-lock.ts) while its berth runs, so two
  *   test runs (two checkouts) never serve it at once;
@@ -23,6 +25,7 @@
 import { lstat, mkdir, readFile, readdir, readlink, rename, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { dirname, join } from 'node:path';
+import { certPaths, MACHINE_CERT_DIR, machineCerts, type TestCerts } from './certs.js';
 import { dockerdReaches } from './docker-probe.js';
 import { acquireAny, TEST_RUN_DIR, tryLock, type Lock } from './machine-lock.js';
 
@@ -32,7 +35,7 @@ export const SPEC_DIR = '/etc/docker/plugins';
 /** The fixed sockets that spec files of 'spec-unix' names point at. */
 export const SPEC_SOCKET_DIR = join(TEST_RUN_DIR, 'plugins');
 
-export type DriverKind = 'socket' | 'spec-unix' | 'spec-tcp';
+export type DriverKind = 'socket' | 'spec-unix' | 'spec-tcp' | 'spec-tls';
 
 interface PoolDef {
   readonly kind: DriverKind;
@@ -40,8 +43,8 @@ interface PoolDef {
 }
 
 /**
- * One pool per suite. spec-tcp names take their port from TCP_PORTS. Ports are below the
- * ephemeral range (32768+), so no freePort() or outgoing connection takes them by chance.
+ * One pool per suite. spec-tcp and spec-tls names take their port from TCP_PORTS. Ports are
+ * below the ephemeral range (32768+), so no freePort() or outgoing connection takes them by chance.
  */
 export const DRIVER_POOLS = {
   /** test/integration/docker.test.ts */
@@ -56,6 +59,10 @@ export const DRIVER_POOLS = {
   dvdcliSocket: { kind: 'socket', names: ['berth-test-dvdcli-sock-0', 'berth-test-dvdcli-sock-1'] },
   /** test/integration/docker-tcp.test.ts */
   dockerTcp: { kind: 'spec-tcp', names: ['berth-test-tcp-0', 'berth-test-tcp-1'] },
+  /** test/integration/docker-tls.test.ts: mutual TLS through a .json spec file */
+  dockerTls: { kind: 'spec-tls', names: ['berth-test-tls-0', 'berth-test-tls-1'] },
+  /** test/integration/podman.test.ts: the name Docker and Podman share a volume through */
+  podman: { kind: 'socket', names: ['berth-test-podman-0', 'berth-test-podman-1'] },
   /** test/bench/docker.bench.ts */
   benchDocker: { kind: 'socket', names: ['berth-bench-docker-0', 'berth-bench-docker-1'] },
   /** test/bench/exec.bench.ts */
@@ -64,17 +71,37 @@ export const DRIVER_POOLS = {
 
 export type DriverPool = keyof typeof DRIVER_POOLS;
 
-/** The one loopback port of each spec-tcp name (29470 belonged to the legacy berth-tcp0). */
+/**
+ * The one loopback port of each spec-tcp and spec-tls name (29470 belonged to the legacy
+ * berth-tcp0; 29471 was also where a development version of the TLS suite served berth-tls0
+ * over https, which no pool name shares: dockerd keys what it keeps by name).
+ */
 export const TCP_PORTS: Readonly<Record<string, number>> = {
   'berth-test-tcp-0': 29471,
   'berth-test-tcp-1': 29472,
+  'berth-test-tls-0': 29473,
+  'berth-test-tls-1': 29474,
 };
 
 /** Names (and the port) older versions of these suites used, at changing addresses. */
 export const LEGACY_DRIVER_NAMES = [
   'berth-it0', 'berth-it1', 'berth-it2', 'berth-it3', 'berth-data0', 'berth-data1', 'berth-tcp0', 'berth-bench0', 'berth-bench1',
+  'berth-tls0',
 ] as const;
 export const LEGACY_TCP_PORT = 29470;
+
+/**
+ * The names a spec-tls name lends its address to in the TLS suite, each with a .json spec
+ * file handing Docker a client certificate berth refuses (none, expired, from another CA).
+ * dockerd drops a plugin whose activation fails (moby pkg/plugins loadWithRetry), so it
+ * never keeps an address for them; they are held with their spec-tls name, and their spec
+ * files go with it (release, sweepStaleDrivers).
+ * @example refusedTlsNames('berth-test-tls-0').expired // 'berth-test-tls-0-expired'
+ */
+export function refusedTlsNames(name: string): Readonly<Record<'nocert' | 'expired' | 'foreign', string>> {
+  return { nocert: `${name}-nocert`, expired: `${name}-expired`, foreign: `${name}-foreign` };
+}
+const refusedTlsSpecs = (name: string): string[] => Object.values(refusedTlsNames(name)).map((n) => join(SPEC_DIR, `${n}.json`));
 
 /** Where dockerd finds a test driver name: the same for the life of every dockerd. */
 export interface DriverAddress {
@@ -82,12 +109,17 @@ export interface DriverAddress {
   readonly kind: DriverKind;
   /** The unix socket berth listens on (socket and spec-unix names), else null. */
   readonly socket: string | null;
-  /** "127.0.0.1:<port>" berth listens on (spec-tcp names), else null. */
+  /** "127.0.0.1:<port>" berth listens on (spec-tcp and spec-tls names), else null. */
   readonly tcp: string | null;
-  /** The spec file announcing the name (spec-unix and spec-tcp names), else null. */
+  /** The spec file announcing the name (<name>.spec; <name>.json for spec-tls), else null. */
   readonly spec: string | null;
-  /** What dockerd dials: "unix:///…" or "tcp://127.0.0.1:<port>". */
+  /** What dockerd dials: "unix:///…", "tcp://127.0.0.1:<port>" or "https://127.0.0.1:<port>". */
   readonly url: string;
+  /**
+   * spec-tls: the fixed certificate files (MACHINE_CERT_DIR): berth serves `server` and
+   * trusts `ca`; the spec file hands Docker `ca` and `client`. Else null.
+   */
+  readonly tls: TestCerts | null;
 }
 
 function kindOf(name: string): DriverKind {
@@ -103,16 +135,28 @@ export function driverAddress(name: string): DriverAddress {
   const kind = kindOf(name);
   if (kind === 'socket') {
     const socket = join(PLUGIN_DIR, `${name}.sock`);
-    return { name, kind, socket, tcp: null, spec: null, url: `unix://${socket}` };
+    return { name, kind, socket, tcp: null, spec: null, url: `unix://${socket}`, tls: null };
   }
-  const spec = join(SPEC_DIR, `${name}.spec`);
   if (kind === 'spec-unix') {
     const socket = join(SPEC_SOCKET_DIR, `${name}.sock`);
-    return { name, kind, socket, tcp: null, spec, url: `unix://${socket}` };
+    return { name, kind, socket, tcp: null, spec: join(SPEC_DIR, `${name}.spec`), url: `unix://${socket}`, tls: null };
   }
   const port = TCP_PORTS[name];
-  if (!port) throw new Error(`spec-tcp driver ${name} has no port in TCP_PORTS`);
-  return { name, kind, socket: null, tcp: `127.0.0.1:${port}`, spec, url: `tcp://127.0.0.1:${port}` };
+  if (!port) throw new Error(`${kind} driver ${name} has no port in TCP_PORTS`);
+  const tcp = `127.0.0.1:${port}`;
+  if (kind === 'spec-tcp') return { name, kind, socket: null, tcp, spec: join(SPEC_DIR, `${name}.spec`), url: `tcp://${tcp}`, tls: null };
+  return { name, kind, socket: null, tcp, spec: join(SPEC_DIR, `${name}.json`), url: `https://${tcp}`, tls: certPaths(MACHINE_CERT_DIR) };
+}
+
+/**
+ * What a name's spec file says, byte for byte as berth writes it (frontends/docker/spec-file.ts):
+ * the URL, or for spec-tls the .json with the TLS files Docker uses.
+ * @example specContent(driverAddress('berth-test-tcp-0')) // 'tcp://127.0.0.1:29471\n'
+ */
+export function specContent(a: DriverAddress): string {
+  if (!a.tls) return `${a.url}\n`;
+  const TLSConfig = { InsecureSkipVerify: false, CAFile: a.tls.ca, CertFile: a.tls.client.cert, KeyFile: a.tls.client.key };
+  return `${JSON.stringify({ Name: a.name, Addr: a.url, TLSConfig }, null, 2)}\n`;
 }
 
 export interface HeldDriver extends DriverAddress {
@@ -120,7 +164,8 @@ export interface HeldDriver extends DriverAddress {
   readonly driver: string;
   /**
    * Writes the spec file of a spec-unix name (atomically: dockerd never reads half a file).
-   * Call it once berth listens on `socket`; berth itself writes the spec of a spec-tcp name.
+   * Call it once berth listens on `socket`; berth itself writes the spec of spec-tcp and
+   * spec-tls names.
    */
   announce(): Promise<void>;
   /** Removes what is left at the address (socket, spec file), then lets the name go. */
@@ -129,10 +174,10 @@ export interface HeldDriver extends DriverAddress {
 
 const lockName = (name: string) => `driver-${name}`;
 
-/** Whether something accepts connections on a unix socket path or a "unix://" / "tcp://" URL. */
+/** Whether something accepts connections on a unix socket path or a "unix://" / "tcp://" / "https://" URL. */
 function answers(target: string): Promise<boolean> {
   return new Promise((resolve) => {
-    const tcp = /^tcp:\/\/(.+):(\d+)$/.exec(target);
+    const tcp = /^(?:tcp|https):\/\/(.+):(\d+)$/.exec(target);
     const c = tcp ? connect(Number(tcp[2]), tcp[1]!.replace(/^\[(.*)\]$/, '$1')) : connect(target.replace(/^unix:\/\//, ''));
     c.once('connect', () => (c.destroy(), resolve(true)));
     c.once('error', () => resolve(false));
@@ -221,6 +266,15 @@ export async function acquireDriver(pool: DriverPool, timeoutMs = 100_000): Prom
     const address = driverAddress(lock.name.slice('driver-'.length));
     if (address.socket) await mkdir(dirname(address.socket), { recursive: true, mode: 0o700 });
     if (address.spec) await mkdir(SPEC_DIR, { recursive: true, mode: 0o755 });
+    if (address.tls) {
+      try {
+        for (const s of refusedTlsSpecs(address.name)) await rm(s, { force: true }); // left by a killed run
+        await machineCerts();
+      } catch (err) {
+        await lock.release();
+        throw err;
+      }
+    }
     const why = (await whyBlocked(address)) ?? (await dockerdReaches(address));
     if (why === null) {
       let released: Promise<void> | null = null;
@@ -230,13 +284,14 @@ export async function acquireDriver(pool: DriverPool, timeoutMs = 100_000): Prom
         async announce() {
           if (address.kind !== 'spec-unix') throw new Error(`${address.name}: only spec-unix names are announced by the test`);
           const tmp = join(SPEC_DIR, `.${address.name}.tmp`); // not *.spec: dockerd ignores it
-          await writeFile(tmp, `${address.url}\n`, { mode: 0o644 });
+          await writeFile(tmp, specContent(address), { mode: 0o644 });
           await rename(tmp, address.spec!);
         },
         release: () =>
           (released ??= (async () => {
             try {
               if (address.spec) await rm(address.spec, { force: true });
+              if (address.kind === 'spec-tls') for (const s of refusedTlsSpecs(address.name)) await rm(s, { force: true });
               if (address.socket) await rm(address.socket, { force: true });
             } finally {
               await lock.release();
@@ -247,6 +302,15 @@ export async function acquireDriver(pool: DriverPool, timeoutMs = 100_000): Prom
     await lock.release();
     blocked.set(address.name, why);
     process.stderr.write(`test Docker driver ${address.name} skipped: ${why}\n`);
+  }
+}
+
+/** The Addr of a .json spec file, or '' when it is not one. */
+function jsonSpecAddr(text: string): string {
+  try {
+    return String((JSON.parse(text) as { Addr?: unknown }).Addr ?? '');
+  } catch {
+    return '';
   }
 }
 
@@ -267,7 +331,8 @@ export async function sweepStaleDrivers(): Promise<string[]> {
         // Nobody holds the name, so its spec file is stale; its socket too unless something
         // answers there (acquireDriver names that process when a test wants the name).
         const live = a.socket !== null && (await answers(a.socket));
-        for (const p of [a.spec, live ? null : a.socket]) {
+        const refused = a.kind === 'spec-tls' ? refusedTlsSpecs(name) : [];
+        for (const p of [a.spec, ...refused, live ? null : a.socket]) {
           if (p && (await lstat(p).catch(() => null))) {
             await rm(p, { force: true });
             removed.push(p);
@@ -280,16 +345,18 @@ export async function sweepStaleDrivers(): Promise<string[]> {
   }
   for (const name of LEGACY_DRIVER_NAMES) {
     const socket = join(PLUGIN_DIR, `${name}.sock`);
-    const spec = join(SPEC_DIR, `${name}.spec`);
     // A dangling symlink, or a socket nobody answers on; a live one belongs to a running old test.
     if ((await lstat(socket).catch(() => null)) && !(await answers(socket))) {
       await rm(socket, { force: true });
       removed.push(socket);
     }
-    const target = (await readFile(spec, 'utf8').catch(() => null))?.trim();
-    if (target !== undefined && !(await answers(target))) {
-      await rm(spec, { force: true });
-      removed.push(spec);
+    for (const spec of [join(SPEC_DIR, `${name}.spec`), join(SPEC_DIR, `${name}.json`)]) {
+      const text = (await readFile(spec, 'utf8').catch(() => null))?.trim();
+      if (text === undefined) continue;
+      if (!(await answers(spec.endsWith('.json') ? jsonSpecAddr(text) : text))) {
+        await rm(spec, { force: true });
+        removed.push(spec);
+      }
     }
   }
   return removed;

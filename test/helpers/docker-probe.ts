@@ -6,7 +6,9 @@
  * "dial unix ...: no such file" from deep inside Docker.
  *
  * The probe serves a minimal, empty volume plugin at the name's address (announced by its spec
- * file for spec names) and runs `docker volume ls --filter driver=<name>`, which makes dockerd
+ * file for spec names; for spec-tls names over https with the name's fixed certificates,
+ * requiring Docker's client certificate, so it also proves dockerd holds a TLS client that
+ * berth will accept) and runs `docker volume ls --filter driver=<name>`, which makes dockerd
  * activate the name if it does not know it yet (finding it at this address) and ask it for
  * its volumes: any request on the probe proves dockerd dials this address, and nothing is
  * created anywhere. A name dockerd does not reach is remembered for the life of
@@ -15,9 +17,10 @@
  * again. With no dockerd running there is nothing to prove.
  */
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { createServer, request, type Server } from 'node:http';
+import { createServer, request, type RequestListener, type Server } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import { dirname, join } from 'node:path';
-import type { DriverAddress } from './docker-drivers.js';
+import { specContent, type DriverAddress } from './docker-drivers.js';
 import { TEST_RUN_DIR } from './machine-lock.js';
 
 const UNREACHABLE_DIR = join(TEST_RUN_DIR, 'unreachable');
@@ -51,8 +54,8 @@ function engineGet(path: string): Promise<{ status: number; body: string }> {
 }
 
 /** An empty volume plugin: answers Activate, Capabilities and List; refuses everything else. */
-function probePlugin(seen: () => void): Server {
-  return createServer((req, res) => {
+async function probePlugin(a: DriverAddress, seen: () => void): Promise<Server> {
+  const handler: RequestListener = (req, res) => {
     seen();
     req.resume();
     req.on('end', () => {
@@ -64,7 +67,10 @@ function probePlugin(seen: () => void): Server {
       res.setHeader('content-type', 'application/vnd.docker.plugins.v1.2+json');
       res.end(JSON.stringify(reply));
     });
-  });
+  };
+  if (!a.tls) return createServer(handler);
+  const [ca, cert, key] = await Promise.all([a.tls.ca, a.tls.server.cert, a.tls.server.key].map((f) => readFile(f)));
+  return createTlsServer({ ca, cert, key, requestCert: true, rejectUnauthorized: true }, handler);
 }
 
 function listen(server: Server, a: DriverAddress): Promise<void> {
@@ -89,12 +95,12 @@ export async function dockerdReaches(a: DriverAddress): Promise<string | null> {
   if (known[0] === `${dockerd} ${a.url}`) return known[1] ?? 'dockerd does not reach it';
 
   let reached = false;
-  const server = probePlugin(() => (reached = true));
+  const server = await probePlugin(a, () => (reached = true));
   await listen(server, a);
   try {
     if (a.spec) {
-      const tmp = join(dirname(a.spec), `.${a.name}.probe`); // not *.spec: dockerd ignores it
-      await writeFile(tmp, `${a.url}\n`, { mode: 0o644 });
+      const tmp = join(dirname(a.spec), `.${a.name}.probe`); // not *.spec or *.json: dockerd ignores it
+      await writeFile(tmp, specContent(a), { mode: 0o644 });
       await rename(tmp, a.spec);
     }
     // `docker volume ls --filter driver=<name>`; the API also returns what the driver said.
@@ -108,8 +114,10 @@ export async function dockerdReaches(a: DriverAddress): Promise<string | null> {
       // not JSON: an error text
     }
     const dial = /dial (?:unix|tcp) (\S+?): connect/.exec(said)?.[1];
+    // dockerd also keeps the TLS client it first built for a spec-tls name.
+    const tls = a.tls ? `, or the certificates in ${a.tls.dir} were replaced since it loaded them` : '';
     const why = `dockerd does not reach it at ${a.url}${dial ? ` but dials ${dial}` : ` (${said.slice(0, 200)})`}: ` +
-      'something outside these tests served this name elsewhere earlier in this dockerd\'s life; restart dockerd to forget it';
+      `something outside these tests served this name elsewhere earlier in this dockerd's life${tls}; restart dockerd to forget it`;
     await mkdir(UNREACHABLE_DIR, { recursive: true, mode: 0o700 });
     await writeFile(marker, `${dockerd} ${a.url}\n${why}\n`);
     return why;
