@@ -113,9 +113,9 @@ describe('VolumeDriver.Create / Get / List', () => {
     expect((await call('VolumeDriver.Create', { Name: '../etc' })).json.Err).toMatch(/name/i);
   });
 
-  it('Get of an unknown volume answers Err', async () => {
+  it('Get of an unknown volume answers Err with HTTP 500 (Podman reads Err only from a non-200 reply)', async () => {
     const r = await call('VolumeDriver.Get', { Name: 'nope' });
-    expect(r.status).toBe(200);
+    expect(r.status).toBe(500);
     expect(r.json.Err).toMatch(/nope.*not found/);
     expect(r.json.Volume).toBeUndefined();
   });

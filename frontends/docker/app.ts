@@ -64,7 +64,10 @@ export function createDockerApp(o: { service: VolumeService; log: Logger }): Hon
     // x:/d, docker volume inspect x): NotFound there is an everyday answer, not a warning.
     if (errKind && !(errKind === 'NotFound' && QUIET.has(method))) log.warn(fields, 'docker op failed');
     else log.debug(fields, 'docker op');
-    return c.body(JSON.stringify(reply), 200, { 'Content-Type': DOCKER_PLUGIN_CONTENT_TYPE });
+    // An error is HTTP 500 with {"Err"}, as in Docker's reference plugin: Docker reads Err
+    // either way, but Podman reads a body only when the status is not 200, so a refused
+    // Create answered with 200 would leave Podman holding a volume berth never made.
+    return c.body(JSON.stringify(reply), errKind === undefined ? 200 : 500, { 'Content-Type': DOCKER_PLUGIN_CONTENT_TYPE });
   };
 
   // Docker shows Err to the user; any status with an {"Err"} body is an error to it.

@@ -69,21 +69,30 @@ export async function waitFor(what: string, check: () => Promise<boolean>, timeo
   }
 }
 
+/**
+ * Writes `<dir>/rootfs.tar`: busybox-static plus applet symlinks, the root filesystem of the
+ * test image (Docker and Podman import the same tar). Returns the tar's path.
+ * @example await docker(['import', await writeBusyboxTar(dir), 'x:1']);
+ */
+export async function writeBusyboxTar(dir: string): Promise<string> {
+  const root = join(dir, 'rootfs');
+  await mkdir(join(root, 'bin'), { recursive: true });
+  for (const d of ['tmp', 'data', 'etc', 'proc', 'sys', 'dev']) await mkdir(join(root, d), { recursive: true });
+  await copyFile('/bin/busybox', join(root, 'bin', 'busybox'));
+  for (const a of APPLETS) await symlink('busybox', join(root, 'bin', a));
+  const tar = join(dir, 'rootfs.tar');
+  await new Promise<void>((resolve, reject) => {
+    execFile('tar', ['-C', root, '-cf', tar, '.'], (err) => (err ? reject(err) : resolve()));
+  });
+  return tar;
+}
+
 /** Builds TEST_IMAGE once: busybox-static plus applet symlinks, via `docker import`. */
 export async function ensureTestImage(): Promise<string> {
   if ((await dockerRun(['image', 'inspect', TEST_IMAGE], 30_000)).code === 0) return TEST_IMAGE;
   const dir = await mkdtemp(join(tmpdir(), 'berth-image-'));
   try {
-    const root = join(dir, 'rootfs');
-    await mkdir(join(root, 'bin'), { recursive: true });
-    for (const d of ['tmp', 'data', 'etc', 'proc', 'sys', 'dev']) await mkdir(join(root, d), { recursive: true });
-    await copyFile('/bin/busybox', join(root, 'bin', 'busybox'));
-    for (const a of APPLETS) await symlink('busybox', join(root, 'bin', a));
-    const tar = join(dir, 'rootfs.tar');
-    await new Promise<void>((resolve, reject) => {
-      execFile('tar', ['-C', root, '-cf', tar, '.'], (err) => (err ? reject(err) : resolve()));
-    });
-    await docker(['import', '--change', 'ENV PATH=/bin', tar, TEST_IMAGE]);
+    await docker(['import', '--change', 'ENV PATH=/bin', await writeBusyboxTar(dir), TEST_IMAGE]);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
