@@ -79,6 +79,8 @@ describe('loadConfig', () => {
   it('takes the file from BERTH_CONFIG', () => {
     const file = write('c.yaml', 'nodeId: n1\n');
     expect(loadConfig({ env: { BERTH_CONFIG: file } }).nodeId).toBe('n1');
+    // Empty means none (the managed plugin's default): the default file, or the embedded defaults.
+    expect(loadConfig({ env: { BERTH_CONFIG: '' }, defaultFile: join(dir, 'absent.yaml') }).stateRoot).toBe('/var/lib/berth');
   });
 
   it('names an unknown key and suggests the closest known key', () => {

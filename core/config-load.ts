@@ -181,7 +181,8 @@ export function loadConfig(input: LoadConfigInput): Config {
   const cwd = input.cwd ?? process.cwd();
   let merged: Json = defaultConfig() as unknown as Json;
 
-  const explicit = input.file ?? input.env.BERTH_CONFIG;
+  // An empty BERTH_CONFIG means none (the managed plugin's settable default).
+  const explicit = input.file ?? (input.env.BERTH_CONFIG || undefined);
   const file = explicit ?? input.defaultFile ?? DEFAULT_CONFIG_FILE;
   if (explicit !== undefined || existsSync(file)) {
     const fromFile = readConfigFile(resolve(cwd, file));

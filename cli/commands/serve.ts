@@ -59,7 +59,7 @@ async function serve(a: ServeArgs): Promise<number> {
     const config = loadConfig({ file: a.config, env: process.env, flags, onWarning: (m) => warnings.push(m) });
     log = createLogger({ level: config.log.level });
     for (const w of warnings) log.warn(w);
-    const explicit = a.config ?? process.env.BERTH_CONFIG;
+    const explicit = a.config ?? (process.env.BERTH_CONFIG || undefined);
     const configFile = explicit !== undefined ? resolve(explicit) : existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : null;
     daemon = await startDaemon(config, { log, version: BERTH_VERSION, configFile, testHolds: process.env.BERTH_TEST_HOLDS || null });
   } catch (err) {
