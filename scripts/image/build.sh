@@ -44,6 +44,68 @@ die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 sha() { sha256sum | cut -c1-16; }
 
+# Temporary directories. This script deletes nothing but what lies in a directory it made
+# itself: /tmp/berth-<debootstrap|node-base>-XXXXXX from mktemp, checked by name and kind
+# before anything in it is removed, and never followed through a symlink out of it. All of
+# them go on exit, however the script ends (set -e, die, Ctrl-C, TERM).
+TMP_DIRS=()
+is_own_tmp() { [[ "${1:-}" =~ ^/tmp/berth-(debootstrap|node-base)-[A-Za-z0-9]{6}$ ]] && [ -d "$1" ] && [ ! -L "$1" ]; }
+# make_tmp KIND: a new directory in MADE_TMP (no subshell: the list must live in this shell).
+make_tmp() {
+  MADE_TMP="$(mktemp -d "/tmp/berth-${1:?}-XXXXXX")"
+  is_own_tmp "$MADE_TMP" || die "mktemp gave an unexpected directory: '$MADE_TMP'"
+  TMP_DIRS+=("$MADE_TMP")
+}
+# parent_in DIR PATH: PATH's directory resolves (symlinks followed) into DIR, one of ours;
+# dies otherwise. in_tmp DIR PATH: that, and PATH itself is not a symlink. So a path built
+# from an empty or wrong variable, or a link in a debootstrapped tree pointing at the host,
+# is refused before anything is written or removed there.
+parent_in() {
+  local dir="${1:?}" path="${2:?}" real parent
+  is_own_tmp "$dir" || die "refusing to touch '$path': '$dir' is not a temporary directory of this script"
+  real="$(realpath -e -- "$dir")"
+  parent="$(realpath -e -- "$(dirname -- "$path")")" || die "refusing to touch '$path': its directory does not exist"
+  case "$parent/" in "$real"/*) ;; *) die "refusing to touch '$path': it resolves outside $dir" ;; esac
+}
+in_tmp() {
+  parent_in "$@"
+  [ ! -L "$2" ] || die "refusing to touch '$2': it is a symlink"
+}
+# rm_in DIR PATH...: removes each PATH (globs expanded by the caller) that is in DIR; a
+# symlink is removed itself, never what it points to.
+rm_in() {
+  local dir="${1:?}" p
+  shift
+  for p in "$@"; do
+    [ -e "$p" ] || [ -L "$p" ] || continue # a glob that matched nothing stays as it was written
+    if [ -L "$p" ]; then
+      parent_in "$dir" "$p"
+      rm -f -- "$p"
+    else
+      in_tmp "$dir" "$p"
+      rm -rf --one-file-system -- "$p"
+    fi
+  done
+}
+# debootstrap mounts /proc and /sys inside its target while it works; a failed or killed run
+# can leave them there. Unmount whatever is below the directory first, then remove it
+# without crossing into another filesystem.
+remove_tmp() {
+  local dir="$1" m
+  is_own_tmp "$dir" || { printf 'build.sh: not removing %s: not a temporary directory of this script\n' "$dir" >&2; return 1; }
+  findmnt -rn -o TARGET | awk -v d="$dir/" 'index($0, d) == 1' | sort -r | while IFS= read -r m; do
+    umount -- "$m" 2>/dev/null || umount -l -- "$m"
+  done
+  rm -rf --one-file-system -- "$dir"
+}
+cleanup() {
+  local d
+  for d in "${TMP_DIRS[@]}"; do remove_tmp "$d" || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 # The Debian mirror apt uses here: the first URI of a deb822 .sources entry or a
 # sources.list line that serves bookworm from the main archive.
 debian_mirror() {
@@ -55,19 +117,21 @@ debian_mirror() {
   echo "${m:-http://deb.debian.org/debian}"
 }
 
-# berth-base/debian: debootstrap minbase, apt lists and caches removed, and the sources an
-# official Debian image has (main archive, updates, security) so `apt-get update` works.
+# berth-base/debian (name in DEBIAN_BASE): debootstrap minbase, apt lists and caches
+# removed, and the sources an official Debian image has (main archive, updates, security)
+# so `apt-get update` works.
 debian_base() {
-  local mirror key name root
+  local mirror key root
   mirror="$(debian_mirror)"
   key="$(printf 'bookworm minbase %s recipe%s' "$mirror" "$BASE_RECIPE" | sha)"
-  name="berth-base/debian:bookworm-$key"
-  if have_image "$name" && [ "$REFRESH" -eq 0 ]; then echo "$name"; return; fi
+  DEBIAN_BASE="berth-base/debian:bookworm-$key"
+  if have_image "$DEBIAN_BASE" && [ "$REFRESH" -eq 0 ]; then return; fi
   command -v debootstrap >/dev/null || die "--offline needs debootstrap (apt-get install debootstrap)"
-  root="$(mktemp -d /tmp/berth-debootstrap-XXXXXX)"
-  trap 'remove_root "$root"' RETURN
+  make_tmp debootstrap
+  root="$MADE_TMP"
   say "debootstrap --variant=minbase bookworm from $mirror (a few minutes, once per machine)"
   debootstrap --variant=minbase bookworm "$root" "$mirror" >&2 || die "debootstrap failed"
+  in_tmp "$root" "$root/etc/apt/sources.list"
   cat >"$root/etc/apt/sources.list" <<EOF
 deb $mirror bookworm main
 deb $mirror bookworm-updates main
@@ -75,7 +139,8 @@ deb http://deb.debian.org/debian-security bookworm-security main
 EOF
   # Slim, as Debian's own -slim images: no documentation, manuals or translations, now or
   # from later apt installs (only copyright files stay).
-  cat >"${root:?}/etc/dpkg/dpkg.cfg.d/docker-slim" <<'EOF'
+  in_tmp "$root" "$root/etc/dpkg/dpkg.cfg.d/docker-slim"
+  cat >"$root/etc/dpkg/dpkg.cfg.d/docker-slim" <<'EOF'
 path-exclude /usr/share/doc/*
 path-include /usr/share/doc/*/copyright
 path-exclude /usr/share/man/*
@@ -84,31 +149,21 @@ path-exclude /usr/share/info/*
 path-exclude /usr/share/locale/*
 path-exclude /usr/share/lintian/*
 EOF
-  find "${root:?}/usr/share/doc" -mindepth 1 -type f -not -name copyright -delete
-  rm -rf "${root:?}/usr/share/man" "${root:?}/usr/share/groff" "${root:?}/usr/share/info" "${root:?}/usr/share/locale" "${root:?}/usr/share/lintian"
-  rm -rf "${root:?}"/var/cache/apt/archives/*.deb "${root:?}"/var/cache/apt/*.bin "${root:?}"/var/lib/apt/lists/* "${root:?}"/var/log/* "${root:?}"/tmp/*
-  say "importing $name"
-  tar --numeric-owner -C "$root" -c . | docker import --change 'CMD ["bash"]' - "$name" >/dev/null
-  echo "$name"
-}
-
-# debootstrap mounts /proc and /sys inside the target while it works; a failed or killed run
-# can leave them there. Unmount whatever is under the root first and never cross into
-# another filesystem while removing it.
-remove_root() {
-  local m
-  case "$1" in /tmp/berth-debootstrap-*) ;; *) die "refusing to remove $1" ;; esac
-  for m in $(findmnt -rn -o TARGET | grep -F "$1/" | sort -r); do umount "$m" 2>/dev/null || umount -l "$m"; done
-  rm -rf --one-file-system "$1"
+  in_tmp "$root" "$root/usr/share/doc"
+  find "$root/usr/share/doc" -xdev -mindepth 1 -type f -not -name copyright -delete
+  rm_in "$root" "$root/usr/share/man" "$root/usr/share/groff" "$root/usr/share/info" "$root/usr/share/locale" "$root/usr/share/lintian"
+  rm_in "$root" "$root"/var/cache/apt/archives/*.deb "$root"/var/cache/apt/*.bin "$root"/var/lib/apt/lists/* "$root"/var/log/* "$root"/tmp/*
+  say "importing $DEBIAN_BASE"
+  tar --numeric-owner -C "$root" -c . | docker import --change 'CMD ["bash"]' - "$DEBIAN_BASE" >/dev/null
 }
 
 version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
 
-# berth-base/node: the Debian base + this host's node (stripped), npm and
-# include/node under /usr/local, the layout of Node's own image, so the Dockerfile's build
-# stage does the same thing on either base.
+# berth-base/node (name in NODE_BASE): the Debian base + this host's node (stripped), npm
+# and include/node under /usr/local, the layout of Node's own image, so the Dockerfile's
+# build stage does the same thing on either base.
 node_base() {
-  local debian="$1" node prefix ver npm_dir ctx key name
+  local debian="${1:?}" node prefix ver npm_dir ctx key
   node="$(readlink -f "$(command -v node)")" || die "no node on this host"
   ver="$("$node" -p 'process.versions.node')"
   version_ge "$ver" "$NODE_MIN" || die "the host's Node is $ver; berth needs >= $NODE_MIN"
@@ -117,15 +172,15 @@ node_base() {
   [ -f "$npm_dir/package.json" ] || die "npm not found at $npm_dir"
   [ -f "$prefix/include/node/node.h" ] || die "Node headers not found at $prefix/include/node"
   key="$( { echo "$debian $BASE_RECIPE"; sha256sum "$node"; cat "$npm_dir/package.json"; } | sha)"
-  name="berth-base/node:$ver-$key"
-  if have_image "$name" && [ "$REFRESH" -eq 0 ]; then echo "$name"; return; fi
-  ctx="$(mktemp -d /tmp/berth-node-base-XXXXXX)"
-  trap 'rm -rf "$ctx"' RETURN
-  say "making $name from $node"
+  NODE_BASE="berth-base/node:$ver-$key"
+  if have_image "$NODE_BASE" && [ "$REFRESH" -eq 0 ]; then return; fi
+  make_tmp node-base
+  ctx="$MADE_TMP"
+  say "making $NODE_BASE from $node"
   cp "$node" "$ctx/node"
   strip "$ctx/node" 2>/dev/null || true
   cp -a "$npm_dir" "$ctx/npm"
-  rm -rf "$ctx/npm/docs" "$ctx/npm/man"
+  rm_in "$ctx" "$ctx/npm/docs" "$ctx/npm/man"
   cp -a "$prefix/include/node" "$ctx/include"
   cat >"$ctx/Dockerfile" <<EOF
 FROM $debian
@@ -137,16 +192,15 @@ RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \\
  && node --version && npm --version
 CMD ["node"]
 EOF
-  docker build --network host -q -t "$name" "$ctx" >/dev/null
-  echo "$name"
+  docker build --network host -q -t "$NODE_BASE" "$ctx" >/dev/null
 }
 
 command -v docker >/dev/null || die "docker not found"
 args=(--network host -t "$TAG")
 if [ "$OFFLINE" -eq 1 ]; then
-  debian="$(debian_base)"
-  nodeimg="$(node_base "$debian")"
-  args+=(--build-arg "DEBIAN_IMAGE=$debian" --build-arg "NODE_IMAGE=$nodeimg")
+  debian_base
+  node_base "$DEBIAN_BASE"
+  args+=(--build-arg "DEBIAN_IMAGE=$DEBIAN_BASE" --build-arg "NODE_IMAGE=$NODE_BASE")
 fi
 extra_ca="$(cat /usr/local/share/ca-certificates/*.crt 2>/dev/null || true)"
 [ -z "$extra_ca" ] || args+=(--build-arg "EXTRA_CA_CERTS=$extra_ca")

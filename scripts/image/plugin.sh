@@ -37,13 +37,19 @@ if docker plugin inspect "$NAME" >/dev/null 2>&1; then
   docker plugin rm -f "$NAME" >/dev/null
 fi
 
+# The one directory this script deletes: its own, from mktemp, checked by name and kind.
 dir="$(mktemp -d /tmp/berth-plugin-build-XXXXXX)"
+[[ "$dir" =~ ^/tmp/berth-plugin-build-[A-Za-z0-9]{6}$ ]] && [ -d "$dir" ] && [ ! -L "$dir" ] || die "mktemp gave an unexpected directory: '$dir'"
 container=""
 cleanup() {
   [ -z "$container" ] || docker rm -f "$container" >/dev/null 2>&1 || true
-  case "$dir" in /tmp/berth-plugin-build-*) rm -rf --one-file-system "$dir" ;; esac
+  if [[ "${dir:-}" =~ ^/tmp/berth-plugin-build-[A-Za-z0-9]{6}$ ]] && [ -d "$dir" ] && [ ! -L "$dir" ]; then
+    rm -rf --one-file-system -- "$dir"
+  fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 mkdir "$dir/rootfs"
 say "exporting $IMAGE into $dir/rootfs"
 container="$(docker create "$IMAGE")"
