@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MACHINE_CERT_DIR } from './certs.js';
 import {
-  DRIVER_POOLS, driverAddress, LEGACY_DRIVER_NAMES, LEGACY_TCP_PORT, PLUGIN_DIR, refusedTlsNames, SPEC_DIR, SPEC_SOCKET_DIR, specContent,
+  DRIVER_POOLS, driverAddress, LEGACY_DRIVER_NAMES, LEGACY_MANAGED_PLUGIN_NAMES, LEGACY_TCP_PORT, MANAGED_PLUGIN_NAMES, PLUGIN_DIR, refusedTlsNames, SPEC_DIR, SPEC_SOCKET_DIR, specContent,
   TCP_PORTS, whyBlocked, type DriverAddress,
 } from './docker-drivers.js';
 import { dockerdReaches } from './docker-probe.js';
@@ -61,6 +61,15 @@ describe('test Docker driver names', () => {
         expect(allNames).not.toContain(alias);
         expect(LEGACY_DRIVER_NAMES as readonly string[]).not.toContain(alias);
       }
+    }
+  });
+
+  it('managed plugin names are distinct, none is a legacy (driver or plugin) name, and each has its own lock', () => {
+    expect(new Set(MANAGED_PLUGIN_NAMES).size).toBe(MANAGED_PLUGIN_NAMES.length);
+    for (const n of MANAGED_PLUGIN_NAMES) {
+      expect(allNames).not.toContain(n);
+      expect(LEGACY_MANAGED_PLUGIN_NAMES as readonly string[]).not.toContain(n);
+      expect(n).toMatch(/^berth-test\/[a-z0-9-]+:[a-z0-9]+$/);
     }
   });
 

@@ -103,6 +103,28 @@ export function refusedTlsNames(name: string): Readonly<Record<'nocert' | 'expir
 }
 const refusedTlsSpecs = (name: string): string[] => Object.values(refusedTlsNames(name)).map((n) => join(SPEC_DIR, `${n}.json`));
 
+/**
+ * Docker managed (v2) plugin names, for test/integration/docker-plugin.test.ts. dockerd keeps
+ * no address for them (its volume store caches only legacy plugins; a v2 plugin is looked up
+ * in its plugin store on every use, and a new plugin of the same name gets its own socket),
+ * but a plugin name is one object in the engine: two test runs creating, enabling and
+ * removing it would pull it from under each other. So each is held through a machine lock
+ * while a suite uses it. berth-test/berth-plugin:it is the name a development version used.
+ */
+export const MANAGED_PLUGIN_NAMES = ['berth-test/berth-plugin:0', 'berth-test/berth-plugin:1'] as const;
+export const LEGACY_MANAGED_PLUGIN_NAMES = ['berth-test/berth-plugin:it'] as const;
+
+/**
+ * Holds a free managed plugin name until release(), waiting while all are held by other runs.
+ * The caller removes a plugin of that name a killed run may have left: nobody else uses it.
+ * @example const p = await acquireManagedPluginName(); root.defer(p.release); // p.name
+ */
+export async function acquireManagedPluginName(timeoutMs = 100_000): Promise<{ name: string; release(): Promise<void> }> {
+  const lockNames = MANAGED_PLUGIN_NAMES.map((n) => `managed-plugin-${n.replace(/[/:]/g, '-')}`);
+  const lock = await acquireAny(lockNames, timeoutMs);
+  return { name: MANAGED_PLUGIN_NAMES[lockNames.indexOf(lock.name)]!, release: () => lock.release() };
+}
+
 /** Where dockerd finds a test driver name: the same for the life of every dockerd. */
 export interface DriverAddress {
   readonly name: string;
