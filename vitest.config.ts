@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import ImageLastSequencer from './test/helpers/sequencer.js';
 
 export default defineConfig({
   test: {
@@ -11,6 +12,8 @@ export default defineConfig({
     // but each test uses its own temporary root and unique names.
     pool: 'forks',
     globalSetup: ['test/helpers/global-setup.ts'],
+    // Suites that need the berth image last: it is built in the background meanwhile.
+    sequence: { sequencer: ImageLastSequencer },
     reporters: ['default', './test/helpers/summary-reporter.ts'],
   },
 });

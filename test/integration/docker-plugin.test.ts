@@ -5,9 +5,12 @@
 // writing and reading (dir and loop: every mountpoint lies under the propagated mount),
 // state across disable/enable, the admin CLI and CSI from the host through the run directory.
 //
-// The plugin name is reserved for this suite; it is removed (disable -f, rm -f) even when a
-// test fails, and so are the loop devices it attached (found by the inode of their image).
-import { execFileSync } from 'node:child_process';
+// The plugin name comes from the managed-plugin pool (test/helpers/docker-drivers.ts), held
+// through a machine lock while the suite runs; the plugin is removed (disable -f, rm -f) even
+// when a test fails, and so are the loop devices it attached (found by the inode of their
+// image). The image is built in the background from the global setup and this suite runs
+// last (test/helpers/image-build.ts): beforeAll waits only for what is left of the build.
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,10 +18,10 @@ import { ensureBerthImage } from '../helpers/berth-image.js';
 import { createCsiClient, mountCap } from '../helpers/csi-client.js';
 import { REPO_ROOT, runBerth } from '../helpers/daemon.js';
 import { docker, dockerRun, listDriverVolumes, TEST_IMAGE, uniqueName } from '../helpers/docker.js';
+import { acquireManagedPluginName } from '../helpers/docker-drivers.js';
 import { createTmpRoot, type TmpRoot } from '../helpers/tmp-root.js';
 
-const PLUGIN = 'berth-test/berth-plugin:it';
-
+let PLUGIN = '';
 let root: TmpRoot;
 const containers: string[] = [];
 
@@ -35,6 +38,16 @@ function pluginLoops(stateDir: string): string[] {
   if (!json.trim()) return [];
   return (JSON.parse(json) as { loopdevices: Array<{ name: string; 'back-ino': string | number }> }).loopdevices
     .filter((d) => inodes.has(String(d['back-ino']))).map((d) => d.name);
+}
+
+/** Runs scripts/image/plugin.sh; throws with its stderr. */
+function pluginScript(args: readonly string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('bash', [join(REPO_ROOT, 'scripts/image/plugin.sh'), ...args], { timeout: 10 * 60_000, maxBuffer: 16 << 20 }, (err, _out, stderr) => {
+      if (err) reject(new Error(`scripts/image/plugin.sh ${args.join(' ')} failed: ${err.message}\n${String(stderr).slice(-4000)}`));
+      else resolve();
+    });
+  });
 }
 
 async function removePlugin(): Promise<void> {
@@ -54,6 +67,9 @@ const inspect = async (v: string) => (JSON.parse(await docker(['volume', 'inspec
 
 beforeAll(async () => {
   root = createTmpRoot('docker-plugin');
+  const name = await acquireManagedPluginName();
+  root.defer(name.release); // registered first: runs last, once the plugin is gone
+  PLUGIN = name.name;
   const state = root.path('state');
   const runDir = root.path('run');
   mkdirSync(state);
@@ -67,10 +83,14 @@ beforeAll(async () => {
     for (const c of containers) await dockerRun(['rm', '-f', c]);
     for (const v of await listDriverVolumes(PLUGIN).catch(() => [])) await dockerRun(['volume', 'rm', '-f', v]);
   });
-  await removePlugin(); // one left by a run that was killed
+  await removePlugin(); // one a killed run left: the name is ours now, nobody else uses it
 
   const image = await ensureBerthImage();
-  execFileSync('bash', [join(REPO_ROOT, 'scripts/image/plugin.sh'), '--image', image, '--name', PLUGIN], { stdio: ['ignore', 'ignore', 'pipe'] });
+  try {
+    await pluginScript(['--image', image.image, '--name', PLUGIN]);
+  } finally {
+    await image.release(); // the plugin has its own copy of the filesystem
+  }
   // The config file is a settable path inside the plugin: the state dir is at /berth/state.
   writeFileSync(join(state, 'config.yaml'), 'backends:\n  local: { driver: dir }\n  loop: { driver: loop }\n  small: { driver: loop, defaultSize: 32MiB }\n');
   await docker(['plugin', 'set', PLUGIN, `state.source=${state}`, `run.source=${runDir}`,
