@@ -86,7 +86,7 @@ describe('FlexVolume calls', () => {
   it('walks the attachable lifecycle with flex: / flex-device: consumers', async () => {
     const { admin, log } = fakeAdmin();
     const run = (argv: string[]) => runFlexCall(argv, () => admin);
-    expect(await run(['attach', J({ size: '1Gi', backend: 'loop' }), 'node-1'])).toEqual({ status: 'Success', device: '/dev/loop9' });
+    expect(await run(['attach', J({ size: '1Gi', backend: 'loop', 'kubernetes.io/fsType': 'ext4' }), 'node-1'])).toEqual({ status: 'Success', device: '/dev/loop9' });
     expect(await run(['isattached', J({}), 'node-1'])).toEqual({ status: 'Success', attached: true });
     expect(await run(['isattached', 'node-1', J({})])).toEqual({ status: 'Success', attached: true }); // old argument order
     expect(await run(['waitforattach', '/dev/loop9', J({})])).toEqual({ status: 'Success', device: '/dev/loop9' });
@@ -98,12 +98,32 @@ describe('FlexVolume calls', () => {
     expect(await run(['detach', 'pv1', 'node-1'])).toEqual({ status: 'Success' });
     expect(await run(['isattached', J({}), 'node-1'])).toEqual({ status: 'Success', attached: false });
     expect(log).toEqual([
-      `create pv1 {"name":"pv1","size":"1GiB","backend":"loop","labels":{"${PV_LABEL}":"pv1"}}`,
+      `create pv1 {"name":"pv1","size":"1GiB","backend":"loop","fs":"ext4","labels":{"${PV_LABEL}":"pv1"}}`,
       'attach vol-pv1 node-1',
       'mount vol-pv1 flex-device:/dm/pv1 /dm/pv1 ro=false',
       'mount vol-pv1 flex:/pods/u/pv1 /pods/u/pv1 ro=true',
       'unmount vol-pv1 flex:/pods/u/pv1',
       'unmount vol-pv1 flex-device:/dm/pv1',
+      'detach vol-pv1 node-1',
+    ]);
+  });
+
+  it('mountdevice of a volume without a filesystem of its own (dir) makes no device mount and no reference', async () => {
+    const { admin, log } = fakeAdmin();
+    const run = (argv: string[]) => runFlexCall(argv, () => admin);
+    expect(await run(['attach', J({ backend: 'local' }), 'node-1'])).toEqual({ status: 'Success', device: '/dev/loop9' });
+    // kubelet tests the device mount dir with st_dev against its parent: a bind of a directory
+    // on its own disk would look unmounted, and unmountdevice would never come.
+    expect(await run(['mountdevice', '/dm/pv1', '', J({})])).toMatchObject({ status: 'Success' });
+    expect(await run(['mountdevice', '/dm/pv1', '', J({})])).toMatchObject({ status: 'Success' });
+    expect(await run(['mount', '/pods/u/pv1', J({})])).toEqual({ status: 'Success' });
+    expect(await run(['unmount', '/pods/u/pv1'])).toEqual({ status: 'Success' });
+    expect(await run(['unmountdevice', '/dm/pv1'])).toMatchObject({ status: 'Success', message: 'not mounted' });
+    expect(await run(['detach', 'pv1', 'node-1'])).toEqual({ status: 'Success' });
+    expect(log.filter((l) => !l.startsWith('create '))).toEqual([
+      'attach vol-pv1 node-1',
+      'mount vol-pv1 flex:/pods/u/pv1 /pods/u/pv1 ro=false',
+      'unmount vol-pv1 flex:/pods/u/pv1',
       'detach vol-pv1 node-1',
     ]);
   });
@@ -173,7 +193,7 @@ describe('FlexVolume calls', () => {
     await expect(runFlexCall(['mount', '/pods/x', J({})], () => admin)).rejects.toMatchObject({
       kind: 'InvalidArgument', field: 'mount dir', message: 'mount dir: "/pods/x" is a symbolic link (...)',
     });
-    await expect(runFlexCall(['mountdevice', '/dm/x', '/dev/loop9', J({})], () => admin)).rejects.toMatchObject({ field: 'device mount dir' });
+    await expect(runFlexCall(['mountdevice', '/dm/x', '/dev/loop9', J({ 'kubernetes.io/fsType': 'ext4', 'kubernetes.io/pvOrVolumeName': 'pv-loop' })], () => admin)).rejects.toMatchObject({ field: 'device mount dir' });
     const second = fakeAdmin();
     await runFlexCall(['mount', '/pods/y', J({})], () => second.admin);
     second.admin.unmount = async () => {

@@ -5,8 +5,9 @@
  * detach) find the volume by the consumer reference or the PV name.
  *
  * Consumers: a pod's volume dir is "flex:<dir>" bind-mounted at <dir>; the per-node
- * device mount (mountdevice) is "flex-device:<path>" at <path>. The core keeps the
- * filesystem mounted until the last reference goes.
+ * device mount (mountdevice) is "flex-device:<path>" at <path>, made only for volumes with
+ * a filesystem of their own (see mountDevice). The core keeps the filesystem mounted until
+ * the last reference goes.
  *
  * berth volumes live on one node's daemon, but kube-controller-manager runs attach,
  * isattached and detach on its own host with the pod's node name. So those three act only
@@ -176,12 +177,36 @@ async function asArgument<T>(dirField: string, fn: () => Promise<T>): Promise<T>
   }
 }
 
-async function mountAt(admin: FlexAdmin, json: string, target: string, consumer: string, field: string, dirField: string): Promise<FlexReply> {
-  const opts = parseFlexOptions(json, field);
+/** mount <pod dir> <json>: binds the volume itself at the pod's dir; kubelet calls unmount for it whatever the dir looks like. */
+async function mountPod(admin: FlexAdmin, json: string, dir: string): Promise<FlexReply> {
+  const opts = parseFlexOptions(json, 'mount options JSON');
   const vol = await ensureVolume(admin, opts);
-  await asArgument(dirField, () => admin.mount(vol.id, { consumer, target, readOnly: opts.readOnly }));
+  await asArgument('mount dir', () => admin.mount(vol.id, { consumer: podConsumer(dir), target: dir, readOnly: opts.readOnly }));
   return success();
 }
+
+/**
+ * mountdevice <device mount dir> <device> <json>: the per-node mount kubelet keeps at
+ * DEV_MOUNT. kubelet calls unmountdevice later only if DEV_MOUNT looks mounted by its own
+ * rule, a device number (st_dev) different from its parent directory's (flexvolume.md §5).
+ * A volume with a filesystem of its own (loop: fsType set) shows its own device number
+ * there. A dir volume (or a btrfs subvolume, or a raw block volume) has none berth can
+ * promise: a bind of a directory on kubelet's own disk looks unmounted, so kubelet would
+ * never call unmountdevice, never remove the busy directory and never let the controller
+ * detach. Those volumes get nothing at DEV_MOUNT and no reference: pods do not need it
+ * (mount binds the volume itself), kubelet removes the empty directory, and a repeated
+ * mountdevice (kubelet restarts, DEV_MOUNT still looks unmounted) changes nothing.
+ */
+async function mountDevice(admin: FlexAdmin, json: string, path: string): Promise<FlexReply> {
+  const opts = parseFlexOptions(json, 'mountdevice options JSON');
+  const vol = await ensureVolume(admin, opts);
+  if (!hasOwnFilesystem(vol)) return success({ message: `${vol.name} has no filesystem of its own: nothing to mount at the device path` });
+  await asArgument('device mount dir', () => admin.mount(vol.id, { consumer: deviceConsumer(path), target: path, readOnly: opts.readOnly }));
+  return success();
+}
+
+/** A volume whose mount shows a device number of its own: berth made its filesystem (loop). */
+const hasOwnFilesystem = (vol: Volume) => vol.volumeMode === 'filesystem' && vol.fsType !== null;
 
 async function unmountAt(admin: FlexAdmin, consumer: string, dirField: string): Promise<FlexReply> {
   const vol = await volumeWithConsumer(admin, consumer);
@@ -246,15 +271,13 @@ export async function runFlexCall(argv: readonly string[], admin: () => FlexAdmi
       return detach(admin(), arg(args, 0, 'detach <volume name> <node>'), arg(args, 1, 'detach <volume name> <node>'));
     case 'mountdevice': {
       const usage = 'mountdevice <device mount dir> <device> <json>';
-      const path = dirArg(args, 0, usage, 'device mount dir');
-      return mountAt(admin(), arg(args, 2, usage), path, deviceConsumer(path), 'mountdevice options JSON', 'device mount dir');
+      return mountDevice(admin(), arg(args, 2, usage), dirArg(args, 0, usage, 'device mount dir'));
     }
     case 'unmountdevice':
       return unmountAt(admin(), deviceConsumer(dirArg(args, 0, 'unmountdevice <device mount dir>', 'device mount dir')), 'device mount dir');
     case 'mount': {
       const usage = 'mount <mount dir> <json>';
-      const dir = dirArg(args, 0, usage, 'mount dir');
-      return mountAt(admin(), arg(args, 1, usage), dir, podConsumer(dir), 'mount options JSON', 'mount dir');
+      return mountPod(admin(), arg(args, 1, usage), dirArg(args, 0, usage, 'mount dir'));
     }
     case 'unmount':
       return unmountAt(admin(), podConsumer(dirArg(args, 0, 'unmount <mount dir>', 'mount dir')), 'mount dir');
