@@ -16,6 +16,7 @@ export { PRIVATE_DIR_MODE, tightenDirs, tightenLogFiles, tightenStateRoot, type 
 export { createBackends, type CreateBackendsOptions } from './registry.js';
 export { createVolumeService, type CoreVolumeService, type VolumeServiceDeps } from './volume-service.js';
 export type { ReconcileReport } from './reconcile.js';
+export { EPHEMERAL_LABEL, isEphemeral } from './ephemeral.js';
 export {
   formatSize, optionFieldNames, parseAccessMode, parseFsType, parseSize, parseVolumeMode, parseVolumeOptions, validateLabels,
   validateVolumeName,

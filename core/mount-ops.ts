@@ -105,8 +105,14 @@ function checkTargetFree(d: CoreDeps, row: VolumeRow, consumer: string, target: 
   }
 }
 
-/** Adds `consumer`'s reference; the first reference attaches (implicitly) and mounts. */
-export async function mountVolume(d: CoreDeps, row: VolumeRow, req: MountRequest, frontend: Frontend): Promise<MountResponse> {
+/**
+ * Adds `consumer`'s reference; the first reference attaches (implicitly) and mounts.
+ * `durable`: commit the reference with an fsync (an ephemeral volume's reference is its
+ * lifeline, see ephemeral.ts); otherwise it is runtime state like the mount it records.
+ */
+export async function mountVolume(
+  d: CoreDeps, row: VolumeRow, req: MountRequest, frontend: Frontend, opts: { durable?: boolean } = {},
+): Promise<MountResponse> {
   // The path rules first: nothing on disk is looked at for a target that is refused.
   const target = req.target === undefined || req.target === null ? null : checkTarget(req.target, d.targets);
   const flags = parseMountFlags(req.mountFlags);
@@ -164,7 +170,7 @@ export async function mountVolume(d: CoreDeps, row: VolumeRow, req: MountRequest
     d.store.tx(() => {
       for (const write of commit) write();
       d.store.setMountRefState(row.id, req.consumer, 'committed');
-    }, RUNTIME);
+    }, opts.durable ? {} : RUNTIME);
     const current = d.store.getVolume(row.id)!;
     return { volume: loadVolume(d, current), path: target ?? path, existing: false };
   } catch (err) {

@@ -8,7 +8,9 @@
  *    backend.delete, drop the row); 'deleting' volumes are rolled forward (release,
  *    backend.delete, drop the row). Same for snapshots.
  * 2. Pending mount references are dropped (their caller never got success); a target they
- *    may already have bound is unbound.
+ *    may already have bound is unbound. An ephemeral volume that no reference holds then
+ *    (a crash between its create and its mount, or its unmount and its removal) is removed
+ *    (ephemeral.ts).
  * 3. For every other volume, compare the records with backend.inspect:
  *    committed references or local attachment records -> re-establish them (attach, mount,
  *    re-bind missing targets); none -> make sure nothing is mounted or attached (an implicit
@@ -24,6 +26,7 @@
 import type { Backend, BackendRuntimeState } from './backend.js';
 import { toBackendVolume, type CoreDeps } from './core-deps.js';
 import { finishInterrupted } from './create-ops.js';
+import { removeIfUnreferenced } from './ephemeral.js';
 import { isBerthError } from './errors.js';
 import type { KeyedMutex } from './locks.js';
 import { finishInterruptedSnapshot } from './snapshot-ops.js';
@@ -48,6 +51,8 @@ export interface ReconcileReport {
   readonly orphans: string[];
   /** Volumes whose data the backend no longer has: marked 'error' (remove still works). */
   readonly missing: string[];
+  /** Ephemeral volumes found with no reference, removed (names). */
+  readonly ephemeralRemoved: string[];
   /** Volumes (and snapshots, as "snapshot <name>") busy with an operation, left for the next pass. */
   readonly skipped: string[];
   readonly errors: { readonly volume: string; readonly message: string }[];
@@ -63,7 +68,7 @@ export async function reconcile(
   const r = {
     rolledBack: [] as string[], rolledForward: [] as string[], snapshotsFinished: [] as string[],
     pendingRefsDropped: [] as string[], restored: [] as string[], released: [] as string[], orphans: [] as string[],
-    missing: [] as string[], skipped: [] as string[],
+    missing: [] as string[], ephemeralRemoved: [] as string[], skipped: [] as string[],
     errors: [] as { volume: string; message: string }[],
   };
   /** Runs fn under `key` unless an operation holds it (then the volume is skipped). */
@@ -94,6 +99,10 @@ export async function reconcile(
           return;
         }
         await dropPendingRefs(d, fresh, r.pendingRefsDropped);
+        if (await removeIfUnreferenced(d, fresh)) {
+          r.ephemeralRemoved.push(fresh.name);
+          return;
+        }
         const state = await checkExists(d, fresh, r.missing);
         if (!state) return;
         const outcome = await converge(d, { ...fresh, status: 'ready' }, state);
@@ -127,7 +136,7 @@ export async function reconcile(
   }
 
   const report: ReconcileReport = { ...r, durationMs: Math.round(performance.now() - started) };
-  const changed = report.missing.length + report.rolledBack.length + report.rolledForward.length + report.snapshotsFinished.length +
+  const changed = report.missing.length + report.ephemeralRemoved.length + report.rolledBack.length + report.rolledForward.length + report.snapshotsFinished.length +
     report.pendingRefsDropped.length + report.restored.length + report.released.length + report.orphans.length;
   const line = { op: 'reconcile', ...report };
   if (report.errors.length) d.log.warn(line, 'reconcile finished with errors');

@@ -3,6 +3,7 @@
  * is taken, so bad input is refused (InvalidArgument naming the field) before anything changes.
  */
 import type { CheckedCreate } from './create-ops.js';
+import { refuseEphemeralLabel } from './ephemeral.js';
 import { invalidArgument } from './errors.js';
 import type { CreateVolumeRequest } from './service.js';
 import {
@@ -36,6 +37,7 @@ export function checkCreate(req: CreateVolumeRequest): CheckedCreate {
     labels: validateLabels(req.labels, 'labels'),
     options: validateOptions(req.options, 'options'),
   };
+  refuseEphemeralLabel(out.labels);
   if (req.backend !== undefined) out.backend = validateStringValue(req.backend, 'backend');
   if (req.sizeBytes !== undefined) out.sizeBytes = parseSize(req.sizeBytes, 'size');
   if (req.fsType !== undefined && req.fsType !== null) out.fsType = parseFsType(req.fsType, 'fs');

@@ -79,6 +79,14 @@ export interface MountRequest {
   readonly readOnly?: boolean;
   /** Mount options for the bind mount (validated against a whitelist). */
   readonly mountFlags?: readonly string[];
+  /**
+   * Make `ref` (then a volume name) an ephemeral volume of this spec when it does not exist:
+   * created and mounted in one operation, removed when its last reference is unmounted, and
+   * removed by reconcile whenever it is found with no reference (core/ephemeral.ts). The same
+   * request again finds the same volume; a volume of that name that is not ephemeral, or has
+   * another spec, is refused. The spec is checked like a create request.
+   */
+  readonly ephemeral?: Omit<CreateVolumeRequest, 'name'>;
 }
 
 export interface MountResponse {
@@ -140,7 +148,10 @@ export interface VolumeService {
 
   /** Adds the consumer's reference (idempotent per consumer) and mounts on the first one. */
   mount(req: MountRequest, ctx: OpContext): Promise<MountResponse>;
-  /** Drops the consumer's reference; the last one unmounts (and detaches an implicit attachment). Unknown consumer: no-op. */
+  /**
+   * Drops the consumer's reference; the last one unmounts (and detaches an implicit
+   * attachment) and removes an ephemeral volume (the view returned is its last). Unknown consumer: no-op.
+   */
   unmount(req: UnmountRequest, ctx: OpContext): Promise<Volume>;
   /** The managed path when mounted, else null. */
   path(ref: string, ctx: OpContext): Promise<string | null>;

@@ -21,6 +21,8 @@
 import type { Backend } from './backend.js';
 import { findSnapshotRow, findVolumeRow, loadVolume, toSnapshot, toVolume, type CoreDeps } from './core-deps.js';
 import { createVolume, removeVolume } from './create-ops.js';
+import { ephemeralCreate, isEphemeral, mountEphemeral, removeIfUnreferenced } from './ephemeral.js';
+import type { CheckedCreate } from './create-ops.js';
 import { asBerthError, busy, failedPrecondition, invalidArgument, notFound } from './errors.js';
 import { clip, truncate } from './user-input.js';
 import { createIdGenerator } from './ids.js';
@@ -41,7 +43,7 @@ import { parseSize, validateLabels, validateVolumeName } from './spec.js';
 import type { Config } from './config.js';
 import type { Store, VolumeRow } from './store/store.js';
 import type { AttachmentRow, MountRefRow } from './store/store.js';
-import type { BackendInfo, Capacity, Snapshot, Volume, VolumeStats } from './types.js';
+import type { BackendInfo, Capacity, Frontend, Snapshot, Volume, VolumeStats } from './types.js';
 
 export type CoreVolumeService = VolumeService & {
   /** Compares records with the backends and the kernel and repairs the difference. */
@@ -274,9 +276,32 @@ class CoreService implements CoreVolumeService {
     return this.#op('mount', ctx, req?.ref ?? null, async () => {
       const ref = requireRef(req?.ref);
       requireConsumer(req.consumer);
+      if (req.ephemeral !== undefined && req.ephemeral !== null) {
+        const spec = ephemeralCreate(checkCreate({ ...req.ephemeral, name: ref }));
+        return this.#locks.run(volKey(spec.name), () => this.#mountEphemeral(spec, req, ctx?.frontend ?? 'core'), { wait: ctx?.wait ?? true });
+      }
       return this.#locked(ref, ctx, async (row) =>
         mountVolume(this.#d, await this.#settling.liveMount(row, req.consumer), req, ctx?.frontend ?? 'core'));
     });
+  }
+
+  /**
+   * An ephemeral mount, the name's lock held: the volume may not exist yet (ephemeral.ts); one
+   * that does gets #locked's settling (pending first, a retried mount re-established).
+   */
+  async #mountEphemeral(spec: CheckedCreate, req: MountRequest, frontend: Frontend): Promise<MountResponse> {
+    const existing = this.#d.store.getVolumeByName(spec.name);
+    if (existing && isEphemeral(existing)) {
+      if (this.#settling.pending(existing.id)) await this.#settling.settle(existing);
+      await this.#settling.liveMount(this.#d.store.getVolume(existing.id) ?? existing, req.consumer);
+    }
+    try {
+      return await mountEphemeral(this.#d, spec, req, frontend, this.#defaultBackend);
+    } catch (err) {
+      const row = this.#d.store.getVolumeByName(spec.name);
+      if (row) await this.#settling.after(err, row.id);
+      throw err;
+    }
   }
 
   unmount(req: UnmountRequest, ctx: OpContext): Promise<Volume> {
@@ -285,7 +310,7 @@ class CoreService implements CoreVolumeService {
       const consumer = requireConsumer(req.consumer);
       return this.#locked(ref, ctx, async (row) => {
         await unmountVolume(this.#d, row, consumer);
-        return loadVolume(this.#d, this.#d.store.getVolume(row.id)!);
+        return (await removeIfUnreferenced(this.#d, row)) ?? loadVolume(this.#d, this.#d.store.getVolume(row.id)!);
       });
     });
   }
