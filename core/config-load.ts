@@ -50,6 +50,7 @@ export const ENV_VARS = {
   BERTH_CSI_MODE: 'csi.mode',
   BERTH_CSI_DRIVER_NAME: 'csi.driverName',
   BERTH_CSI_MAX_VOLUMES_PER_NODE: 'csi.maxVolumesPerNode',
+  BERTH_CSI_EPHEMERAL: 'csi.ephemeral',
   BERTH_TARGETS_ALLOWED_PREFIXES: 'targets.allowedPrefixes',
 } as const;
 
@@ -165,6 +166,7 @@ const schema = z.strictObject({
     mode: z.enum(['controller', 'node', 'both']),
     driverName: nonEmpty,
     maxVolumesPerNode: z.number().int().min(0),
+    ephemeral: z.boolean(),
   }),
   // Entries are checked one by one in checkTargetPrefixes (absolute, normalized, no system path).
   targets: z.strictObject({ allowedPrefixes: z.array(z.string()) }),

@@ -69,6 +69,13 @@ export interface Config {
     readonly mode: 'controller' | 'node' | 'both';
     readonly driverName: string;
     readonly maxVolumesPerNode: number;
+    /**
+     * Serve ephemeral inline volumes: a NodePublish whose volume_context says
+     * csi.storage.k8s.io/ephemeral=true makes its volume, NodeUnpublish removes it. false:
+     * such a publish is refused (FAILED_PRECONDITION), e.g. on nodes where pods must not
+     * make storage of their own.
+     */
+    readonly ephemeral: boolean;
   };
   readonly targets: {
     /**
@@ -118,7 +125,7 @@ export function defaultConfig(): Config {
       tcp: null, specDir: '/etc/docker/plugins',
       tls: { ca: null, cert: null, key: null, clientCert: null, clientKey: null },
     },
-    csi: { enabled: true, endpoint: '/run/berth/csi.sock', mode: 'both', driverName: 'csi.berth.dev', maxVolumesPerNode: 0 },
+    csi: { enabled: true, endpoint: '/run/berth/csi.sock', mode: 'both', driverName: 'csi.berth.dev', maxVolumesPerNode: 0, ephemeral: true },
     targets: { allowedPrefixes: [...DEFAULT_ALLOWED_PREFIXES] },
   };
 }

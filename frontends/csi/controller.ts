@@ -270,11 +270,12 @@ function checkTopology(req: pb.CreateVolumeRequest['accessibility_requirements']
  * the CO's default fs_type means nothing). With no backend parameter and several
  * backends, the hint is used only when every backend can make that filesystem.
  */
-function fsTypeFor(
+export function fsTypeFor(
   fromParams: FsType | undefined,
   caps: readonly Capability[],
   backendName: string | undefined,
   backends: readonly BackendInfo[],
+  fieldOf: (i: number) => string = (i) => `volume_capabilities[${i}].mount.fs_type`,
 ): { fsType?: FsType } {
   if (fromParams) return { fsType: fromParams };
   const i = caps.findIndex((c) => c.accessType === 'mount' && c.fsType);
@@ -286,7 +287,7 @@ function fsTypeFor(
   if (targets.length === 0 || targets.some((b) => b.capabilities.fsTypes.length === 0)) return {};
   const bad = targets.find((b) => !(b.capabilities.fsTypes as readonly string[]).includes(fs));
   if (bad) {
-    throw invalidArgument(`volume_capabilities[${i}].mount.fs_type`, `backend "${bad.name}" cannot make "${fs}" (it makes ${bad.capabilities.fsTypes.join(', ')})`);
+    throw invalidArgument(fieldOf(i), `backend "${bad.name}" cannot make "${fs}" (it makes ${bad.capabilities.fsTypes.join(', ')})`);
   }
   return { fsType: fs as FsType };
 }

@@ -8,6 +8,8 @@
  * - NodePublish -> consumer "csi:<target path>", target = target path: the core binds the
  *   volume (or, for block access, the device onto a file it creates) there, read-only
  *   when asked; NodeUnpublish unbinds and removes the target.
+ * - An ephemeral inline volume (volume_context csi.storage.k8s.io/ephemeral=true, no
+ *   staging) is made by its NodePublish and removed by its NodeUnpublish (ephemeral.ts).
  * References live in the core's store, so a staged volume survives a daemon restart.
  */
 import {
@@ -20,11 +22,12 @@ import type * as pb from './proto.js';
 import { featuresOf } from './features.js';
 import { parseCapacityRange, requireCapability, requirePath, requireString } from './requests.js';
 import { capabilityMismatch, isReadOnlyMode, nodeTopology, type CsiIdentity } from './volumes.js';
+import { asAttributeError, EPHEMERAL_CONTEXT_KEY, ephemeralRequest, findNodeVolume, isEphemeralPublish, isGoneEphemeral } from './ephemeral.js';
 
 export interface NodeDeps {
   readonly service: VolumeService;
   readonly id: CsiIdentity;
-  readonly config: Pick<Config['csi'], 'maxVolumesPerNode'>;
+  readonly config: Pick<Config['csi'], 'maxVolumesPerNode' | 'ephemeral'>;
 }
 
 export const stageConsumer = (stagingPath: string) => `csi-stage:${stagingPath}`;
@@ -79,6 +82,25 @@ export function createNodeHandlers(d: NodeDeps) {
   const ctx: OpContext = { frontend: 'csi', wait: false };
   const attachable = (v: Volume) => service.backends().find((b) => b.name === v.backend)?.capabilities.attachable ?? false;
 
+  /** An ephemeral inline volume: made (or found again) and published in one core call. */
+  async function publishEphemeral(req: pb.NodePublishVolumeRequest, target: string) {
+    const cap = requireCapability(req.volume_capability, 'volume_capability');
+    const eph = ephemeralRequest(req, cap, service.backends(), d.config.ephemeral);
+    const readOnly = req.readonly || isReadOnlyMode(cap.mode);
+    const consumer = publishConsumer(target);
+    const existing = service.find(eph.name)?.mounts.find((m) => m.consumer === consumer);
+    if (existing && existing.readOnly !== readOnly) {
+      throw alreadyExists(`volume ${req.volume_id} is already published at ${target} ${existing.readOnly ? 'read-only' : 'read-write'}`);
+    }
+    try {
+      await withCsiFields({ target: 'target_path', flags: 'volume_capability.mount.mount_flags' }, () =>
+        service.mount({ ref: eph.name, consumer, target, readOnly, mountFlags: cap.mountFlags, ephemeral: eph.create }, ctx));
+    } catch (err) {
+      throw asAttributeError(err, eph.fields);
+    }
+    return {};
+  }
+
   return {
     async NodeStageVolume(req: pb.NodeStageVolumeRequest) {
       const volumeId = requireString(req.volume_id, 'volume_id');
@@ -106,6 +128,10 @@ export function createNodeHandlers(d: NodeDeps) {
     async NodePublishVolume(req: pb.NodePublishVolumeRequest) {
       const volumeId = requireString(req.volume_id, 'volume_id');
       const target = requirePath(req.target_path, 'target_path');
+      if (isEphemeralPublish(req)) return publishEphemeral(req, target);
+      if (!req.staging_target_path) {
+        throw invalidArgument('staging_target_path', `is required: berth stages every volume (an ephemeral inline volume says so with volume_context ${EPHEMERAL_CONTEXT_KEY}: "true", sent by kubelet when the CSIDriver has podInfoOnMount: true)`);
+      }
       const staging = requirePath(req.staging_target_path, 'staging_target_path');
       const cap = requireCapability(req.volume_capability, 'volume_capability');
       checkTargetApart(target, staging);
@@ -132,8 +158,12 @@ export function createNodeHandlers(d: NodeDeps) {
     async NodeUnpublishVolume(req: pb.NodeUnpublishVolumeRequest) {
       const volumeId = requireString(req.volume_id, 'volume_id');
       const target = requirePath(req.target_path, 'target_path');
-      requireVolume(service, volumeId);
-      await withCsiFields({ target: 'target_path' }, () => service.unmount({ ref: volumeId, consumer: publishConsumer(target) }, ctx));
+      const vol = findNodeVolume(service, volumeId);
+      if (!vol) {
+        if (isGoneEphemeral(volumeId)) return {};
+        throw notFound(`volume ${volumeId} does not exist`);
+      }
+      await withCsiFields({ target: 'target_path' }, () => service.unmount({ ref: vol.id, consumer: publishConsumer(target) }, ctx));
       return {};
     },
 
@@ -142,9 +172,10 @@ export function createNodeHandlers(d: NodeDeps) {
       // and csi-sanity expects NOT_FOUND, not INVALID_ARGUMENT, for a relative one.
       const volumeId = requireString(req.volume_id, 'volume_id');
       const volumePath = requireString(req.volume_path, 'volume_path');
-      const vol = requireVolume(service, volumeId);
+      const vol = findNodeVolume(service, volumeId);
+      if (!vol) throw notFound(`volume ${volumeId} does not exist`);
       if (!volumePaths(vol).has(trimSlash(volumePath))) throw notFound(`volume ${volumeId} is not published or staged at ${volumePath}`);
-      const s = await service.stats(volumeId, ctx);
+      const s = await service.stats(vol.id, ctx);
       const usage: object[] = [{ unit: 'BYTES', total: s.totalBytes, used: s.usedBytes, available: s.availableBytes }];
       if (s.totalInodes !== null) {
         usage.push({ unit: 'INODES', total: s.totalInodes, used: s.usedInodes ?? 0, available: s.availableInodes ?? 0 });
