@@ -57,12 +57,15 @@ export class CsiKubelet {
   readonly #driver: string;
   /** CSIDriver podInfoOnMount: pod attributes (and the ephemeral flag) go into volume_context. */
   readonly #podInfoOnMount: boolean;
+  /** kubelet before v1.20 made the target directory itself (MkdirAll(dir)) before NodePublish. */
+  readonly #createsTarget: boolean;
 
-  constructor(client: CsiClient, kubeletRoot: string, driver: string, o: { podInfoOnMount?: boolean } = {}) {
+  constructor(client: CsiClient, kubeletRoot: string, driver: string, o: { podInfoOnMount?: boolean; createsTarget?: boolean } = {}) {
     this.#c = client;
     this.#root = kubeletRoot;
     this.#driver = driver;
     this.#podInfoOnMount = o.podInfoOnMount ?? true;
+    this.#createsTarget = o.createsTarget ?? false;
   }
 
   /** Device mount path (pv/<name>/globalmount; newer kubelets use a hash of the handle instead of the PV name). */
@@ -137,6 +140,7 @@ export class CsiKubelet {
     // NewMounter: the parent dir with vol_data.json; SetUpAt: MkdirAll(parent, 0750).
     mkdirSync(dirname(target), { recursive: true, mode: 0o750 });
     writeFileSync(join(dirname(target), 'vol_data.json'), JSON.stringify({ volumeHandle: req.volume_id, driverName: this.#driver }));
+    if (this.#createsTarget) mkdirSync(target, { mode: 0o750 });
     try {
       await this.#c.node('NodePublishVolume', req);
     } catch (err) {

@@ -58,6 +58,24 @@ describe('CSI node service under kubelet\'s directory and mount-point rules', ()
     });
   }
 
+  it('an older kubelet (< 1.20) that makes the target itself: berth binds into it, leaves it, kubelet removes it', async () => {
+    const { d, c, root } = await start('csik-old');
+    const k = new CsiKubelet(c, root.path('kubelet'), 'csi.berth.dev', { createsTarget: true });
+    const vol = (await c.controller('CreateVolume', { name: 'pvc-old', volume_capabilities: [mountCap()] })).volume;
+    const spec = { volumeId: vol.volume_id, pvName: 'pv-old', cap: mountCap() };
+    const staging = await k.mountDevice(spec);
+    const target = await k.setUp({ ...spec, staging }, { uid: 'old-pod' });
+    writeFileSync(join(target, 'x'), 'y');
+    const eph = await k.setUpEphemeral({ uid: 'old-pod' }, 'scratch', {});
+    expect((await d.client.inspectVolume(eph.volumeId)).mounts).toMatchObject([{ target: eph.target }]);
+    await k.tearDown(vol.volume_id, target);
+    await k.tearDown(eph.volumeId, eph.target);
+    await k.unmountDevice(vol.volume_id, staging);
+    expect(k.log).toEqual([`removed ${target}`, `removed ${eph.target}`, `removed ${staging}`]);
+    expect((await d.client.listVolumes()).map((v) => v.name)).toEqual(['pvc-old']);
+    expectClean(k, root);
+  });
+
   it('loop block: berth makes the device file, unpublish removes it, kubelet\'s cleanup of the publish and staging dirs succeeds', async () => {
     const { c, root, k } = await start('csik-block');
     const vol = (await c.controller('CreateVolume', {
