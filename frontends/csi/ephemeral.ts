@@ -9,7 +9,7 @@
  * `volume_context.<attribute>`.
  */
 import {
-  EPHEMERAL_LABEL, failedPrecondition, invalidArgument, optionFieldNames, parseVolumeOptions, renameErrorField,
+  failedPrecondition, invalidArgument, isEphemeral, optionFieldNames, parseVolumeOptions, renameErrorField,
   type BackendInfo, type CreateVolumeRequest, type Volume, type VolumeService,
 } from '../../core/index.js';
 import { fsTypeFor } from './controller.js';
@@ -37,7 +37,7 @@ export function findNodeVolume(service: VolumeService, volumeId: string): Volume
   const byId = service.find(volumeId);
   if (byId && byId.id === volumeId) return byId;
   const byName = service.find(berthName(volumeId, 'volume_id').name);
-  return byName && byName.labels[EPHEMERAL_LABEL] === 'true' ? byName : null;
+  return byName && isEphemeral(byName) ? byName : null;
 }
 
 /**

@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { blockCap, createCsiClient, grpcError, mountCap, type CsiClient } from '../helpers/csi-client.js';
 import { startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { CsiKubelet } from '../helpers/kubelet-csi.js';
+import { isLikelyNotMountPoint } from '../helpers/kubelet-mount.js';
 import { leftovers, useTmpRoots, type TmpRoot } from '../helpers/tmp-root.js';
 
 const roots = useTmpRoots();
@@ -39,6 +40,10 @@ describe('CSI node service under kubelet\'s directory and mount-point rules', ()
       })).volume;
       const spec = { volumeId: vol.volume_id, pvName: `pv-${label}`, cap: mountCap(), context: vol.volume_context };
       const staging = await k.mountDevice(spec);
+      // At the staging path berth leaves a mount only where kubelet's rule sees one: loop's own
+      // filesystem; a dir volume is not bound there at all (a bind on kubelet's disk would look unmounted).
+      expect(leftovers(root.dir).mounts.includes(staging)).toBe(label === 'loop');
+      expect(isLikelyNotMountPoint(staging)).toBe(label === 'dir');
       const a = await k.setUp({ ...spec, staging }, { uid: `${label}-pod-a` });
       const b = await k.setUp({ ...spec, staging, readOnly: true }, { uid: `${label}-pod-b` });
       writeFileSync(join(a, 'x'), 'from pod a');
