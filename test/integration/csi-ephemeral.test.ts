@@ -2,8 +2,8 @@
 // (test/helpers/kubelet-csi.ts): NodePublish with no staging, volume_id csi-<sha256>, the
 // pod volume's attributes plus the pod's identity and csi.storage.k8s.io/ephemeral=true in
 // volume_context; NodeUnpublish, then kubelet's removeMountDir. On dir and loop: the volume is
-// made at publish and gone after unpublish, bad attributes are named, and a kill -9 at any
-// point of either converges at restart (no reference: removed; reference: re-established).
+// made at publish and gone after unpublish, bad attributes are named, and a kill -9 at exact
+// points of either converges at restart (no reference: removed; reference: re-established).
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,19 +11,21 @@ import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { createCsiClient, grpcError, type CsiClient } from '../helpers/csi-client.js';
 import { startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { createHoldServer, reached, type HoldPoint } from '../helpers/holds.js';
 import { CsiKubelet, ephemeralVolumeHandle } from '../helpers/kubelet-csi.js';
 import { leftovers, useTmpRoots, type TmpRoot } from '../helpers/tmp-root.js';
 
 const roots = useTmpRoots();
 
-async function start(label: string, config: Record<string, unknown> = {}) {
+async function start(label: string, config: Record<string, unknown> = {}, withHolds = false) {
   const root = roots.create(label);
-  const d = await startTestDaemon(root, { csi: true, config });
+  const holds = withHolds ? await createHoldServer(root) : null;
+  const d = await startTestDaemon(root, { csi: true, config, ...(holds ? { env: holds.env } : {}) });
   let c = createCsiClient(d.csiEndpoint);
   let k = new CsiKubelet(c, root.path('kubelet'), 'csi.berth.dev');
   root.defer(() => c.close());
   return {
-    d, root,
+    d, root, holds,
     get c() {
       return c;
     },
@@ -150,98 +152,85 @@ function loopsUnder(dir: string): string[] {
     .filter((l) => (l['back-file'] ?? '').startsWith(`${dir}/`)).map((l) => l.name);
 }
 
-/** Kills the daemon (SIGKILL) as soon as `cond` holds while `op` runs, or once op has finished. */
-async function killWhen(d: TestDaemon, op: Promise<unknown>, cond: () => boolean): Promise<'mid-operation' | 'after-operation'> {
-  let finished = false;
-  void op.then(() => (finished = true), () => (finished = true));
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (cond()) {
-      await d.kill('SIGKILL');
-      return 'mid-operation';
-    }
-    if (finished || Date.now() > deadline) {
-      await d.kill('SIGKILL');
-      return 'after-operation';
-    }
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
-
-// A kill lands where the daemon waits for the kernel: inside create ('creating', rolled back),
-// with a pending reference (dropped, then the unreferenced volume removed), with the reference
-// still recorded (re-established until kubelet's retry), inside the removal ('deleting', rolled
-// forward). Between a create's commit and its mount's pending row, or an unmount's commit and
-// the removal's 'deleting' row, the daemon does no I/O, so no kill lands there; those states
-// are written into the store directly in core/ephemeral.test.ts.
+// Exact kill points (core/test-holds.ts): the daemon waits right after (or before) a backend
+// step, before the core records it, until the test kills it. Publish: inside the create (row
+// still 'creating': rolled back), and with the volume made and its reference pending (between
+// create and mount: dropped, then the unreferenced volume removed). Unpublish: with the mount
+// gone but the reference still recorded (re-established until kubelet's retry), and with the
+// reference gone and the removal begun (between unmount and remove: 'deleting', rolled forward).
+// Between a create's commit and its mount's pending row, or an unmount's commit and the
+// removal's 'deleting' row, the daemon does no I/O at all; that state is written into the store
+// directly in core/ephemeral.test.ts.
 describe('CSI ephemeral inline volumes across kill -9', () => {
   const images = (d: TestDaemon) => join(d.stateRoot, 'backends', 'loop');
-  const anyImage = (d: TestDaemon) => existsSync(images(d)) && readdirSync(images(d)).some((f) => f.endsWith('.img'));
-  const anyDirVolume = (d: TestDaemon) => {
+  const imageCount = (d: TestDaemon) => (existsSync(images(d)) ? readdirSync(images(d)).filter((f) => f.endsWith('.img')).length : 0);
+  const dirVolumes = (d: TestDaemon) => {
     const dir = join(d.stateRoot, 'backends', 'local');
-    return existsSync(dir) && readdirSync(dir).some((f) => f.startsWith('vol-'));
+    return existsSync(dir) ? readdirSync(dir).filter((f) => f.startsWith('vol-')).length : 0;
   };
   const managedMounted = (d: TestDaemon) => readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${join(d.stateRoot, 'mounts')}/`);
 
-  const publishPoints: Array<[string, 'dir' | 'loop', (d: TestDaemon, target: string) => boolean]> = [
-    ['dir: the volume directory exists (inside the create)', 'dir', (d) => anyDirVolume(d)],
-    ['dir: the target is bound (a pending reference)', 'dir', (_d, t) => mountedAt(t)],
-    ['loop: the image exists (inside the create)', 'loop', (d) => anyImage(d)],
-    ['loop: a loop device exists (created, its reference pending)', 'loop', (d) => loopsUnder(images(d)).length > 0],
-    ['loop: the filesystem is mounted (a pending reference)', 'loop', (d) => managedMounted(d)],
-    ['loop: the target is bound (a pending reference)', 'loop', (_d, t) => mountedAt(t)],
+  type Point = { label: string; backend: 'dir' | 'loop'; at: Partial<HoldPoint>; check: (d: TestDaemon, target: string) => void };
+  const instance = (b: 'dir' | 'loop') => (b === 'dir' ? 'local' : 'loop');
+
+  const publishPoints: Point[] = [
+    { label: 'inside the create (the directory made)', backend: 'dir', at: { step: 'create', when: 'after' }, check: (d) => expect(dirVolumes(d)).toBe(1) },
+    { label: 'between create and mount (reference pending)', backend: 'dir', at: { step: 'mount', when: 'before' }, check: (_d, t) => expect(mountedAt(t)).toBe(false) },
+    { label: 'inside the create (the image made)', backend: 'loop', at: { step: 'create', when: 'after' }, check: (d) => expect(imageCount(d)).toBe(1) },
+    { label: 'between create and mount (attached, reference pending)', backend: 'loop', at: { step: 'attach', when: 'after' }, check: (d) => expect(loopsUnder(images(d))).toHaveLength(1) },
+    { label: 'the filesystem mounted, not yet bound (reference pending)', backend: 'loop', at: { step: 'mount', when: 'after' }, check: (d, t) => expect([managedMounted(d), mountedAt(t)]).toEqual([true, false]) },
   ];
-  for (const [point, backend, cond] of publishPoints) {
-    it(`publish killed when ${point}: the restart converges and kubelet's retry publishes`, async () => {
-      const env = await start(`csie-kp-${backend}`);
-      const { d, root } = env;
+  for (const p of publishPoints) {
+    it(`${p.backend}: publish killed ${p.label}: the restart removes the volume, kubelet's retry publishes it again`, async () => {
+      const env = await start(`csie-kp-${p.backend}`, {}, true);
+      const { d, root, holds } = env;
       const pod = { uid: 'pod-crash' };
       const volumeId = ephemeralVolumeHandle(pod.uid, 'v');
       const target = env.k.targetPath(pod.uid, 'v');
-      const publish = env.k.setUpEphemeral(pod, 'v', ATTRIBUTES[backend]);
-      const when = await killWhen(d, publish, () => cond(d, target));
-      await publish.catch(() => undefined); // UNAVAILABLE: not final, kubelet keeps its dirs and retries
+      const at = holds!.holdAt({ ...p.at, backend: instance(p.backend), name: volumeId });
+      const publish = env.k.setUpEphemeral(pod, 'v', ATTRIBUTES[p.backend]).then(() => 'published', (e: { code?: number }) => e.code);
+      await reached(at, publish, holds!);
+      p.check(d, target);
+      await d.kill('SIGKILL');
+      expect(await publish).toBe(status.UNAVAILABLE); // not final: kubelet keeps its dirs and retries
       await d.start();
       env.reconnect();
-      const vols = await d.client.listVolumes();
-      // Converged: no volume at all, or the volume with its committed reference and its bind.
-      expect(vols.length, when).toBeLessThanOrEqual(1);
-      if (vols.length === 1) {
-        expect(vols[0]).toMatchObject({ name: volumeId, status: 'ready', mounts: [{ consumer: `csi:${target}` }] });
-        expect(mountedAt(target)).toBe(true);
-      } else {
-        await expectGone(d, root, volumeId);
-      }
-      const again = await env.k.setUpEphemeral(pod, 'v', ATTRIBUTES[backend]);
+      await expectGone(d, root, volumeId);
+      const again = await env.k.setUpEphemeral(pod, 'v', ATTRIBUTES[p.backend]);
       writeFileSync(join(again.target, 'x'), 'y');
       await env.k.tearDown(volumeId, target);
+      expect(env.k.log).toEqual([`removed ${target}`]);
       await expectGone(d, root, volumeId);
     });
   }
 
-  const unpublishPoints: Array<[string, 'dir' | 'loop', (d: TestDaemon, target: string) => boolean]> = [
-    ['dir: the target is unbound (the reference still recorded)', 'dir', (_d, t) => !mountedAt(t)],
-    ['loop: the target is unbound (the reference still recorded)', 'loop', (_d, t) => !mountedAt(t)],
-    ['loop: the filesystem is unmounted (the reference still recorded)', 'loop', (d) => !managedMounted(d)],
-    ['loop: the image is gone (inside the removal)', 'loop', (d) => !anyImage(d)],
+  const unpublishPoints: Array<Point & { recorded: boolean }> = [
+    { label: 'the target unbound, the reference still recorded', backend: 'dir', at: { step: 'unmount', when: 'after' }, recorded: true, check: (_d, t) => expect(mountedAt(t)).toBe(false) },
+    { label: 'between unmount and remove (the removal begun)', backend: 'dir', at: { step: 'delete', when: 'before' }, recorded: false, check: (d) => expect(dirVolumes(d)).toBe(1) },
+    { label: 'the filesystem unmounted, the reference still recorded', backend: 'loop', at: { step: 'unmount', when: 'after' }, recorded: true, check: (d) => expect(managedMounted(d)).toBe(false) },
+    { label: 'detached, the reference still recorded', backend: 'loop', at: { step: 'detach', when: 'after' }, recorded: true, check: (d) => expect(loopsUnder(images(d))).toEqual([]) },
+    { label: 'between unmount and remove (the removal begun)', backend: 'loop', at: { step: 'delete', when: 'before' }, recorded: false, check: (d) => expect(imageCount(d)).toBe(1) },
+    { label: 'inside the removal (the image gone)', backend: 'loop', at: { step: 'delete', when: 'after' }, recorded: false, check: (d) => expect(imageCount(d)).toBe(0) },
   ];
-  for (const [point, backend, cond] of unpublishPoints) {
-    it(`unpublish killed when ${point}: the restart converges and kubelet's retry finishes`, async () => {
-      const env = await start(`csie-ku-${backend}`);
-      const { d, root } = env;
-      const { volumeId, target } = await env.k.setUpEphemeral({ uid: 'pod-crash' }, 'v', ATTRIBUTES[backend]);
-      const unpublish = env.c.node('NodeUnpublishVolume', { volume_id: volumeId, target_path: target });
-      const when = await killWhen(d, unpublish, () => cond(d, target));
-      await unpublish.catch(() => undefined);
+  for (const p of unpublishPoints) {
+    it(`${p.backend}: unpublish killed ${p.label}: the restart converges, kubelet's retry finishes`, async () => {
+      const env = await start(`csie-ku-${p.backend}`, {}, true);
+      const { d, root, holds } = env;
+      const { volumeId, target } = await env.k.setUpEphemeral({ uid: 'pod-crash' }, 'v', ATTRIBUTES[p.backend]);
+      writeFileSync(join(target, 'x'), 'y');
+      const at = holds!.holdAt({ ...p.at, backend: instance(p.backend), name: volumeId });
+      const unpublish = env.c.node('NodeUnpublishVolume', { volume_id: volumeId, target_path: target }).then(() => 'done', (e: { code?: number }) => e.code);
+      await reached(at, unpublish, holds!);
+      p.check(d, target);
+      await d.kill('SIGKILL');
+      expect(await unpublish).toBe(status.UNAVAILABLE);
       await d.start();
       env.reconnect();
-      const vols = await d.client.listVolumes();
-      if (vols.length === 1) {
-        // The reference was still recorded: re-established, until kubelet's retry.
-        expect(vols[0], when).toMatchObject({ name: volumeId, status: 'ready', mounts: [{ consumer: `csi:${target}` }] });
-        expect(mountedAt(target)).toBe(true);
+      if (p.recorded) {
+        // Re-established: the pod keeps its data until kubelet's retry unpublishes it.
+        expect(await d.client.listVolumes()).toMatchObject([{ name: volumeId, status: 'ready', mounts: [{ consumer: `csi:${target}` }] }]);
+        expect(readFileSync(join(target, 'x'), 'utf8')).toBe('y');
       } else {
-        expect(vols, when).toEqual([]);
         await expectGone(d, root, volumeId);
       }
       await env.k.tearDown(volumeId, target);
