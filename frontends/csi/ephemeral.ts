@@ -9,7 +9,7 @@
  * `volume_context.<attribute>`.
  */
 import {
-  failedPrecondition, invalidArgument, isEphemeral, optionFieldNames, parseVolumeOptions, renameErrorField,
+  clip, failedPrecondition, invalidArgument, isEphemeral, optionFieldNames, parseVolumeOptions, renameErrorField, setOwn,
   type BackendInfo, type CreateVolumeRequest, type Volume, type VolumeService,
 } from '../../core/index.js';
 import { fsTypeFor } from './controller.js';
@@ -66,16 +66,19 @@ export function ephemeralRequest(
     throw failedPrecondition(`ephemeral inline volumes are turned off on this node (csi.ephemeral: false in berth's config); ${EPHEMERAL_CONTEXT_KEY} was "true"`);
   }
   if (req.staging_target_path) {
-    throw invalidArgument('staging_target_path', `an ephemeral inline volume (${EPHEMERAL_CONTEXT_KEY}: "true") is not staged; got "${req.staging_target_path}"`);
+    throw invalidArgument('staging_target_path', `an ephemeral inline volume (${EPHEMERAL_CONTEXT_KEY}: "true") is not staged; got "${clip(req.staging_target_path)}"`);
   }
   if (cap.accessType === 'block') throw invalidArgument('volume_capability', 'an ephemeral inline volume is a filesystem: block access is not supported');
   const { name, mapped } = berthName(req.volume_id, 'volume_id');
   const context = req.volume_context ?? {};
-  const attributes = Object.fromEntries(Object.entries(context).filter(([k]) => !k.startsWith(K8S_CONTEXT_PREFIX)));
+  // setOwn: a key "__proto__" stays a key, for parseVolumeOptions to refuse by name.
+  const attributes: Record<string, string> = {};
+  for (const [k, v] of Object.entries(context)) if (!k.startsWith(K8S_CONTEXT_PREFIX)) setOwn(attributes, k, v);
   const opts = parseVolumeOptions(attributes, 'volume_context');
   if (opts.volumeMode === 'block') throw invalidArgument('volume_context.mode', 'an ephemeral inline volume is a filesystem');
-  const labels: Record<string, string> = { ...opts.labels };
-  for (const k of POD_LABELS) if (context[k]) labels[k] = context[k];
+  const labels: Record<string, string> = {};
+  for (const [k, v] of Object.entries(opts.labels ?? {})) setOwn(labels, k, v);
+  for (const k of POD_LABELS) if (Object.hasOwn(context, k) && context[k]) labels[k] = context[k]!;
   if (mapped) labels['csi.berth.dev/name'] = req.volume_id;
   const create: Omit<CreateVolumeRequest, 'name'> = {
     ...opts,
