@@ -6,6 +6,7 @@
 import yargs, { type Argv, type CommandModule } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { isBerthError } from '../core/errors.js';
+import { exitWhenFlushed, ignoreClosedReaders } from '../frontends/process-exit.js';
 import type { GlobalArgs } from './context.js';
 import { OUTPUT_FORMATS } from './output.js';
 import { backendCommand } from './commands/backend.js';
@@ -72,6 +73,9 @@ export async function main(args: string[]): Promise<number> {
     .option('socket', { type: 'string', global: true, describe: 'admin API socket (default $BERTH_SOCKET or /run/berth/berth.sock)' })
     .option('output', { type: 'string', choices: OUTPUT_FORMATS, default: process.env.BERTH_OUTPUT ?? 'table', global: true, describe: 'output format (default $BERTH_OUTPUT or table)' })
     .strict()
+    // --help and --version print and return here instead of calling process.exit() at once,
+    // which could cut the text on a full pipe: every exit goes through exitWhenFlushed.
+    .exitProcess(false)
     .recommendCommands()
     .demandCommand(1, 'name a command')
     .version(BERTH_VERSION)
@@ -107,5 +111,7 @@ export function formatError(err: unknown): string {
 }
 
 // Exit explicitly: `serve` has closed everything by now, and a stray handle in a library
-// must not keep a stopped daemon alive. stdout/stderr are synchronous for files and pipes on Linux.
-process.exit(await main(hideBin(process.argv)));
+// must not keep a stopped daemon alive. But not before stdout and stderr are flushed: a
+// write to a full pipe finishes asynchronously, and exiting earlier truncates the output.
+ignoreClosedReaders();
+exitWhenFlushed(await main(hideBin(process.argv)));

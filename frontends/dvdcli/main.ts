@@ -12,6 +12,7 @@ import { resolve } from 'node:path';
 import pkg from '../../package.json' with { type: 'json' };
 import { parseArgs, USAGE, type ParsedArgs } from './args.js';
 import { CommandFailure, reportFailure, stderrLogger, type Logger } from './errors.js';
+import { exitWhenFlushed, ignoreClosedReaders } from '../process-exit.js';
 import { connectPlugin, PluginCallError, PluginUnavailableError, type PluginClient } from './plugin-client.js';
 
 interface PluginVolume {
@@ -123,6 +124,7 @@ export async function runDvdcli(args: ParsedArgs, log: Logger, env: NodeJS.Proce
 
 async function main(): Promise<void> {
   process.removeAllListeners('warning');
+  ignoreClosedReaders();
   let stdout = '';
   let code = 0;
   try {
@@ -130,7 +132,8 @@ async function main(): Promise<void> {
   } catch (err) {
     code = reportFailure(err, stderrLogger);
   }
-  process.stdout.write(stdout, () => process.exit(code));
+  process.stdout.write(stdout);
+  exitWhenFlushed(code);
 }
 
 void main();
