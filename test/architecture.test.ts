@@ -83,11 +83,11 @@ describe('architecture', () => {
     expect(heavy).toEqual([]);
   });
 
-  it('flexvolume/ and dvdcli/ import nothing beyond their folder, the admin client, the exit helper and the core error/type modules', () => {
+  it('flexvolume/ and dvdcli/ import nothing beyond their folder, the admin client, the HTTP/1.1 client, the exit helper and the core error/type modules', () => {
     // Each call of these executables is a fresh process: what they import is their cold start.
     const allowed = (folder: string) => (target: string) =>
       target.startsWith(`${folder}/`) ||
-      ['frontends/admin/client.ts', 'frontends/process-exit.ts', 'core/errors.ts', 'core/types.ts', 'core/user-input.ts', 'package.json'].includes(target.replace(/\.js$/, '.ts'));
+      ['frontends/admin/client.ts', 'frontends/http1-client.ts', 'frontends/process-exit.ts', 'core/errors.ts', 'core/types.ts', 'core/user-input.ts', 'package.json'].includes(target.replace(/\.js$/, '.ts'));
     const bad = files
       .filter((f) => f.path.startsWith('frontends/flexvolume/') || f.path.startsWith('frontends/dvdcli/'))
       .flatMap((f) => {
@@ -98,6 +98,14 @@ describe('architecture', () => {
           .map((t) => `${f.path} -> ${t}`);
       });
     expect(bad).toEqual([]);
+  });
+
+  it('the clients started per call speak HTTP through http1-client.ts, never node:http (a third of a cold start)', () => {
+    const clients = (p: string) =>
+      p.startsWith('frontends/flexvolume/') || p.startsWith('frontends/dvdcli/') || p === 'frontends/admin/client.ts' || p === 'frontends/admin/errors.ts' ||
+      p === 'frontends/http1-client.ts' || (p.startsWith('cli/') && p !== 'cli/daemon.ts' && p !== 'cli/metrics.ts');
+    const dynamicHttp = files.filter((f) => /import\(\s*['"](node:)?https?['"]\s*\)/.test(f.text)).map((f) => f.path);
+    expect([...importing((s) => /^(node:)?https?$/.test(s)), ...dynamicHttp].filter(clients)).toEqual([]);
   });
 
   it('every protocol frontend maps error kinds in its own errors.ts, and nowhere else', () => {

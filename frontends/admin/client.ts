@@ -1,11 +1,12 @@
 /**
  * Typed client of the admin REST API, one method per route, over the unix socket (or a
  * TCP URL with a bearer token). Error bodies become the daemon's BerthError again.
- * Used by the `berth` CLI and by the FlexVolume executable, so it loads only node:http
- * and core/errors.ts (through ./errors.ts); everything else is type-only.
+ * Used by the `berth` CLI and by the FlexVolume executable, which start a process per call,
+ * so it loads only the small HTTP/1.1 client (../http1-client.ts, on node:net) and
+ * core/errors.ts (through ./errors.ts); everything else is type-only.
  */
-import { request, type IncomingMessage } from 'node:http';
 import { BerthError } from '../../core/errors.js';
+import { http1Request, type Http1Response, type Http1Target } from '../http1-client.js';
 import { fromErrorResponse } from './errors.js';
 import type { ExpandResponse, ServiceStatus } from '../../core/service.js';
 import type {
@@ -120,58 +121,48 @@ export function createAdminClient(o: AdminClientOptions = {}): AdminClient {
   function call<T>(method: string, path: string, body?: unknown, raw = false, onLine?: (line: unknown) => { result: T } | void): Promise<T> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const headers: Record<string, string> = { accept: onLine ? `${NDJSON}, application/json` : 'application/json' };
-    if (payload !== undefined) {
-      headers['content-type'] = 'application/json';
-      headers['content-length'] = String(Buffer.byteLength(payload));
-    }
+    if (payload !== undefined) headers['content-type'] = 'application/json';
     if (o.token) headers.authorization = `Bearer ${o.token}`;
     if (o.frontend) headers['x-berth-frontend'] = o.frontend;
-    return new Promise<T>((resolve, reject) => {
-      const req = request(
-        base
-          ? { host: base.hostname, port: base.port || 80, path, method, headers }
-          : { socketPath: socket, path, method, headers },
-        (res) => {
-          const status = res.statusCode ?? 0;
-          res.on('error', reject);
-          if (onLine && status >= 200 && status < 300 && (res.headers['content-type'] ?? '').startsWith(NDJSON)) {
-            readLines(res, method, path, onLine).then(resolve, reject);
-            return;
-          }
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            if (status >= 200 && status < 300) {
-              if (raw) return resolve(text as T);
-              if (text === '') return resolve(undefined as T);
-              try {
-                resolve(JSON.parse(text) as T);
-              } catch {
-                reject(new BerthError('Internal', `admin API answered ${method} ${path} with invalid JSON`));
-              }
-              return;
-            }
-            let parsed: unknown = text;
-            try {
-              parsed = JSON.parse(text);
-            } catch {
-              /* not ours: fromErrorResponse falls back on the status */
-            }
-            reject(fromErrorResponse(status, parsed));
-          });
-        },
-      );
-      if (o.timeoutMs) {
-        req.setTimeout(o.timeoutMs, () => req.destroy(new BerthError('Internal', `admin API call ${method} ${path} timed out after ${o.timeoutMs} ms`)));
-      }
-      req.on('error', (err: NodeJS.ErrnoException) => {
-        if (err instanceof BerthError) return reject(err);
-        const hint = err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? ': is the daemon running (berth serve)?' : '';
-        reject(new BerthError('FailedPrecondition', `cannot reach the berth daemon at ${where} (${err.code ?? err.message})${hint}`, { cause: err }));
-      });
-      req.end(payload);
+    const target: Http1Target = base ? { host: base.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(base.port || 80) } : { socketPath: socket };
+    const request = http1Request(target, {
+      method,
+      path,
+      headers,
+      ...(payload !== undefined ? { body: payload } : {}),
+      ...(o.timeoutMs ? { timeoutMs: o.timeoutMs, onTimeout: () => new BerthError('Internal', `admin API call ${method} ${path} timed out after ${o.timeoutMs} ms`) } : {}),
     });
+    const unreachable = (err: NodeJS.ErrnoException): never => {
+      if (err instanceof BerthError) throw err;
+      const hint = err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? ': is the daemon running (berth serve)?' : '';
+      throw new BerthError('FailedPrecondition', `cannot reach the berth daemon at ${where} (${err.code ?? err.message})${hint}`, { cause: err });
+    };
+    // The daemon answered, then the reply broke off (it died, or the timeout hit mid-body).
+    const broken = (err: Error): never => {
+      if (err instanceof BerthError) throw err;
+      throw new BerthError('Internal', `the admin API reply to ${method} ${path} broke off: ${err.message}`, { cause: err });
+    };
+    return request.then(async (res) => {
+      const ok = res.status >= 200 && res.status < 300;
+      if (onLine && ok && (res.headers['content-type'] ?? '').startsWith(NDJSON)) return readLines(res, method, path, onLine).catch(broken);
+      const text = await res.text().catch(broken);
+      if (ok) {
+        if (raw) return text as T;
+        if (text === '') return undefined as T;
+        try {
+          return JSON.parse(text) as T;
+        } catch {
+          throw new BerthError('Internal', `admin API answered ${method} ${path} with invalid JSON`);
+        }
+      }
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        /* not ours: fromErrorResponse falls back on the status */
+      }
+      throw fromErrorResponse(res.status, parsed);
+    }, unreachable);
   }
 
   /** A streamed create: progress lines to the caller, then the result under `key` or the daemon's error. */
@@ -224,14 +215,16 @@ export function createAdminClient(o: AdminClientOptions = {}): AdminClient {
  * Reads an NDJSON reply line by line into `onLine` until it returns a result. A reply that
  * ends without one (the daemon died mid-copy) is an Internal error, not a hang.
  */
-function readLines<T>(res: IncomingMessage, method: string, path: string, onLine: (line: unknown) => { result: T } | void): Promise<T> {
+function readLines<T>(res: Http1Response, method: string, path: string, onLine: (line: unknown) => { result: T } | void): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let buffered = '';
     let settled = false;
+    const decoder = new TextDecoder();
     const settle = (fn: () => void) => {
       if (settled) return;
       settled = true;
       fn();
+      res.close();
     };
     const take = (text: string) => {
       if (text.trim() === '') return;
@@ -248,19 +241,20 @@ function readLines<T>(res: IncomingMessage, method: string, path: string, onLine
         settle(() => reject(err));
       }
     };
-    res.setEncoding('utf8');
-    res.on('data', (chunk: string) => {
-      buffered += chunk;
-      let nl: number;
-      while (!settled && (nl = buffered.indexOf('\n')) >= 0) {
-        take(buffered.slice(0, nl));
-        buffered = buffered.slice(nl + 1);
-      }
+    res.read({
+      data(chunk) {
+        buffered += decoder.decode(chunk, { stream: true });
+        let nl: number;
+        while (!settled && (nl = buffered.indexOf('\n')) >= 0) {
+          take(buffered.slice(0, nl));
+          buffered = buffered.slice(nl + 1);
+        }
+      },
+      end() {
+        if (!settled) take(buffered + decoder.decode());
+        settle(() => reject(new BerthError('Internal', `admin API stream of ${method} ${path} ended before its result`)));
+      },
+      error: (err) => settle(() => reject(err)),
     });
-    res.on('end', () => {
-      if (!settled) take(buffered);
-      settle(() => reject(new BerthError('Internal', `admin API stream of ${method} ${path} ended before its result`)));
-    });
-    res.on('error', (err) => settle(() => reject(err)));
   });
 }

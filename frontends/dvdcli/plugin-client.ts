@@ -3,13 +3,12 @@
  * (dvdcli-mesos.md §2): find the plugin by name (a unix socket under /run/docker/plugins,
  * or a .spec / .json file under /etc/docker/plugins or /usr/lib/docker/plugins), activate
  * it, then POST /VolumeDriver.* with a JSON body. It works with any Docker volume driver,
- * berth's included, and needs no Docker daemon. Loads node:http (node:https only for a
- * TLS .json spec), both on first use, and nothing else.
+ * berth's included, and needs no Docker daemon. Speaks HTTP/1.1 through ../http1-client.ts
+ * (node:net; node:tls only for a TLS .json spec), not node:http: Mesos starts it per call.
  */
 import { readFileSync, statSync } from 'node:fs';
-// node:http is loaded on the first call only: `version`, usage and argv errors never need it.
-import type { IncomingMessage, RequestOptions, request as HttpRequest } from 'node:http';
 import { join } from 'node:path';
+import { http1Request, type Http1Target } from '../http1-client.js';
 
 export const SOCKET_DIRS = ['/run/docker/plugins'] as const;
 export const SPEC_DIRS = ['/etc/docker/plugins', '/usr/lib/docker/plugins'] as const;
@@ -169,40 +168,37 @@ async function withRetry<T>(budgetSeconds: number, attempt: () => Promise<T | nu
 }
 
 async function send(endpoint: PluginEndpoint, method: string, payload: string, timeoutMs: number): Promise<{ status: number; text: string }> {
-  const headers = { accept: 'application/vnd.docker.plugins.v1.2+json', 'content-length': String(Buffer.byteLength(payload)) };
-  const path = `/${method}`;
-  let opts: RequestOptions;
-  let request: typeof HttpRequest = (await import('node:http')).request;
-  if (endpoint.kind === 'unix') opts = { socketPath: endpoint.socketPath, path, method: 'POST', headers };
+  let target: Http1Target;
+  if (endpoint.kind === 'unix') target = { socketPath: endpoint.socketPath };
   else {
-    // URL keeps IPv6 literals in brackets ("[::1]"); node:http wants the bare address.
+    // URL keeps IPv6 literals in brackets ("[::1]"); the socket wants the bare address.
     const host = endpoint.url.hostname.replace(/^\[(.*)\]$/, '$1');
-    opts = { host, port: endpoint.url.port || (endpoint.tls ? 443 : 80), path, method: 'POST', headers };
-    if (endpoint.tls) {
-      const https = await import('node:https');
-      const t = endpoint.tls;
-      Object.assign(opts, {
-        rejectUnauthorized: !t.insecureSkipVerify,
-        ...(t.caFile ? { ca: readFileSync(t.caFile) } : {}),
-        ...(t.certFile ? { cert: readFileSync(t.certFile) } : {}),
-        ...(t.keyFile ? { key: readFileSync(t.keyFile) } : {}),
-      });
-      request = https.request as typeof HttpRequest;
-    }
+    const port = Number(endpoint.url.port || (endpoint.tls ? 443 : 80));
+    const t = endpoint.tls;
+    target = t
+      ? {
+          host,
+          port,
+          tls: {
+            rejectUnauthorized: !t.insecureSkipVerify,
+            // SNI and the certificate's name check use the host name, as node:https would.
+            ...(/^[\d.]+$/.test(host) || host.includes(':') ? {} : { servername: host }),
+            ...(t.caFile ? { ca: readFileSync(t.caFile) } : {}),
+            ...(t.certFile ? { cert: readFileSync(t.certFile) } : {}),
+            ...(t.keyFile ? { key: readFileSync(t.keyFile) } : {}),
+          },
+        }
+      : { host, port };
   }
-  return new Promise((resolve, reject) => {
-    const req = request(opts, (res: IncomingMessage) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('error', reject);
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-    });
-    req.setTimeout(timeoutMs, () => {
-      req.destroy(new PluginCallError(`${method}: the plugin did not answer within ${Math.round(timeoutMs / 1000)}s`, method));
-    });
-    req.on('error', reject);
-    req.end(payload);
+  const res = await http1Request(target, {
+    method: 'POST',
+    path: `/${method}`,
+    headers: { accept: 'application/vnd.docker.plugins.v1.2+json' },
+    body: payload,
+    timeoutMs,
+    onTimeout: () => new PluginCallError(`${method}: the plugin did not answer within ${Math.round(timeoutMs / 1000)}s`, method),
   });
+  return { status: res.status, text: await res.text() };
 }
 
 function decode<T>(method: string, status: number, text: string): T {
