@@ -90,6 +90,7 @@ export async function main(args: string[]): Promise<number> {
       throw explainUsageError(msg, (usage as unknown as { getUsage(): Array<[string, string]> }).getUsage());
     }) as unknown) as Argv<GlobalArgs>;
   for (const c of COMMANDS) cli = cli.command(c);
+  skipHelpRendering(cli);
   try {
     await cli.parseAsync();
   } catch (err) {
@@ -102,6 +103,19 @@ export async function main(args: string[]): Promise<number> {
     return 1;
   }
   return typeof process.exitCode === 'number' ? process.exitCode : 0;
+}
+
+/**
+ * yargs renders a command's whole help text before it runs the handler, so that a handler
+ * could show it later (showHelp). berth's handlers never do (.fail() prints one line and the
+ * usage), and that rendering (cliui, word wrapping, Unicode widths) was a third of every
+ * client command's start. --help itself renders it as before. Reaches into yargs' internal
+ * methods: if they change, the override is skipped and commands are only slower.
+ */
+function skipHelpRendering(cli: Argv<GlobalArgs>): void {
+  const internals = (cli as unknown as { getInternalMethods?: () => { getUsageInstance?: () => { cacheHelpMessage?: () => void } } }).getInternalMethods?.();
+  const usage = internals?.getUsageInstance?.();
+  if (usage && typeof usage.cacheHelpMessage === 'function') usage.cacheHelpMessage = () => undefined;
 }
 
 /** "error: InvalidArgument: size: ... (field: size)" for BerthErrors; the message otherwise. */

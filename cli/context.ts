@@ -41,7 +41,8 @@ export const clientFor = (argv: GlobalArgs): AdminClient =>
     frontend: 'admin',
   });
 
-export const printerFor = (argv: GlobalArgs): Printer => createPrinter(argv.output, (s) => process.stdout.write(s));
+/** The printer for --output, once its renderer is loaded. */
+export const printerFor = (argv: GlobalArgs): Promise<Printer> => createPrinter(argv.output, (s) => process.stdout.write(s));
 
 /** "k=v" strings (repeatable flags) into a map, naming the flag on a malformed pair. */
 export function parsePairs(values: readonly (string | number)[] | undefined, field: string): Record<string, string> {

@@ -1,10 +1,9 @@
 /**
- * Renders CLI results as a table (cli-table3), JSON or YAML. Commands hand over the plain
- * API objects plus a table layout; json/yaml always print the whole object unchanged so
- * scripts get every field.
+ * Renders CLI results as a table (cli-table3, in ./table.ts), JSON or YAML. Commands hand
+ * over the plain API objects plus a table layout; json/yaml always print the whole object
+ * unchanged so scripts get every field. Each renderer's library is loaded only for its own
+ * format: a `berth` command starts a process, and loading all three was a tenth of its start.
  */
-import Table from 'cli-table3';
-import { stringify as toYaml } from 'yaml';
 import type { Attachment, MountRef, Volume } from '../core/types.js';
 
 export const OUTPUT_FORMATS = ['table', 'json', 'yaml'] as const;
@@ -26,36 +25,22 @@ export interface Printer {
 }
 
 /**
- * Builds a printer for one format writing to `out`.
- * @example createPrinter('table', (s) => process.stdout.write(s)).list(volumes, VOLUME_COLUMNS)
+ * Builds a printer for one format writing to `out`, once that format's renderer is loaded.
+ * @example (await createPrinter('table', (s) => process.stdout.write(s))).list(volumes, VOLUME_COLUMNS)
  */
-export function createPrinter(format: OutputFormat, out: (text: string) => void): Printer {
-  const structured = (v: unknown) => out(format === 'json' ? `${JSON.stringify(v, null, 2)}\n` : toYaml(v));
-  return {
-    list(rows, columns) {
-      if (format !== 'table') return structured(rows);
-      const t = new Table({ head: columns.map((c) => c.header), style: { head: [], border: [] }, chars: PLAIN });
-      for (const r of rows) t.push(columns.map((c) => c.cell(r)));
-      out(`${t.toString()}\n`);
-    },
-    item(value, fields) {
-      if (format !== 'table') return structured(value);
-      const t = new Table({ style: { head: [], border: [] }, chars: PLAIN });
-      for (const [k, f] of fields) t.push({ [k]: f(value) });
-      out(`${t.toString()}\n`);
-    },
-    value(value, text) {
-      if (format !== 'table') return structured(value);
-      out(`${text}\n`);
-    },
-  };
+export async function createPrinter(format: OutputFormat, out: (text: string) => void): Promise<Printer> {
+  if (format === 'table') {
+    const { renderKeyValues, renderRows } = await import('./table.js');
+    return {
+      list: (rows, columns) => out(`${renderRows(rows, columns)}\n`),
+      item: (value, fields) => out(`${renderKeyValues(value, fields)}\n`),
+      value: (_value, text) => out(`${text}\n`),
+    };
+  }
+  const render = format === 'json' ? (v: unknown) => `${JSON.stringify(v, null, 2)}\n` : (await import('yaml')).stringify;
+  const structured = (v: unknown) => out(render(v));
+  return { list: structured, item: structured, value: structured };
 }
-
-/** Borderless tables: easy to read and to grep. */
-const PLAIN = {
-  top: '', 'top-mid': '', 'top-left': '', 'top-right': '', bottom: '', 'bottom-mid': '', 'bottom-left': '', 'bottom-right': '',
-  left: '', 'left-mid': '', mid: '', 'mid-mid': '', right: '', 'right-mid': '', middle: '  ',
-};
 
 /** Bytes as the largest exact binary unit ("64MiB"), so the text can be pasted back into --size. */
 export function formatBytes(bytes: number): string {

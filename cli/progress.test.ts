@@ -9,35 +9,35 @@ const sink = (isTTY: boolean) => {
 };
 
 describe('createCopyProgress', () => {
-  it('asks for nothing with --output json or yaml', () => {
+  it('asks for nothing with --output json or yaml', async () => {
     for (const output of ['json', 'yaml'] as const) {
       const s = sink(true);
-      const p = createCopyProgress({ output, label: 'cloning', stream: s.stream });
+      const p = await createCopyProgress({ output, label: 'cloning', stream: s.stream });
       expect(p.onProgress).toBeUndefined();
       p.stop();
       expect(s.text()).toBe('');
     }
   });
 
-  it('writes one line per whole percent on a pipe', () => {
+  it('writes one line per whole percent on a pipe', async () => {
     const s = sink(false);
-    const p = createCopyProgress({ output: 'table', label: 'cloning', stream: s.stream });
+    const p = await createCopyProgress({ output: 'table', label: 'cloning', stream: s.stream });
     const MiB = 2 ** 20;
     for (const done of [0, 0.001 * MiB, 0.5 * MiB, 0.501 * MiB, MiB]) p.onProgress!(done, MiB);
     p.stop();
     expect(s.text()).toBe(['cloning: 0% (0B of 1.0MiB)', 'cloning: 50% (512.0KiB of 1.0MiB)', 'cloning: 100% (1.0MiB of 1.0MiB)', ''].join('\n'));
   });
 
-  it('an empty source is 100% at once', () => {
+  it('an empty source is 100% at once', async () => {
     const s = sink(false);
-    const p = createCopyProgress({ output: 'table', label: 'restoring', stream: s.stream });
+    const p = await createCopyProgress({ output: 'table', label: 'restoring', stream: s.stream });
     p.onProgress!(0, 0);
     expect(s.text()).toBe('restoring: 100% (0B of 0B)\n');
   });
 
-  it('draws a bar on a terminal and ends it on stop', () => {
+  it('draws a bar on a terminal and ends it on stop', async () => {
     const s = sink(true);
-    const p = createCopyProgress({ output: 'table', label: 'cloning', stream: { ...s.stream, cursorTo: () => true, clearLine: () => true, moveCursor: () => true } as never });
+    const p = await createCopyProgress({ output: 'table', label: 'cloning', stream: { ...s.stream, cursorTo: () => true, clearLine: () => true, moveCursor: () => true } as never });
     p.onProgress!(0, 4 * 2 ** 30);
     p.onProgress!(4 * 2 ** 30, 4 * 2 ** 30);
     p.stop();

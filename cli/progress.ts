@@ -5,7 +5,6 @@
  * --output json|yaml, whose stdout and stderr scripts parse. Progress goes to stderr so
  * stdout carries only the result.
  */
-import { SingleBar } from 'cli-progress';
 import type { OutputFormat } from './output.js';
 
 export interface CopyProgress {
@@ -19,13 +18,15 @@ export interface CopyProgress {
 export type ProgressStream = Pick<NodeJS.WriteStream, 'write'> & { readonly isTTY?: boolean };
 
 /**
- * Builds the progress display for one copy.
- * @example const p = createCopyProgress({ output: a.output, label: 'restoring' }); try { await client.createVolume(body, { onProgress: p.onProgress }); } finally { p.stop(); }
+ * Builds the progress display for one copy (cli-progress is loaded for a terminal only).
+ * @example const p = await createCopyProgress({ output: a.output, label: 'restoring' }); try { await client.createVolume(body, { onProgress: p.onProgress }); } finally { p.stop(); }
  */
-export function createCopyProgress(o: { output: OutputFormat; label: string; stream?: ProgressStream }): CopyProgress {
+export async function createCopyProgress(o: { output: OutputFormat; label: string; stream?: ProgressStream }): Promise<CopyProgress> {
   const stream = o.stream ?? process.stderr;
   if (o.output !== 'table') return { onProgress: undefined, stop() {} };
-  return stream.isTTY ? barProgress(o.label, stream) : lineProgress(o.label, stream);
+  if (!stream.isTTY) return lineProgress(o.label, stream);
+  const { SingleBar } = await import('cli-progress');
+  return barProgress(o.label, stream, SingleBar);
 }
 
 /** Approximate bytes for a moving display ("64.6MiB"); exact sizes are output.ts's formatBytes. */
@@ -51,7 +52,7 @@ function lineProgress(label: string, stream: ProgressStream): CopyProgress {
   };
 }
 
-function barProgress(label: string, stream: ProgressStream): CopyProgress {
+function barProgress(label: string, stream: ProgressStream, SingleBar: typeof import('cli-progress').SingleBar): CopyProgress {
   const bar = new SingleBar({
     stream: stream as NodeJS.WritableStream,
     format: `${label} [{bar}] {percentage}% | {copied} of {size} | {eta_formatted} left`,

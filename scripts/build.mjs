@@ -1,24 +1,96 @@
 // Bundles the executables with esbuild (no type checking here: `npm run typecheck`).
-// The daemon/CLI keeps node_modules external (better-sqlite3 is native); the per-call
-// executables (dvdcli, flexvolume) are bundled whole so their cold start loads one file.
+// Every executable's client path is bundled whole, so a cold start loads one file instead of
+// resolving and compiling a tree of package modules (yargs alone is ~40 of them). Only the
+// daemon's own dependencies stay in node_modules (better-sqlite3 is native; gRPC, pino and
+// friends load files by path at run time), and `berth serve` reaches them through a dynamic
+// import, so no client command pays for them.
 import { build } from 'esbuild';
-import { chmod, cp } from 'node:fs/promises';
+import { chmod, cp, readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 
+const pkg = JSON.parse(await readFile('package.json', 'utf8'));
+/** The packages the `berth` client commands use: bundled into dist/ like the frontends' code. */
+const CLIENT_PACKAGES = ['yargs', 'cli-table3', 'cli-progress', 'yaml'];
+const daemonPackages = Object.keys(pkg.dependencies).filter((p) => !CLIENT_PACKAGES.includes(p));
+
+/**
+ * yargs finds its package root and its message translations relative to its own file
+ * (import.meta.url): bundled, that is dist/berth.js, and the paths would point outside the
+ * install. They are pointed at dist/ instead: the package root is found from there as before,
+ * and the translations are copied to dist/locales below. The build fails if yargs changes.
+ */
+const yargsShim = {
+  name: 'yargs-paths',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]yargs[\\/]lib[\\/]platform-shims[\\/]esm\.mjs$/ }, async (args) => {
+      let text = await readFile(args.path, 'utf8');
+      const edits = [
+        ["const mainFilename = __dirname.substring(0, __dirname.lastIndexOf('node_modules'));", 'const mainFilename = dirname(__dirname);'],
+        ["directory: resolve(__dirname, '../../../locales'),", "directory: resolve(__dirname, '../locales'),"],
+      ];
+      for (const [from, to] of edits) {
+        if (!text.includes(from)) throw new Error(`build: yargs' ${args.path} changed; cannot relocate: ${from}`);
+        text = text.replace(from, to);
+      }
+      return { contents: text, loader: 'js' };
+    });
+  },
+};
+
+/**
+ * string-width (yargs', cliui's and wrap-ansi's copies) builds Unicode machinery when it is
+ * loaded: an Intl.Segmenter and regular expressions over Unicode properties, \p{RGI_Emoji}
+ * alone being twice a bare `node -e 0` in instructions (ICU builds its set of strings). Only
+ * --help and usage errors measure widths, so each is built on first use instead. The build
+ * fails if a string-width keeps one eager.
+ */
+const LAZY_HELPER = `function berthLazy(make) {
+  let v;
+  const get = () => (v ??= make());
+  return {
+    segment: (s) => get().segment(s),
+    test: (s) => get().test(s),
+    exec: (s) => get().exec(s),
+    [Symbol.match]: (s) => get()[Symbol.match](s),
+    [Symbol.matchAll]: (s) => get()[Symbol.matchAll](s),
+    [Symbol.replace]: (s, r) => get()[Symbol.replace](s, r),
+    [Symbol.search]: (s) => get()[Symbol.search](s),
+    [Symbol.split]: (s, l) => get()[Symbol.split](s, l),
+  };
+}
+`;
+const lazyUnicode = {
+  name: 'lazy-unicode',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]string-width[\\/]index\.js$/ }, async (args) => {
+      const text = await readFile(args.path, 'utf8');
+      let lazy = text
+        .replace(/^const (\w+) = (new Intl\.Segmenter\(\));$/m, 'const $1 = berthLazy(() => $2);')
+        .replace(/^const (\w+) = (\/.*\\p\{.*\/[a-z]*);$/gm, 'const $1 = berthLazy(() => $2);');
+      if (lazy === text) return undefined; // an older string-width: nothing eager
+      if (/^const \w+ = (new Intl\.|\/.*\\p\{)/m.test(lazy)) throw new Error(`build: ${args.path} changed; cannot make its Unicode data lazy`);
+      lazy = `${LAZY_HELPER}${lazy}`;
+      return { contents: lazy, loader: 'js' };
+    });
+  },
+};
+
 const common = { bundle: true, platform: 'node', format: 'esm', target: 'node20', sourcemap: 'linked', logLevel: 'warning' };
-const banner = { js: '#!/usr/bin/env node' };
+// Bundled CommonJS packages (yaml, cli-table3) require() Node's builtins: give ESM output a require.
+const banner = { js: "#!/usr/bin/env node\nimport { createRequire as __berthCreateRequire } from 'node:module';\nconst require = __berthCreateRequire(import.meta.url);" };
 
 const entries = [
   // Split: `berth serve` loads the daemon (gRPC, SQLite, zod, prom-client) with a dynamic
-  // import, so client commands start in about half the time. Chunks sit in dist/ itself so
-  // paths relative to the bundle (dist/proto/csi.proto) hold for them too; their names carry a
-  // content hash, so a rebuild never changes a chunk a running daemon still has to load.
-  { in: 'cli/berth.ts', out: 'dist/berth.js', packages: 'external', split: true },
+  // import. Chunks sit in dist/ itself so paths relative to the bundle (dist/proto/csi.proto,
+  // dist/locales) hold for them too; their names carry a content hash, so a rebuild never
+  // changes a chunk a running daemon still has to load.
+  { in: 'cli/berth.ts', out: 'dist/berth.js', external: daemonPackages, split: true },
+  // The per-call executables use no package at all: one file each.
   { in: 'frontends/dvdcli/main.ts', out: 'dist/dvdcli.js' },
   { in: 'frontends/flexvolume/main.ts', out: 'dist/flexvolume.js' },
 ];
 
-import { existsSync } from 'node:fs';
 await Promise.all(
   entries
     .filter((e) => existsSync(e.in))
@@ -26,10 +98,12 @@ await Promise.all(
       const output = e.split
         ? { entryPoints: { [basename(e.out, '.js')]: e.in }, outdir: dirname(e.out), splitting: true, chunkNames: '[name]-[hash]' }
         : { entryPoints: [e.in], outfile: e.out };
-      await build({ ...common, ...output, banner, ...(e.packages ? { packages: e.packages } : {}) });
+      await build({ ...common, ...output, banner, external: e.external ?? [], plugins: [yargsShim, lazyUnicode] });
       await chmod(e.out, 0o755);
     }),
 );
 
 // The CSI frontend loads its proto at run time relative to the bundle (frontends/csi/proto.ts).
 await cp('frontends/csi/proto/csi.proto', 'dist/proto/csi.proto');
+// yargs' translations of its own messages (help headings, usage errors), read by locale.
+await cp('node_modules/yargs/locales', 'dist/locales', { recursive: true });

@@ -117,7 +117,7 @@ const install: CommandModule<GlobalArgs, FlexArgs> = {
     const socket = resolve(a.socket ?? process.env.BERTH_SOCKET ?? DEFAULT_ADMIN_SOCKET);
     const attach = a.attach !== false;
     const path = await installFlexDriver({ pluginDir: resolve(a['plugin-dir']), socket, source: findDriverBundle(), nodePath: process.execPath, attach });
-    printerFor(a).value(
+    (await printerFor(a)).value(
       { driver: 'berth/berth', path, socket, attach },
       `installed FlexVolume driver berth/berth at ${path} (admin socket ${socket}${attach ? '' : ', mount-only'})`,
     );
@@ -130,7 +130,7 @@ const uninstall: CommandModule<GlobalArgs, FlexArgs> = {
   builder: (y) => pluginDirOption(y),
   handler: async (a) => {
     const dir = await uninstallFlexDriver(resolve(a['plugin-dir']));
-    printerFor(a).value({ removed: dir }, `removed ${dir}`);
+    (await printerFor(a)).value({ removed: dir }, `removed ${dir}`);
   },
 };
 

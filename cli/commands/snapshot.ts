@@ -29,7 +29,7 @@ const ls: CommandModule<GlobalArgs, GlobalArgs & { volume?: string }> = {
   aliases: ['list'],
   describe: 'List snapshots',
   builder: (y) => withOptions(y, { volume: { type: 'string', describe: 'only snapshots of this volume (name or id)' } }),
-  handler: async (a) => printerFor(a).list(await clientFor(a).listSnapshots(a.volume ? { volume: a.volume } : {}), COLUMNS),
+  handler: async (a) => (await printerFor(a)).list(await clientFor(a).listSnapshots(a.volume ? { volume: a.volume } : {}), COLUMNS),
 };
 
 const create: CommandModule<GlobalArgs, GlobalArgs & { volume: string; name: string }> = {
@@ -40,14 +40,14 @@ const create: CommandModule<GlobalArgs, GlobalArgs & { volume: string; name: str
       .positional('name', { type: 'string', demandOption: true, describe: "snapshot name: letters, digits, '_', '.', '-'" }),
   handler: async (a) => {
     // A loop or dir snapshot is a copy of the volume: show its progress like a restore's.
-    const progress = createCopyProgress({ output: a.output, label: 'snapshotting' });
+    const progress = await createCopyProgress({ output: a.output, label: 'snapshotting' });
     let snap;
     try {
       snap = await clientFor(a).createSnapshot({ name: a.name, volume: a.volume }, progress.onProgress ? { onProgress: progress.onProgress } : {});
     } finally {
       progress.stop();
     }
-    printerFor(a).item(snap, FIELDS);
+    (await printerFor(a)).item(snap, FIELDS);
   },
 };
 
@@ -55,7 +55,7 @@ const inspect: CommandModule<GlobalArgs, Ref> = {
   command: 'inspect <ref>',
   describe: 'Show one snapshot',
   builder: (y) => refPositional(y, 'ref', 'snapshot name or id'),
-  handler: async (a) => printerFor(a).item(await clientFor(a).inspectSnapshot(a.ref), FIELDS),
+  handler: async (a) => (await printerFor(a)).item(await clientFor(a).inspectSnapshot(a.ref), FIELDS),
 };
 
 const rm: CommandModule<GlobalArgs, Ref> = {
@@ -65,7 +65,7 @@ const rm: CommandModule<GlobalArgs, Ref> = {
   builder: (y) => refPositional(y, 'ref', 'snapshot name or id'),
   handler: async (a) => {
     await clientFor(a).deleteSnapshot(a.ref);
-    printerFor(a).value({ removed: a.ref }, `removed ${a.ref}`);
+    (await printerFor(a)).value({ removed: a.ref }, `removed ${a.ref}`);
   },
 };
 

@@ -29,7 +29,7 @@ const ls: CommandModule<GlobalArgs, GlobalArgs & { backend?: string; label?: str
   handler: async (a) => {
     const labels = parsePairs(a.label, 'label');
     const vols = await clientFor(a).listVolumes({ ...(a.backend ? { backend: a.backend } : {}), labels });
-    printerFor(a).list(vols, VOLUME_COLUMNS);
+    (await printerFor(a)).list(vols, VOLUME_COLUMNS);
   },
 };
 
@@ -79,7 +79,7 @@ const create: CommandModule<GlobalArgs, CreateArgs> = {
     // Only a restore or a clone copies data; a progress display is shown for those alone.
     const copying = a['from-snapshot'] !== undefined || a['from-volume'] !== undefined;
     const progress = copying
-      ? createCopyProgress({ output: a.output, label: a['from-snapshot'] !== undefined ? 'restoring' : 'cloning' })
+      ? await createCopyProgress({ output: a.output, label: a['from-snapshot'] !== undefined ? 'restoring' : 'cloning' })
       : null;
     let vol;
     try {
@@ -87,7 +87,7 @@ const create: CommandModule<GlobalArgs, CreateArgs> = {
     } finally {
       progress?.stop();
     }
-    printerFor(a).item(vol, VOLUME_FIELDS);
+    (await printerFor(a)).item(vol, VOLUME_FIELDS);
   },
 };
 
@@ -95,7 +95,7 @@ const inspect: CommandModule<GlobalArgs, Ref> = {
   command: 'inspect <ref>',
   describe: 'Show one volume',
   builder: ref,
-  handler: async (a) => printerFor(a).item(await clientFor(a).inspectVolume(a.ref), VOLUME_FIELDS),
+  handler: async (a) => (await printerFor(a)).item(await clientFor(a).inspectVolume(a.ref), VOLUME_FIELDS),
 };
 
 const rm: CommandModule<GlobalArgs, Ref & { force?: boolean }> = {
@@ -105,7 +105,7 @@ const rm: CommandModule<GlobalArgs, Ref & { force?: boolean }> = {
   builder: (y) => withOptions(ref(y), { force: { alias: 'f', type: 'boolean', describe: 'unmount every reference and detach first' } }),
   handler: async (a) => {
     await clientFor(a).removeVolume(a.ref, { force: a.force ?? false });
-    printerFor(a).value({ removed: a.ref }, `removed ${a.ref}`);
+    (await printerFor(a)).value({ removed: a.ref }, `removed ${a.ref}`);
   },
 };
 
@@ -119,7 +119,7 @@ const attach: CommandModule<GlobalArgs, Ref & { node?: string; 'read-only'?: boo
     }),
   handler: async (a) => {
     const v = await clientFor(a).attach(a.ref, { ...(a.node ? { node: a.node } : {}), ...(a['read-only'] ? { readOnly: true } : {}) });
-    printerFor(a).item(v, VOLUME_FIELDS);
+    (await printerFor(a)).item(v, VOLUME_FIELDS);
   },
 };
 
@@ -127,7 +127,7 @@ const detach: CommandModule<GlobalArgs, Ref & { node?: string }> = {
   command: 'detach <ref>',
   describe: 'Detach the volume from a node',
   builder: (y) => withOptions(ref(y), { node: { type: 'string', describe: "node id (default: the daemon's nodeId)" } }),
-  handler: async (a) => printerFor(a).item(await clientFor(a).detach(a.ref, a.node ? { node: a.node } : {}), VOLUME_FIELDS),
+  handler: async (a) => (await printerFor(a)).item(await clientFor(a).detach(a.ref, a.node ? { node: a.node } : {}), VOLUME_FIELDS),
 };
 
 const mount: CommandModule<GlobalArgs, Ref & { consumer: string; target?: string; 'read-only'?: boolean }> = {
@@ -145,7 +145,7 @@ const mount: CommandModule<GlobalArgs, Ref & { consumer: string; target?: string
       ...(a.target ? { target: a.target } : {}),
       ...(a['read-only'] ? { readOnly: true } : {}),
     });
-    printerFor(a).value(res, res.path);
+    (await printerFor(a)).value(res, res.path);
   },
 };
 
@@ -156,7 +156,7 @@ const unmount: CommandModule<GlobalArgs, Ref & { consumer: string }> = {
   builder: (y) => withOptions(ref(y), { consumer: { type: 'string', default: CLI_CONSUMER, describe: 'the reference to drop (as given to mount)' } }),
   handler: async (a) => {
     const v = await clientFor(a).unmount(a.ref, { consumer: a.consumer });
-    printerFor(a).value(v, `${v.name}: ${v.mounts.length} mount reference(s) left`);
+    (await printerFor(a)).value(v, `${v.name}: ${v.mounts.length} mount reference(s) left`);
   },
 };
 
@@ -166,7 +166,7 @@ const path: CommandModule<GlobalArgs, Ref> = {
   builder: ref,
   handler: async (a) => {
     const p = await clientFor(a).path(a.ref);
-    printerFor(a).value({ path: p }, p ?? '');
+    (await printerFor(a)).value({ path: p }, p ?? '');
     if (p === null) process.exitCode = 1;
   },
 };
@@ -177,7 +177,7 @@ const expand: CommandModule<GlobalArgs, Ref & { size: string }> = {
   builder: (y) => ref(y).positional('size', { type: 'string', demandOption: true, describe: 'the new size: 2GiB, 10G, bytes' }),
   handler: async (a) => {
     const res = await clientFor(a).expand(a.ref, a.size);
-    printerFor(a).item(res.volume, [
+    (await printerFor(a)).item(res.volume, [
       ...VOLUME_FIELDS.slice(0, 4),
       ['Filesystem growth', () => (res.pendingFsGrowth ? 'at next mount' : 'done')],
     ]);
@@ -190,7 +190,7 @@ const stats: CommandModule<GlobalArgs, Ref> = {
   builder: ref,
   handler: async (a) => {
     const s = await clientFor(a).stats(a.ref);
-    printerFor(a).item(s, [
+    (await printerFor(a)).item(s, [
       ['Total', (x) => `${humanBytes(x.totalBytes)} (${x.totalBytes} bytes)`],
       ['Used', (x) => `${humanBytes(x.usedBytes)} (${x.usedBytes} bytes)`],
       ['Available', (x) => `${humanBytes(x.availableBytes)} (${x.availableBytes} bytes)`],
