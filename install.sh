@@ -104,7 +104,7 @@ EOF
   mv -f "$1.tmp" "$1"
 }
 install_launcher "$LAUNCHER" berth.js
-install_launcher /usr/local/bin/dvdcli dvdcli.js
+install_launcher /usr/local/bin/dvdcli dvdcli.cjs
 
 # 4. Start the daemon: systemd when it is PID 1, else a background process with a pid file.
 #    Nothing is written to /etc except the unit, and only when absent.

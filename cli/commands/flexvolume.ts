@@ -28,7 +28,7 @@ export interface InstallOptions {
   readonly pluginDir: string;
   /** Admin socket the driver talks to (absolute). */
   readonly socket: string;
-  /** The bundled driver (dist/flexvolume.js). */
+  /** The bundled driver (dist/flexvolume.cjs). */
   readonly source: string;
   /** Node binary for the driver's #! line: kubelet's PATH may not contain node. */
   readonly nodePath: string;
@@ -38,7 +38,7 @@ export interface InstallOptions {
 
 /** Where the bundled driver is: next to dist/berth.js, or dist/ of the source tree under tsx. */
 export function findDriverBundle(): string {
-  const candidates = [new URL('./flexvolume.js', import.meta.url), new URL('../../dist/flexvolume.js', import.meta.url)].map((u) => fileURLToPath(u));
+  const candidates = [new URL('./flexvolume.cjs', import.meta.url), new URL('../../dist/flexvolume.cjs', import.meta.url)].map((u) => fileURLToPath(u));
   const found = candidates.find((p) => existsSync(p));
   if (!found) throw failedPrecondition(`the FlexVolume driver bundle is missing (looked for ${candidates.join(', ')}); run npm run build`);
   return found;

@@ -29,7 +29,7 @@ export async function run(): Promise<BenchResult[]> {
     const installed = await runBerth(['--socket', d.socket, 'flexvolume', 'install', '--plugin-dir', pluginDir]);
     if (installed.code !== 0) throw new Error(`flexvolume install failed: ${installed.stderr}`);
     const flex = join(pluginDir, 'berth~berth', 'berth');
-    const dvdcli = join(REPO_ROOT, 'dist', 'dvdcli.js');
+    const dvdcli = join(REPO_ROOT, 'dist', 'dvdcli.cjs');
     await d.client.createVolume({ name: 'bench-exec' });
     await d.client.mount('bench-exec', { consumer: 'bench' });
     const J = goJson({ 'kubernetes.io/fsType': '', 'kubernetes.io/pvOrVolumeName': 'bench-exec', 'kubernetes.io/readwrite': 'rw' });

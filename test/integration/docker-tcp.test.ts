@@ -94,7 +94,7 @@ describe('Docker volume plugin over TCP, announced by a spec file', () => {
     const env = await setup('dvdcli');
     mkdirSync(env.root.path('bin'));
     const dvdcli = env.root.path('bin', 'dvdcli');
-    symlinkSync(join(REPO_ROOT, 'dist', 'dvdcli.js'), dvdcli);
+    symlinkSync(join(REPO_ROOT, 'dist', 'dvdcli.cjs'), dvdcli);
     const name = uniqueName('mesos-tcp');
     const args = (cmd: string) => [cmd, `--volumedriver=${env.driver}`, `--volumename=${name}`];
 

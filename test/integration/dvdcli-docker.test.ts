@@ -33,7 +33,7 @@ describe('dvdcli and a real Docker engine on one daemon', () => {
     );
     mkdirSync(root.path('bin'));
     const dvdcli = root.path('bin', 'dvdcli');
-    symlinkSync(join(REPO_ROOT, 'dist', 'dvdcli.js'), dvdcli);
+    symlinkSync(join(REPO_ROOT, 'dist', 'dvdcli.cjs'), dvdcli);
     const name = uniqueName('mesos');
     const args = (cmd: string) => [cmd, `--volumedriver=${driver}`, `--volumename=${name}`];
 

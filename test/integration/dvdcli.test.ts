@@ -22,7 +22,7 @@ const uniq = (p: string) => `${p}-${randomBytes(4).toString('hex')}`;
 function installDvdcli(root: TmpRoot): string {
   const bin = root.path('bin');
   mkdirSync(bin, { recursive: true });
-  symlinkSync(join(REPO_ROOT, 'dist', 'dvdcli.js'), join(bin, 'dvdcli'));
+  symlinkSync(join(REPO_ROOT, 'dist', 'dvdcli.cjs'), join(bin, 'dvdcli'));
   return join(bin, 'dvdcli');
 }
 
