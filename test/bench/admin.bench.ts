@@ -6,9 +6,11 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createTmpRoot } from '../helpers/tmp-root.js';
 import { startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { sample, summarize, type BenchResult } from './stats.js';
+import { sample, summarize, type BenchResult, OS_COMMAND_ENV } from './stats.js';
 
-const sh = promisify(execFile);
+const execFileP = promisify(execFile);
+/** A raw reference command, in the environment berth's OS module would give it. */
+const sh = (cmd: string, args: readonly string[]) => execFileP(cmd, args, { env: OS_COMMAND_ENV });
 const GROUP = 'admin API (real daemon, unix socket)';
 
 async function backendOps(d: TestDaemon, backend: 'local' | 'loop', n: number, label: string): Promise<BenchResult[]> {

@@ -14,9 +14,11 @@ import { createExec } from '../../core/os/exec.js';
 import { createDirBackend } from '../../backends/dir/dir.js';
 import { createLoopBackend } from '../../backends/loop/loop.js';
 import { sweepRoot } from '../helpers/cleanup.js';
-import { summarize, type BenchResult } from './stats.js';
+import { summarize, type BenchResult, OS_COMMAND_ENV } from './stats.js';
 
-const sh = promisify(execFile);
+const execFileP = promisify(execFile);
+/** A raw reference command, in the environment berth's OS module would give it. */
+const sh = (cmd: string, args: readonly string[]) => execFileP(cmd, args, { env: OS_COMMAND_ENV });
 const GROUP = 'backends (raw OS vs backend)';
 const N = 20;
 const SIZE = 64 * 1024 * 1024;

@@ -10,9 +10,11 @@ import { createSilentLogger } from '../../core/log.js';
 import { createExec } from '../../core/os/exec.js';
 import { createBtrfsBackend } from '../../backends/btrfs/btrfs.js';
 import { makeBtrfsPool, writeMiB } from '../helpers/btrfs-pool.js';
-import { sample, summarize, type BenchResult } from './stats.js';
+import { sample, summarize, type BenchResult, OS_COMMAND_ENV } from './stats.js';
 
-const sh = promisify(execFile);
+const execFileP = promisify(execFile);
+/** A raw reference command, in the environment berth's OS module would give it. */
+const sh = (cmd: string, args: readonly string[]) => execFileP(cmd, args, { env: OS_COMMAND_ENV });
 const MiB = 1024 * 1024;
 const DATA_MIB = 64;
 const N = 20;

@@ -1,6 +1,7 @@
 // `npm run bench`: runs every test/bench/*.bench.ts (each exports `run(): Promise<BenchResult[]>`),
 // prints the results and records them, with the machine and the date, in docs/benchmarks.md
-// between the RESULTS markers. A single group: `npm run bench -- csi`.
+// between the RESULTS markers. Some files only: `npm run bench -- exec csi`; their groups replace
+// the same groups in docs/benchmarks.md, marked with their own date, and the rest stays as it was.
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, release } from 'node:os';
 import { execFileSync } from 'node:child_process';
@@ -27,18 +28,35 @@ function machine(): string {
   return `${cpus().length} x ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${os}, kernel ${release()}, Node ${process.version}${docker}`;
 }
 
-function render(results: BenchResult[], started: Date): string {
-  const lines = [`Run: ${started.toISOString()} on ${machine()}.`, ''];
-  const groups = [...new Set(results.map((r) => r.group))];
-  for (const g of groups) {
-    lines.push(`### ${g}`, '', '| measurement | n | ops/s | p50 ms | p99 ms | ratio | note |', '|---|---:|---:|---:|---:|---|---|');
-    for (const r of results.filter((x) => x.group === g)) {
-      const ratio = r.ratio ? `${r.ratio.value.toFixed(2)}x ${r.ratio.reference}` : '';
-      lines.push(`| ${r.name} | ${r.n} | ${fmt(r.opsPerSec, 1)} | ${fmt(r.p50Ms)} | ${fmt(r.p99Ms)} | ${ratio} | ${r.note ?? ''} |`);
-    }
-    lines.push('');
+function renderGroup(g: string, results: BenchResult[], remeasured?: string): string {
+  const lines = [`### ${g}`, ''];
+  if (remeasured) lines.push(remeasured, '');
+  lines.push('| measurement | n | ops/s | p50 ms | p99 ms | ratio | note |', '|---|---:|---:|---:|---:|---|---|');
+  for (const r of results.filter((x) => x.group === g)) {
+    const ratio = r.ratio ? `${r.ratio.value.toFixed(2)}x ${r.ratio.reference}` : '';
+    lines.push(`| ${r.name} | ${r.n} | ${fmt(r.opsPerSec, 1)} | ${fmt(r.p50Ms)} | ${fmt(r.p99Ms)} | ${ratio} | ${r.note ?? ''} |`);
   }
+  lines.push('');
   return lines.join('\n');
+}
+
+/**
+ * The recorded results with the groups of a partial run replaced (or added at the end), each
+ * marked with its own date and machine; every other group keeps the full run's numbers.
+ */
+function merge(recorded: string, results: BenchResult[], started: Date): string {
+  const [head, ...sections] = recorded.split(/\n(?=### )/);
+  const titleOf = (section: string) => section.slice(4, section.indexOf('\n')).trim();
+  const note = `Re-measured on its own at ${started.toISOString()} on ${machine()}; the other groups are from the run above.`;
+  const fresh = new Map([...new Set(results.map((r) => r.group))].map((g) => [g, renderGroup(g, results, note)]));
+  const merged = sections.map((sec) => fresh.get(titleOf(sec)) ?? sec);
+  for (const [g, text] of fresh) if (!sections.some((sec) => titleOf(sec) === g)) merged.push(text);
+  return [head, ...merged].join('\n').replace(/\n*$/, '\n\n');
+}
+
+function render(results: BenchResult[], started: Date): string {
+  const groups = [...new Set(results.map((r) => r.group))];
+  return [`Run: ${started.toISOString()} on ${machine()}.`, '', ...groups.map((g) => renderGroup(g, results))].join('\n');
 }
 
 const started = new Date();
@@ -69,5 +87,9 @@ const tail = rest?.split(END)[1] ?? '\n';
 if (only.length === 0 && results.length > 0) {
   writeFileSync(docPath, `${head}${BEGIN}\n${render(results, started)}\n${END}${tail}`);
   process.stderr.write(`bench: results written to docs/benchmarks.md\n`);
+} else if (results.length > 0 && rest !== undefined) {
+  const recorded = rest.split(END)[0]!.replace(/^\n/, '');
+  writeFileSync(docPath, `${head}${BEGIN}\n${merge(recorded, results, started)}${END}${tail}`);
+  process.stderr.write(`bench: the groups measured replace theirs in docs/benchmarks.md\n`);
 }
 process.exit(failed ? 1 : 0);

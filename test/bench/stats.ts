@@ -1,5 +1,11 @@
 /** Shared shapes and arithmetic for `npm run bench` (benchmarks, not tests). */
 
+/**
+ * The environment raw reference commands run with: the one berth's OS module gives the same
+ * commands (core/os/exec.ts), not the bench process' own (a UTF-8 locale, NODE_EXTRA_CA_CERTS...).
+ */
+export const OS_COMMAND_ENV: Readonly<Record<string, string>> = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' };
+
 export interface BenchResult {
   /** Section in docs/benchmarks.md, e.g. "admin API", "docker", "csi", "exec". */
   readonly group: string;
