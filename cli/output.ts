@@ -37,7 +37,8 @@ export async function createPrinter(format: OutputFormat, out: (text: string) =>
       value: (_value, text) => out(`${text}\n`),
     };
   }
-  const render = format === 'json' ? (v: unknown) => `${JSON.stringify(v, null, 2)}\n` : (await import('yaml')).stringify;
+  // yaml is CommonJS: its module.exports is `default`, under Node and in esbuild's chunks alike.
+  const render = format === 'json' ? (v: unknown) => `${JSON.stringify(v, null, 2)}\n` : ((await import('yaml')) as unknown as { default: typeof import('yaml') }).default.stringify;
   const structured = (v: unknown) => out(render(v));
   return { list: structured, item: structured, value: structured };
 }

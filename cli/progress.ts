@@ -25,7 +25,8 @@ export async function createCopyProgress(o: { output: OutputFormat; label: strin
   const stream = o.stream ?? process.stderr;
   if (o.output !== 'table') return { onProgress: undefined, stop() {} };
   if (!stream.isTTY) return lineProgress(o.label, stream);
-  const { SingleBar } = await import('cli-progress');
+  // cli-progress is CommonJS: its module.exports is `default`, under Node and in esbuild's chunks alike.
+  const { SingleBar } = ((await import('cli-progress')) as unknown as { default: typeof import('cli-progress') }).default;
   return barProgress(o.label, stream, SingleBar);
 }
 
