@@ -66,6 +66,14 @@ const lazyUnicode = {
   setup(b) {
     b.onLoad({ filter: /[\\/]string-width[\\/]index\.js$/ }, async (args) => {
       const text = await readFile(args.path, 'utf8');
+      // string-width 4 (cli-table3's) has no Unicode data to defer, but runs the whole emoji
+      // regexp over every cell: printable ASCII is measured by its length instead, as its own
+      // algorithm would (no escape, emoji or wide character can be in it).
+      const scan = "\tstring = stripAnsi(string);\n";
+      if (text.includes("string = string.replace(emojiRegex(), '  ');")) {
+        if (!text.includes(scan)) throw new Error(`build: ${args.path} changed; cannot add its ASCII fast path`);
+        return { contents: text.replace(scan, `\tif (/^[\\x20-\\x7E]*$/.test(string)) {\n\t\treturn string.length;\n\t}\n\n${scan}`), loader: 'js' };
+      }
       let lazy = text
         .replace(/^const (\w+) = (new Intl\.Segmenter\(\));$/m, 'const $1 = berthLazy(() => $2);')
         .replace(/^const (\w+) = (\/.*\\p\{.*\/[a-z]*);$/gm, 'const $1 = berthLazy(() => $2);');
