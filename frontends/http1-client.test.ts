@@ -169,7 +169,7 @@ describe('http1Request', () => {
     try {
       const { port } = server.address() as { port: number };
       const res = await http1Request({ host: '127.0.0.1', port }, { method: 'GET', path: '/' });
-      expect(await res.text()).toBe('127.0.0.1');
+      expect(await res.text()).toBe(`127.0.0.1:${port}`);
     } finally {
       await new Promise((r) => server.close(r));
     }

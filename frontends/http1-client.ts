@@ -83,7 +83,8 @@ async function open(target: Http1Target): Promise<Socket> {
 export async function http1Request(target: Http1Target, req: Http1Request): Promise<Http1Response> {
   checkToken('method', req.method);
   checkToken('path', req.path);
-  const host = 'socketPath' in target ? 'localhost' : target.host.includes(':') ? `[${target.host}]` : target.host;
+  // As node:http sends it: the port unless it is the scheme's default.
+  const host = 'socketPath' in target ? 'localhost' : `${target.host.includes(':') ? `[${target.host}]` : target.host}${target.port === (target.tls ? 443 : 80) ? '' : `:${target.port}`}`;
   let head = `${req.method} ${req.path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n`;
   for (const [name, value] of Object.entries(req.headers ?? {})) {
     const lower = name.toLowerCase();
