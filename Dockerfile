@@ -55,8 +55,8 @@ COPY --from=build /src/package.json /opt/berth/package.json
 COPY --from=build /src/node_modules /opt/berth/node_modules
 COPY --from=build /src/dist /opt/berth/dist
 RUN ln -s /opt/berth/dist/berth.js /usr/local/bin/berth \
- && ln -s /opt/berth/dist/dvdcli.js /usr/local/bin/dvdcli \
- && ln -s /opt/berth/dist/flexvolume.js /usr/local/bin/berth-flexvolume \
+ && ln -s /opt/berth/dist/dvdcli.cjs /usr/local/bin/dvdcli \
+ && ln -s /opt/berth/dist/flexvolume.cjs /usr/local/bin/berth-flexvolume \
  && node --version && berth version
 ENV NODE_ENV=production
 ENTRYPOINT ["/usr/local/bin/node", "/opt/berth/dist/berth.js"]

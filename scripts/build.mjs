@@ -108,15 +108,16 @@ const entries = [
   // The per-call executables use no package at all: one CommonJS file each. CommonJS because
   // Node's ESM loader costs a fifth of a bare `node -e 0` more, and because the FlexVolume
   // driver is installed without an extension or a package.json, where Node would first try
-  // to parse ESM source as CommonJS. import.meta.url becomes the file's URL.
+  // to parse ESM source as CommonJS. import.meta.url becomes the file's URL (one file: the image
+  // build copies scripts/build.mjs alone).
   ...['dvdcli', 'flexvolume'].map((name) => ({
     in: `frontends/${name}/main.ts`,
     out: `dist/${name}.cjs`,
     options: {
       format: 'cjs',
-      define: { 'import.meta.url': 'importMetaUrl' },
-      inject: ['scripts/cjs-import-meta-url.mjs'],
-      banner: { js: shebang },
+      // The banner's "use strict" keeps the file strict: esbuild's own comes after the banner.
+      define: { 'import.meta.url': '__berthImportMetaUrl' },
+      banner: { js: `${shebang}\n"use strict";\nvar __berthImportMetaUrl = require("node:url").pathToFileURL(__filename).href;` },
     },
   })),
 ];
