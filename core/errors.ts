@@ -15,6 +15,7 @@ export const ERROR_KINDS = [
   'Unsupported', // the backend or frontend cannot do this at all
   'OutOfRange', // a size or count is outside what the backend can deliver
   'ResourceExhausted', // no room: a full pool, filesystem or state root (ENOSPC, SQLITE_FULL), no free loop device
+  'Unavailable', // a service berth depends on cannot be reached now (the cluster catalog); retry later
   'Internal', // a bug or an unexpected OS failure; logged with its stack
 ] as const;
 
@@ -120,4 +121,5 @@ export const unsupported = (message: string) => new BerthError('Unsupported', me
 export const outOfRange = (field: string, message: string) =>
   new BerthError('OutOfRange', `${field}: ${message}`, { field });
 export const resourceExhausted = (message: string) => new BerthError('ResourceExhausted', message);
+export const unavailable = (message: string, cause?: unknown) => new BerthError('Unavailable', message, { cause });
 export const internal = (message: string, cause?: unknown) => new BerthError('Internal', message, { cause });

@@ -12,7 +12,7 @@ export interface ErrorBody {
 }
 
 /** HTTP status for each kind; the `never` check makes a new kind a build error here. */
-export function httpStatus(kind: ErrorKind): 400 | 404 | 409 | 416 | 423 | 500 | 501 | 507 {
+export function httpStatus(kind: ErrorKind): 400 | 404 | 409 | 416 | 423 | 500 | 501 | 503 | 507 {
   switch (kind) {
     case 'NotFound':
       return 404;
@@ -32,6 +32,8 @@ export function httpStatus(kind: ErrorKind): 400 | 404 | 409 | 416 | 423 | 500 |
       return 416;
     case 'ResourceExhausted':
       return 507;
+    case 'Unavailable':
+      return 503;
     case 'Internal':
       return 500;
     default: {
@@ -68,6 +70,8 @@ export function kindForStatus(status: number): ErrorKind {
       return 'Unsupported';
     case 507:
       return 'ResourceExhausted';
+    case 503:
+      return 'Unavailable';
     default:
       return 'Internal';
   }

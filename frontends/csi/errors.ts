@@ -42,6 +42,8 @@ export function codeForKind(kind: ErrorKind): status {
       return status.OUT_OF_RANGE;
     case 'ResourceExhausted':
       return status.RESOURCE_EXHAUSTED;
+    case 'Unavailable': // the CO retries with backoff
+      return status.UNAVAILABLE;
     case 'Internal':
       return status.INTERNAL;
     default: {

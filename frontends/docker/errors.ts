@@ -31,6 +31,8 @@ export function dockerErrorMessage(err: BerthError): string {
       return `out of range: ${msg}`;
     case 'ResourceExhausted':
       return `no room: ${msg}`;
+    case 'Unavailable':
+      return `unavailable: ${msg} (try again once it is back)`;
     case 'Internal':
       return `internal error: ${msg} (see the berth daemon log)`;
     default: {

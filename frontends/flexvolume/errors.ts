@@ -52,6 +52,8 @@ function hintFor(kind: ErrorKind): string {
       return 'size out of range';
     case 'ResourceExhausted':
       return 'backend out of space or devices';
+    case 'Unavailable':
+      return 'the cluster catalog is unavailable, will retry';
     case 'Internal':
       return 'internal error (see the berth daemon log)';
     default: {

@@ -1,0 +1,110 @@
+/**
+ * The embedded catalog: the cluster facts in the node's own SQLite file, next to the node
+ * facts, for single-node berth (the default). A commit and the node-local writes of the same
+ * step are one SQLite transaction, as before the catalog existed; reads are the store's
+ * in-memory volume table. The lock is an in-process FIFO per key (the only writer is this
+ * process), so it costs a Map lookup and cannot be lost; fresh() has nothing to catch up with.
+ */
+import { alreadyExists, internal } from '../errors.js';
+import { KeyedMutex } from '../locks.js';
+import type { Store, VolumeRow } from '../store/store.js';
+import type {
+  AttachmentRecord, Catalog, CatalogLock, CatalogWriter, CommitOptions, LockOptions, SnapshotRecord, VolumeFilter, VolumeRecord,
+} from './catalog.js';
+
+/** The catalog fields of a store row (the row also carries node-local state until it moves). */
+const toRecord = ({ path: _path, ...r }: VolumeRow): VolumeRecord => r;
+
+export class SqliteCatalog implements Catalog {
+  readonly mode = 'embedded' as const;
+  readonly #store: Store;
+  readonly #locks = new KeyedMutex(0);
+
+  constructor(store: Store) {
+    this.#store = store;
+  }
+
+  getVolume(id: string): VolumeRecord | null {
+    const r = this.#store.getVolume(id);
+    return r ? toRecord(r) : null;
+  }
+  getVolumeByName(name: string): VolumeRecord | null {
+    const r = this.#store.getVolumeByName(name);
+    return r ? toRecord(r) : null;
+  }
+  listVolumes(filter?: VolumeFilter): VolumeRecord[] {
+    return this.#store.listVolumes(filter).map(toRecord);
+  }
+  countVolumes(): number {
+    return this.#store.countVolumes();
+  }
+  listAttachments(volumeId?: string): AttachmentRecord[] {
+    const rows = this.#store.listAttachments(volumeId);
+    return volumeId === undefined ? rows : rows.sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+  }
+  getSnapshot(id: string): SnapshotRecord | null {
+    return this.#store.getSnapshot(id);
+  }
+  getSnapshotByName(name: string): SnapshotRecord | null {
+    return this.#store.getSnapshotByName(name);
+  }
+  listSnapshots(filter?: { volumeId?: string }): SnapshotRecord[] {
+    return this.#store.listSnapshots(filter);
+  }
+
+  fresh(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  async lock(key: string, opts: LockOptions): Promise<CatalogLock> {
+    const release = await this.#locks.acquire(key, { wait: opts.waitMs > 0, waitMs: opts.waitMs });
+    let released = false;
+    return {
+      key,
+      release: () => {
+        if (!released) {
+          released = true;
+          release();
+        }
+        return Promise.resolve();
+      },
+    };
+  }
+
+  commit(fn: (w: CatalogWriter) => void, opts: CommitOptions = {}): Promise<void> {
+    const s = this.#store;
+    const w: CatalogWriter = {
+      createVolume: (r) => {
+        if (s.getVolumeByName(r.name)) throw alreadyExists(`volume "${r.name}" already exists`);
+        if (s.getVolume(r.id)) throw internal(`catalog: volume id ${r.id} is taken`);
+        s.insertVolume({ ...r, path: null });
+      },
+      patchVolume: (id, patch) => {
+        if (!s.getVolume(id)) throw internal(`catalog: no volume ${id} to change`);
+        s.updateVolume(id, patch);
+      },
+      deleteVolume: (id) => s.deleteVolume(id),
+      putAttachment: (a) => s.putAttachment(a),
+      deleteAttachment: (volumeId, node) => s.deleteAttachment(volumeId, node),
+      createSnapshot: (r) => {
+        if (s.getSnapshotByName(r.name)) throw alreadyExists(`snapshot "${r.name}" already exists`);
+        s.insertSnapshot(r);
+      },
+      setSnapshotStatus: (id, status) => s.setSnapshotStatus(id, status),
+      deleteSnapshot: (id) => s.deleteSnapshot(id),
+    };
+    try {
+      s.tx(() => {
+        fn(w);
+        opts.local?.();
+      }, { durable: opts.durable !== false });
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
