@@ -45,6 +45,14 @@ export const ENV_VARS = {
   BERTH_DOCKER_TLS_CLIENT_CERT: 'docker.tls.clientCert',
   BERTH_DOCKER_TLS_CLIENT_KEY: 'docker.tls.clientKey',
   BERTH_DOCKER_SPEC_DIR: 'docker.specDir',
+  BERTH_ETCD_ENDPOINTS: 'cluster.etcd.endpoints',
+  BERTH_ETCD_PREFIX: 'cluster.etcd.prefix',
+  BERTH_ETCD_CA: 'cluster.etcd.tls.ca',
+  BERTH_ETCD_CERT: 'cluster.etcd.tls.cert',
+  BERTH_ETCD_KEY: 'cluster.etcd.tls.key',
+  BERTH_ETCD_TIMEOUT_MS: 'cluster.etcd.timeoutMs',
+  BERTH_LEASE_TTL_MS: 'cluster.leaseTtlMs',
+  BERTH_SELF_FENCE_MS: 'cluster.selfFenceMs',
   BERTH_CSI_ENABLED: 'csi.enabled',
   BERTH_CSI_ENDPOINT: 'csi.endpoint',
   BERTH_CSI_MODE: 'csi.mode',
@@ -70,6 +78,9 @@ export interface ConfigFlags {
   readonly dockerTcp?: string;
   readonly csiEnabled?: boolean;
   readonly csiEndpoint?: string;
+  /** Comma-separated etcd endpoints (cluster mode). TLS files only come from the file or the environment. */
+  readonly etcdEndpoints?: string;
+  readonly etcdPrefix?: string;
 }
 
 const FLAG_KEYS: Record<keyof ConfigFlags, string> = {
@@ -84,12 +95,15 @@ const FLAG_KEYS: Record<keyof ConfigFlags, string> = {
   dockerTcp: 'docker.tcp',
   csiEnabled: 'csi.enabled',
   csiEndpoint: 'csi.endpoint',
+  etcdEndpoints: 'cluster.etcd.endpoints',
+  etcdPrefix: 'cluster.etcd.prefix',
 };
 
 /** Keys whose values are filesystem paths (resolved to absolute paths). */
 const PATH_KEYS = new Set([
   'stateRoot', 'admin.socket', 'docker.socket', 'docker.specDir', 'csi.endpoint',
   'docker.tls.ca', 'docker.tls.cert', 'docker.tls.key', 'docker.tls.clientCert', 'docker.tls.clientKey',
+  'cluster.etcd.tls.ca', 'cluster.etcd.tls.cert', 'cluster.etcd.tls.key',
 ]);
 
 /** Keys (and their variables) that existed once: naming them gets an explanation, not a guess. */
@@ -159,6 +173,16 @@ const schema = z.strictObject({
       clientKey: nonEmpty.nullable(),
     }),
     specDir: nonEmpty,
+  }),
+  cluster: z.strictObject({
+    etcd: z.strictObject({
+      endpoints: z.array(z.string().regex(/^https?:\/\/(\[[0-9A-Fa-f:.]+\]|[^\s:/[\]]+):\d{1,5}$/, 'must be "http://host:port" or "https://host:port"')).max(16),
+      prefix: z.string().regex(/^\/[A-Za-z0-9_.\-/]*\/$/, 'must start and end with "/" and use [A-Za-z0-9_.-/]'),
+      tls: z.strictObject({ ca: nonEmpty.nullable(), cert: nonEmpty.nullable(), key: nonEmpty.nullable() }),
+      timeoutMs: z.number().int().min(100).max(60_000),
+    }),
+    leaseTtlMs: z.number().int().min(2_000).max(600_000),
+    selfFenceMs: z.number().int().min(500).max(600_000),
   }),
   csi: z.strictObject({
     enabled: z.boolean(),
@@ -302,10 +326,11 @@ function coerceEnv(name: string, key: string, raw: string): unknown {
     if (!/^\d+$/.test(raw)) throw new BerthError('InvalidArgument', `${name} must be a whole number, got "${raw}"`, { field: name });
     return Number(raw);
   }
-  const nullable = key === 'admin.tcp' || key === 'admin.token' || key === 'docker.tcp' || key === 'socketGroup' || key.startsWith('docker.tls.');
+  const nullable = key === 'admin.tcp' || key === 'admin.token' || key === 'docker.tcp' || key === 'socketGroup' || key.startsWith('docker.tls.') ||
+    key.startsWith('cluster.etcd.tls.');
   if (nullable) return raw === '' ? null : raw;
-  // A colon-separated list, like PATH; empty = no entries.
-  if (Array.isArray(sample)) return raw === '' ? [] : raw.split(':');
+  // Lists: etcd endpoints are comma-separated (URLs hold colons); paths colon-separated, like PATH. Empty = no entries.
+  if (Array.isArray(sample)) return key === 'cluster.etcd.endpoints' ? listValue(raw) : raw === '' ? [] : raw.split(':');
   return raw;
 }
 
@@ -314,9 +339,14 @@ function flagLayer(flags: ConfigFlags): Json {
   for (const [flag, value] of Object.entries(flags)) {
     const key = FLAG_KEYS[flag as keyof ConfigFlags];
     if (key === undefined || value === undefined) continue;
-    setPath(out, key, value);
+    setPath(out, key, flag === 'etcdEndpoints' && typeof value === 'string' ? listValue(value) : value);
   }
   return out;
+}
+
+/** "a, b,c" -> ['a', 'b', 'c'] (empty -> []). */
+function listValue(raw: string): string[] {
+  return raw.split(',').map((s) => s.trim()).filter(Boolean);
 }
 
 /** Deep-merges one layer over the config; `backends` is replaced whole so a file can drop "local". */
@@ -366,6 +396,7 @@ function checkCrossField(c: Config): void {
     throw invalidArgument('admin.token', 'a TCP admin listener (admin.tcp) requires a bearer token (admin.token / BERTH_ADMIN_TOKEN)');
   }
   if (c.docker.enabled) checkDockerTcp(c.docker);
+  checkCluster(c.cluster);
   const sockets: Array<[string, string]> = [['admin.socket', c.admin.socket]];
   if (c.docker.enabled) sockets.push(['docker.socket', c.docker.socket]);
   if (c.csi.enabled) sockets.push(['csi.endpoint', c.csi.endpoint]);
@@ -400,6 +431,30 @@ function checkDockerTcp(d: Config['docker']): void {
   }
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(d.driverName)) {
     throw invalidArgument('docker.driverName', `"${d.driverName}" cannot name a plugin spec file (${d.specDir}/<driverName>.spec or .json); use [A-Za-z0-9_.-]`);
+  }
+}
+
+/**
+ * Cluster mode is on when endpoints are given. Self-fencing must happen before the lease can
+ * expire at etcd, with room for the fence itself; https needs the CA to check etcd's certificate,
+ * and TLS files make no sense against plain http.
+ */
+function checkCluster(c: Config['cluster']): void {
+  if (c.selfFenceMs > c.leaseTtlMs - 1_000) {
+    throw invalidArgument('cluster.selfFenceMs', `${c.selfFenceMs} must be at least 1000 ms shorter than cluster.leaseTtlMs (${c.leaseTtlMs}): a node fences itself before its lease can expire`);
+  }
+  const tls = c.etcd.tls;
+  const https = c.etcd.endpoints.filter((e) => e.startsWith('https://'));
+  if (https.length > 0 && https.length !== c.etcd.endpoints.length) {
+    throw invalidArgument('cluster.etcd.endpoints', 'mixes http:// and https:// endpoints; use one scheme for all');
+  }
+  if (https.length > 0 && tls.ca === null) throw invalidArgument('cluster.etcd.tls.ca', 'https endpoints need the CA file that signed etcd\'s certificate');
+  if (https.length === 0 && (tls.ca !== null || tls.cert !== null || tls.key !== null)) {
+    const key = tls.ca !== null ? 'ca' : tls.cert !== null ? 'cert' : 'key';
+    throw invalidArgument(`cluster.etcd.tls.${key}`, 'TLS files are set but the endpoints are plain http://; use https:// endpoints');
+  }
+  if ((tls.cert === null) !== (tls.key === null)) {
+    throw invalidArgument(tls.cert === null ? 'cluster.etcd.tls.cert' : 'cluster.etcd.tls.key', 'a client certificate needs both cert and key');
   }
 }
 

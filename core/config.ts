@@ -63,6 +63,29 @@ export interface Config {
     /** Where the spec file for the TCP listener goes; dockerd reads /etc/docker/plugins. */
     readonly specDir: string;
   };
+  /**
+   * Cluster mode: the catalog (volume names, specs, attachments, nodes) in etcd, shared by
+   * every node. Off (embedded SQLite, one node) while etcd.endpoints is empty.
+   */
+  readonly cluster: {
+    readonly etcd: {
+      /** "http://host:port" / "https://host:port"; empty = single-node mode. */
+      readonly endpoints: readonly string[];
+      /** Every key berth writes starts with it; several berth clusters can share one etcd. */
+      readonly prefix: string;
+      /** Files (never the material itself): the CA for https endpoints, and a client certificate + key. */
+      readonly tls: { readonly ca: string | null; readonly cert: string | null; readonly key: string | null };
+      /** Deadline of each etcd call: past it, the operation fails with Unavailable. */
+      readonly timeoutMs: number;
+    };
+    /** The node lease's TTL: how long a silent node keeps what it holds. */
+    readonly leaseTtlMs: number;
+    /**
+     * A node that has not renewed its lease for this long fences its exclusive volumes and
+     * refuses new mounts; shorter than leaseTtlMs, so it happens before anyone may take over.
+     */
+    readonly selfFenceMs: number;
+  };
   readonly csi: {
     readonly enabled: boolean;
     readonly endpoint: string;
@@ -124,6 +147,11 @@ export function defaultConfig(): Config {
       enabled: true, driverName: 'berth', socket: '/run/docker/plugins/berth.sock',
       tcp: null, specDir: '/etc/docker/plugins',
       tls: { ca: null, cert: null, key: null, clientCert: null, clientKey: null },
+    },
+    cluster: {
+      etcd: { endpoints: [], prefix: '/berth/', tls: { ca: null, cert: null, key: null }, timeoutMs: 2_000 },
+      leaseTtlMs: 10_000,
+      selfFenceMs: 6_000,
     },
     csi: { enabled: true, endpoint: '/run/berth/csi.sock', mode: 'both', driverName: 'csi.berth.dev', maxVolumesPerNode: 0, ephemeral: true },
     targets: { allowedPrefixes: [...DEFAULT_ALLOWED_PREFIXES] },

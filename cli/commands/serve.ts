@@ -15,6 +15,7 @@ import { withOptions, type GlobalArgs } from '../context.js';
 type ServeArgs = GlobalArgs & {
   config?: string; 'state-root'?: string; 'node-id'?: string; 'log-level'?: string; 'default-backend'?: string;
   'admin-tcp'?: string; 'docker-socket'?: string; 'docker-tcp'?: string; 'csi-endpoint'?: string; docker?: boolean; csi?: boolean;
+  'etcd-endpoints'?: string; 'etcd-prefix'?: string;
 };
 
 export const serveCommand: CommandModule<GlobalArgs, ServeArgs> = {
@@ -33,6 +34,8 @@ export const serveCommand: CommandModule<GlobalArgs, ServeArgs> = {
       'csi-endpoint': { type: 'string', describe: 'override csi.endpoint' },
       docker: { type: 'boolean', describe: 'serve the Docker volume plugin API (--no-docker to disable)' },
       csi: { type: 'boolean', describe: 'serve CSI (--no-csi to disable)' },
+      'etcd-endpoints': { type: 'string', describe: 'cluster mode: comma-separated etcd endpoints (TLS files only in the config file or BERTH_ETCD_*)' },
+      'etcd-prefix': { type: 'string', describe: 'cluster mode: key prefix in etcd (default /berth/)' },
     }),
   handler: async (a) => {
     process.exitCode = await serve(a);
@@ -43,7 +46,7 @@ async function serve(a: ServeArgs): Promise<number> {
   const flags: ConfigFlags = {
     stateRoot: a['state-root'], nodeId: a['node-id'], logLevel: a['log-level'], defaultBackend: a['default-backend'],
     socket: a.socket, adminTcp: a['admin-tcp'], dockerSocket: a['docker-socket'], dockerTcp: a['docker-tcp'], csiEndpoint: a['csi-endpoint'],
-    dockerEnabled: a.docker, csiEnabled: a.csi,
+    dockerEnabled: a.docker, csiEnabled: a.csi, etcdEndpoints: a['etcd-endpoints'], etcdPrefix: a['etcd-prefix'],
   };
   const warnings: string[] = [];
   let daemon: RunningDaemon;
