@@ -29,6 +29,22 @@ export function pathSetting(instance: string, raw: Readonly<Record<string, unkno
   return normalize(v).replace(/(.)\/$/, '$1');
 }
 
+/**
+ * `shared: true`: the instance's storage is reachable at the same path from every node (a
+ * path on NFS, CephFS or GlusterFS mounted on every node, or a SAN), so in cluster mode its
+ * volumes can be used from any node. Such an instance must name its root: a default under
+ * one node's state root is that node's alone.
+ */
+export function sharedSetting(instance: string, raw: Readonly<Record<string, unknown>>): boolean {
+  const v = raw['shared'];
+  if (v === undefined || v === null || v === false) return false;
+  if (v !== true) throw invalidArgument(settingField(instance, 'shared'), `must be true or false, got ${JSON.stringify(v)}`);
+  if (raw['root'] === undefined || raw['root'] === null) {
+    throw invalidArgument(settingField(instance, 'root'), 'a shared instance needs its root set: a path every node reaches at the same place');
+  }
+  return true;
+}
+
 /** A size setting ("1GiB", "10G" or bytes); `fallback` when absent. */
 export function sizeSetting(instance: string, raw: Readonly<Record<string, unknown>>, key: string, fallback: number): number {
   const v = raw[key];

@@ -15,6 +15,7 @@ import { serveCommand } from './commands/serve.js';
 import { snapshotCommand } from './commands/snapshot.js';
 import { statusCommand, versionCommand } from './commands/status.js';
 import { volumeCommand } from './commands/volume.js';
+import { nodeCommand } from './commands/node.js';
 import { BERTH_VERSION } from './version.js';
 
 /** The command list: add a command module here (one line) to register it. */
@@ -23,6 +24,7 @@ const COMMANDS: ReadonlyArray<CommandModule<GlobalArgs, any>> = [
   volumeCommand,
   snapshotCommand,
   backendCommand,
+  nodeCommand,
   statusCommand,
   versionCommand,
   flexvolumeCommand,

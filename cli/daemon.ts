@@ -1,12 +1,14 @@
 /**
  * The composition root: the only place the daemon's parts meet.
  *   Config -> state root claim + Store (<stateRoot>/state.db, state-root.ts) -> Exec -> backends (builtinDrivers)
+ *          -> [cluster mode: etcd session + catalog + membership (joinCluster)]
  *          -> VolumeService (reconciles before it returns) -> frontends (admin, docker, csi).
  * Everything is built here and passed down; nothing below holds module-level state.
  * Shutdown runs in reverse: frontends stop (sockets removed), the service closes, the store closes.
  */
 import {
-  createBackends, createExec, createVolumeService, tightenDirs, tightenLogFiles, withTestHolds, type Config, type CoreVolumeService, type Logger,
+  createBackends, createExec, createVolumeService, joinCluster, tightenDirs, tightenLogFiles, withTestHolds, type ClusterNode, type Config,
+  type CoreVolumeService, type Logger,
 } from '../core/index.js';
 import { builtinDrivers } from '../backends/index.js';
 import type { DaemonInfo } from '../frontends/admin/client.js';
@@ -65,13 +67,26 @@ export async function startDaemon(config: Config, o: {
       log.warn({ tightened: tightened.map((c) => `${c.path} ${c.from} -> ${c.to}`) }, 'took access to berth\'s state away from other users (left open by an older berth or a loose umask)');
     }
 
+    let cluster: ClusterNode | null = null;
+    if (config.cluster.etcd.endpoints.length > 0) {
+      const joined = await joinCluster({
+        config, log, version,
+        backends: [...built.values()].map((b) => ({ name: b.name, driver: b.driver, shared: b.capabilities.scope === 'global' })),
+      });
+      cluster = joined;
+      undo.push(() => joined.close());
+    }
+
     let service: CoreVolumeService | null = null;
     const metrics = createMetrics({ volumes: () => service?.status().volumes ?? 0 });
     service = await createVolumeService({
       config, store, backends, exec, log, version, observer: metrics.observe,
+      ...(cluster ? { catalog: cluster.catalog, cluster } : {}),
     });
     const svc = service;
     undo.push(() => svc.close());
+    // Back from an etcd outage longer than the lease: what failed meanwhile is settled now.
+    cluster?.onReconnect(() => void svc.reconcile().catch((err: unknown) => log.error({ err }, 'reconcile after reconnecting failed')));
 
     const socketGroup = config.socketGroup;
     const docker = config.docker.enabled ? createDockerFrontend({ service: svc, config: config.docker, log, socketGroup }) : null;

@@ -13,7 +13,7 @@ const roots = useTmpRoots();
 
 const vol = {
   id: 'vol-00000000000000000000000001', name: 'kept', backend: 'local', sizeBytes: 0, fsType: null, volumeMode: 'filesystem' as const,
-  accessMode: 'ReadWriteOnce' as const, labels: {}, options: {}, sourceKind: null, sourceId: null, status: 'ready' as const, createdAt: 't', path: null,
+  accessMode: 'ReadWriteOnce' as const, labels: {}, options: {}, sourceKind: null, sourceId: null, status: 'ready' as const, createdAt: 't', node: null,
 };
 
 describe('state root claim', () => {

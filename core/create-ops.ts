@@ -8,7 +8,9 @@
  * time is cleaned up right here.
  */
 import type { Backend, CreateSpec, Progress } from './backend.js';
-import { backendOf, findSnapshotRow, findVolumeRow, loadVolume, toBackendVolume, type CoreDeps } from './core-deps.js';
+import {
+  backendOf, clustered, commit, findSnapshotRow, findVolumeRow, loadVolume, requireHere, RUNTIME, toBackendVolume, type CoreDeps, type OpDeps,
+} from './core-deps.js';
 import { chooseBackend } from './backend-choice.js';
 import { alreadyExists, BerthError, failedPrecondition, inUse, invalidArgument, notFound, outOfRange } from './errors.js';
 import { releaseAll } from './mount-ops.js';
@@ -94,7 +96,7 @@ function checkSource(source: ResolvedSource, backend: Backend): void {
 }
 
 export async function createVolume(
-  d: CoreDeps,
+  d: OpDeps,
   req: CheckedCreate,
   defaultBackend: string,
   onProgress?: Progress,
@@ -102,7 +104,7 @@ export async function createVolume(
   // Order matters: every field is checked (source, backend, then the backend's own checks)
   // before the request is compared with a volume of that name, so a bad field is named
   // as such and never reported as "already exists"; nothing changes before that.
-  const found = d.store.getVolumeByName(req.name);
+  const found = d.catalog.getVolumeByName(req.name);
   // A row left 'creating'/'deleting' by a failed attempt whose cleanup failed too is not a
   // volume to compare with: it is finished (rolled back / forward) once the request is valid.
   const interrupted = found && found.status !== 'ready' && found.status !== 'error' ? found : null;
@@ -131,7 +133,7 @@ export async function createVolume(
   if (interrupted) {
     // We hold the lock, so nothing else is running on it: finish that intent before deciding.
     await finishInterrupted(d, interrupted);
-    existing = d.store.getVolumeByName(req.name);
+    existing = d.catalog.getVolumeByName(req.name);
   }
   if (existing) {
     const diff = conflicts(req, spec, existing, source ? { kind: source.kind, id: source.id } : null);
@@ -155,11 +157,13 @@ export async function createVolume(
     sourceId: source?.id ?? null,
     status: 'creating',
     createdAt: d.now(),
-    path: null,
+    // In cluster mode a volume of a backend local to its node lives here.
+    node: clustered(d) && backend.capabilities.scope === 'local' ? d.nodeId : null,
   };
+  if (source?.volume) requireHere(d, source.volume, 'copy it');
   // Nothing is made that could not be recorded as made (a full state disk).
   d.store.ensureHeadroom();
-  d.store.insertVolume(row);
+  await commit(d, (w) => w.createVolume(row));
   const bv = toBackendVolume(row);
   try {
     if (source?.snapshot) {
@@ -173,19 +177,20 @@ export async function createVolume(
   } catch (err) {
     try {
       await backend.delete(bv);
-      d.store.deleteVolume(row.id);
+      await commit(d, (w) => w.deleteVolume(row.id));
     } catch (cleanupErr) {
       // Left as 'creating': the next create of this name or the next start-up rolls it back.
       d.log.warn({ err: cleanupErr, volume: row.name }, 'create cleanup failed; left for reconcile');
     }
     throw err;
   }
-  d.store.updateVolume(row.id, { status: 'ready' });
-  return loadVolume(d, { ...row, status: 'ready' });
+  await commit(d, (w) => w.patchVolume(row.id, { status: 'ready' }));
+  return loadVolume(d, d.catalog.getVolume(row.id) ?? { ...row, status: 'ready' });
 }
 
 /** Rolls a 'creating' row back or a 'deleting' row forward (backend delete + row removal). */
-export async function finishInterrupted(d: CoreDeps, row: VolumeRow): Promise<void> {
+export async function finishInterrupted(d: OpDeps, row: VolumeRow): Promise<void> {
+  requireHere(d, row, `finish its interrupted ${row.status === 'creating' ? 'create' : 'remove'}`);
   const backend = backendOf(d, row);
   const bv = toBackendVolume(row);
   if (row.status === 'deleting') {
@@ -197,12 +202,12 @@ export async function finishInterrupted(d: CoreDeps, row: VolumeRow): Promise<vo
   }
   await backend.delete(bv);
   // The intent row being finished is durable: a lost removal is finished again next start.
-  d.store.tx(() => d.store.deleteVolume(row.id), { durable: false });
+  await commit(d, (w) => w.deleteVolume(row.id), { ...RUNTIME, local: () => d.store.deleteMountRefs(row.id) });
 }
 
-export async function removeVolume(d: CoreDeps, row: VolumeRow, force: boolean): Promise<void> {
+export async function removeVolume(d: OpDeps, row: VolumeRow, force: boolean): Promise<void> {
   const refs = d.store.listMountRefs(row.id);
-  const attachments = d.store.listAttachments(row.id);
+  const attachments = d.catalog.listAttachments(row.id);
   if (!force && (refs.length || attachments.length)) {
     const why = refs.length
       ? `mounted by ${refs.map((r) => r.consumer).join(', ')}`
@@ -210,15 +215,21 @@ export async function removeVolume(d: CoreDeps, row: VolumeRow, force: boolean):
     throw inUse(`volume "${row.name}" is ${why}; unmount/detach first or remove with force`);
   }
   if (row.status === 'creating') throw failedPrecondition(`volume "${row.name}" is still being created`);
+  requireHere(d, row, 'remove');
+  // In cluster mode another node's kernel may hold it: force cannot reach there.
+  const elsewhere = clustered(d) ? attachments.filter((a) => a.node !== d.nodeId) : [];
+  if (elsewhere.length) {
+    throw inUse(`volume "${row.name}" is ${elsewhere.some((a) => a.path !== null) ? 'mounted' : 'attached'} on node ${elsewhere.map((a) => `"${a.node}"`).join(', ')}; release it there first`);
+  }
   if (force) {
     await releaseAll(d, row, undefined, true);
     // Attachments on other nodes are records only (the backend attaches locally).
-    d.store.tx(() => {
-      for (const a of d.store.listAttachments(row.id)) d.store.deleteAttachment(row.id, a.node);
+    await commit(d, (w) => {
+      for (const a of d.catalog.listAttachments(row.id)) w.deleteAttachment(row.id, a.node);
     });
   }
-  d.store.updateVolume(row.id, { status: 'deleting' });
+  await commit(d, (w) => w.patchVolume(row.id, { status: 'deleting' }));
   await backendOf(d, row).delete(toBackendVolume(row));
   // The durable 'deleting' intent covers a lost row removal: reconcile rolls it forward.
-  d.store.tx(() => d.store.deleteVolume(row.id), { durable: false });
+  await commit(d, (w) => w.deleteVolume(row.id), { ...RUNTIME, local: () => d.store.deleteMountRefs(row.id) });
 }

@@ -16,7 +16,7 @@
  * or dropped with the kernel's): after a power cut, losing it would remove the data with it.
  * Every function here assumes the caller holds the volume's lock.
  */
-import { loadVolume, type CoreDeps } from './core-deps.js';
+import { loadVolume, type OpDeps } from './core-deps.js';
 import { createVolume, removeVolume, type CheckedCreate } from './create-ops.js';
 import { failedPrecondition, invalidArgument } from './errors.js';
 import { mountVolume } from './mount-ops.js';
@@ -49,18 +49,18 @@ export function ephemeralCreate(spec: CheckedCreate): CheckedCreate {
  * nothing references is removed again.
  */
 export async function mountEphemeral(
-  d: CoreDeps,
+  d: OpDeps,
   spec: CheckedCreate,
   req: MountRequest,
   frontend: Frontend,
   defaultBackend: string,
 ): Promise<MountResponse> {
-  const existing = d.store.getVolumeByName(spec.name);
+  const existing = d.catalog.getVolumeByName(spec.name);
   if (existing && !isEphemeral(existing)) {
     throw failedPrecondition(`volume "${spec.name}" exists and is not an ephemeral volume; an ephemeral volume needs a name of its own`);
   }
   await createVolume(d, spec, defaultBackend);
-  const row = d.store.getVolumeByName(spec.name)!;
+  const row = d.catalog.getVolumeByName(spec.name)!;
   try {
     return await mountVolume(d, row, req, frontend, { durable: true });
   } catch (err) {
@@ -73,8 +73,8 @@ export async function mountEphemeral(
  * Removes `row` when it is ephemeral and no reference holds it any more; returns its last
  * view when it did, else null.
  */
-export async function removeIfUnreferenced(d: CoreDeps, row: VolumeRow): Promise<Volume | null> {
-  const fresh = d.store.getVolume(row.id);
+export async function removeIfUnreferenced(d: OpDeps, row: VolumeRow): Promise<Volume | null> {
+  const fresh = d.catalog.getVolume(row.id);
   if (!fresh || !isEphemeral(fresh) || d.store.listMountRefs(fresh.id).length > 0) return null;
   const last = loadVolume(d, fresh);
   await removeVolume(d, fresh, true);

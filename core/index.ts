@@ -11,6 +11,8 @@ export * from './user-input.js';
 export * from './backend.js';
 
 export type { Store } from './store/store.js';
+export type { ClusterStatus, NodeStatus } from './catalog/nodes.js';
+export { joinCluster, type ClusterNode } from './catalog/cluster.js';
 export { openStore, type OpenStoreOptions } from './store/sqlite.js';
 export { PRIVATE_DIR_MODE, tightenDirs, tightenLogFiles, tightenStateRoot, type ModeChange } from './private-state.js';
 export { createBackends, type CreateBackendsOptions } from './registry.js';

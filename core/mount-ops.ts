@@ -1,12 +1,21 @@
 /**
  * Attach / detach / mount / unmount for one volume. Every function here assumes the
- * caller holds the volume's lock (volume-service.ts takes it) and re-reads records itself.
+ * caller holds the volume's lock (volume-service.ts takes it: the process mutex and, in
+ * cluster mode, the catalog lock that fences every write) and re-reads records itself.
+ *
+ * Where things are recorded: mount references are this node's facts (the LocalStore);
+ * attachments are cluster facts (the Catalog). A node that uses a volume holds an
+ * attachment with its device and the path the volume is mounted at there: made implicitly
+ * by the first mount and taken away by the last unmount, or made explicitly (ControllerPublish,
+ * `berth volume attach`) and kept.
  *
  * Durability pattern (convention 8): a mount reference is inserted as 'pending' before any
- * side effect and set 'committed' after the last one; a failure undoes what this call did
- * and deletes the pending row; a crash leaves the pending row, which reconcile rolls back.
- * Attachment rows are written after the backend attached (a crash in between leaves a
- * device with no record, which reconcile detaches).
+ * side effect and set 'committed' after the last one, together with the attachment (one
+ * SQLite transaction embedded; the etcd commit, then the local one, in cluster mode); a
+ * failure undoes what this call did and deletes the pending row; a crash leaves the pending
+ * row, which reconcile rolls back. In cluster mode a new implicit attachment is claimed in
+ * the catalog before the kernel is touched, so other nodes see the holder at once; a claim
+ * with nothing behind it is released by reconcile like any implicit attachment without references.
  *
  * Mount references, mounted paths and implicit attachments record kernel state that a
  * power cut wipes (mounts, loop devices), so they are committed as runtime commits
@@ -15,16 +24,15 @@
  * `berth volume attach`) are decisions a CO made: those stay durable.
  */
 import type { Backend } from './backend.js';
-import { backendOf, loadVolume, toBackendVolume, type CoreDeps } from './core-deps.js';
+import {
+  backendOf, clustered, commit, loadVolume, localAttachment, requireHere, RUNTIME, toBackendVolume, type OpDeps,
+} from './core-deps.js';
 import { BerthError, failedPrecondition, inUse } from './errors.js';
 import type { MountRequest, MountResponse } from './service.js';
 import type { AttachmentRow, VolumeRow } from './store/store.js';
 import { checkTarget, isWithin } from './target-policy.js';
 import { bindTarget, parseMountFlags, targetRecord, unbindTarget } from './targets.js';
 import type { Frontend } from './types.js';
-
-/** Commit options for records of runtime (kernel) state. */
-const RUNTIME = { durable: false } as const;
 
 /** A "csi-stage:" reference is the node-global staging mount, not a workload (ReadWriteOncePod). */
 const isStageConsumer = (consumer: string) => consumer.startsWith('csi-stage:');
@@ -48,19 +56,19 @@ function checkSingleNode(row: VolumeRow, attachments: readonly AttachmentRow[], 
  * implicit attachment explicit, so the last unmount no longer detaches it).
  */
 export async function attachVolume(
-  d: CoreDeps,
+  d: OpDeps,
   row: VolumeRow,
   req: { node: string; readOnly: boolean; implicit: boolean },
 ): Promise<{ attachment: AttachmentRow; created: boolean }> {
   mustBeReady(row);
-  const attachments = d.store.listAttachments(row.id);
+  const attachments = d.catalog.listAttachments(row.id);
   checkSingleNode(row, attachments, req.node);
   const existing = attachments.find((a) => a.node === req.node);
   const backend = backendOf(d, row);
   if (existing) {
     if (existing.implicit && !req.implicit) {
       const updated = { ...existing, implicit: false };
-      d.store.putAttachment(updated);
+      await commit(d, (w) => w.putAttachment(updated));
       return { attachment: updated, created: false };
     }
     return { attachment: existing, created: false };
@@ -68,18 +76,19 @@ export async function attachVolume(
   d.store.ensureHeadroom(); // its record must fit once the device is attached
   let device: string | null = null;
   if (req.node === d.nodeId && backend.capabilities.attachable) {
+    requireHere(d, row, 'attach');
     device = (await backend.attach(toBackendVolume(row))).device;
   }
   const attachment: AttachmentRow = {
-    volumeId: row.id, node: req.node, device, readOnly: req.readOnly, implicit: req.implicit, createdAt: d.now(),
+    volumeId: row.id, node: req.node, device, path: null, readOnly: req.readOnly, implicit: req.implicit, createdAt: d.now(),
   };
-  d.store.putAttachment(attachment);
+  await commit(d, (w) => w.putAttachment(attachment));
   return { attachment, created: true };
 }
 
 /** Removes the attachment to `node` (backend detach for this node). Refused while mounted here. */
-export async function detachVolume(d: CoreDeps, row: VolumeRow, node: string): Promise<void> {
-  const existing = d.store.listAttachments(row.id).find((a) => a.node === node);
+export async function detachVolume(d: OpDeps, row: VolumeRow, node: string): Promise<void> {
+  const existing = d.catalog.listAttachments(row.id).find((a) => a.node === node);
   if (!existing) return;
   if (node === d.nodeId) {
     const refs = d.store.listMountRefs(row.id);
@@ -88,18 +97,20 @@ export async function detachVolume(d: CoreDeps, row: VolumeRow, node: string): P
     }
     const backend = backendOf(d, row);
     if (backend.capabilities.attachable) await backend.detach(toBackendVolume(row));
+  } else if (existing.path !== null) {
+    throw inUse(`volume "${row.name}" is mounted on node "${node}" (${existing.path}); unmount it there first`);
   }
-  d.store.deleteAttachment(row.id, node);
+  await commit(d, (w) => w.deleteAttachment(row.id, node));
 }
 
 /**
  * Two references never share a target or nest one inside another: each target holds
  * exactly one bind of berth's, which its own reference takes down again.
  */
-function checkTargetFree(d: CoreDeps, row: VolumeRow, consumer: string, target: string): void {
+function checkTargetFree(d: OpDeps, row: VolumeRow, consumer: string, target: string): void {
   for (const r of d.store.listMountRefsNear(target)) {
     if (r.volumeId === row.id && r.consumer === consumer) continue; // this consumer's own failed attempt
-    const name = r.volumeId === row.id ? row.name : d.store.getVolume(r.volumeId)?.name ?? r.volumeId;
+    const name = r.volumeId === row.id ? row.name : d.catalog.getVolume(r.volumeId)?.name ?? r.volumeId;
     const how = r.target === target ? 'is already the target of' : isWithin(target, r.target!) ? 'is inside the target of' : 'holds the target of';
     throw new BerthError('InUse', `target: "${target}" ${how} ${r.consumer} (volume "${name}", at ${r.target})`, { field: 'target' });
   }
@@ -111,68 +122,83 @@ function checkTargetFree(d: CoreDeps, row: VolumeRow, consumer: string, target: 
  * lifeline, see ephemeral.ts); otherwise it is runtime state like the mount it records.
  */
 export async function mountVolume(
-  d: CoreDeps, row: VolumeRow, req: MountRequest, frontend: Frontend, opts: { durable?: boolean } = {},
+  d: OpDeps, row: VolumeRow, req: MountRequest, frontend: Frontend, opts: { durable?: boolean } = {},
 ): Promise<MountResponse> {
   // The path rules first: nothing on disk is looked at for a target that is refused.
   const target = req.target === undefined || req.target === null ? null : checkTarget(req.target, d.targets);
   const flags = parseMountFlags(req.mountFlags);
   mustBeReady(row);
+  requireHere(d, row, 'mount');
   const backend = backendOf(d, row);
   const refs = d.store.listMountRefs(row.id);
   const mine = refs.find((r) => r.consumer === req.consumer);
+  const local = localAttachment(d, row.id);
   if (mine?.state === 'committed') {
-    const current = d.store.getVolume(row.id)!;
-    return { volume: loadVolume(d, current), path: mine.target ?? current.path ?? '', existing: true };
+    return { volume: loadVolume(d, row), path: mine.target ?? local?.path ?? '', existing: true };
   }
   if (row.accessMode === 'ReadWriteOncePod' && !isStageConsumer(req.consumer)) {
     const other = refs.find((r) => r.consumer !== req.consumer && !isStageConsumer(r.consumer));
     if (other) throw inUse(`volume "${row.name}" is ReadWriteOncePod and already used by ${other.consumer}`);
   }
   if (target !== null) checkTargetFree(d, row, req.consumer, target);
-  checkSingleNode(row, d.store.listAttachments(row.id), d.nodeId);
+  checkSingleNode(row, d.catalog.listAttachments(row.id), d.nodeId);
   const readOnly = row.accessMode === 'ReadOnlyMany' || req.readOnly === true || flags.readOnly;
   // The commit after the mount must fit on the state disk, or the mount is not started.
   d.store.ensureHeadroom();
 
   // A leftover of a failed attempt: take down what it bound, then start over.
-  if (mine?.target) await unbindTarget(d.exec, targetRecord(mine, row.path));
+  if (mine?.target) await unbindTarget(d.exec, targetRecord(mine, local?.path ?? null));
   d.store.tx(() => {
     if (mine) d.store.deleteMountRef(row.id, mine.consumer);
     d.store.insertMountRef({
       volumeId: row.id, consumer: req.consumer, frontend, target, readOnly, state: 'pending', createdAt: d.now(),
-      bindSource: target === null ? null : row.path,
+      bindSource: target === null ? null : (local?.path ?? null),
     });
   }, RUNTIME);
   const undo: Array<() => Promise<void>> = [];
-  // Records written together with the commit (one fsync): a crash before it leaves a
-  // pending reference, and reconcile releases whatever the OS holds without records.
-  const commit: Array<() => void> = [];
+  // This node's attachment as the commit will write it (null: unchanged).
+  let attachment: AttachmentRow | null = null;
+  const bindings: Array<() => void> = [];
   try {
-    let path = row.path;
+    let path = local?.path ?? null;
     if (path === null) {
-      const device = await ensureLocalAttachment(d, row, backend, undo, commit);
+      attachment = local ?? {
+        volumeId: row.id, node: d.nodeId, device: null, path: null, readOnly: false, implicit: true, createdAt: d.now(),
+      };
+      if (!local && clustered(d)) {
+        // Claimed before the kernel is touched: another node sees this one holding it.
+        const claim = attachment;
+        await commit(d, (w) => w.putAttachment(claim), RUNTIME);
+        undo.push(() => commit(d, (w) => w.deleteAttachment(row.id, d.nodeId), RUNTIME));
+      }
+      const device = await ensureDevice(d, row, backend, attachment, undo);
       const mounted = (await backend.mount(toBackendVolume(row), { device })).path;
       undo.push(() => backend.unmount(toBackendVolume(row)));
-      commit.push(() => d.store.updateVolume(row.id, { path: mounted }));
+      attachment = { ...attachment, device, path: mounted };
       path = mounted;
     }
     if (target !== null) {
       const source = path;
       // What the bind will show is on record before the bind exists, so a crash right after
       // it leaves a pending reference reconcile can recognise the bind by.
-      if (row.path === null) {
+      if (local?.path == null) {
         d.store.tx(() => d.store.setMountRefBinding(row.id, req.consumer, { targetCreated: false, bindSource: source, bindMount: null }), RUNTIME);
       }
       const bound = await bindTarget(d.exec, source, target, { readOnly, file: row.volumeMode === 'block', extraFlags: flags.extra });
       undo.push(() => unbindTarget(d.exec, { target, created: bound.created, mount: bound.mount, source }));
-      commit.push(() => d.store.setMountRefBinding(row.id, req.consumer, { targetCreated: bound.created, bindSource: source, bindMount: bound.mount }));
+      bindings.push(() => d.store.setMountRefBinding(row.id, req.consumer, { targetCreated: bound.created, bindSource: source, bindMount: bound.mount }));
     }
-    d.store.tx(() => {
-      for (const write of commit) write();
-      d.store.setMountRefState(row.id, req.consumer, 'committed');
-    }, opts.durable ? {} : RUNTIME);
-    const current = d.store.getVolume(row.id)!;
-    return { volume: loadVolume(d, current), path: target ?? path, existing: false };
+    const att = attachment;
+    await commit(d, (w) => {
+      if (att) w.putAttachment(att);
+    }, {
+      durable: opts.durable === true,
+      local: () => {
+        for (const write of bindings) write();
+        d.store.setMountRefState(row.id, req.consumer, 'committed');
+      },
+    });
+    return { volume: loadVolume(d, row), path: target ?? path, existing: false };
   } catch (err) {
     for (const step of undo.reverse()) {
       await step().catch((e: unknown) => d.log.warn({ err: e, volume: row.name }, 'mount rollback step failed'));
@@ -183,29 +209,16 @@ export async function mountVolume(
 }
 
 /**
- * The device to mount with: this node's attachment, made implicitly (backend attach now,
- * record at commit) when there is none.
+ * The device to mount with: the one this node's attachment records, or one the backend
+ * attaches now (undone if the mount fails, unless the attachment was there before).
  */
-async function ensureLocalAttachment(
-  d: CoreDeps,
-  row: VolumeRow,
-  backend: Backend,
-  undo: Array<() => Promise<void>>,
-  commit: Array<() => void>,
-): Promise<string | null> {
+async function ensureDevice(d: OpDeps, row: VolumeRow, backend: Backend, attachment: AttachmentRow, undo: Array<() => Promise<void>>): Promise<string | null> {
   if (!backend.capabilities.attachable) return null;
-  const existing = d.store.listAttachments(row.id).find((a) => a.node === d.nodeId);
-  if (existing?.device) return existing.device;
+  if (attachment.device) return attachment.device;
   const { device } = await backend.attach(toBackendVolume(row));
-  if (existing) {
-    // Recorded without a device (attached while the backend had none): keep it, add the device.
-    commit.push(() => d.store.putAttachment({ ...existing, device }));
-    return device;
-  }
-  undo.push(() => backend.detach(toBackendVolume(row)));
-  commit.push(() =>
-    d.store.putAttachment({ volumeId: row.id, node: d.nodeId, device, readOnly: false, implicit: true, createdAt: d.now() }),
-  );
+  // Recorded without a device (attached while the backend had none, or for this node by a
+  // controller): the attachment stays, so does the device. Else the device goes with a failure.
+  if (!localAttachment(d, row.id) || attachment.implicit) undo.push(() => backend.detach(toBackendVolume(row)));
   return device;
 }
 
@@ -214,13 +227,13 @@ async function ensureLocalAttachment(
  * Side effects run before the record changes: a crash part-way leaves the reference, and
  * reconcile re-establishes the mount (the caller never got success and will retry).
  */
-export async function unmountVolume(d: CoreDeps, row: VolumeRow, consumer: string): Promise<void> {
+export async function unmountVolume(d: OpDeps, row: VolumeRow, consumer: string): Promise<void> {
   const refs = d.store.listMountRefs(row.id);
   const mine = refs.find((r) => r.consumer === consumer);
   if (!mine) return;
   const others = refs.filter((r) => r.consumer !== consumer);
   if (others.length > 0) {
-    if (mine.target) await unbindTarget(d.exec, targetRecord(mine, row.path));
+    if (mine.target) await unbindTarget(d.exec, targetRecord(mine, localAttachment(d, row.id)?.path ?? null));
     d.store.tx(() => d.store.deleteMountRef(row.id, consumer), RUNTIME);
     return;
   }
@@ -230,23 +243,26 @@ export async function unmountVolume(d: CoreDeps, row: VolumeRow, consumer: strin
 /**
  * Takes the volume off this node entirely: unbinds every target, unmounts, detaches this
  * node's attachment if it was implicit (or every local attachment when `detachExplicit`),
- * then deletes those records in one transaction.
+ * then deletes those records in one commit (an explicit attachment stays, without a path).
  */
-export async function releaseAll(d: CoreDeps, row: VolumeRow, consumers?: readonly string[], detachExplicit = false): Promise<void> {
+export async function releaseAll(d: OpDeps, row: VolumeRow, consumers?: readonly string[], detachExplicit = false): Promise<void> {
   const backend = backendOf(d, row);
   const bv = toBackendVolume(row);
+  const local = localAttachment(d, row.id);
   const refs = d.store.listMountRefs(row.id).filter((r) => !consumers || consumers.includes(r.consumer));
-  for (const r of refs) if (r.target) await unbindTarget(d.exec, targetRecord(r, row.path));
-  const current = d.store.getVolume(row.id) ?? row;
-  if (current.path !== null) await backend.unmount(bv);
-  const local = d.store.listAttachments(row.id).find((a) => a.node === d.nodeId);
+  for (const r of refs) if (r.target) await unbindTarget(d.exec, targetRecord(r, local?.path ?? null));
+  if (local?.path != null) await backend.unmount(bv);
   const detach = local !== undefined && (local.implicit || detachExplicit);
   if (detach && backend.capabilities.attachable) await backend.detach(bv);
   // Runtime commit even when an explicit attachment goes (detachExplicit): that only
   // happens on the way to a durable 'deleting' intent or a roll-forward, whose fsync covers it.
-  d.store.tx(() => {
-    for (const r of refs) d.store.deleteMountRef(row.id, r.consumer);
-    d.store.updateVolume(row.id, { path: null });
-    if (detach) d.store.deleteAttachment(row.id, d.nodeId);
-  }, RUNTIME);
+  await commit(d, (w) => {
+    if (detach) w.deleteAttachment(row.id, d.nodeId);
+    else if (local && local.path !== null) w.putAttachment({ ...local, path: null });
+  }, {
+    ...RUNTIME,
+    local: () => {
+      for (const r of refs) d.store.deleteMountRef(row.id, r.consumer);
+    },
+  });
 }

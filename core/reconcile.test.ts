@@ -11,7 +11,7 @@ const ctx: OpContext = { frontend: 'admin' };
 function row(over: Partial<VolumeRow> & Pick<VolumeRow, 'id' | 'name'>): VolumeRow {
   return {
     backend: 'local', sizeBytes: 64 * 2 ** 20, fsType: 'ext4', volumeMode: 'filesystem', accessMode: 'ReadWriteOnce', labels: {},
-    options: {}, sourceKind: null, sourceId: null, status: 'ready', createdAt: new Date().toISOString(), path: null, ...over,
+    options: {}, sourceKind: null, sourceId: null, status: 'ready', createdAt: new Date().toISOString(), node: null, ...over,
   };
 }
 
@@ -40,9 +40,9 @@ describe('reconcile after a crash', () => {
   });
 
   it('rolls forward a deleting volume even while it is still mounted and attached', async () => {
-    h.store.insertVolume(row({ id: ID_A, name: 'gone', status: 'deleting', path: '/x' }));
+    h.store.insertVolume(row({ id: ID_A, name: 'gone', status: 'deleting' }));
     h.store.insertMountRef({ volumeId: ID_A, consumer: 'docker:1', frontend: 'docker', target: null, readOnly: false, state: 'committed', createdAt: 'x' });
-    h.store.putAttachment({ volumeId: ID_A, node: 'node-1', device: '/dev/fake9', readOnly: false, implicit: true, createdAt: 'x' });
+    h.store.putAttachment({ volumeId: ID_A, node: 'node-1', device: '/dev/fake9', path: '/x', readOnly: false, implicit: true, createdAt: 'x' });
     h.backend.state.volumes.set(ID_A, { sizeBytes: 1, device: '/dev/fake9', mounted: true, filledFrom: null });
     await h.restart();
     expect(h.svc.find(ID_A)).toBeNull();
@@ -66,7 +66,7 @@ describe('reconcile after a crash', () => {
     h.store.insertMountRef({ volumeId: v.id, consumer: 'docker:1', frontend: 'docker', target: null, readOnly: false, state: 'pending', createdAt: 'x' });
     h.backend.state.volumes.get(v.id)!.device = '/dev/fake7';
     h.backend.state.volumes.get(v.id)!.mounted = true;
-    h.store.updateVolume(v.id, { path: '/fake/volumes/x' });
+    h.store.putAttachment({ volumeId: v.id, node: 'node-1', device: '/dev/fake7', path: '/fake/volumes/x', readOnly: false, implicit: true, createdAt: 'x' });
     await h.restart();
     const after = await h.svc.inspect('p', ctx);
     expect(after).toMatchObject({ mounts: [], attachments: [], path: null });

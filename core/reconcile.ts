@@ -22,13 +22,20 @@
  * While the daemon serves (periodic passes, config reconcileIntervalMs) a volume whose lock
  * is held is skipped rather than waited for: the operation holding it leaves it consistent,
  * and the next pass looks again.
+ *
+ * In cluster mode a node reconciles what concerns it: volumes homed here (a backend local to
+ * this node), volumes it holds (its attachment, its references), and interrupted creates and
+ * removes on shared storage whose lock nobody holds (their node died mid-operation). The
+ * catalog lock of each volume is taken without waiting, so a live node's operation is left
+ * alone; orphan detection compares with the whole cluster's records.
  */
 import type { Backend, BackendRuntimeState } from './backend.js';
-import { toBackendVolume, type CoreDeps } from './core-deps.js';
+import {
+  clustered, commit, localAttachment, pathOf, RUNTIME, toBackendVolume, underLocks, type CoreDeps, type OpDeps,
+} from './core-deps.js';
 import { finishInterrupted } from './create-ops.js';
 import { removeIfUnreferenced } from './ephemeral.js';
 import { isBerthError } from './errors.js';
-import type { KeyedMutex } from './locks.js';
 import { finishInterruptedSnapshot } from './snapshot-ops.js';
 import type { MountRefRow, VolumeRow } from './store/store.js';
 import { checkTarget } from './target-policy.js';
@@ -61,7 +68,6 @@ export interface ReconcileReport {
 
 export async function reconcile(
   d: CoreDeps,
-  locks: KeyedMutex,
   opts: { stop?: () => boolean; periodic?: boolean } = {},
 ): Promise<ReconcileReport> {
   const started = performance.now();
@@ -72,12 +78,21 @@ export async function reconcile(
     errors: [] as { volume: string; message: string }[],
   };
   /** Runs fn under `key` unless an operation holds it (then the volume is skipped). */
-  const underLock = async (key: string, what: string, fn: () => Promise<void>) => {
+  const underLock = async (key: string, what: string, fn: (od: OpDeps) => Promise<void>) => {
+    let lock;
     try {
-      await locks.run(key, fn, { wait: false });
+      lock = await d.catalog.lock(key, { waitMs: 0 });
     } catch (err) {
-      if (isBerthError(err) && err.kind === 'Busy') r.skipped.push(what);
-      else throw err;
+      if (isBerthError(err) && err.kind === 'Busy') {
+        r.skipped.push(what);
+        return;
+      }
+      throw err;
+    }
+    try {
+      await fn(underLocks(d, [lock]));
+    } finally {
+      await lock.release();
     }
   };
   const fail = (volume: string, err: unknown) => {
@@ -86,11 +101,12 @@ export async function reconcile(
     d.log.error({ err, volume }, `reconcile: ${volume}: ${message}`);
   };
 
-  for (const row of d.store.listVolumes()) {
+  for (const row of d.catalog.listVolumes()) {
     if (opts.stop?.()) break;
-    await underLock(`vol:${row.name}`, row.name, async () => {
-      const fresh = d.store.getVolume(row.id);
-      if (!fresh) return;
+    if (!concernsThisNode(d, row)) continue;
+    await underLock(`vol:${row.name}`, row.name, async (d) => {
+      const fresh = d.catalog.getVolume(row.id);
+      if (!fresh || !concernsThisNode(d, fresh)) return;
       try {
         if (fresh.status === 'creating' || fresh.status === 'deleting') {
           await dropPendingRefs(d, fresh, r.pendingRefsDropped);
@@ -114,9 +130,10 @@ export async function reconcile(
     });
   }
 
-  for (const snap of d.store.listSnapshots()) {
+  for (const snap of d.catalog.listSnapshots()) {
     if (snap.status === 'ready') continue;
-    await underLock(`snap:${snap.name}`, `snapshot ${snap.name}`, async () => {
+    if (clustered(d) && !snapshotIsHere(d, snap.backend, snap.volumeId)) continue;
+    await underLock(`snap:${snap.name}`, `snapshot ${snap.name}`, async (d) => {
       try {
         await finishInterruptedSnapshot(d, snap);
         r.snapshotsFinished.push(snap.name);
@@ -143,7 +160,7 @@ export async function reconcile(
   else if (changed) d.log.info(line, 'reconcile repaired state');
   else {
     // A periodic pass that found nothing to do is not news.
-    const quiet = { op: 'reconcile', durationMs: report.durationMs, volumes: d.store.countVolumes() };
+    const quiet = { op: 'reconcile', durationMs: report.durationMs, volumes: d.catalog.countVolumes() };
     if (opts.periodic) d.log.debug(quiet, 'reconcile: state consistent');
     else d.log.info(quiet, 'reconcile: state consistent');
   }
@@ -151,21 +168,42 @@ export async function reconcile(
 }
 
 /**
+ * Whether this node has anything to do for the volume. Embedded: every volume. Cluster mode:
+ * a volume homed here; one this node holds (attachment or references); an interrupted
+ * create or remove on shared storage (finished by whichever node gets its lock first).
+ */
+function concernsThisNode(d: CoreDeps, row: VolumeRow): boolean {
+  if (!clustered(d)) return true;
+  if (!d.backends.has(row.backend)) return false;
+  if (row.node !== null) return row.node === d.nodeId;
+  if (row.status === 'creating' || row.status === 'deleting') return true;
+  return localAttachment(d, row.id) !== undefined || d.store.listMountRefs(row.id).length > 0;
+}
+
+/** In cluster mode, a snapshot intent is finished where its storage is: shared, or its volume's node. */
+function snapshotIsHere(d: CoreDeps, backend: string, volumeId: string): boolean {
+  const b = d.backends.get(backend);
+  if (!b) return false;
+  if (b.capabilities.scope === 'global') return true;
+  return d.catalog.getVolume(volumeId)?.node === d.nodeId;
+}
+
+/**
  * A ready volume whose data the backend no longer finds is marked 'error' (mounts are
  * refused, remove still works); an 'error' volume whose data is back (a pool mounted
  * late) becomes 'ready' again. Returns whether the volume should be converged.
  */
-async function checkExists(d: CoreDeps, row: VolumeRow, missing: string[]): Promise<BackendRuntimeState | null> {
+async function checkExists(d: OpDeps, row: VolumeRow, missing: string[]): Promise<BackendRuntimeState | null> {
   const backend = d.backends.get(row.backend);
   if (!backend) throw new Error(`backend "${row.backend}" is not configured; volume left as recorded`);
   const state = await backend.inspect(toBackendVolume(row));
   if (!state.exists) {
-    if (row.status !== 'error') d.store.updateVolume(row.id, { status: 'error' });
+    if (row.status !== 'error') await commit(d, (w) => w.patchVolume(row.id, { status: 'error' }));
     missing.push(row.name);
     d.log.error({ volume: row.name, id: row.id, backend: row.backend }, 'reconcile: the backend has no data for this volume; marked error');
     return null;
   }
-  if (row.status === 'error') d.store.updateVolume(row.id, { status: 'ready' });
+  if (row.status === 'error') await commit(d, (w) => w.patchVolume(row.id, { status: 'ready' }));
   return state;
 }
 
@@ -175,68 +213,68 @@ async function checkExists(d: CoreDeps, row: VolumeRow, missing: string[]): Prom
  * that shows the volume's path. A target such a reference made is not removed: that it
  * made it was not recorded yet, and a directory berth cannot prove it created stays.
  */
-async function dropPendingRefs(d: CoreDeps, row: VolumeRow, dropped: string[]): Promise<void> {
+async function dropPendingRefs(d: OpDeps, row: VolumeRow, dropped: string[]): Promise<void> {
   for (const ref of d.store.listMountRefs(row.id)) {
     if (ref.state !== 'pending') continue;
-    if (ref.target) await unbindTarget(d.exec, targetRecord(ref, row.path));
-    d.store.deleteMountRef(row.id, ref.consumer);
+    if (ref.target) await unbindTarget(d.exec, targetRecord(ref, pathOf(d, row.id)));
+    d.store.tx(() => d.store.deleteMountRef(row.id, ref.consumer), RUNTIME);
     dropped.push(`${row.name}/${ref.consumer}`);
   }
 }
 
 /** Makes one ready volume's runtime state match its records. */
-async function converge(d: CoreDeps, row: VolumeRow, state: BackendRuntimeState): Promise<'restored' | 'released' | 'unchanged'> {
+async function converge(d: OpDeps, row: VolumeRow, state: BackendRuntimeState): Promise<'restored' | 'released' | 'unchanged'> {
   const backend = d.backends.get(row.backend)!;
+  const attachable = backend.capabilities.attachable;
   const bv = toBackendVolume(row);
   const refs = d.store.listMountRefs(row.id);
-  let local = d.store.listAttachments(row.id).find((a) => a.node === d.nodeId);
+  let local = localAttachment(d, row.id);
   let changed = false;
 
   if (refs.length === 0) {
     // Nothing needs it mounted. An implicit attachment is released like a last unmount would.
-    if (state.mounted || row.path !== null) {
-      if (state.mounted) {
-        await backend.unmount(bv);
-        changed = true;
-      }
-      d.store.updateVolume(row.id, { path: null });
-    }
-    if (local?.implicit) {
-      if (backend.capabilities.attachable) await backend.detach(bv);
-      d.store.deleteAttachment(row.id, d.nodeId);
-      local = undefined;
+    if (state.mounted) {
+      await backend.unmount(bv);
       changed = true;
     }
-    if (!local && state.device && backend.capabilities.attachable) {
+    if (local?.implicit) {
+      if (attachable) await backend.detach(bv);
+      await commit(d, (w) => w.deleteAttachment(row.id, d.nodeId), RUNTIME);
+      local = undefined;
+      changed = true;
+    } else if (local && local.path !== null) {
+      const kept = { ...local, path: null };
+      await commit(d, (w) => w.putAttachment(kept), RUNTIME);
+      local = kept;
+    }
+    if (!local && state.device && attachable) {
       await backend.detach(bv);
       changed = true;
     }
-    if (local && backend.capabilities.attachable) {
+    if (local && attachable) {
       const { device } = await backend.attach(bv);
       if (device !== local.device || !state.device) changed = true;
-      if (device !== local.device) d.store.putAttachment({ ...local, device });
+      const next = { ...local, device };
+      if (device !== local.device) await commit(d, (w) => w.putAttachment(next), RUNTIME);
     }
     return changed ? 'released' : 'unchanged';
   }
 
   // References exist: the volume must be attached (if attachable), mounted and bound.
-  let device: string | null = null;
-  if (backend.capabilities.attachable) {
+  let device: string | null = local?.device ?? null;
+  if (attachable) {
     device = (await backend.attach(bv)).device;
     if (!state.device || state.device !== device) changed = true;
-    if (!local) {
-      d.store.putAttachment({ volumeId: row.id, node: d.nodeId, device, readOnly: false, implicit: true, createdAt: d.now() });
-      changed = true;
-    } else if (local.device !== device) {
-      d.store.putAttachment({ ...local, device });
-    }
   }
   const before = state.mounted;
   const { path } = await backend.mount(bv, { device });
-  if (!before && backend.capabilities.attachable) changed = true;
-  if (path !== row.path) {
-    d.store.updateVolume(row.id, { path });
-    changed = true;
+  if (!before && attachable) changed = true;
+  const next = local
+    ? { ...local, device, path }
+    : { volumeId: row.id, node: d.nodeId, device, path, readOnly: false, implicit: true, createdAt: d.now() };
+  if (!local || local.device !== device || local.path !== path) {
+    await commit(d, (w) => w.putAttachment(next), RUNTIME);
+    if (!local || local.path !== path) changed = true;
   }
   for (const ref of refs) {
     if (!ref.target) continue;
@@ -252,7 +290,7 @@ async function converge(d: CoreDeps, row: VolumeRow, state: BackendRuntimeState)
  * mount berth did not make covering the target is an error: berth stacks nothing on it.
  * Returns whether it bound anything.
  */
-async function rebindTarget(d: CoreDeps, row: VolumeRow, ref: MountRefRow, path: string): Promise<boolean> {
+async function rebindTarget(d: OpDeps, row: VolumeRow, ref: MountRefRow, path: string): Promise<boolean> {
   // Recognised by what the target must show now: the volume's current path.
   const rec = { ...targetRecord(ref, path), source: path };
   const now = await targetState(rec);
@@ -260,13 +298,13 @@ async function rebindTarget(d: CoreDeps, row: VolumeRow, ref: MountRefRow, path:
   if (now.state === 'bound') {
     const m = ref.bindMount;
     if (m === null || m.id !== now.mount.id || m.majorMinor !== now.mount.majorMinor || m.root !== now.mount.root) {
-      d.store.setMountRefBinding(row.id, ref.consumer, { targetCreated: ref.targetCreated, bindSource: path, bindMount: now.mount });
+      d.store.tx(() => d.store.setMountRefBinding(row.id, ref.consumer, { targetCreated: ref.targetCreated, bindSource: path, bindMount: now.mount }), RUNTIME);
     }
     return false;
   }
   const target = checkTarget(rec.target, d.targets); // the rules may have changed since the mount
   const bound = await bindTarget(d.exec, path, target, { readOnly: ref.readOnly, file: row.volumeMode === 'block' });
-  d.store.setMountRefBinding(row.id, ref.consumer, { targetCreated: ref.targetCreated || bound.created, bindSource: path, bindMount: bound.mount });
+  d.store.tx(() => d.store.setMountRefBinding(row.id, ref.consumer, { targetCreated: ref.targetCreated || bound.created, bindSource: path, bindMount: bound.mount }), RUNTIME);
   return true;
 }
 
@@ -275,9 +313,10 @@ async function releaseOrphans(d: CoreDeps, backend: Backend, orphans: string[]):
   // Objects first, records second: a create writes its record before the object exists,
   // so a volume created while this runs is never mistaken for an orphan.
   const present = await backend.listPresent();
-  const known = new Set(d.store.listVolumes({ backend: backend.name }).map((v) => v.id));
+  if (present.length && clustered(d)) await d.catalog.fresh();
+  const known = new Set(d.catalog.listVolumes({ backend: backend.name }).map((v) => v.id));
   for (const id of present) {
-    if (known.has(id) || d.store.getVolume(id)) continue;
+    if (known.has(id) || d.catalog.getVolume(id)) continue;
     const bv = { id, name: id, sizeBytes: 0, fsType: null, volumeMode: 'filesystem' as const, options: {} };
     const state = await backend.inspect(bv);
     if (state.mounted) await backend.unmount(bv);
@@ -294,7 +333,7 @@ async function releaseOrphans(d: CoreDeps, backend: Backend, orphans: string[]):
  * its side effects were done (a full state disk): the record is what the caller was told,
  * so the kernel goes back to it, as after a crash at that point. True when it changed anything.
  */
-export async function settleVolume(d: CoreDeps, row: VolumeRow): Promise<boolean> {
+export async function settleVolume(d: OpDeps, row: VolumeRow): Promise<boolean> {
   const dropped: string[] = [];
   await dropPendingRefs(d, row, dropped);
   if (row.status === 'creating' || row.status === 'deleting') {
@@ -314,9 +353,10 @@ export async function settleVolume(d: CoreDeps, row: VolumeRow): Promise<boolean
  */
 export async function refIsLive(d: CoreDeps, row: VolumeRow, ref: MountRefRow): Promise<boolean> {
   const backend = d.backends.get(row.backend);
-  if (!backend || row.path === null) return false;
+  const path = pathOf(d, row.id);
+  if (!backend || path === null) return false;
   const state = await backend.inspect(toBackendVolume(row));
   if (!state.exists) return false;
-  if (backend.capabilities.attachable && !(row.volumeMode === 'block' ? state.device === row.path : state.mounted)) return false;
-  return ref.target === null || (await targetState({ ...targetRecord(ref, row.path), source: row.path })).state === 'bound';
+  if (backend.capabilities.attachable && !(row.volumeMode === 'block' ? state.device === path : state.mounted)) return false;
+  return ref.target === null || (await targetState({ ...targetRecord(ref, path), source: path })).state === 'bound';
 }

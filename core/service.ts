@@ -12,6 +12,7 @@
  * - Validated first: bad input throws InvalidArgument naming the field before any state changes.
  * - Durable: a crash at any point is reconciled at the next start (see reconcile.ts).
  */
+import type { ClusterStatus, NodeStatus } from './catalog/nodes.js';
 import type {
   AccessMode, BackendInfo, Capacity, Frontend, FsType, Snapshot, Volume, VolumeMode, VolumeStats,
 } from './types.js';
@@ -130,6 +131,8 @@ export interface ServiceStatus {
   readonly volumes: number;
   readonly backends: readonly string[];
   readonly startedAt: string;
+  /** Single node (embedded catalog) or a member of an etcd cluster, with its lease. */
+  readonly cluster: ClusterStatus;
 }
 
 export interface VolumeService {
@@ -167,6 +170,8 @@ export interface VolumeService {
   capacity(backend: string | undefined, ctx: OpContext): Promise<Capacity[]>;
   backends(): BackendInfo[];
   status(): ServiceStatus;
+  /** Every node the catalog knows (single node: this one), with liveness and what it holds. */
+  nodes(): NodeStatus[];
   /** This node's id (config nodeId). */
   readonly nodeId: string;
 }

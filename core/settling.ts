@@ -11,7 +11,7 @@
  * on record only if the kernel still shows it (liveMount); else the volume is settled,
  * which re-establishes it.
  */
-import type { CoreDeps } from './core-deps.js';
+import { pathOf, type CoreDeps, type OpDeps } from './core-deps.js';
 import { asBerthError } from './errors.js';
 import { refIsLive, settleVolume, type ReconcileReport } from './reconcile.js';
 import type { VolumeRow } from './store/store.js';
@@ -26,11 +26,11 @@ export class Settling {
     return this.#unsettled.has(volumeId);
   }
 
-  /** Settles the volume (the caller holds its lock); a failure keeps it pending and is thrown. */
-  async settle(row: VolumeRow): Promise<void> {
+  /** Settles the volume (the caller holds its lock: `od`); a failure keeps it pending and is thrown. */
+  async settle(od: OpDeps, row: VolumeRow): Promise<void> {
     let changed: boolean;
     try {
-      changed = await settleVolume(this.d, row);
+      changed = await settleVolume(od, row);
       this.#unsettled.delete(row.id);
     } catch (err) {
       this.#unsettled.add(row.id);
@@ -41,10 +41,10 @@ export class Settling {
   }
 
   /** After a failed operation on the volume (its lock still held): settles it when the failure was a full disk. */
-  async after(err: unknown, volumeId: string): Promise<void> {
+  async after(od: OpDeps, err: unknown, volumeId: string): Promise<void> {
     if (asBerthError(err).kind !== 'ResourceExhausted') return;
-    const row = this.d.store.getVolume(volumeId);
-    if (row) await this.settle(row).catch(() => undefined);
+    const row = od.catalog.getVolume(volumeId);
+    if (row) await this.settle(od, row).catch(() => undefined);
   }
 
   /**
@@ -52,18 +52,18 @@ export class Settling {
    * reference whose mount the kernel no longer shows (a full disk, a hand-made umount),
    * re-establishes it. Returns the volume's current row.
    */
-  async liveMount(row: VolumeRow, consumer: string): Promise<VolumeRow> {
-    const mine = this.d.store.listMountRefs(row.id).find((r) => r.consumer === consumer && r.state === 'committed');
-    if (!mine || (await refIsLive(this.d, row, mine))) return row;
-    this.d.log.warn({ volume: row.name, consumer, path: mine.target ?? row.path }, 'mount recorded but not in the kernel: re-establishing');
-    await this.settle(row);
-    return this.d.store.getVolume(row.id) ?? row;
+  async liveMount(od: OpDeps, row: VolumeRow, consumer: string): Promise<VolumeRow> {
+    const mine = od.store.listMountRefs(row.id).find((r) => r.consumer === consumer && r.state === 'committed');
+    if (!mine || (await refIsLive(od, row, mine))) return row;
+    od.log.warn({ volume: row.name, consumer, path: mine.target ?? pathOf(od, row.id) }, 'mount recorded but not in the kernel: re-establishing');
+    await this.settle(od, row);
+    return od.catalog.getVolume(row.id) ?? row;
   }
 
   /** A reconcile pass settled every volume it did not skip or fail on. */
   reconciled(report: ReconcileReport): void {
     for (const id of this.#unsettled) {
-      const row = this.d.store.getVolume(id);
+      const row = this.d.catalog.getVolume(id);
       if (!row || (!report.skipped.includes(row.name) && !report.errors.some((e) => e.volume === row.name))) this.#unsettled.delete(id);
     }
   }

@@ -50,8 +50,18 @@ export interface Volume {
   readonly status: VolumeStatus;
   /** RFC 3339. */
   readonly createdAt: string;
+  /**
+   * The nodes holding the volume: every node that has it attached or mounted has one
+   * (in cluster mode, from every node's view).
+   */
   readonly attachments: readonly Attachment[];
+  /** This node's consumers (mount references are node facts). */
   readonly mounts: readonly MountRef[];
+  /**
+   * The node whose storage holds the volume, for a backend local to its node in cluster mode
+   * (it can only be used there); null when any node can use it (shared storage, single node).
+   */
+  readonly node: string | null;
   /**
    * Where the volume's data is on this node while mounted (the directory consumers
    * should see; for loop volumes a subdirectory of the filesystem, so a new volume
@@ -65,6 +75,8 @@ export interface Attachment {
   readonly node: string;
   /** Device path on that node (loop device) or null for backends with no device. */
   readonly device: string | null;
+  /** Where the volume is mounted on that node (what its consumers there are given), or null. */
+  readonly path: string | null;
   readonly readOnly: boolean;
   /**
    * true when the core attached the volume itself to serve a mount (Docker, dvdcli);
@@ -146,3 +158,44 @@ export interface BackendCapabilities {
   /** 'local': volumes live on this node only (Docker scope local, CSI topology). */
   readonly scope: 'local' | 'global';
 }
+
+/**
+ * A node as it records itself in the cluster catalog (persistent: a node that died still shows).
+ */
+export interface NodeRecord {
+  readonly id: string;
+  /** Where operators and other nodes reach it (admin TCP, Docker TCP, the host's addresses). */
+  readonly addresses: readonly string[];
+  readonly version: string;
+  /** Backend instances configured there, with whether each is shared. */
+  readonly backends: readonly { readonly name: string; readonly driver: string; readonly shared: boolean }[];
+  readonly startedAt: string;
+  /** RFC 3339; refreshed while the node runs. */
+  readonly lastSeen: string;
+}
+
+/** A node as `berth node ls` shows it. */
+export interface NodeStatus extends NodeRecord {
+  /** The daemon's lease is alive. */
+  readonly alive: boolean;
+  /** The node's fence agent's lease is alive. */
+  readonly agentAlive: boolean;
+  /** Volumes with an attachment on this node. */
+  readonly attachedVolumes: number;
+}
+
+/** This node's place in the cluster, for `berth status`. */
+export type ClusterStatus =
+  | { readonly mode: 'embedded' }
+  | {
+    readonly mode: 'etcd';
+    readonly endpoints: readonly string[];
+    readonly prefix: string;
+    /** The node's lease, null while it has none (etcd unreachable for longer than the TTL). */
+    readonly lease: string | null;
+    /** Since the last acknowledged keepalive was sent; null without a lease. */
+    readonly sinceRenewalMs: number | null;
+    readonly leaseTtlMs: number;
+    /** Nodes the catalog knows. */
+    readonly nodes: number;
+  };

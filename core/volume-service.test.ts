@@ -154,7 +154,7 @@ describe('volume service (fake backend, real SQLite)', () => {
           h.store.insertVolume({
             id: `vol-${String(i).padStart(26, '0')}`, name: `bulk-${i}`, backend: i % 2 ? 'local' : 'plain', sizeBytes: 0, fsType: null,
             volumeMode: 'filesystem', accessMode: 'ReadWriteOnce', labels: { i: String(i % 10) }, options: {}, sourceKind: null,
-            sourceId: null, status: 'ready', createdAt: now, path: null,
+            sourceId: null, status: 'ready', createdAt: now, node: null,
           });
         }
       });

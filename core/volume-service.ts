@@ -19,14 +19,18 @@
  * volume, durationMs, outcome) and emits one OpRecord to the observer.
  */
 import type { Backend } from './backend.js';
-import { findSnapshotRow, findVolumeRow, loadVolume, toSnapshot, toVolume, type CoreDeps } from './core-deps.js';
+import {
+  clustered, findSnapshotRow, findVolumeRow, loadVolume, pathOf, toSnapshot, toVolume, underLocks, type CoreDeps, type OpDeps,
+} from './core-deps.js';
+import type { Catalog, CatalogLock } from './catalog/catalog.js';
+import type { ClusterStatus, NodeStatus } from './catalog/nodes.js';
+import { SqliteCatalog } from './catalog/sqlite.js';
 import { createVolume, removeVolume } from './create-ops.js';
 import { ephemeralCreate, isEphemeral, mountEphemeral, removeIfUnreferenced } from './ephemeral.js';
 import type { CheckedCreate } from './create-ops.js';
 import { asBerthError, busy, failedPrecondition, invalidArgument, notFound } from './errors.js';
 import { clip, truncate } from './user-input.js';
 import { createIdGenerator } from './ids.js';
-import { KeyedMutex } from './locks.js';
 import type { Logger } from './log.js';
 import { attachVolume, detachVolume, mountVolume, unmountVolume } from './mount-ops.js';
 import type { OpObserver } from './observe.js';
@@ -54,7 +58,12 @@ export type CoreVolumeService = VolumeService & {
 
 export interface VolumeServiceDeps {
   readonly config: Pick<Config, 'nodeId' | 'stateRoot' | 'defaultBackend' | 'lockWaitMs' | 'targets'> & Partial<Pick<Config, 'reconcileIntervalMs'>>;
+  /** This node's SQLite (node facts; in single-node mode also the catalog). */
   readonly store: Store;
+  /** The cluster catalog (cluster mode: etcd); default: the embedded one over `store`. */
+  readonly catalog?: Catalog;
+  /** Cluster mode: the membership and status of this node (core/catalog/cluster.ts). */
+  readonly cluster?: { nodes(): NodeStatus[]; status(): ClusterStatus };
   readonly backends: Map<string, Backend>;
   readonly exec: Exec;
   readonly log: Logger;
@@ -80,7 +89,8 @@ const snapKey = (name: string) => `snap:${name}`;
 class CoreService implements CoreVolumeService {
   readonly nodeId: string;
   readonly #d: CoreDeps;
-  readonly #locks: KeyedMutex;
+  readonly #lockWaitMs: number;
+  readonly #cluster: VolumeServiceDeps['cluster'];
   readonly #defaultBackend: string;
   readonly #version: string;
   readonly #observer: OpObserver | undefined;
@@ -98,6 +108,7 @@ class CoreService implements CoreVolumeService {
     const clock = deps.clock ?? (() => new Date());
     this.nodeId = deps.config.nodeId;
     this.#d = {
+      catalog: deps.catalog ?? new SqliteCatalog(deps.store),
       store: deps.store,
       backends: deps.backends,
       exec: deps.exec,
@@ -109,7 +120,8 @@ class CoreService implements CoreVolumeService {
       newId: createIdGenerator(clock),
       idleViews: new WeakMap(),
     };
-    this.#locks = new KeyedMutex(deps.config.lockWaitMs);
+    this.#lockWaitMs = deps.config.lockWaitMs;
+    this.#cluster = deps.cluster;
     this.#settling = new Settling(this.#d);
     this.#defaultBackend = deps.config.defaultBackend;
     this.#version = deps.version;
@@ -153,39 +165,71 @@ class CoreService implements CoreVolumeService {
   }
 
   /**
+   * Takes the catalog locks of `keys` in sorted order (the process mutex, and in cluster mode
+   * the cluster lock whose fencing token every write of the operation carries). With
+   * ctx.wait false, Busy at once when one is held.
+   */
+  async #lockAll(keys: readonly string[], ctx: OpContext | undefined): Promise<{ od: OpDeps; release: () => Promise<void> }> {
+    const waitMs = ctx?.wait === false ? 0 : this.#lockWaitMs;
+    const held: CatalogLock[] = [];
+    const release = async () => {
+      for (const l of held.splice(0).reverse()) await l.release();
+    };
+    try {
+      for (const key of [...new Set(keys)].sort()) held.push(await this.#d.catalog.lock(key, { waitMs }));
+    } catch (err) {
+      await release();
+      throw err;
+    }
+    return { od: underLocks(this.#d, [...held]), release };
+  }
+
+  /**
    * Resolves `ref` to a volume, takes its lock, re-reads it and runs fn with the fresh row.
    * The volume can vanish while we wait for the lock: that is NotFound.
    */
-  async #locked<T>(ref: string, ctx: OpContext | undefined, fn: (row: VolumeRow) => Promise<T>): Promise<T> {
-    const first = findVolumeRow(this.#d, ref);
-    if (!first) throw notFound(`volume "${ref}" does not exist`);
-    const release = await this.#locks.acquire(volKey(first.name), { wait: ctx?.wait ?? true });
+  async #locked<T>(ref: string, ctx: OpContext | undefined, fn: (row: VolumeRow, d: OpDeps) => Promise<T>): Promise<T> {
+    const first = await this.#find(ref);
+    const { od, release } = await this.#lockAll([volKey(first.name)], ctx);
     try {
       // Re-resolve by the caller's ref: the volume may have been removed (or removed and
       // made again under the same name) while we waited.
-      let row = findVolumeRow(this.#d, ref);
+      let row = findVolumeRow(od, ref);
       if (!row) throw notFound(`volume "${ref}" does not exist`);
       if (row.name !== first.name) throw busy(`volume "${ref}" changed while waiting; retry`);
       if (this.#settling.pending(row.id)) {
-        await this.#settling.settle(row);
-        row = this.#d.store.getVolume(row.id);
+        await this.#settling.settle(od, row);
+        row = od.catalog.getVolume(row.id);
         if (!row) throw notFound(`volume "${ref}" does not exist`);
       }
       try {
-        return await fn(row);
+        return await fn(row, od);
       } catch (err) {
-        await this.#settling.after(err, row.id);
+        await this.#settling.after(od, err, row.id);
         throw err;
       }
     } finally {
-      release();
+      await release();
     }
   }
 
-  #mustFind(ref: string): VolumeRow {
-    const row = findVolumeRow(this.#d, ref);
+  /**
+   * The volume `ref` names, NotFound if none. In cluster mode a miss asks the catalog once
+   * more after catching up (it may have been made on another node a moment ago).
+   */
+  async #find(ref: string): Promise<VolumeRow> {
+    let row = findVolumeRow(this.#d, ref);
+    if (!row && clustered(this.#d)) {
+      await this.#d.catalog.fresh();
+      row = findVolumeRow(this.#d, ref);
+    }
     if (!row) throw notFound(`volume "${ref}" does not exist`);
     return row;
+  }
+
+  /** Reads see every commit made anywhere before them (cluster mode: one round trip to etcd). */
+  async #fresh(): Promise<void> {
+    if (clustered(this.#d)) await this.#d.catalog.fresh();
   }
 
   create(req: CreateVolumeRequest, ctx: OpContext): Promise<Volume> {
@@ -200,22 +244,26 @@ class CoreService implements CoreVolumeService {
         const snap = findSnapshotRow(this.#d, checked.source.ref);
         if (snap) keys.push(snapKey(snap.name));
       }
-      const release = await this.#locks.acquireAll(keys, { wait: ctx?.wait ?? true });
+      const { od, release } = await this.#lockAll(keys, ctx);
       try {
-        return await createVolume(this.#d, checked, this.#defaultBackend, safeProgress(ctx?.onProgress, this.#d.log));
+        return await createVolume(od, checked, this.#defaultBackend, safeProgress(ctx?.onProgress, this.#d.log));
       } catch (err) {
         // A 'creating' row left by a failed final write is rolled back now (its caller never got success).
-        const row = this.#d.store.getVolumeByName(checked.name);
-        if (row?.status === 'creating') await this.#settling.after(err, row.id);
+        const row = od.catalog.getVolumeByName(checked.name);
+        if (row?.status === 'creating') await this.#settling.after(od, err, row.id);
         throw err;
       } finally {
-        release();
+        await release();
       }
     });
   }
 
   inspect(ref: string, ctx: OpContext): Promise<Volume> {
-    return this.#op('inspect', ctx, ref, async () => loadVolume(this.#d, this.#mustFind(requireRef(ref))));
+    return this.#op('inspect', ctx, ref, async () => {
+      requireRef(ref);
+      await this.#fresh();
+      return loadVolume(this.#d, await this.#find(ref));
+    });
   }
 
   find(ref: string): Volume | null {
@@ -233,20 +281,21 @@ class CoreService implements CoreVolumeService {
       if (f.backend && !this.#d.backends.has(f.backend)) {
         throw invalidArgument('backend', `unknown backend "${clip(f.backend)}" (configured: ${[...this.#d.backends.keys()].join(', ') || 'none'})`);
       }
-      const rows = this.#d.store.listVolumes({ ...(f.backend ? { backend: f.backend } : {}), labels });
+      await this.#fresh();
+      const rows = this.#d.catalog.listVolumes({ ...(f.backend ? { backend: f.backend } : {}), labels });
       // A few volumes (a label or backend filter): two indexed queries each. Many: two
       // queries for every attachment / reference instead of two per volume.
       if (rows.length <= FEW_VOLUMES) return rows.map((r) => loadVolume(this.#d, r));
-      const atts = groupBy(this.#d.store.listAttachments());
+      const atts = groupBy(this.#d.catalog.listAttachments());
       const refs = groupBy(this.#d.store.listMountRefs());
-      return rows.map((r) => toVolume(r, atts.get(r.id) ?? NO_ROWS, refs.get(r.id) ?? NO_ROWS, this.#d.idleViews));
+      return rows.map((r) => toVolume(r, atts.get(r.id) ?? NO_ROWS, refs.get(r.id) ?? NO_ROWS, this.#d.nodeId, this.#d.idleViews));
     });
   }
 
   remove(req: RemoveVolumeRequest, ctx: OpContext): Promise<void> {
     return this.#op('remove', ctx, req?.ref ?? null, async () => {
       const ref = requireRef(req?.ref);
-      await this.#locked(ref, ctx, (row) => removeVolume(this.#d, row, req.force === true));
+      await this.#locked(ref, ctx, (row, d) => removeVolume(d, row, req.force === true));
     });
   }
 
@@ -254,9 +303,9 @@ class CoreService implements CoreVolumeService {
     return this.#op('attach', ctx, req?.ref ?? null, async () => {
       const ref = requireRef(req?.ref);
       const node = requireNode(req.node, this.nodeId);
-      return this.#locked(ref, ctx, async (row) => {
-        await attachVolume(this.#d, row, { node, readOnly: req.readOnly === true, implicit: false });
-        return loadVolume(this.#d, this.#d.store.getVolume(row.id)!);
+      return this.#locked(ref, ctx, async (row, d) => {
+        await attachVolume(d, row, { node, readOnly: req.readOnly === true, implicit: false });
+        return loadVolume(d, d.catalog.getVolume(row.id)!);
       });
     });
   }
@@ -265,9 +314,9 @@ class CoreService implements CoreVolumeService {
     return this.#op('detach', ctx, req?.ref ?? null, async () => {
       const ref = requireRef(req?.ref);
       const node = requireNode(req.node, this.nodeId);
-      return this.#locked(ref, ctx, async (row) => {
-        await detachVolume(this.#d, row, node);
-        return loadVolume(this.#d, this.#d.store.getVolume(row.id)!);
+      return this.#locked(ref, ctx, async (row, d) => {
+        await detachVolume(d, row, node);
+        return loadVolume(d, d.catalog.getVolume(row.id)!);
       });
     });
   }
@@ -278,10 +327,15 @@ class CoreService implements CoreVolumeService {
       requireConsumer(req.consumer);
       if (req.ephemeral !== undefined && req.ephemeral !== null) {
         const spec = ephemeralCreate(checkCreate({ ...req.ephemeral, name: ref }));
-        return this.#locks.run(volKey(spec.name), () => this.#mountEphemeral(spec, req, ctx?.frontend ?? 'core'), { wait: ctx?.wait ?? true });
+        const { od, release } = await this.#lockAll([volKey(spec.name)], ctx);
+        try {
+          return await this.#mountEphemeral(od, spec, req, ctx?.frontend ?? 'core');
+        } finally {
+          await release();
+        }
       }
-      return this.#locked(ref, ctx, async (row) =>
-        mountVolume(this.#d, await this.#settling.liveMount(row, req.consumer), req, ctx?.frontend ?? 'core'));
+      return this.#locked(ref, ctx, async (row, d) =>
+        mountVolume(d, await this.#settling.liveMount(d, row, req.consumer), req, ctx?.frontend ?? 'core'));
     });
   }
 
@@ -289,17 +343,17 @@ class CoreService implements CoreVolumeService {
    * An ephemeral mount, the name's lock held: the volume may not exist yet (ephemeral.ts); one
    * that does gets #locked's settling (pending first, a retried mount re-established).
    */
-  async #mountEphemeral(spec: CheckedCreate, req: MountRequest, frontend: Frontend): Promise<MountResponse> {
-    const existing = this.#d.store.getVolumeByName(spec.name);
+  async #mountEphemeral(od: OpDeps, spec: CheckedCreate, req: MountRequest, frontend: Frontend): Promise<MountResponse> {
+    const existing = od.catalog.getVolumeByName(spec.name);
     if (existing && isEphemeral(existing)) {
-      if (this.#settling.pending(existing.id)) await this.#settling.settle(existing);
-      await this.#settling.liveMount(this.#d.store.getVolume(existing.id) ?? existing, req.consumer);
+      if (this.#settling.pending(existing.id)) await this.#settling.settle(od, existing);
+      await this.#settling.liveMount(od, od.catalog.getVolume(existing.id) ?? existing, req.consumer);
     }
     try {
-      return await mountEphemeral(this.#d, spec, req, frontend, this.#defaultBackend);
+      return await mountEphemeral(od, spec, req, frontend, this.#defaultBackend);
     } catch (err) {
-      const row = this.#d.store.getVolumeByName(spec.name);
-      if (row) await this.#settling.after(err, row.id);
+      const row = od.catalog.getVolumeByName(spec.name);
+      if (row) await this.#settling.after(od, err, row.id);
       throw err;
     }
   }
@@ -308,19 +362,19 @@ class CoreService implements CoreVolumeService {
     return this.#op('unmount', ctx, req?.ref ?? null, async () => {
       const ref = requireRef(req?.ref);
       const consumer = requireConsumer(req.consumer);
-      return this.#locked(ref, ctx, async (row) => {
-        await unmountVolume(this.#d, row, consumer);
-        return (await removeIfUnreferenced(this.#d, row)) ?? loadVolume(this.#d, this.#d.store.getVolume(row.id)!);
+      return this.#locked(ref, ctx, async (row, d) => {
+        await unmountVolume(d, row, consumer);
+        return (await removeIfUnreferenced(d, row)) ?? loadVolume(d, d.catalog.getVolume(row.id)!);
       });
     });
   }
 
   path(ref: string, ctx: OpContext): Promise<string | null> {
     return this.#op('path', ctx, ref, async () => {
-      const row = this.#mustFind(requireRef(ref));
-      if (!this.#settling.pending(row.id)) return row.path;
+      const row = await this.#find(requireRef(ref));
+      if (!this.#settling.pending(row.id)) return pathOf(this.#d, row.id);
       // Its record may name a path the kernel no longer has: settled first (#locked).
-      return this.#locked(ref, ctx, async (r) => r.path);
+      return this.#locked(ref, ctx, async (r, d) => pathOf(d, r.id));
     });
   }
 
@@ -328,13 +382,13 @@ class CoreService implements CoreVolumeService {
     return this.#op('expand', ctx, req?.ref ?? null, async () => {
       const ref = requireRef(req?.ref);
       const size = parseSize(req.sizeBytes, 'size');
-      return this.#locked(ref, ctx, (row) => expandVolume(this.#d, row, size));
+      return this.#locked(ref, ctx, (row, d) => expandVolume(d, row, size));
     });
   }
 
   stats(ref: string, ctx: OpContext): Promise<VolumeStats> {
     return this.#op('stats', ctx, ref, async () => {
-      const row = this.#mustFind(requireRef(ref));
+      const row = await this.#find(requireRef(ref));
       const backend = this.#d.backends.get(row.backend);
       if (!backend) throw failedPrecondition(`volume "${row.name}" lives on backend "${row.backend}", which is not configured`);
       return backend.stats({ id: row.id, name: row.name, sizeBytes: row.sizeBytes, fsType: row.fsType, volumeMode: row.volumeMode, options: row.options });
@@ -345,21 +399,23 @@ class CoreService implements CoreVolumeService {
     return this.#op('createSnapshot', ctx, req?.name ?? null, async () => {
       const name = validateVolumeName(req?.name, 'name');
       const volRef = requireRef(req.volume, 'volume');
-      const vol = this.#mustFind(volRef);
-      const release = await this.#locks.acquireAll([volKey(vol.name), snapKey(name)], { wait: ctx?.wait ?? true });
+      const vol = await this.#find(volRef);
+      const { od, release } = await this.#lockAll([volKey(vol.name), snapKey(name)], ctx);
       try {
-        const fresh = this.#d.store.getVolume(vol.id);
+        const fresh = od.catalog.getVolume(vol.id);
         if (!fresh) throw notFound(`volume "${volRef}" does not exist`);
-        return await createSnapshot(this.#d, name, fresh, safeProgress(ctx?.onProgress, this.#d.log));
+        return await createSnapshot(od, name, fresh, safeProgress(ctx?.onProgress, this.#d.log));
       } finally {
-        release();
+        await release();
       }
     });
   }
 
   inspectSnapshot(ref: string, ctx: OpContext): Promise<Snapshot> {
     return this.#op('inspectSnapshot', ctx, ref, async () => {
-      const row = findSnapshotRow(this.#d, requireRef(ref));
+      requireRef(ref);
+      await this.#fresh();
+      const row = findSnapshotRow(this.#d, ref);
       if (!row) throw notFound(`snapshot "${ref}" does not exist`);
       return toSnapshot(row);
     });
@@ -367,22 +423,28 @@ class CoreService implements CoreVolumeService {
 
   listSnapshots(filter: ListSnapshotsFilter, ctx: OpContext): Promise<Snapshot[]> {
     return this.#op('listSnapshots', ctx, filter?.volume ?? null, async () => {
-      if (filter?.volume === undefined) return this.#d.store.listSnapshots().map(toSnapshot);
+      await this.#fresh();
+      if (filter?.volume === undefined) return this.#d.catalog.listSnapshots().map(toSnapshot);
       const vol = findVolumeRow(this.#d, requireRef(filter.volume, 'volume'));
       // Snapshots outlive their volume: an id that no longer resolves still filters by id.
-      return this.#d.store.listSnapshots({ volumeId: vol?.id ?? filter.volume }).map(toSnapshot);
+      return this.#d.catalog.listSnapshots({ volumeId: vol?.id ?? filter.volume }).map(toSnapshot);
     });
   }
 
   deleteSnapshot(ref: string, ctx: OpContext): Promise<void> {
     return this.#op('deleteSnapshot', ctx, ref, async () => {
-      const first = findSnapshotRow(this.#d, requireRef(ref));
+      requireRef(ref);
+      await this.#fresh();
+      const first = findSnapshotRow(this.#d, ref);
       if (!first) throw notFound(`snapshot "${ref}" does not exist`);
-      await this.#locks.run(snapKey(first.name), async () => {
-        const row = this.#d.store.getSnapshot(first.id);
+      const { od, release } = await this.#lockAll([snapKey(first.name)], ctx);
+      try {
+        const row = od.catalog.getSnapshot(first.id);
         if (!row) throw notFound(`snapshot "${ref}" does not exist`);
-        await deleteSnapshot(this.#d, row);
-      }, { wait: ctx?.wait ?? true });
+        await deleteSnapshot(od, row);
+      } finally {
+        await release();
+      }
     });
   }
 
@@ -410,15 +472,26 @@ class CoreService implements CoreVolumeService {
       version: this.#version,
       nodeId: this.nodeId,
       ready: this.#ready && !this.#closed,
-      volumes: this.#d.store.countVolumes(),
+      volumes: this.#d.catalog.countVolumes(),
       backends: [...this.#d.backends.keys()],
       startedAt: this.#startedAt,
+      cluster: this.#cluster?.status() ?? { mode: 'embedded' },
     };
+  }
+
+  nodes(): NodeStatus[] {
+    if (this.#cluster) return this.#cluster.nodes();
+    const now = new Date().toISOString();
+    return [{
+      id: this.nodeId, addresses: [], version: this.#version, startedAt: this.#startedAt, lastSeen: now, alive: true, agentAlive: false,
+      backends: this.backends().map((b) => ({ name: b.name, driver: b.driver, shared: b.capabilities.scope === 'global' })),
+      attachedVolumes: new Set(this.#d.catalog.listAttachments().filter((a) => a.node === this.nodeId).map((a) => a.volumeId)).size,
+    }];
   }
 
   /** One pass at a time: a call while a pass runs gets that pass's report. */
   reconcile(periodic = false): Promise<ReconcileReport> {
-    this.#reconciling ??= reconcile(this.#d, this.#locks, { stop: () => this.#closed, periodic })
+    this.#reconciling ??= reconcile(this.#d, { stop: () => this.#closed, periodic })
       .then((report) => {
         this.#ready = true;
         this.#settling.reconciled(report);
@@ -451,6 +524,7 @@ class CoreService implements CoreVolumeService {
     // Let running operations finish their intent -> commit sequence (bounded).
     const deadline = Date.now() + 30_000;
     while (this.#inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await this.#d.catalog.close();
     this.#d.store.close();
   }
 }

@@ -28,13 +28,15 @@ import type { Logger } from '../../core/log.js';
 import type { BackendCapabilities, VolumeStats } from '../../core/types.js';
 import { internal, invalidArgument, notFound } from '../../core/errors.js';
 import { fsUsage } from '../../core/os/fs.js';
-import { checkKnownKeys, pathSetting } from '../settings.js';
+import { checkKnownKeys, pathSetting, sharedSetting } from '../settings.js';
 import { childPath, VOLUME_ID_RE } from '../paths.js';
 import { allocatedTreeBytes, watchCopy } from '../copy-progress.js';
 
 export interface DirSettings {
   /** Directory holding one subdirectory per volume. Default <stateRoot>/backends/<instance>. */
   readonly root: string;
+  /** The root is reachable at the same path from every node (settings.ts sharedSetting). */
+  readonly shared: boolean;
 }
 
 const SNAPSHOT_DIR = 'snapshots';
@@ -54,8 +56,11 @@ const CAPABILITIES: BackendCapabilities = {
 };
 
 export function parseDirSettings(ctx: Pick<BackendContext, 'name' | 'settings' | 'stateRoot'>): DirSettings {
-  checkKnownKeys(ctx.name, ctx.settings, ['root']);
-  return { root: pathSetting(ctx.name, ctx.settings, 'root', `${ctx.stateRoot}/backends/${ctx.name}`) };
+  checkKnownKeys(ctx.name, ctx.settings, ['root', 'shared']);
+  return {
+    root: pathSetting(ctx.name, ctx.settings, 'root', `${ctx.stateRoot}/backends/${ctx.name}`),
+    shared: sharedSetting(ctx.name, ctx.settings),
+  };
 }
 
 /**
@@ -74,14 +79,16 @@ export const createDirBackend: BackendFactory = async (ctx) => {
 
 class DirBackend implements Backend {
   readonly driver = 'dir';
-  readonly capabilities = CAPABILITIES;
+  readonly capabilities: BackendCapabilities;
 
   constructor(
     readonly name: string,
     private readonly settings: DirSettings,
     private readonly exec: Exec,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.capabilities = settings.shared ? { ...CAPABILITIES, scope: 'global' } : CAPABILITIES;
+  }
 
   /** Removes what earlier deletes left in the trash (a crash mid-removal); in the background. */
   emptyTrash(): void {

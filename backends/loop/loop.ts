@@ -65,7 +65,7 @@ export const createLoopBackend: BackendFactory = async (ctx) => {
 
 export class LoopBackend implements Backend {
   readonly driver = 'loop';
-  readonly capabilities = CAPABILITIES;
+  readonly capabilities: BackendCapabilities;
   readonly name: string;
   private readonly exec: Exec;
   private readonly log: Logger;
@@ -75,6 +75,7 @@ export class LoopBackend implements Backend {
     ctx: BackendContext,
     private readonly settings: LoopSettings,
   ) {
+    this.capabilities = settings.shared ? { ...CAPABILITIES, scope: 'global' } : CAPABILITIES;
     this.name = ctx.name;
     this.exec = ctx.exec;
     this.log = ctx.log;

@@ -8,7 +8,7 @@ import { invalidArgument, outOfRange } from '../../core/errors.js';
 import { formatSize } from '../../core/spec.js';
 import { didYouMean } from '../../core/suggest.js';
 import { FS_MIN_BYTES } from '../../core/os/fs.js';
-import { checkKnownKeys, choiceSetting, pathSetting, settingField, sizeSetting } from '../settings.js';
+import { checkKnownKeys, choiceSetting, pathSetting, settingField, sharedSetting, sizeSetting } from '../settings.js';
 
 export interface LoopSettings {
   /** Directory holding the sparse images <root>/<id>.img. Default <stateRoot>/backends/<instance>. */
@@ -17,6 +17,8 @@ export interface LoopSettings {
   readonly defaultSize: number;
   /** Filesystem of volumes created without one. */
   readonly defaultFs: FsType;
+  /** The root is reachable at the same path from every node (../settings.ts sharedSetting). */
+  readonly shared: boolean;
 }
 
 export const DEFAULT_SIZE = 1024 ** 3;
@@ -39,7 +41,7 @@ export function checkLoopMax(sizeBytes: number): void {
 }
 
 export function parseLoopSettings(ctx: Pick<BackendContext, 'name' | 'settings' | 'stateRoot'>): LoopSettings {
-  checkKnownKeys(ctx.name, ctx.settings, ['root', 'defaultSize', 'defaultFs']);
+  checkKnownKeys(ctx.name, ctx.settings, ['root', 'defaultSize', 'defaultFs', 'shared']);
   const defaultFs = choiceSetting(ctx.name, ctx.settings, 'defaultFs', FS_TYPES, 'ext4');
   const defaultSize = sizeSetting(ctx.name, ctx.settings, 'defaultSize', DEFAULT_SIZE);
   if (defaultSize < FS_MIN_BYTES[defaultFs]) {
@@ -47,6 +49,7 @@ export function parseLoopSettings(ctx: Pick<BackendContext, 'name' | 'settings' 
   }
   return {
     root: pathSetting(ctx.name, ctx.settings, 'root', `${ctx.stateRoot}/backends/${ctx.name}`),
+    shared: sharedSetting(ctx.name, ctx.settings),
     defaultSize,
     defaultFs,
   };

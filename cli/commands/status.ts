@@ -24,6 +24,12 @@ const FIELDS: readonly Field[] = [
   ['Up', (x) => `${uptime(x.startedAt)} (since ${x.startedAt})`],
   ['Volumes', (x) => String(x.volumes)],
   ['Backends', (x) => x.backends.join(', ')],
+  ['Cluster', (x) => {
+    const c = x.cluster;
+    if (!c || c.mode === 'embedded') return 'single node (embedded catalog)';
+    const lease = c.lease === null ? 'no lease (etcd unreachable)' : `lease ${c.lease}, renewed ${c.sinceRenewalMs ?? '?'} ms ago (TTL ${c.leaseTtlMs} ms)`;
+    return `etcd ${c.endpoints.join(', ')} prefix ${c.prefix}; ${c.nodes} node(s); ${lease}`;
+  }],
   ['PID', (x) => (x.daemon ? String(x.daemon.pid) : '-')],
   ['State root', (x) => x.daemon?.stateRoot ?? '-'],
   ['Config', (x) => (x.daemon ? (x.daemon.configFile ?? 'embedded defaults') : '-')],

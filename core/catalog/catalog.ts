@@ -99,8 +99,8 @@ export interface CatalogLock {
 }
 
 export interface CommitOptions {
-  /** The lock the writes are made under (fencing). */
-  readonly lock?: CatalogLock | null;
+  /** The lock(s) the writes are made under (fencing): the commit fails if any was lost. */
+  readonly lock?: CatalogLock | readonly CatalogLock[] | null;
   /**
    * true (default): the commit is durable before it returns. false: a "runtime" commit
    * (records of kernel state that a power cut wipes anyway); see core/store/store.ts TxOptions.

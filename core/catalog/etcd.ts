@@ -285,10 +285,14 @@ export class EtcdCatalog implements Catalog {
 
   async commit(fn: (w: CatalogWriter) => void, opts: CommitOptions = {}): Promise<void> {
     const plan = this.#plan(fn);
-    const lock = (opts.lock ?? null) as EtcdLock | null;
+    if (plan.puts.length + plan.deletes.length + plan.deletePrefixes.length === 0) {
+      opts.local?.(); // nothing for the cluster: node facts need no fencing
+      return;
+    }
+    const locks = (opts.lock === undefined || opts.lock === null ? [] : Array.isArray(opts.lock) ? opts.lock : [opts.lock]) as EtcdLock[];
     const c = this.#conn.client;
     let txn = c.if(this.#full(KEYS.epoch), 'Version', '>', -1);
-    if (lock) txn = txn.and(lock.full, 'Create', '==', lock.createRevision);
+    for (const lock of locks) txn = txn.and(lock.full, 'Create', '==', lock.createRevision);
     for (const cmp of plan.compares) txn = txn.and(this.#full(cmp.key), cmp.target, cmp.cmp, cmp.value);
     const ops = [
       ...plan.puts.map((p) => c.put(this.#full(p.key)).value(p.value)),
@@ -297,7 +301,7 @@ export class EtcdCatalog implements Catalog {
       c.put(this.#full(KEYS.epoch)).value(''),
     ];
     const res = await this.#conn.call('writing the catalog', () => txn.then(...ops).commit());
-    if (!res.succeeded) throw await this.#whyFailed(plan, lock);
+    if (!res.succeeded) throw await this.#whyFailed(plan, locks);
     const rev = Number(res.header.revision);
     if (!(await this.view.reached(rev, this.#viewWaitMs))) {
       this.#log.warn({ revision: rev }, 'cluster: a commit is not in the view yet (watch behind); reads may lag');
@@ -305,8 +309,8 @@ export class EtcdCatalog implements Catalog {
     opts.local?.();
   }
 
-  async #whyFailed(plan: Planned, lock: EtcdLock | null): Promise<BerthError> {
-    if (lock) {
+  async #whyFailed(plan: Planned, locks: readonly EtcdLock[]): Promise<BerthError> {
+    for (const lock of locks) {
       const held = await this.#conn.call('checking a lock', () => this.#conn.client.get(lock.full).exec()).catch(() => null);
       const kv = held?.kvs[0];
       if (!kv || Number(kv.create_revision) !== lock.createRevision) {

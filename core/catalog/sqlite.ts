@@ -7,13 +7,10 @@
  */
 import { alreadyExists, internal } from '../errors.js';
 import { KeyedMutex } from '../locks.js';
-import type { Store, VolumeRow } from '../store/store.js';
+import type { Store } from '../store/store.js';
 import type {
   AttachmentRecord, Catalog, CatalogLock, CatalogWriter, CommitOptions, LockOptions, SnapshotRecord, VolumeFilter, VolumeRecord,
 } from './catalog.js';
-
-/** The catalog fields of a store row (the row also carries node-local state until it moves). */
-const toRecord = ({ path: _path, ...r }: VolumeRow): VolumeRecord => r;
 
 export class SqliteCatalog implements Catalog {
   readonly mode = 'embedded' as const;
@@ -25,15 +22,13 @@ export class SqliteCatalog implements Catalog {
   }
 
   getVolume(id: string): VolumeRecord | null {
-    const r = this.#store.getVolume(id);
-    return r ? toRecord(r) : null;
+    return this.#store.getVolume(id);
   }
   getVolumeByName(name: string): VolumeRecord | null {
-    const r = this.#store.getVolumeByName(name);
-    return r ? toRecord(r) : null;
+    return this.#store.getVolumeByName(name);
   }
   listVolumes(filter?: VolumeFilter): VolumeRecord[] {
-    return this.#store.listVolumes(filter).map(toRecord);
+    return this.#store.listVolumes(filter);
   }
   countVolumes(): number {
     return this.#store.countVolumes();
@@ -77,7 +72,7 @@ export class SqliteCatalog implements Catalog {
       createVolume: (r) => {
         if (s.getVolumeByName(r.name)) throw alreadyExists(`volume "${r.name}" already exists`);
         if (s.getVolume(r.id)) throw internal(`catalog: volume id ${r.id} is taken`);
-        s.insertVolume({ ...r, path: null });
+        s.insertVolume(r);
       },
       patchVolume: (id, patch) => {
         if (!s.getVolume(id)) throw internal(`catalog: no volume ${id} to change`);

@@ -110,4 +110,38 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX mount_refs_target ON mount_refs (target) WHERE target IS NOT NULL;
     `,
   },
+  {
+    version: 5,
+    description: 'cluster-aware records: the home node of a local volume, each attachment\'s mounted path; mount references are node facts with no foreign key to volumes',
+    // Where a volume is mounted is now per node, on that node's attachment (volumes.path is no
+    // longer read); the start-up reconcile records it again for every mounted volume. Mount
+    // references stay in the node's own SQLite in every mode, and in cluster mode the volumes
+    // they belong to live in etcd, so they cannot point at a local volumes row.
+    sql: `
+      ALTER TABLE volumes ADD COLUMN node TEXT;
+      ALTER TABLE attachments ADD COLUMN path TEXT;
+      CREATE TABLE mount_refs_v5 (
+        volume_id      TEXT NOT NULL,
+        consumer       TEXT NOT NULL,
+        frontend       TEXT NOT NULL,
+        target         TEXT,
+        read_only      INTEGER NOT NULL,
+        state          TEXT NOT NULL CHECK (state IN ('pending', 'committed')),
+        created_at     TEXT NOT NULL,
+        target_created INTEGER NOT NULL DEFAULT 0 CHECK (target_created IN (0, 1)),
+        bind_source    TEXT,
+        bind_mount_id  INTEGER,
+        bind_dev       TEXT,
+        bind_root      TEXT,
+        PRIMARY KEY (volume_id, consumer)
+      ) STRICT;
+      INSERT INTO mount_refs_v5 (volume_id, consumer, frontend, target, read_only, state, created_at, target_created, bind_source,
+          bind_mount_id, bind_dev, bind_root)
+        SELECT volume_id, consumer, frontend, target, read_only, state, created_at, target_created, bind_source, bind_mount_id,
+          bind_dev, bind_root FROM mount_refs ORDER BY rowid;
+      DROP TABLE mount_refs;
+      ALTER TABLE mount_refs_v5 RENAME TO mount_refs;
+      CREATE INDEX mount_refs_target ON mount_refs (target) WHERE target IS NOT NULL;
+    `,
+  },
 ];

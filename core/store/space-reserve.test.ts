@@ -14,7 +14,7 @@ const roots = useTmpRoots();
 const vol = (i: number): VolumeRow => ({
   id: `vol-${i}`, name: `v${i}`, backend: 'local', sizeBytes: 0, fsType: null, volumeMode: 'filesystem', accessMode: 'ReadWriteOnce',
   // A big label so that every insert needs new pages.
-  labels: { blob: 'x'.repeat(3000) }, options: {}, sourceKind: null, sourceId: null, status: 'ready', createdAt: 't', path: null,
+  labels: { blob: 'x'.repeat(3000) }, options: {}, sourceKind: null, sourceId: null, status: 'ready', createdAt: 't', node: null,
 });
 
 describe('space reserve (real full tmpfs)', () => {

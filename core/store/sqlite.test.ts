@@ -10,7 +10,7 @@ import type { Store, VolumeRow } from './store.js';
 const vol = (id: string, name: string, over: Partial<VolumeRow> = {}): VolumeRow => ({
   id, name, backend: 'local', sizeBytes: 1024, fsType: 'ext4', volumeMode: 'filesystem', accessMode: 'ReadWriteOnce',
   labels: { a: '1' }, options: { tier: 'x' }, sourceKind: null, sourceId: null, status: 'ready', createdAt: '2024-01-01T00:00:00.000Z',
-  path: null, ...over,
+  node: null, ...over,
 });
 
 describe('SQLite store', () => {
@@ -56,10 +56,10 @@ describe('SQLite store', () => {
 
   it('round-trips volumes and survives reopening the file', () => {
     store.insertVolume(vol('vol-1', 'one'));
-    store.updateVolume('vol-1', { status: 'deleting', path: '/mnt/x', sizeBytes: 2048 });
+    store.updateVolume('vol-1', { status: 'deleting', sizeBytes: 2048 });
     store.close();
     store = openStore(join(dir, 'sub', 'state.db'));
-    expect(store.getVolume('vol-1')).toEqual(vol('vol-1', 'one', { status: 'deleting', path: '/mnt/x', sizeBytes: 2048 }));
+    expect(store.getVolume('vol-1')).toEqual(vol('vol-1', 'one', { status: 'deleting', sizeBytes: 2048 }));
     expect(store.getVolumeByName('one')?.id).toBe('vol-1');
     expect(store.getVolume('nope')).toBeNull();
   });
@@ -80,18 +80,21 @@ describe('SQLite store', () => {
     expect(store.countVolumes()).toBe(3);
   });
 
-  it('deleting a volume deletes its attachments and mount references (foreign keys)', () => {
+  it('deleting a volume deletes its attachments (foreign key); mount references are node facts, deleted on their own', () => {
     store.insertVolume(vol('vol-1', 'one'));
-    store.putAttachment({ volumeId: 'vol-1', node: 'n1', device: '/dev/loop1', readOnly: false, implicit: true, createdAt: 't' });
-    store.putAttachment({ volumeId: 'vol-1', node: 'n1', device: '/dev/loop2', readOnly: true, implicit: false, createdAt: 't' });
+    store.putAttachment({ volumeId: 'vol-1', node: 'n1', device: '/dev/loop1', readOnly: false, implicit: true, path: null, createdAt: 't' });
+    store.putAttachment({ volumeId: 'vol-1', node: 'n1', device: '/dev/loop2', readOnly: true, implicit: false, path: null, createdAt: 't' });
     store.insertMountRef({ volumeId: 'vol-1', consumer: 'c1', frontend: 'docker', target: null, readOnly: false, state: 'pending', createdAt: 't' });
     store.setMountRefState('vol-1', 'c1', 'committed');
-    expect(store.listAttachments('vol-1')).toEqual([{ volumeId: 'vol-1', node: 'n1', device: '/dev/loop2', readOnly: true, implicit: false, createdAt: 't' }]);
+    expect(store.listAttachments('vol-1')).toEqual([{ volumeId: 'vol-1', node: 'n1', device: '/dev/loop2', readOnly: true, implicit: false, path: null, createdAt: 't' }]);
     expect(store.listMountRefs()).toMatchObject([{ consumer: 'c1', state: 'committed' }]);
-    expect(() => store.insertMountRef({ volumeId: 'vol-missing', consumer: 'c', frontend: 'docker', target: null, readOnly: false, state: 'pending', createdAt: 't' })).toThrow(/FOREIGN KEY/);
+    // In cluster mode the volumes live in etcd: a reference needs no local volume row.
+    store.insertMountRef({ volumeId: 'vol-elsewhere', consumer: 'c', frontend: 'docker', target: null, readOnly: false, state: 'pending', createdAt: 't' });
     store.deleteVolume('vol-1');
     expect(store.listAttachments()).toEqual([]);
-    expect(store.listMountRefs()).toEqual([]);
+    expect(store.listMountRefs().map((r) => r.volumeId)).toEqual(['vol-1', 'vol-elsewhere']);
+    store.deleteMountRefs('vol-1');
+    expect(store.listMountRefs().map((r) => r.volumeId)).toEqual(['vol-elsewhere']);
   });
 
   it('tx rolls back every write when fn throws', () => {
@@ -204,12 +207,12 @@ describe('SQLite store', () => {
     store.insertVolume(vol('vol-1', 'one'));
     expect(() => store.tx(() => {
       store.insertVolume(vol('vol-2', 'two'));
-      store.updateVolume('vol-1', { path: '/mnt/1' });
+      store.updateVolume('vol-1', { sizeBytes: 1 });
       expect(store.getVolumeByName('two')).not.toBeNull(); // the transaction sees its own writes
       throw new Error('boom');
     })).toThrow('boom');
     expect(store.getVolumeByName('two')).toBeNull();
-    expect(store.getVolume('vol-1')?.path).toBeNull();
+    expect(store.getVolume('vol-1')?.sizeBytes).toBe(1024);
     expect(store.countVolumes()).toBe(1);
     const other = new Database(join(dir, 'sub', 'state.db'));
     try {
@@ -226,7 +229,7 @@ describe('SQLite store', () => {
   it('one volume\'s references and attachments follow every write, rollback, cascade and another connection\'s commit', () => {
     store.insertVolume(vol('vol-1', 'one'));
     const ref = { volumeId: 'vol-1', frontend: 'docker' as const, target: null, readOnly: false, state: 'pending' as const, createdAt: 't' };
-    const att = { volumeId: 'vol-1', node: 'n1', device: null, readOnly: false, implicit: true, createdAt: 't' };
+    const att = { volumeId: 'vol-1', node: 'n1', device: null, readOnly: false, implicit: true, path: null, createdAt: 't' };
     const consumers = () => store.listMountRefs('vol-1').map((r) => `${r.consumer}:${r.state}`);
     expect(consumers()).toEqual([]); // read (and remembered) before any write
     store.insertMountRef({ ...ref, consumer: 'c1' });
@@ -267,9 +270,10 @@ describe('SQLite store', () => {
     store.putAttachment(att);
     store.deleteMountRef('vol-1', 'c3');
     expect(consumers()).toEqual(['c1:committed']);
-    store.deleteVolume('vol-1'); // ON DELETE CASCADE
-    expect(store.listMountRefs('vol-1')).toEqual([]);
+    store.deleteVolume('vol-1'); // ON DELETE CASCADE (attachments)
     expect(store.listAttachments('vol-1')).toEqual([]);
+    store.deleteMountRefs('vol-1');
+    expect(store.listMountRefs('vol-1')).toEqual([]);
   });
 
   it('keeps the name order through inserts, updates and deletes, and hands out frozen rows', () => {

@@ -41,7 +41,9 @@ import type {
 } from './store.js';
 import type { VolumeStatus } from '../types.js';
 
-interface AttachmentDb { volume_id: string; node: string; device: string | null; read_only: number; implicit: number; created_at: string }
+interface AttachmentDb {
+  volume_id: string; node: string; device: string | null; read_only: number; implicit: number; path: string | null; created_at: string;
+}
 interface MountRefDb {
   volume_id: string; consumer: string; frontend: string; target: string | null; read_only: number; state: string; created_at: string;
   target_created: number; bind_source: string | null; bind_mount_id: number | null; bind_dev: string | null; bind_root: string | null;
@@ -60,7 +62,7 @@ const parseMap = (json: string): Readonly<Record<string, string>> => (json === '
  * directly: better-sqlite3's per-row objects would be a second allocation per row, which
  * is most of the cost of listing 10,000 volumes.
  */
-const VOLUME_COLUMNS = 'id, name, backend, size_bytes, fs_type, volume_mode, access_mode, labels, options, source_kind, source_id, status, created_at, path';
+const VOLUME_COLUMNS = 'id, name, backend, size_bytes, fs_type, volume_mode, access_mode, labels, options, source_kind, source_id, status, created_at, node';
 type VolumeRaw = [string, string, string, number, string | null, string, string, string, string, string | null, string | null, string, string, string | null];
 
 const toVolume = (r: VolumeRaw): VolumeRow => ({
@@ -77,10 +79,11 @@ const toVolume = (r: VolumeRaw): VolumeRow => ({
   sourceId: r[10],
   status: r[11] as VolumeStatus,
   createdAt: r[12],
-  path: r[13],
+  node: r[13],
 });
 const toAttachment = (r: AttachmentDb): AttachmentRow => ({
-  volumeId: r.volume_id, node: r.node, device: r.device, readOnly: r.read_only === 1, implicit: r.implicit === 1, createdAt: r.created_at,
+  volumeId: r.volume_id, node: r.node, device: r.device, path: r.path, readOnly: r.read_only === 1, implicit: r.implicit === 1,
+  createdAt: r.created_at,
 });
 const toMountRef = (r: MountRefDb): MountRefRow => ({
   volumeId: r.volume_id,
@@ -181,22 +184,21 @@ export function openStore(path: string, opts: OpenStoreOptions = {}): Store {
     insertLabel: db.prepare<[string, string, string]>('INSERT INTO volume_labels (volume_id, key, value) VALUES (?, ?, ?)'),
     insertVolume: db.prepare(
       `INSERT INTO volumes (id, name, backend, size_bytes, fs_type, volume_mode, access_mode, labels, options,
-         source_kind, source_id, status, created_at, path)
+         source_kind, source_id, status, created_at, node)
        VALUES (@id, @name, @backend, @size_bytes, @fs_type, @volume_mode, @access_mode, @labels, @options,
-         @source_kind, @source_id, @status, @created_at, @path)`,
+         @source_kind, @source_id, @status, @created_at, @node)`,
     ),
     setVolumeStatus: db.prepare<[string, string]>('UPDATE volumes SET status = ? WHERE id = ?'),
-    setVolumePath: db.prepare<[string | null, string]>('UPDATE volumes SET path = ? WHERE id = ?'),
     setVolumeSize: db.prepare<[number, string]>('UPDATE volumes SET size_bytes = ? WHERE id = ?'),
     deleteVolume: db.prepare<[string]>('DELETE FROM volumes WHERE id = ?'),
 
     listAttachments: db.prepare<[], AttachmentDb>('SELECT * FROM attachments ORDER BY rowid'),
     listAttachmentsOf: db.prepare<[string], AttachmentDb>('SELECT * FROM attachments WHERE volume_id = ? ORDER BY rowid'),
     putAttachment: db.prepare(
-      `INSERT INTO attachments (volume_id, node, device, read_only, implicit, created_at)
-       VALUES (@volume_id, @node, @device, @read_only, @implicit, @created_at)
+      `INSERT INTO attachments (volume_id, node, device, read_only, implicit, path, created_at)
+       VALUES (@volume_id, @node, @device, @read_only, @implicit, @path, @created_at)
        ON CONFLICT (volume_id, node) DO UPDATE SET device = excluded.device, read_only = excluded.read_only,
-         implicit = excluded.implicit`,
+         implicit = excluded.implicit, path = excluded.path`,
     ),
     deleteAttachment: db.prepare<[string, string]>('DELETE FROM attachments WHERE volume_id = ? AND node = ?'),
 
@@ -219,6 +221,7 @@ export function openStore(path: string, opts: OpenStoreOptions = {}): Store {
          bind_dev = @bind_dev, bind_root = @bind_root WHERE volume_id = @volume_id AND consumer = @consumer`,
     ),
     deleteMountRef: db.prepare<[string, string]>('DELETE FROM mount_refs WHERE volume_id = ? AND consumer = ?'),
+    deleteMountRefs: db.prepare<[string]>('DELETE FROM mount_refs WHERE volume_id = ?'),
 
     getSnapshot: db.prepare<[string], SnapshotDb>('SELECT * FROM snapshots WHERE id = ?'),
     getSnapshotByName: db.prepare<[string], SnapshotDb>('SELECT * FROM snapshots WHERE name = ?'),
@@ -374,7 +377,7 @@ export function openStore(path: string, opts: OpenStoreOptions = {}): Store {
         s.insertVolume.run({
           id: v.id, name: v.name, backend: v.backend, size_bytes: v.sizeBytes, fs_type: v.fsType, volume_mode: v.volumeMode,
           access_mode: v.accessMode, labels: JSON.stringify(v.labels), options: JSON.stringify(v.options),
-          source_kind: v.sourceKind, source_id: v.sourceId, status: v.status, created_at: v.createdAt, path: v.path,
+          source_kind: v.sourceKind, source_id: v.sourceId, status: v.status, created_at: v.createdAt, node: v.node,
         });
         for (const [k, value] of Object.entries(v.labels)) s.insertLabel.run(v.id, k, value);
       };
@@ -388,7 +391,6 @@ export function openStore(path: string, opts: OpenStoreOptions = {}): Store {
       const c = fresh();
       transaction(() => {
         if (patch.status !== undefined) s.setVolumeStatus.run(patch.status, id);
-        if (patch.path !== undefined) s.setVolumePath.run(patch.path, id);
         if (patch.sizeBytes !== undefined) s.setVolumeSize.run(patch.sizeBytes, id);
       });
       c.patch(id, patch);
@@ -397,8 +399,7 @@ export function openStore(path: string, opts: OpenStoreOptions = {}): Store {
       const c = fresh();
       s.deleteVolume.run(id);
       c.remove(id);
-      // ON DELETE CASCADE took its attachments and references with it.
-      refsOf.delete(id);
+      // ON DELETE CASCADE took its attachments with it; references are the core's to delete.
       attachmentsOf.delete(id);
     }),
 
@@ -409,7 +410,7 @@ export function openStore(path: string, opts: OpenStoreOptions = {}): Store {
       attachmentsOf.delete(a.volumeId);
       s.putAttachment.run({
         volume_id: a.volumeId, node: a.node, device: a.device, read_only: a.readOnly ? 1 : 0, implicit: a.implicit ? 1 : 0,
-        created_at: a.createdAt,
+        path: a.path, created_at: a.createdAt,
       });
     }),
     deleteAttachment: (volumeId, node) => write(() => {
@@ -443,6 +444,10 @@ export function openStore(path: string, opts: OpenStoreOptions = {}): Store {
     deleteMountRef: (volumeId, consumer) => write(() => {
       refsOf.delete(volumeId);
       s.deleteMountRef.run(volumeId, consumer);
+    }),
+    deleteMountRefs: (volumeId) => write(() => {
+      refsOf.delete(volumeId);
+      s.deleteMountRefs.run(volumeId);
     }),
 
     getSnapshot: (id) => {

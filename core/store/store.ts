@@ -1,37 +1,19 @@
 /**
- * The Store: durable records of volumes, attachments, mount references and snapshots.
+ * The Store: the node's SQLite. It always holds the node facts (mount references and what
+ * berth made for them), and in single-node mode also the catalog's tables (volumes,
+ * attachments, snapshots), which core/catalog/sqlite.ts serves as the embedded Catalog.
  * Synchronous on purpose (better-sqlite3 is synchronous and fast): the volume service can
  * run a read-check-write sequence inside `tx` with no await in between, and `find()` can
  * stay a plain function. The store holds records only; it never decides rules.
  */
-import type { AccessMode, Frontend, FsType, VolumeMode, VolumeStatus } from '../types.js';
+import type { Frontend } from '../types.js';
+import type { AttachmentRecord, SnapshotRecord, SnapshotStatus, VolumeFilter, VolumePatch, VolumeRecord } from '../catalog/catalog.js';
 
-export interface VolumeRow {
-  readonly id: string;
-  readonly name: string;
-  readonly backend: string;
-  readonly sizeBytes: number;
-  readonly fsType: FsType | null;
-  readonly volumeMode: VolumeMode;
-  readonly accessMode: AccessMode;
-  readonly labels: Readonly<Record<string, string>>;
-  readonly options: Readonly<Record<string, string>>;
-  readonly sourceKind: 'snapshot' | 'volume' | null;
-  readonly sourceId: string | null;
-  readonly status: VolumeStatus;
-  readonly createdAt: string;
-  /** The backend's managed path (or device for block) while mounted on this node, else null. */
-  readonly path: string | null;
-}
+/** A volume's record: the catalog's (core/catalog/catalog.ts), whichever store keeps it. */
+export type VolumeRow = VolumeRecord;
 
-export interface AttachmentRow {
-  readonly volumeId: string;
-  readonly node: string;
-  readonly device: string | null;
-  readonly readOnly: boolean;
-  readonly implicit: boolean;
-  readonly createdAt: string;
-}
+/** One node's hold on a volume (catalog record). */
+export type AttachmentRow = AttachmentRecord;
 
 /**
  * pending: inserted before the side effects of a mount; committed once they all succeeded.
@@ -71,33 +53,10 @@ export type MountRefBinding = Pick<MountRefRow, 'targetCreated' | 'bindSource' |
 /** A reference to insert: the target fields default to "not created, nothing recorded". */
 export type NewMountRef = Omit<MountRefRow, keyof MountRefBinding> & Partial<MountRefBinding>;
 
-/** creating / deleting are intents, like volume statuses. */
-export type SnapshotStatus = 'creating' | 'ready' | 'deleting';
+export type { SnapshotStatus, VolumeFilter, VolumePatch };
 
-export interface SnapshotRow {
-  readonly id: string;
-  readonly name: string;
-  readonly volumeId: string;
-  readonly backend: string;
-  readonly sizeBytes: number;
-  /** Filesystem and mode of the source volume when the snapshot was taken (a restore inherits them). */
-  readonly fsType: FsType | null;
-  readonly volumeMode: VolumeMode;
-  readonly status: SnapshotStatus;
-  readonly createdAt: string;
-}
-
-export interface VolumeFilter {
-  readonly backend?: string;
-  readonly status?: VolumeStatus;
-  readonly labels?: Readonly<Record<string, string>>;
-}
-
-export interface VolumePatch {
-  readonly status?: VolumeStatus;
-  readonly path?: string | null;
-  readonly sizeBytes?: number;
-}
+/** A snapshot's record (catalog). */
+export type SnapshotRow = SnapshotRecord;
 
 export interface TxOptions {
   /**
@@ -130,7 +89,7 @@ export interface Store {
   countVolumes(): number;
   insertVolume(row: VolumeRow): void;
   updateVolume(id: string, patch: VolumePatch): void;
-  /** Also deletes its attachments and mount references. */
+  /** Also deletes its attachments (its mount references are node facts: deleteMountRefs). */
   deleteVolume(id: string): void;
 
   /** All attachments, or one volume's. */
@@ -151,6 +110,8 @@ export interface Store {
   /** Records what berth knows about a reference's target (before the bind, after it, after a re-bind). */
   setMountRefBinding(volumeId: string, consumer: string, binding: MountRefBinding): void;
   deleteMountRef(volumeId: string, consumer: string): void;
+  /** Every reference this node holds on the volume (it is gone from the catalog). */
+  deleteMountRefs(volumeId: string): void;
 
   getSnapshot(id: string): SnapshotRow | null;
   getSnapshotByName(name: string): SnapshotRow | null;

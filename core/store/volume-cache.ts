@@ -65,7 +65,6 @@ export class VolumeCache {
     const row = freeze({
       ...old,
       ...(patch.status !== undefined ? { status: patch.status } : {}),
-      ...(patch.path !== undefined ? { path: patch.path } : {}),
       ...(patch.sizeBytes !== undefined ? { sizeBytes: patch.sizeBytes } : {}),
     });
     this.#byId.set(id, row);

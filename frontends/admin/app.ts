@@ -223,6 +223,7 @@ export function createAdminApp(o: AdminAppOptions): Hono<Env> {
 
   // Daemon
   app.get('/v1/backends', (c) => c.json(service.backends()));
+  app.get('/v1/nodes', (c) => c.json(service.nodes()));
   app.get('/v1/capacity', async (c) => c.json(await service.capacity(c.req.query('backend') || undefined, c.var.ctx)));
   app.get('/v1/status', (c) => c.json(o.daemonInfo ? { ...service.status(), daemon: o.daemonInfo() } : service.status()));
   app.get('/v1/version', (c) => c.json({ version: service.status().version, nodeId: service.nodeId }));

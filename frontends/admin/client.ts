@@ -10,7 +10,7 @@ import { http1Request, type Http1Response, type Http1Target } from '../http1-cli
 import { fromErrorResponse } from './errors.js';
 import type { ExpandResponse, ServiceStatus } from '../../core/service.js';
 import type {
-  AccessMode, BackendInfo, Capacity, Frontend, Snapshot, Volume, VolumeMode, VolumeStats,
+  AccessMode, BackendInfo, Capacity, Frontend, Snapshot, Volume, VolumeMode, VolumeStats, NodeStatus,
 } from '../../core/types.js';
 
 export const DEFAULT_ADMIN_SOCKET = '/run/berth/berth.sock';
@@ -97,6 +97,8 @@ export interface AdminClient {
   inspectSnapshot(ref: string): Promise<Snapshot>;
   deleteSnapshot(ref: string): Promise<void>;
   backends(): Promise<BackendInfo[]>;
+  /** Every node of the cluster (single node: this one), with its lease and what it holds. */
+  nodes(): Promise<NodeStatus[]>;
   capacity(backend?: string): Promise<Capacity[]>;
   status(): Promise<StatusResponse>;
   version(): Promise<{ version: string; nodeId: string }>;
@@ -204,6 +206,7 @@ export function createAdminClient(o: AdminClientOptions = {}): AdminClient {
     inspectSnapshot: (ref) => call('GET', `/v1/snapshots/${encodeURIComponent(ref)}`),
     deleteSnapshot: (ref) => call('DELETE', `/v1/snapshots/${encodeURIComponent(ref)}`),
     backends: () => call('GET', '/v1/backends'),
+    nodes: () => call('GET', '/v1/nodes'),
     capacity: (backend) => call('GET', `/v1/capacity${qs(backend ? [['backend', backend]] : [])}`),
     status: () => call('GET', '/v1/status'),
     version: () => call('GET', '/v1/version'),

@@ -24,13 +24,13 @@ function fakeAdmin(nodeId = 'node-1') {
       return put({
         id: `vol-${b.name}`, name: b.name, backend: b.backend ?? 'local', sizeBytes: 0, fsType: (b.fs as Volume['fsType']) ?? null,
         volumeMode: 'filesystem', accessMode: 'ReadWriteOnce', labels: b.labels ?? {}, options: b.options ?? {}, source: null,
-        status: 'ready', createdAt: '', attachments: [], mounts: [], path: null,
+        status: 'ready', createdAt: '', attachments: [], mounts: [], node: null, path: null,
       });
     },
     attach: async (ref, b = {}) => {
       log.push(`attach ${ref} ${b.node}`);
       const v = get(ref);
-      return put({ ...v, attachments: [...v.attachments.filter((a) => a.node !== b.node), { node: b.node ?? nodeId, device: '/dev/loop9', readOnly: false, implicit: false, createdAt: '' }] });
+      return put({ ...v, attachments: [...v.attachments.filter((a) => a.node !== b.node), { node: b.node ?? nodeId, device: '/dev/loop9', path: null, readOnly: false, implicit: false, createdAt: '' }] });
     },
     detach: async (ref, b = {}) => {
       log.push(`detach ${ref} ${b.node}`);

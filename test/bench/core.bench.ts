@@ -24,7 +24,7 @@ export async function run(): Promise<BenchResult[]> {
         h.store.insertVolume({
           id: `vol-${String(i).padStart(26, '0')}`, name: `bulk-${i}`, backend: 'local', sizeBytes: 0, fsType: null, volumeMode: 'filesystem',
           accessMode: 'ReadWriteOnce', labels: { shard: String(i % 100) }, options: {}, sourceKind: null, sourceId: null, status: 'ready',
-          createdAt: now, path: null,
+          createdAt: now, node: null,
         });
       }
     });
