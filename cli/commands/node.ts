@@ -16,7 +16,7 @@ const ls: CommandModule<GlobalArgs, GlobalArgs> = {
   describe: 'List the nodes of the cluster: address, version, lease, last seen, volumes attached, backends',
   handler: async (a) => {
     const nodes = await clientFor(a).nodes();
-    printerFor(a).list(nodes, [
+    (await printerFor(a)).list(nodes, [
       { header: 'NODE', cell: (n) => n.id },
       { header: 'ADDRESS', cell: (n) => n.addresses[0] ?? '-' },
       { header: 'VERSION', cell: (n) => n.version },
