@@ -211,7 +211,7 @@ export async function removeVolume(d: OpDeps, row: VolumeRow, force: boolean): P
   if (!force && (refs.length || attachments.length)) {
     const why = refs.length
       ? `mounted by ${refs.map((r) => r.consumer).join(', ')}`
-      : `attached to ${attachments.map((a) => a.node).join(', ')}`;
+      : `attached to node ${attachments.map((a) => `"${a.node}"`).join(', ')}`;
     throw inUse(`volume "${row.name}" is ${why}; unmount/detach first or remove with force`);
   }
   if (row.status === 'creating') throw failedPrecondition(`volume "${row.name}" is still being created`);

@@ -9,6 +9,7 @@
  * longer than the lease), so the node reconciles on its own.
  */
 import { networkInterfaces } from 'node:os';
+import { join } from 'node:path';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { connectEtcd } from './etcd-client.js';
@@ -31,7 +32,7 @@ export interface ClusterNode {
 }
 
 export interface JoinOptions {
-  readonly config: Pick<Config, 'nodeId' | 'cluster' | 'admin' | 'docker'>;
+  readonly config: Pick<Config, 'nodeId' | 'cluster' | 'admin' | 'docker' | 'stateRoot'>;
   readonly log: Logger;
   readonly version: string;
   readonly backends: NodeRecord['backends'];
@@ -57,7 +58,7 @@ export async function joinCluster(o: JoinOptions): Promise<ClusterNode> {
   const c = o.config.cluster;
   const log = o.log.child({ cluster: c.etcd.prefix });
   const conn = connectEtcd({ endpoints: c.etcd.endpoints, prefix: c.etcd.prefix, tls: c.etcd.tls, timeoutMs: c.etcd.timeoutMs });
-  const session = new EtcdSession(conn, { ttlMs: c.leaseTtlMs, log });
+  const session = new EtcdSession(conn, { ttlMs: c.leaseTtlMs, log, leaseFile: join(o.config.stateRoot, 'cluster.lease') });
   const catalog = new EtcdCatalog({ conn, session, log });
   const startedAt = new Date().toISOString();
   const membership = new Membership({

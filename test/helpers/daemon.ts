@@ -29,6 +29,10 @@ export interface TestDaemonOptions {
   readonly logLevel?: 'debug' | 'info' | 'warn' | 'error';
   /** Extra environment for the daemon process, on every (re)start (e.g. BERTH_TEST_HOLDS). */
   readonly env?: Record<string, string>;
+  /** Keep this daemon's files under <root>/<subdir> (several daemons in one root: cluster tests). */
+  readonly subdir?: string;
+  /** A command the daemon runs under, e.g. ['nsenter', '-t', PID, '-m', '--'] (a node's own mount namespace). */
+  readonly wrap?: () => readonly string[];
 }
 
 export interface CliResult {
@@ -68,16 +72,17 @@ const READY_TIMEOUT_MS = 60_000;
  * cleanup stops it (SIGTERM, then SIGKILL) before the mount/loop sweep.
  */
 export async function startTestDaemon(root: TmpRoot, o: TestDaemonOptions = {}): Promise<TestDaemon> {
-  const stateRoot = root.path('state');
-  const run = root.path('run');
+  const at = (...parts: string[]) => (o.subdir ? root.path(o.subdir, ...parts) : root.path(...parts));
+  const stateRoot = at('state');
+  const run = at('run');
   mkdirSync(run, { recursive: true });
   const socket = join(run, 'admin.sock');
   // A Docker driver name has one fixed address (docker-drivers.ts): config.docker.socket wins.
   const dockerOverride = (o.config?.['docker'] as { socket?: unknown } | undefined)?.socket;
   const dockerSocket = typeof dockerOverride === 'string' ? dockerOverride : join(run, 'docker.sock');
   const csiEndpoint = join(run, 'csi.sock');
-  const configFile = root.path('config.yaml');
-  const logFile = root.path('daemon.log');
+  const configFile = at('config.yaml');
+  const logFile = at('daemon.log');
   const config = {
     nodeId: 'test-node',
     stateRoot,
@@ -111,7 +116,9 @@ export async function startTestDaemon(root: TmpRoot, o: TestDaemonOptions = {}):
       const env = { ...process.env };
       for (const k of Object.keys(env)) if (k.startsWith('BERTH_')) delete env[k];
       Object.assign(env, o.env);
-      const c = spawn(process.execPath, ['--enable-source-maps', BERTH_JS, 'serve', '--config', configFile], {
+      const argv = [process.execPath, '--enable-source-maps', BERTH_JS, 'serve', '--config', configFile];
+      const [bin, ...args] = [...(o.wrap?.() ?? []), ...argv] as [string, ...string[]];
+      const c = spawn(bin, args, {
         stdio: ['ignore', fd, fd],
         env,
       });

@@ -1,0 +1,131 @@
+/**
+ * Several berth nodes on this machine for cluster tests: one real etcd (test/helpers/etcd.ts),
+ * and per node a real daemon with its own state root, sockets, node id and, optionally, its
+ * own mount namespace (a holder process made by `unshare -m`; the daemon joins it with
+ * nsenter, so a killed daemon's mounts stay, as a real node's do). All nodes share one
+ * "shared storage" directory, which each node reaches through its own bind mount of it (the
+ * same storage at a node's own path: loop devices are machine-wide here, and their backing
+ * file path is how a loop backend tells its own from another node's).
+ *
+ *   const c = await startCluster(root, { nodes: ['a', 'b', 'c'] });
+ *   await c.node('a').client.createVolume({ name: 'pg', backend: 'shared' });
+ *   await c.node('b').client.listVolumes();
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { startEtcd, type TestEtcd } from './etcd.js';
+import { startTestDaemon, type TestDaemon, type TestDaemonOptions } from './daemon.js';
+import type { TmpRoot } from './tmp-root.js';
+
+export interface ClusterOptions {
+  readonly nodes: readonly string[];
+  /** Give each node its own mount namespace (issue 11 tests; Docker-free tests can share the host's). */
+  readonly namespaces?: boolean;
+  /** Lease TTL and self-fence deadline (defaults short, for tests). */
+  readonly leaseTtlMs?: number;
+  readonly selfFenceMs?: number;
+  /** Per node: extra daemon options (backends are generated: local dir, shared dir, shared loop). */
+  readonly daemon?: (node: string) => Partial<TestDaemonOptions>;
+  /** An etcd endpoint per node instead of the etcd's own (e.g. through a TCP proxy). */
+  readonly endpoint?: (node: string, etcd: TestEtcd) => string;
+}
+
+export interface TestNode extends TestDaemon {
+  readonly id: string;
+  /** The node's view of the shared storage. */
+  readonly sharedRoot: string;
+  /** Pid of the process holding the node's mount namespace (null: the host's). */
+  readonly nsPid: number | null;
+  /** Runs a command in the node's mount namespace. */
+  run(cmd: readonly string[]): string;
+}
+
+export interface TestCluster {
+  readonly etcd: TestEtcd;
+  readonly nodes: readonly TestNode[];
+  node(id: string): TestNode;
+  /** The shared storage as the host sees it. */
+  readonly shared: string;
+}
+
+/** Backends every cluster node gets: a local dir, a shared dir and a shared loop instance. */
+export function clusterBackends(sharedRoot: string): Record<string, Record<string, unknown>> {
+  return {
+    local: { driver: 'dir' },
+    shared: { driver: 'dir', shared: true, root: `${sharedRoot}/dir` },
+    sloop: { driver: 'loop', shared: true, root: `${sharedRoot}/loop` },
+  };
+}
+
+export async function startCluster(root: TmpRoot, o: ClusterOptions): Promise<TestCluster> {
+  const etcd = await startEtcd(root);
+  const shared = root.path('shared');
+  mkdirSync(`${shared}/dir`, { recursive: true });
+  mkdirSync(`${shared}/loop`, { recursive: true });
+  const nodes: TestNode[] = [];
+  for (const id of o.nodes) {
+    const view = root.path('views', id);
+    mkdirSync(view, { recursive: true });
+    execFileSync('mount', ['--bind', shared, view]);
+    root.defer(() => execFileSync('umount', ['-l', view], { stdio: 'ignore' }));
+    let holder: ChildProcess | null = null;
+    if (o.namespaces) {
+      // A process that only holds the namespace: it outlives the daemon, like the host does.
+      holder = spawn('unshare', ['-m', '--propagation', 'private', 'sleep', 'infinity'], { stdio: 'ignore' });
+      const h = holder;
+      root.defer(() => {
+        h.kill('SIGKILL');
+      });
+      await waitForNamespace(h.pid!);
+    }
+    const nsPid = holder?.pid ?? null;
+    const extra = o.daemon?.(id) ?? {};
+    const d = await startTestDaemon(root, {
+      subdir: `node-${id}`,
+      backends: clusterBackends(view),
+      logLevel: 'debug',
+      ...extra,
+      ...(nsPid ? { wrap: () => ['nsenter', '-t', String(nsPid), '-m', '--'] } : {}),
+      config: {
+        nodeId: id,
+        cluster: {
+          etcd: { endpoints: [o.endpoint?.(id, etcd) ?? etcd.endpoint], timeoutMs: 2_000 },
+          leaseTtlMs: o.leaseTtlMs ?? 4_000,
+          selfFenceMs: o.selfFenceMs ?? 2_000,
+        },
+        ...(extra.config ?? {}),
+      },
+    });
+    nodes.push(Object.assign(d, {
+      id,
+      sharedRoot: view,
+      nsPid,
+      run: (cmd: readonly string[]) => execFileSync(nsPid ? 'nsenter' : cmd[0]!, nsPid ? ['-t', String(nsPid), '-m', '--', ...cmd] : cmd.slice(1), { encoding: 'utf8' }),
+    }));
+  }
+  return {
+    etcd,
+    nodes,
+    shared,
+    node: (id) => {
+      const n = nodes.find((x) => x.id === id);
+      if (!n) throw new Error(`no test node ${id}`);
+      return n;
+    },
+  };
+}
+
+/** Waits until `pid` lives in a mount namespace of its own (unshare has run). */
+async function waitForNamespace(pid: number): Promise<void> {
+  const { readlinkSync } = await import('node:fs');
+  const mine = readlinkSync('/proc/self/ns/mnt');
+  for (let i = 0; i < 200; i++) {
+    try {
+      if (readlinkSync(`/proc/${pid}/ns/mnt`) !== mine && readlinkSync(`/proc/${pid}/exe`).endsWith('sleep')) return;
+    } catch {
+      /* not there yet */
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`process ${pid} did not enter a mount namespace of its own`);
+}
