@@ -64,8 +64,9 @@ fi
 command -v apt-get >/dev/null || die "this script is for Debian/Ubuntu (apt-get not found)"
 
 # 1. System packages: filesystem tools the loop and btrfs backends run, util-linux for
-#    losetup/mount/findmnt, and what better-sqlite3 needs if it has to compile.
-PACKAGES=(e2fsprogs xfsprogs btrfs-progs util-linux mount ca-certificates python3 make g++)
+#    losetup/mount/findmnt, what better-sqlite3 needs if it has to compile, and etcd-server
+#    for cluster mode (README "Cluster mode"; single-node berth does not use it).
+PACKAGES=(e2fsprogs xfsprogs btrfs-progs util-linux mount ca-certificates python3 make g++ etcd-server)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
