@@ -48,6 +48,16 @@ describe('architecture', () => {
     expect(importing((s) => s === 'node:child_process' || s === 'child_process')).toEqual(['core/os/exec.ts']);
   });
 
+  it('only core/os/sys.ts loads the system-call addon, and only core/os/ imports sys.ts', () => {
+    // The addon is loaded by path (createRequire / process.dlopen) from build/Release/berth_os.node.
+    const loaders = files.filter((f) => /berth_os|process\.dlopen|createRequire\(/.test(f.text)).map((f) => f.path).sort();
+    expect(loaders).toEqual(['core/os/sys.ts']);
+    const users = files.filter((f) => f.imports.some((s) => resolved(f.path, s) === 'core/os/sys.js')).map((f) => f.path);
+    expect(users.filter((p) => !p.startsWith('core/os/'))).toEqual([]);
+    // No FFI library either: system calls go through the addon only.
+    expect(importing((s) => /^(koffi|ffi-napi|ffi-rs|node-ffi)/.test(s))).toEqual([]);
+  });
+
   it('only the SQLite store imports better-sqlite3', () => {
     expect(importing((s) => s === 'better-sqlite3')).toEqual(['core/store/sqlite.ts']);
   });
