@@ -1,12 +1,15 @@
 /**
- * Filesystem commands as data over the one Exec (mkfs, blkid probe, grow) and usage
- * read with statfs(2) (no process). Parsers are pure functions of command text.
+ * Filesystem commands as data over the one Exec (mkfs, blkid probe, grow: rare, so they stay
+ * executables) and usage read with statfs(2) (no process). Parsers are pure functions of
+ * command text.
  */
-import { open, statfs } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import type { FsType } from '../types.js';
 import type { CommandSpec, Exec } from './exec.js';
 import { CommandError } from './exec.js';
 import { internal } from '../errors.js';
+import { checkSysPath, sysCall } from './sys.js';
+import { sysError } from './sys-errors.js';
 
 const MiB = 1024 * 1024;
 
@@ -262,7 +265,7 @@ export async function measureFsGrowth(source: string, deviceBytes: number, mount
   if (fsType === null || onDisk === null || grownBytes === null) return null;
   let sizeBytes = onDisk;
   if (fsType === 'xfs' && mountpoint !== null) {
-    const s = await statfs(mountpoint);
+    const s = await sysCall(`reading the size of the filesystem at ${mountpoint}`, (os) => os.statfs(mountpoint));
     const internalLog = head.readBigUInt64BE(0x30) !== 0n ? head.readUInt32BE(0x60) * head.readUInt32BE(4) : 0;
     sizeBytes = s.blocks * s.bsize + internalLog;
   }
@@ -317,11 +320,16 @@ export interface FsUsage {
 }
 
 /**
- * Usage of the filesystem holding `path`, from statfs(2). Filesystems without a
- * fixed inode table (btrfs reports 0 files) get null inode counts.
+ * Usage of the filesystem holding `path`, from statfs(2) on a thread of its own (a hung
+ * filesystem holds that thread, not libuv's pool). Filesystems without a fixed inode
+ * table (btrfs reports 0 files) get null inode counts.
  */
 export async function fsUsage(path: string): Promise<FsUsage> {
-  const s = await statfs(path);
+  checkSysPath('path', path);
+  const action = `reading the usage of the filesystem at ${path}`;
+  const s = await sysCall(action, (os) => os.statfs(path)).catch((err: unknown) => {
+    throw sysError(err, { action });
+  });
   const hasInodes = s.files > 0;
   return {
     totalBytes: s.blocks * s.bsize,

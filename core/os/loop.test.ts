@@ -1,10 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CommandSpec, Exec } from './exec.js';
 import { CommandError } from './exec.js';
-import { attachLoop, detachLoop, findLoopDevices, findLoopDevicesUnder, listLoopDevices, parseLosetupJson, readSysfsLoops } from './loop.js';
+import { leftovers, useTmpRoots, type TmpRoot } from '../../test/helpers/tmp-root.js';
+import { attachLoop, blockDeviceSize, detachLoop, findLoopDevices, findLoopDevicesUnder, listLoopDevices, parseLosetupJson, readSysfsLoops, refreshLoopCapacity } from './loop.js';
 
 // util-linux 2.38 (this machine): JSON booleans and numbers.
 const NEW_FORMAT = `{
@@ -56,19 +58,83 @@ describe('parseLosetupJson', () => {
   });
 });
 
-describe('losetup commands', () => {
-  it('attaches with --find --show --nooverlap and the image as one argv element', async () => {
-    const exec = fakeExec(() => ({ stdout: '/dev/loop4\n' }));
-    expect(await attachLoop(exec, '/r/vol a.img')).toBe('/dev/loop4');
-    expect(exec.calls[0]).toMatchObject({ bin: 'losetup', args: ['--find', '--show', '--nooverlap', '--', '/r/vol a.img'] });
+describe('loop devices with system calls (real images under a per-test root)', () => {
+  const roots = useTmpRoots();
+  const exec = fakeExec(() => ({ fail: 'no process may run' }));
+  const image = async (root: TmpRoot, name: string, mib = 8) => {
+    const p = root.path(name);
+    await writeFile(p, '');
+    await truncate(p, mib * 2 ** 20);
+    return p;
+  };
+  const backing = (device: string) => readFileSync(`/sys/block/${device.slice(5)}/loop/backing_file`, 'utf8').trim();
+
+  it('attaches without a process; concurrent attaches of one image give one device (no duplicate)', async () => {
+    const root = roots.create('loop-once');
+    const img = await image(root, 'a.img');
+    const devices = await Promise.all(Array.from({ length: 8 }, () => attachLoop(exec, img)));
+    expect(new Set(devices).size).toBe(1);
+    expect(devices[0]).toMatch(/^\/dev\/loop\d+$/);
+    expect(backing(devices[0]!)).toBe(img);
+    expect((await findLoopDevices(exec, img)).map((d) => d.name)).toEqual([devices[0]]);
+    expect(await attachLoop(exec, img)).toBe(devices[0]); // again, later: the same device
+    await detachLoop(exec, devices[0]!);
+    await detachLoop(exec, devices[0]!); // already detached: success
+    expect(await findLoopDevices(exec, img)).toEqual([]);
+    expect(exec.calls).toEqual([]);
   });
-  it('maps a missing image to NotFound and no free device to ResourceExhausted', async () => {
-    await expect(attachLoop(fakeExec(() => ({ fail: 'losetup: /r/x.img: failed to set up loop device: No such file or directory' })), '/r/x.img')).rejects.toMatchObject({ kind: 'NotFound' });
-    await expect(attachLoop(fakeExec(() => ({ fail: 'losetup: cannot find an unused loop device: could not find any free loop device' })), '/r/x.img')).rejects.toMatchObject({ kind: 'ResourceExhausted' });
+
+  it('gives concurrent attaches of different images distinct devices (another taker of a free device is retried)', async () => {
+    const root = roots.create('loop-race');
+    const imgs = await Promise.all(Array.from({ length: 6 }, (_, i) => image(root, `r${i}.img`, 4)));
+    const devices = await Promise.all(imgs.map((img) => attachLoop(exec, img)));
+    expect(new Set(devices).size).toBe(imgs.length);
+    devices.forEach((d, i) => expect(backing(d)).toBe(imgs[i]));
+    for (const d of devices) await detachLoop(exec, d);
   });
-  it('treats detaching a device that is gone as success', async () => {
-    await expect(detachLoop(fakeExec(() => ({ fail: 'losetup: /dev/loop5: detach failed: No such device or address' })), '/dev/loop5')).resolves.toBeUndefined();
-    await expect(detachLoop(fakeExec(() => ({ fail: 'losetup: /dev/loop5: detach failed: Permission denied' })), '/dev/loop5')).rejects.toMatchObject({ kind: 'Internal' });
+
+  it('attaches read-only with the image opened read-only', async () => {
+    const root = roots.create('loop-ro');
+    const img = await image(root, 'ro.img');
+    const dev = await attachLoop(exec, img, { readOnly: true });
+    expect(readFileSync(`/sys/block/${dev.slice(5)}/ro`, 'utf8').trim()).toBe('1');
+    await detachLoop(exec, dev);
+  });
+
+  it('refreshes the capacity after the image grew (LOOP_SET_CAPACITY), and BLKGETSIZE64 sees it', async () => {
+    const root = roots.create('loop-cap');
+    const img = await image(root, 'g.img', 8);
+    const dev = await attachLoop(exec, img);
+    expect(await blockDeviceSize(dev)).toBe(8 * 2 ** 20);
+    await truncate(img, 24 * 2 ** 20);
+    await refreshLoopCapacity(exec, dev);
+    expect(await blockDeviceSize(dev)).toBe(24 * 2 ** 20);
+    await detachLoop(exec, dev);
+    await expect(refreshLoopCapacity(exec, dev)).rejects.toMatchObject({ kind: 'NotFound', message: expect.stringContaining(`${dev} is not attached`) });
+  });
+
+  it('maps a missing image to NotFound and a directory to Internal, naming the image and the failing step', async () => {
+    const root = roots.create('loop-err');
+    await expect(attachLoop(exec, root.path('missing.img'))).rejects.toMatchObject({
+      kind: 'NotFound', message: expect.stringContaining(`image ${root.path('missing.img')} does not exist (ENOENT from open the image)`),
+    });
+    await mkdir(root.path('dir.img'));
+    await expect(attachLoop(exec, root.path('dir.img'))).rejects.toMatchObject({ kind: 'Internal', message: expect.stringMatching(/EISDIR|not a regular file/) });
+    expect(leftovers(root.dir).loops).toEqual([]);
+  });
+
+  it('refuses bad arguments before any system call, naming the field', async () => {
+    await expect(attachLoop(exec, 'relative.img')).rejects.toMatchObject({ kind: 'InvalidArgument', field: 'image' });
+    await expect(attachLoop(exec, '/x/a\0.img')).rejects.toMatchObject({ kind: 'InvalidArgument', field: 'image' });
+    await expect(detachLoop(exec, '/dev/sda')).rejects.toMatchObject({ kind: 'InvalidArgument', field: 'device' });
+    await expect(detachLoop(exec, '/dev/loop1/../sda')).rejects.toMatchObject({ kind: 'InvalidArgument', field: 'device' });
+    await expect(refreshLoopCapacity(exec, '/tmp/loop0')).rejects.toMatchObject({ kind: 'InvalidArgument', field: 'device' });
+  });
+
+  it('reports a file that is not a block device when its size is asked', async () => {
+    const root = roots.create('loop-notblk');
+    const img = await image(root, 'f.img', 1);
+    await expect(blockDeviceSize(img)).rejects.toMatchObject({ kind: 'Internal', message: expect.stringContaining(`${img} is not a block device`) });
   });
 });
 

@@ -1,17 +1,20 @@
 /**
- * losetup as data over the one Exec: attach an image, find the devices backing an
- * image, detach, refresh capacity. The listing parser is a pure function of
- * `losetup --json --list` text so it is tested with fixtures.
+ * Loop devices: attach an image, find the devices backing an image, detach, refresh
+ * capacity, device size. Attach, detach and capacity are system calls through the addon
+ * (sys.ts: /dev/loop-control, LOOP_CONFIGURE, LOOP_CLR_FD, LOOP_SET_CAPACITY, BLKGETSIZE64);
+ * listings come from sysfs, with `losetup --json --list` (parsed by a pure function, tested
+ * with fixtures) only where sysfs cannot be read.
  *
  * Every call here is idempotent on purpose (backends rely on it after a crash):
- * attaching an image that already has a device returns that device (`--nooverlap`),
- * detaching a device that is already gone is success.
+ * attaching an image that already has a device returns that device (as losetup
+ * --nooverlap did), detaching a device that is already gone is success.
  */
 import { statSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { CommandError, type Exec } from './exec.js';
-import { internal, notFound, resourceExhausted } from '../errors.js';
+import type { Exec } from './exec.js';
+import { checkLoopDevice, checkSysPath, isSysCallError, sysCall } from './sys.js';
+import { sysCode, sysError } from './sys-errors.js';
 
 export interface LoopDevice {
   /** "/dev/loopN". */
@@ -164,58 +167,69 @@ export async function findLoopDevicesUnder(exec: Exec, dir: string, opts: ListOp
 }
 
 /**
- * Attaches `image` to a free loop device and returns its path. With `--nooverlap`
- * losetup returns the existing device when the image is already attached, so this
- * is idempotent; the caller should still look first (findLoopDevices) to avoid a process.
+ * Attaches `image` to a free loop device and returns its path, without a process: berth
+ * opens the image (read-write, or read-only), asks /dev/loop-control for a free device
+ * (LOOP_CTL_GET_FREE) and binds the image to it with one LOOP_CONFIGURE (Linux 5.8+);
+ * when another process configures that device first (EBUSY) it asks again. An image that
+ * is already attached gets its device back instead of a second one (as losetup
+ * --nooverlap: same path, then same device and inode), checked and attached under an
+ * exclusive lock on the image, so two berth processes attaching one image get one device.
  */
-export async function attachLoop(exec: Exec, image: string, opts: { readOnly?: boolean } = {}): Promise<string> {
-  const args = ['--find', '--show', '--nooverlap'];
-  if (opts.readOnly) args.push('--read-only');
-  args.push('--', image);
+export async function attachLoop(_exec: Exec, image: string, opts: { readOnly?: boolean } = {}): Promise<string> {
+  checkSysPath('image', image);
+  const action = `attaching ${image} to a loop device`;
   try {
-    const r = await exec({ bin: 'losetup', args, timeoutMs: LOSETUP_TIMEOUT_MS });
-    const dev = r.stdout.trim().split('\n').pop()?.trim() ?? '';
-    if (!dev.startsWith('/dev/')) throw internal(`losetup printed no device for ${image}: ${JSON.stringify(r.stdout)}`);
-    return dev;
+    return (await sysCall(action, (os) => os.loopAttach(image, opts.readOnly === true))).device;
   } catch (err) {
-    if (err instanceof CommandError) {
-      if (/no such file/i.test(err.stderrTail)) throw notFound(`image ${image} does not exist`);
-      if (/could not find any free loop device|no free loop/i.test(err.stderrTail)) {
-        throw resourceExhausted(`no free loop device to attach ${image}`);
-      }
-      throw internal(`attaching ${image} failed: ${err.message}`, err);
-    }
-    throw err;
+    const step = isSysCallError(err) ? err.syscall : '';
+    const noFree = step === 'LOOP_CTL_GET_FREE' ? 'ResourceExhausted' : undefined;
+    throw sysError(err, {
+      action,
+      einval: 'the image is not a regular file, or this kernel lacks LOOP_CONFIGURE (Linux 5.8+)',
+      reasons: {
+        ENOENT: step === 'open the image' ? `image ${image} does not exist` : 'no loop device support here (/dev/loop-control or the device node is missing)',
+        EBUSY: 'no free loop device: other processes took every free one first',
+        ...(noFree ? { ENODEV: 'no free loop device', ENXIO: 'no free loop device' } : {}),
+      },
+      kinds: { EBUSY: 'ResourceExhausted', ...(step === 'open the image' ? {} : { ENOENT: 'Unsupported' }), ...(noFree ? { ENODEV: noFree, ENXIO: noFree } : {}) },
+    });
   }
 }
 
 /**
- * Detaches one device. A device that is no longer attached is success. The kernel
- * defers the detach (autoclear) when the device is still open, e.g. mounted.
+ * Detaches one loop device (LOOP_CLR_FD). A device that is no longer attached is success.
+ * The kernel defers the detach (sets autoclear) while the device is still open, e.g. mounted
+ * or held by udev for a moment; it completes at the last close (see stillBacks).
  */
-export async function detachLoop(exec: Exec, device: string): Promise<void> {
+export async function detachLoop(_exec: Exec, device: string): Promise<void> {
+  checkLoopDevice('device', device);
   try {
-    await exec({ bin: 'losetup', args: ['--detach', device], timeoutMs: LOSETUP_TIMEOUT_MS });
+    await sysCall(`detaching ${device}`, (os) => os.loopDetach(device));
   } catch (err) {
-    if (err instanceof CommandError && /no such device|no such file/i.test(err.stderrTail)) return;
-    throw internal(`detaching ${device} failed: ${err instanceof Error ? err.message : String(err)}`, err);
+    const code = sysCode(err);
+    if (code === 'ENXIO' || code === 'ENOENT') return; // not attached, or the node is gone
+    throw sysError(err, { action: `detaching ${device}` });
   }
 }
 
-/** Makes the kernel re-read the backing file's size after the image grew (`losetup -c`). */
-export async function refreshLoopCapacity(exec: Exec, device: string): Promise<void> {
+/** Makes the kernel re-read the backing file's size after the image grew (LOOP_SET_CAPACITY). */
+export async function refreshLoopCapacity(_exec: Exec, device: string): Promise<void> {
+  checkLoopDevice('device', device);
+  const action = `refreshing the capacity of ${device}`;
   try {
-    await exec({ bin: 'losetup', args: ['--set-capacity', device], timeoutMs: LOSETUP_TIMEOUT_MS });
+    await sysCall(action, (os) => os.loopSetCapacity(device));
   } catch (err) {
-    throw internal(`refreshing the capacity of ${device} failed: ${err instanceof Error ? err.message : String(err)}`, err);
+    throw sysError(err, { action, reasons: { ENXIO: `${device} is not attached` }, kinds: { ENXIO: 'NotFound' } });
   }
 }
 
-/** Size of a block device in bytes from sysfs (no process): /sys/class/block/<name>/size counts 512-byte sectors. */
+/** Size of a block device in bytes (BLKGETSIZE64). */
 export async function blockDeviceSize(device: string): Promise<number> {
-  const name = basename(device);
-  const text = await readFile(`/sys/class/block/${name}/size`, 'utf8').catch((err: unknown) => {
-    throw internal(`cannot read the size of ${device}: ${err instanceof Error ? err.message : String(err)}`, err);
-  });
-  return Number(text.trim()) * 512;
+  checkSysPath('device', device);
+  const action = `reading the size of ${device}`;
+  try {
+    return await sysCall(action, (os) => os.blockSize(device));
+  } catch (err) {
+    throw sysError(err, { action, reasons: { ENOTBLK: `${device} is not a block device` } });
+  }
 }

@@ -1,10 +1,15 @@
-// Mount table parsing (fixtures) and the mount commands against real tmpfs mounts under a
-// per-test root (the machine is root); the root is swept even when a test fails.
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+// Mount table parsing (fixtures) and the mount system calls against real tmpfs, bind and
+// loop ext4 mounts under a per-test root (the machine is root); the root is swept even when
+// a test fails. Each errno berth maps is produced for real here (ENOSPC / ENOMEM: sys-errors.test.ts).
+import { execFileSync } from 'node:child_process';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { leftovers, sweep } from '../../test/helpers/cleanup.js';
+import { useTmpRoots, type TmpRoot } from '../../test/helpers/tmp-root.js';
+import { clearBlockDeviceReadOnly, setBlockDeviceReadOnly } from './block.js';
+import { attachLoop } from './loop.js';
 import { createExec } from './exec.js';
 import {
   bindMount, bindSourceOf, findMount, isMountpoint, mount, mountStack, ownBind, parseMountInfo, readMountInfo, unmount, unmountAll, unmountBind,
@@ -173,5 +178,122 @@ describe('mount commands (real tmpfs)', () => {
     }
     await unmountBind(exec, dst);
     expect(leftovers(root)).toEqual({ mounts: [], loops: [] });
+  });
+});
+
+describe('mount system calls: each errno as a typed error naming the operation (real mounts under the test root)', () => {
+  const exec = createExec();
+  const roots = useTmpRoots();
+  /** A 16 MiB ext4 image attached to a loop device (detached again by the root's sweep). */
+  const ext4Device = async (root: TmpRoot, mkfs = true): Promise<string> => {
+    const img = root.path(`fs-${Math.random().toString(36).slice(2)}.img`);
+    writeFileSync(img, '');
+    truncateSync(img, 16 * 2 ** 20);
+    if (mkfs) execFileSync('mkfs.ext4', ['-q', '-F', img]);
+    return attachLoop(exec, img);
+  };
+  const dirs = (root: TmpRoot, ...names: string[]) => names.map((n) => { mkdirSync(root.path(n)); return root.path(n); });
+
+  it('bind flags apply before the bind shows; the source keeps its own; a plain bind is rw', async () => {
+    const root = roots.create('bindflags');
+    const [src, ro, plain] = dirs(root, 'src', 'ro', 'plain');
+    await bindMount(exec, src!, ro!, { readOnly: true, flags: ['nosuid', 'nodev', 'noexec', 'noatime', 'nodiratime'] });
+    await bindMount(exec, src!, plain!);
+    expect((await findMount(ro!))?.options).toEqual(expect.arrayContaining(['ro', 'nosuid', 'nodev', 'noexec', 'noatime', 'nodiratime']));
+    expect((await findMount(plain!))?.options).toContain('rw');
+    expect(() => writeFileSync(join(ro!, 'f'), 'x')).toThrow(/EROFS/);
+    await bindMount(exec, src!, ro!, { flags: ['strictatime'] }); // stacked on the first: the atime mode is replaced
+    expect((await findMount(ro!))?.options).not.toContain('noatime');
+    await unmountAll(exec, ro!);
+    await unmountAll(exec, plain!);
+    expect(leftovers(root.dir).mounts).toEqual([]);
+  });
+
+  it('ENOENT: a missing bind source or mount target is NotFound naming the missing path', async () => {
+    const root = roots.create('enoent');
+    const [dst] = dirs(root, 'dst');
+    await expect(bindMount(exec, root.path('gone'), dst!)).rejects.toMatchObject({
+      kind: 'NotFound', message: `bind-mounting ${root.path('gone')} on ${dst} failed: ${root.path('gone')} does not exist (ENOENT from mount (bind))`,
+    });
+    await expect(bindMount(exec, dst!, root.path('nowhere'), { readOnly: true })).rejects.toMatchObject({
+      kind: 'NotFound', message: expect.stringContaining(`${root.path('nowhere')} does not exist (ENOENT from move_mount)`),
+    });
+    await expect(mount(exec, 'scratch', root.path('nowhere'), { fsType: 'tmpfs' })).rejects.toMatchObject({ kind: 'NotFound', message: expect.stringContaining(`mounting scratch (tmpfs) at ${root.path('nowhere')} failed: ${root.path('nowhere')} does not exist`) });
+  });
+
+  it('EBUSY: unmounting a target a process still uses is InUse naming it', async () => {
+    const root = roots.create('ebusy');
+    const [src, dst] = dirs(root, 'src', 'dst');
+    await bindMount(exec, src!, dst!);
+    const fd = openSync(join(dst!, 'held'), 'w');
+    try {
+      await expect(unmountAll(exec, dst!)).rejects.toMatchObject({ kind: 'InUse', message: `unmounting ${dst} failed: target is busy: a process still uses it (EBUSY from umount2)` });
+    } finally {
+      closeSync(fd);
+    }
+    await unmountAll(exec, dst!);
+  });
+
+  it('EINVAL: not a mount point, and no filesystem on the device, with mount(8)-like hints', async () => {
+    const root = roots.create('einval');
+    const [dir] = dirs(root, 'dir');
+    await expect(unmountBind(exec, dir!)).rejects.toMatchObject({ kind: 'Internal', message: `unmounting ${dir} failed: not a mount point (EINVAL from umount2)` });
+    const empty = await ext4Device(root, false);
+    await expect(mount(exec, empty, dir!, { fsType: 'ext4' })).rejects.toMatchObject({
+      kind: 'Internal', message: expect.stringContaining(`mounting ${empty} (ext4) at ${dir} failed: invalid argument: wrong fs type, bad option or bad superblock on ${empty}`),
+    });
+    expect(await isMountpoint(dir!)).toBe(false);
+  });
+
+  it('EACCES: a read-write mount of a write-protected device is FailedPrecondition naming the device; read-only works', async () => {
+    const root = roots.create('eacces');
+    const [dir] = dirs(root, 'dir');
+    const dev = await ext4Device(root);
+    await setBlockDeviceReadOnly(dev, true);
+    await expect(mount(exec, dev, dir!, { fsType: 'ext4' })).rejects.toMatchObject({
+      kind: 'FailedPrecondition', message: expect.stringMatching(new RegExp(`^mounting ${dev} \\(ext4\\) at ${dir} failed: ${dev} is write-protected .*\\((EACCES|EROFS) from mount\\)$`)),
+    });
+    await mount(exec, dev, dir!, { fsType: 'ext4', options: ['ro'] });
+    expect((await findMount(dir!))?.options).toContain('ro');
+    await unmountAll(exec, dir!);
+    expect(await clearBlockDeviceReadOnly(dev)).toBe(true);
+    await mount(exec, dev, dir!, { fsType: 'ext4', options: ['noatime'] });
+    expect((await findMount(dir!))?.options).toEqual(expect.arrayContaining(['rw', 'noatime']));
+    await unmountAll(exec, dir!);
+  });
+
+  it('ENOTBLK: a regular file is not mounted as a filesystem', async () => {
+    const root = roots.create('enotblk');
+    const [dir] = dirs(root, 'dir');
+    const file = root.path('plain.img');
+    writeFileSync(file, 'x');
+    await expect(mount(exec, file, dir!, { fsType: 'ext4' })).rejects.toMatchObject({ kind: 'Internal', message: expect.stringContaining(`${file} is not a block device (ENOTBLK from mount)`) });
+  });
+
+  it('EPERM: without CAP_SYS_ADMIN the bind is refused, naming what and why', async () => {
+    const root = roots.create('eperm');
+    const [src, dst] = dirs(root, 'src', 'dst');
+    // A child without CAP_SYS_ADMIN in its bounding set (root's capabilities are recomputed at exec).
+    const script = `const { bindMount } = await import(${JSON.stringify(join(import.meta.dirname, 'mounts.ts'))});
+      await bindMount(null, ${JSON.stringify(src)}, ${JSON.stringify(dst)}).then(() => console.log('{}'), (e) => console.log(JSON.stringify({ kind: e.kind, message: e.message })));`;
+    const out = execFileSync('setpriv', ['--bounding-set=-sys_admin', process.execPath, '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(JSON.parse(out.trim().split('\n').pop()!)).toEqual({
+      kind: 'Internal',
+      message: `bind-mounting ${src} on ${dst} failed: refused: operation not permitted (berth needs root with CAP_SYS_ADMIN in the host mount namespace) (EPERM from mount (bind))`,
+    });
+    expect(await isMountpoint(dst!)).toBe(false);
+  });
+
+  it('refuses filesystems, options and flags berth does not pass, naming the field, before any system call', async () => {
+    const root = roots.create('refuse');
+    const [dir] = dirs(root, 'dir');
+    await expect(mount(exec, '/dev/loop0', dir!, { fsType: 'nfs' })).rejects.toMatchObject({ kind: 'InvalidArgument', field: 'fsType' });
+    await expect(mount(exec, '/dev/loop0', dir!, { fsType: 'ext4', options: ['nouuid'] })).rejects.toMatchObject({ kind: 'InvalidArgument', field: 'options' });
+    await expect(mount(exec, '/dev/loop0', dir!, { fsType: 'xfs', options: ['nouuid,dax'] })).rejects.toMatchObject({ kind: 'InvalidArgument', field: 'options' });
+    await expect(mount(exec, 'dev/loop0', dir!, { fsType: 'xfs' })).rejects.toMatchObject({ kind: 'InvalidArgument', field: 'source' });
+    await expect(bindMount(exec, dir!, dir!, { flags: ['suid'] })).rejects.toMatchObject({ kind: 'InvalidArgument', field: 'mountFlags' });
+    await expect(bindMount(exec, dir!, 'rel/target')).rejects.toMatchObject({ kind: 'InvalidArgument', field: 'target' });
+    await expect(unmountBind(exec, `${dir}\0x`)).rejects.toMatchObject({ kind: 'InvalidArgument', field: 'target' });
+    expect(await isMountpoint(dir!)).toBe(false);
   });
 });

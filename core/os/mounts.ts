@@ -1,10 +1,15 @@
 /**
- * Mount table reads (straight from /proc/self/mountinfo, no process) and the mount /
- * umount commands as data over the one Exec. Paths are single argv elements.
+ * Mount table reads (straight from /proc/self/mountinfo) and mounts made and taken down with
+ * system calls through the addon (sys.ts): mount(2), a bind with its flags applied before it
+ * becomes visible, umount2(2). No process runs; every path and option is checked first.
+ * The `exec` parameters stay for callers' sake; nothing here runs a command any more.
  */
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { inUse, internal } from '../errors.js';
-import { CommandError, type Exec } from './exec.js';
+import { internal, invalidArgument } from '../errors.js';
+import type { Exec } from './exec.js';
+import { checkSysPath, sysCall, type SysConstants } from './sys.js';
+import { sysCode, sysError } from './sys-errors.js';
 
 export interface MountEntry {
   readonly id: number;
@@ -21,7 +26,6 @@ export interface MountEntry {
   readonly superOptions: readonly string[];
 }
 
-const MOUNT_TIMEOUT_MS = 60_000;
 /** More stacked mounts than this at one path is a bug, not a state to converge from. */
 const MAX_STACKED = 8;
 
@@ -160,47 +164,157 @@ export interface MountOptions {
   readonly options?: readonly string[];
 }
 
-export async function mount(exec: Exec, source: string, target: string, opts: MountOptions = {}): Promise<void> {
-  const args: string[] = [];
-  if (opts.fsType) args.push('-t', opts.fsType);
-  if (opts.options && opts.options.length) args.push('-o', opts.options.join(','));
-  args.push('--', source, target);
-  await exec({ bin: 'mount', args, timeoutMs: MOUNT_TIMEOUT_MS });
+/** Filesystems berth mounts from a device (tmpfs: scratch mounts in tests). */
+const FS_TYPES = ['ext4', 'xfs', 'btrfs', 'tmpfs'] as const;
+/** Filesystem options berth passes (mount data), with the filesystems that take each. */
+const DATA_OPTIONS: ReadonlyArray<{ readonly re: RegExp; readonly fs: readonly string[] }> = [
+  { re: /^nouuid$/, fs: ['xfs'] },
+  { re: /^discard$/, fs: ['ext4', 'xfs', 'btrfs'] },
+  { re: /^size=\d{1,15}[kmg%]?$/, fs: ['tmpfs'] },
+  { re: /^mode=[0-7]{3,4}$/, fs: ['tmpfs'] },
+];
+/** Per-mount flags, as mount(8) spells them. */
+const FLAG_OPTIONS = ['ro', 'rw', 'nosuid', 'nodev', 'noexec', 'noatime', 'relatime', 'nodiratime', 'strictatime'] as const;
+type FlagOption = (typeof FLAG_OPTIONS)[number];
+const isFlagOption = (o: string): o is FlagOption => (FLAG_OPTIONS as readonly string[]).includes(o);
+
+function msFlag(c: SysConstants, o: FlagOption): number {
+  const table: Record<FlagOption, number> = {
+    ro: c.MS_RDONLY, rw: 0, nosuid: c.MS_NOSUID, nodev: c.MS_NODEV, noexec: c.MS_NOEXEC,
+    noatime: c.MS_NOATIME, relatime: c.MS_RELATIME, nodiratime: c.MS_NODIRATIME, strictatime: c.MS_STRICTATIME,
+  };
+  return table[o];
 }
 
 /**
- * mount(8) / umount(8) flags for berth's own bind mounts:
- * -n: no /run/mount/utab bookkeeping (berth keeps its own records; /etc/mtab is /proc/mounts);
- * -c: no canonicalization (the core passes validated absolute paths; skips a realpath walk);
- * -i: no /sbin/mount.<type> or umount.<type> helper lookup (never wanted for a bind mount).
+ * Mounts the filesystem on `source` (a device; for tmpfs a name) at `target` with mount(2).
+ * Only berth's filesystems and options pass: flags as mount(8) spells them, plus nouuid
+ * (xfs), discard (ext4, xfs, btrfs), size= and mode= (tmpfs). A read-write mount of a
+ * write-protected device is refused (FailedPrecondition), never made read-only behind the
+ * caller's back as mount(8) does: fencing relies on the device's read-only flag.
  */
-const BIND_FLAGS = ['-n', '-c', '-i'] as const;
+export async function mount(_exec: Exec, source: string, target: string, opts: MountOptions = {}): Promise<void> {
+  const fsType = opts.fsType ?? '';
+  if (!(FS_TYPES as readonly string[]).includes(fsType)) throw invalidArgument('fsType', `"${fsType}" is not a filesystem berth mounts (${FS_TYPES.join(', ')})`);
+  if (fsType === 'tmpfs') {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(source)) throw invalidArgument('source', `"${source}" is not a tmpfs name`);
+  } else checkSysPath('source', source);
+  checkSysPath('target', target);
+  const flags: FlagOption[] = [];
+  const data: string[] = [];
+  for (const o of opts.options ?? []) {
+    if (isFlagOption(o)) flags.push(o);
+    else if (DATA_OPTIONS.some((d) => d.re.test(o) && d.fs.includes(fsType))) data.push(o);
+    else throw invalidArgument('options', `"${o}" is not a mount option berth passes to ${fsType}`);
+  }
+  const readOnly = flags.includes('ro') && flags.lastIndexOf('ro') > flags.lastIndexOf('rw');
+  const action = `mounting ${source} (${fsType}) at ${target}`;
+  try {
+    await sysCall(action, (os) => {
+      const bits = flags.filter((f) => f !== 'ro' && f !== 'rw').reduce((acc, f) => acc | msFlag(os.constants, f), readOnly ? os.constants.MS_RDONLY : 0);
+      return os.mount(source, target, fsType, bits, data.length ? data.join(',') : null);
+    });
+  } catch (err) {
+    const code = sysCode(err);
+    const missing = code === 'ENOENT' ? missingOf({ source: fsType === 'tmpfs' ? null : source, target }) : null;
+    // EACCES / EROFS for a read-write mount: say so when the device's read-only flag is why.
+    const writeProtected = !readOnly && fsType !== 'tmpfs' && (code === 'EACCES' || code === 'EROFS') &&
+      (await sysCall(`reading the read-only flag of ${source}`, (os) => os.blockReadOnly(source)).catch(() => false));
+    throw sysError(err, {
+      action,
+      einval: `wrong fs type, bad option or bad superblock on ${source}, or it is already mounted elsewhere with other options (the kernel log, dmesg, says which)`,
+      reasons: {
+        EBUSY: `${source} is already mounted or ${target} is busy`,
+        ...(missing ? { ENOENT: missing } : {}),
+        ...(writeProtected ? { [code!]: `${source} is write-protected (its read-only flag is set): refusing to mount it read-write` } : {}),
+        ENODEV: `this kernel has no ${fsType} filesystem (modprobe ${fsType}?)`,
+        ENOTBLK: `${source} is not a block device`,
+      },
+      kinds: writeProtected ? { [code!]: 'FailedPrecondition' } : {},
+    });
+  }
+}
+
+/** Names which of the paths is missing, for an ENOENT that could be either. */
+function missingOf(paths: { source: string | null; target: string }): string {
+  const gone = [paths.source, paths.target].filter((p): p is string => p !== null && !existsSync(p));
+  return gone.length ? `${gone.join(' and ')} ${gone.length > 1 ? 'do' : 'does'} not exist` : 'no such file or directory';
+}
+
+/** Flags a bind mount may carry, as consumers spell them (core/targets.ts checks the request). */
+const BIND_FLAGS = ['nosuid', 'nodev', 'noexec', 'noatime', 'relatime', 'nodiratime', 'strictatime'] as const;
+
+/** MOUNT_ATTR_* set / clear masks for a bind mount's flags. */
+export function bindAttrs(c: SysConstants, readOnly: boolean, flags: readonly string[]): { set: number; clear: number } {
+  let set = readOnly ? c.MOUNT_ATTR_RDONLY : 0;
+  let clear = 0;
+  const atime = (mode: number) => {
+    clear |= c.MOUNT_ATTR__ATIME;
+    set = (set & ~c.MOUNT_ATTR__ATIME) | mode; // the last atime mode wins, as with mount(8)
+  };
+  for (const f of flags) {
+    if (f === 'nosuid') set |= c.MOUNT_ATTR_NOSUID;
+    else if (f === 'nodev') set |= c.MOUNT_ATTR_NODEV;
+    else if (f === 'noexec') set |= c.MOUNT_ATTR_NOEXEC;
+    else if (f === 'nodiratime') set |= c.MOUNT_ATTR_NODIRATIME;
+    else if (f === 'noatime') atime(c.MOUNT_ATTR_NOATIME);
+    else if (f === 'relatime') atime(c.MOUNT_ATTR_RELATIME);
+    else if (f === 'strictatime') atime(c.MOUNT_ATTR_STRICTATIME);
+    else throw invalidArgument('mountFlags', `"${f}" is not an allowed bind mount flag (allowed: ${BIND_FLAGS.join(', ')})`);
+  }
+  return { set, clear };
+}
 
 /**
- * Bind-mounts `source` onto `target` (a directory, or a file for block devices) with one
- * mount(8): since util-linux 2.27, `--bind -o ro,nosuid,...` makes the bind and the
- * read-only / flag remount itself, so read-only or flagged binds cost no second process.
+ * Bind-mounts `source` onto `target` (a directory, or a file for block devices). Read-only
+ * and flags are applied to a detached copy before it is attached (open_tree,
+ * mount_setattr, move_mount), so the target never shows the bind without them, not even
+ * after a kill -9 between the calls; a plain bind is one mount(2). The source mount's own
+ * restrictions (nosuid, ro, ...) carry over and are never loosened.
  */
 export async function bindMount(
-  exec: Exec,
+  _exec: Exec,
   source: string,
   target: string,
   opts: { readOnly?: boolean; flags?: readonly string[] } = {},
 ): Promise<void> {
-  const options = [...(opts.readOnly ? ['ro'] : []), ...(opts.flags ?? [])];
-  const args = [...BIND_FLAGS, '--bind', ...(options.length ? ['-o', options.join(',')] : []), '--', source, target];
-  await exec({ bin: 'mount', args, timeoutMs: MOUNT_TIMEOUT_MS });
+  checkSysPath('source', source);
+  checkSysPath('target', target);
+  const shown = [...(opts.readOnly ? ['ro'] : []), ...(opts.flags ?? [])];
+  const action = `bind-mounting ${source} on ${target}${shown.length ? ` (${shown.join(',')})` : ''}`;
+  try {
+    await sysCall(action, (os) => {
+      const { set, clear } = bindAttrs(os.constants, opts.readOnly === true, opts.flags ?? []);
+      return os.bind(source, target, set, clear);
+    });
+  } catch (err) {
+    throw sysError(err, {
+      action,
+      einval: 'the source cannot be bound here (an unbindable mount?) or the target cannot take a mount',
+      reasons: {
+        ...(sysCode(err) === 'ENOENT' ? { ENOENT: missingOf({ source, target }) } : {}),
+        ENOTDIR: 'the source is a directory and the target is not (or the other way round)',
+      },
+    });
+  }
+}
+
+/** umount2 with berth's flags; EINVAL (not a mount point) is returned, not thrown. */
+async function umount2(target: string, action: string): Promise<'unmounted' | 'not-mounted'> {
+  checkSysPath('target', target);
+  try {
+    await sysCall(action, (os) => os.umount(target, 0));
+    return 'unmounted';
+  } catch (err) {
+    if (sysCode(err) === 'EINVAL') return 'not-mounted';
+    throw sysError(err, { action, reasons: { EBUSY: 'target is busy: a process still uses it' } });
+  }
 }
 
 /** Unmounts the topmost mount at `target` without looking first (the caller knows it is mounted). */
-export async function unmountBind(exec: Exec, target: string): Promise<void> {
-  try {
-    await exec({ bin: 'umount', args: [...BIND_FLAGS, '--', target], timeoutMs: MOUNT_TIMEOUT_MS });
-  } catch (err) {
-    // A consumer's process still in the target is the caller's problem to resolve, not a bug.
-    if (err instanceof CommandError && /busy/i.test(err.stderrTail)) throw inUse(`${target} is busy: a process still uses it`);
-    throw err;
-  }
+export async function unmountBind(_exec: Exec, target: string): Promise<void> {
+  const action = `unmounting ${target}`;
+  if ((await umount2(target, action)) === 'not-mounted') throw internal(`${action} failed: not a mount point (EINVAL from umount2)`);
 }
 
 /** How many mounts are stacked at exactly `target` (0: not a mount point). One mountinfo read. */
@@ -211,28 +325,22 @@ export async function mountDepth(target: string): Promise<number> {
 }
 
 /** Unmounts `target`; not mounted is success (idempotent). */
-export async function unmount(exec: Exec, target: string): Promise<void> {
+export async function unmount(_exec: Exec, target: string): Promise<void> {
   if (!(await isMountpoint(target))) return;
-  await exec({ bin: 'umount', args: ['--', target], timeoutMs: MOUNT_TIMEOUT_MS });
+  await umount2(target, `unmounting ${target}`);
 }
 
 /**
  * Unmounts `target` until nothing is mounted there: a crash between two mounts can leave
  * one stacked on another. "target is busy" (a process still uses it) is InUse; a mount
- * that vanished meanwhile is fine; anything else is Internal. Not mounted: no-op.
+ * that vanished meanwhile is fine; anything else is typed by its errno. Not mounted: no-op.
  */
-export async function unmountAll(exec: Exec, target: string): Promise<void> {
+export async function unmountAll(_exec: Exec, target: string): Promise<void> {
   // One mountinfo read up front (each costs ~0.7 ms) says how many mounts are stacked;
   // the caller holds the volume's lock, so nothing mounts there while this runs.
   const depth = await mountDepth(target);
   for (let i = 0; i < Math.min(depth, MAX_STACKED); i++) {
-    try {
-      await exec({ bin: 'umount', args: ['--', target], timeoutMs: MOUNT_TIMEOUT_MS });
-    } catch (err) {
-      if (err instanceof CommandError && /busy/i.test(err.stderrTail)) throw inUse(`${target} is busy: a process still uses it`);
-      if (err instanceof CommandError && /not mounted/i.test(err.stderrTail)) continue; // gone meanwhile
-      throw internal(`unmounting ${target} failed: ${err instanceof Error ? err.message : String(err)}`, err);
-    }
+    if ((await umount2(target, `unmounting ${target}`)) === 'not-mounted') break; // gone meanwhile
   }
   if (depth > MAX_STACKED) throw internal(`${target} had ${depth} stacked mounts; unmounted ${MAX_STACKED}`);
 }

@@ -134,7 +134,8 @@ export function sysCall<T>(what: string, call: (os: NativeOs) => Promise<T>, tim
   }
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => {
-      reject(internal(`${what} did not return within ${Math.round(timeoutMs / 1000)} s: the kernel is still in the call (a hung filesystem or device?)`));
+      const limit = timeoutMs < 10_000 ? `${timeoutMs} ms` : `${Math.round(timeoutMs / 1000)} s`;
+      reject(internal(`${what} did not return within ${limit}: the kernel is still in the call (a hung filesystem or device?)`));
     }, timeoutMs);
     pending.then(
       (v) => {
