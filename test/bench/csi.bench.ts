@@ -1,7 +1,8 @@
 /**
  * CSI lifecycle latency against a real daemon (dist/berth.js) over its unix socket:
  * CreateVolume -> NodeStage -> NodePublish -> NodeUnpublish -> NodeUnstage -> DeleteVolume,
- * sequential, for dir and loop (ext4, 64 MiB), plus each step on its own.
+ * sequential, for dir and loop (ext4, 64 MiB), plus each step on its own; and a burst of
+ * 100 NodePublish calls at once on 100 staged dir volumes (total time and per-call p99).
  *
  * Reference: the Go csi-driver-host-path doing the same cycle. It is not part of the project
  * (never committed or built by it); to compare in the same run, build it by hand, start it
@@ -65,6 +66,42 @@ async function cycle(c: CsiClient, root: TmpRoot, label: string, parameters: Rec
   out?.cycle.push(performance.now() - start);
 }
 
+const CONCURRENT = 100;
+
+/**
+ * `CONCURRENT` dir volumes created and staged one by one, then every NodePublish sent at once
+ * (a node starting 100 pods): the total wall time and each call's latency. Unpublish, unstage
+ * and delete follow, untimed. `parameters` as for cycle().
+ */
+async function concurrentPublish(c: CsiClient, root: TmpRoot, label: string, parameters: Record<string, string>): Promise<{ totalMs: number; latencies: number[] }> {
+  const cap = mountCap();
+  const vols: Array<{ id: string; staging: string; target: string }> = [];
+  for (let i = 0; i < CONCURRENT; i++) {
+    const name = `bench-par-${label}-${RUN}-${i}`;
+    const staging = root.path('kubelet', label, 'par-staging', name);
+    const target = root.path('kubelet', label, 'par-pods', name, 'mount');
+    mkdirSync(staging, { recursive: true });
+    mkdirSync(dirname(target), { recursive: true });
+    const r = await c.controller('CreateVolume', { name, capacity_range: { required_bytes: String(2 ** 20) }, volume_capabilities: [cap], parameters });
+    const id: string = r.volume.volume_id;
+    await c.node('NodeStageVolume', { volume_id: id, staging_target_path: staging, volume_capability: cap });
+    vols.push({ id, staging, target });
+  }
+  const start = performance.now();
+  const latencies = await Promise.all(vols.map(async (v) => {
+    const t0 = performance.now();
+    await c.node('NodePublishVolume', { volume_id: v.id, staging_target_path: v.staging, target_path: v.target, volume_capability: cap });
+    return performance.now() - t0;
+  }));
+  const totalMs = performance.now() - start;
+  await Promise.all(vols.map((v) => c.node('NodeUnpublishVolume', { volume_id: v.id, target_path: v.target })));
+  for (const v of vols) {
+    await c.node('NodeUnstageVolume', { volume_id: v.id, staging_target_path: v.staging });
+    await c.controller('DeleteVolume', { volume_id: v.id });
+  }
+  return { totalMs, latencies };
+}
+
 export async function run(): Promise<BenchResult[]> {
   const root = createTmpRoot('bench-csi');
   try {
@@ -95,7 +132,7 @@ export async function run(): Promise<BenchResult[]> {
       results.push({
         ...whole,
         ratio: { reference: 'csi-driver-host-path, same run', value: percentile(paired, 50) },
-        note: `${note}; p50/p50 ${(whole.p50Ms! / hpWhole.p50Ms!).toFixed(2)}`,
+        note: `${note}; p50/p50 ${(whole.p50Ms! / hpWhole.p50Ms!).toFixed(2)}, p99/p99 ${(whole.p99Ms! / hpWhole.p99Ms!).toFixed(2)}`,
       });
       for (const step of STEPS) results.push(summarize(GROUP, `dir: ${step}`, dir[step]));
       results.push(hpWhole);
@@ -103,6 +140,21 @@ export async function run(): Promise<BenchResult[]> {
     } else {
       results.push({ ...whole, ratio: { reference: `csi-driver-host-path ~${HOSTPATH_P50_MS} ms p50`, value: whole.p50Ms! / HOSTPATH_P50_MS }, note });
       for (const step of STEPS) results.push(summarize(GROUP, `dir: ${step}`, dir[step]));
+    }
+
+    // A burst: every NodePublish at once on volumes already staged (berth first, then host-path).
+    const par = await concurrentPublish(c, root, 'dir', { backend: 'local' });
+    const parName = `dir: ${CONCURRENT} concurrent NodePublishVolume (${CONCURRENT} volumes)`;
+    const parNote = (p: { totalMs: number }) => `all ${CONCURRENT} done in ${p.totalMs.toFixed(1)} ms; ops/s = ${CONCURRENT} / that`;
+    const parResult = (name: string, p: { totalMs: number; latencies: number[] }): BenchResult => ({
+      ...summarize(GROUP, name, p.latencies), opsPerSec: (CONCURRENT * 1000) / p.totalMs, note: parNote(p),
+    });
+    if (hp) {
+      const hpPar = await concurrentPublish(hp, root, 'hostpath', {});
+      results.push({ ...parResult(parName, par), ratio: { reference: 'csi-driver-host-path total, same run', value: par.totalMs / hpPar.totalMs } });
+      results.push(parResult(`csi-driver-host-path: ${CONCURRENT} concurrent NodePublishVolume`, hpPar));
+    } else {
+      results.push(parResult(parName, par));
     }
 
     const label = 'loop ext4 64MiB';
