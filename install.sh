@@ -90,6 +90,13 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   say "installing npm dependencies"
   npm ci --no-audit --no-fund
 fi
+# berth's system-call addon (native/) is compiled by `npm ci`; rebuild it when its sources
+# changed since (a pull with the same lockfile skips npm ci).
+ADDON=build/Release/berth_os.node
+if [ ! -f "$ADDON" ] || [ -n "$(find native binding.gyp -newer "$ADDON" 2>/dev/null)" ]; then
+  say "building the system-call addon"
+  npm run --silent native
+fi
 say "building dist/"
 npm run --silent build
 

@@ -7,7 +7,8 @@
 // import, so no client command pays for them.
 import { build } from 'esbuild';
 import { chmod, cp, readFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { basename, dirname } from 'node:path';
 
 const pkg = JSON.parse(await readFile('package.json', 'utf8'));
@@ -131,6 +132,17 @@ await Promise.all(
       await chmod(e.out, 0o755);
     }),
 );
+
+// The system-call addon (native/, loaded by core/os/sys.ts from build/Release) is compiled by
+// `npm ci`; rebuild it here when its sources are newer, so `npm test` never runs a stale one.
+// (The image build copies scripts/build.mjs with the sources and the already built addon.)
+const ADDON = 'build/Release/berth_os.node';
+const addonSources = ['binding.gyp', 'native/addon.h', 'native/addon.c', 'native/args.c', 'native/settle.c', 'native/ops.c', 'native/ops.h'];
+const addonAge = existsSync(ADDON) ? statSync(ADDON).mtimeMs : -1;
+if (addonSources.some((f) => existsSync(f) && statSync(f).mtimeMs > addonAge)) {
+  const r = spawnSync('npm', ['run', '--silent', 'native'], { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error(`building ${ADDON} failed (npm run native exited ${r.status})`);
+}
 
 // The CSI frontend loads its proto at run time relative to the bundle (frontends/csi/proto.ts).
 await cp('frontends/csi/proto/csi.proto', 'dist/proto/csi.proto');
