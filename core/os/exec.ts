@@ -45,9 +45,13 @@ export class CommandError extends Error {
   }
 }
 
-/** Programs berth may run. Anything else is refused before a process starts. */
+/**
+ * Programs berth may run. Anything else is refused before a process starts. mount, umount
+ * and losetup's attach/detach are system calls now (sys.ts); losetup stays for listing loop
+ * devices where sysfs cannot be read.
+ */
 export const ALLOWED_BINARIES = [
-  'mount', 'umount', 'losetup', 'blkid', 'blockdev', 'findmnt', 'truncate', 'cp',
+  'losetup', 'blkid', 'blockdev', 'findmnt', 'truncate', 'cp',
   'mkfs.ext4', 'mkfs.xfs', 'mkfs.btrfs', 'resize2fs', 'e2fsck', 'xfs_growfs', 'xfs_admin', 'tune2fs',
   'btrfs', 'fsfreeze', 'sync',
 ] as const;

@@ -50,7 +50,12 @@ describe('system-call addon', () => {
     root.defer(() => os.umount(mnt, os.constants.MNT_DETACH).catch(() => undefined));
 
     // More hung calls than libuv has pool threads (4): were they on the pool, the reads below would wait forever.
-    const hung = Array.from({ length: 8 }, (_, i) => sysCall(`statfs of the unanswered FUSE mount #${i}`, (o) => o.statfs(mnt), 300));
+    const inKernel: Array<Promise<unknown>> = []; // the calls themselves, past their deadlines
+    const hung = Array.from({ length: 8 }, (_, i) => sysCall(`statfs of the unanswered FUSE mount #${i}`, (o) => {
+      const call = o.statfs(mnt);
+      inKernel.push(call.then(() => 'answered', (e: { code?: string }) => e.code));
+      return call;
+    }, 300));
     const [text, own, st] = await Promise.all([readFile(new URL(import.meta.url), 'utf8'), sysCall('statfs of the root', (o) => o.statfs(root.dir)), stat(root.dir)]);
     expect(text).toContain('holds only its own thread');
     expect(own.bsize).toBeGreaterThan(0);
@@ -63,6 +68,7 @@ describe('system-call addon', () => {
     closeSync(fuse);
     open = false;
     expect(await late).toBe('ENOTCONN');
-    await os.umount(mnt, 0);
+    expect(await Promise.all(inKernel)).toEqual(Array(8).fill('ENOTCONN'));
+    await os.umount(mnt, 0); // every thread is out of the mount: not busy
   });
 });
