@@ -4,7 +4,7 @@
   "targets": [
     {
       "target_name": "berth_os",
-      "sources": ["native/addon.c", "native/ops.c"],
+      "sources": ["native/addon.c", "native/args.c", "native/settle.c", "native/ops.c"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2", "-fvisibility=hidden"],
       "conditions": [["OS!='linux'", { "type": "none" }]]
     }

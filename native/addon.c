@@ -12,54 +12,12 @@
  * typed errors with the device, path and operation in the message.
  */
 #define _GNU_SOURCE
-#define NAPI_VERSION 8
-#include <node_api.h>
-
 #include <errno.h>
-#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
-#include "ops.h"
-
-enum op {
-  OP_MOUNT,
-  OP_BIND,
-  OP_UMOUNT,
-  OP_LOOP_ATTACH,
-  OP_LOOP_DETACH,
-  OP_LOOP_CAPACITY,
-  OP_BLK_SIZE,
-  OP_BLK_RO_GET,
-  OP_BLK_RO_SET,
-  OP_FS_SHUTDOWN,
-  OP_STATFS,
-};
-
-#define DATA_MAX 4096 /* the kernel copies at most one page of mount data */
-#define FSTYPE_MAX 32
-
-typedef struct job {
-  enum op op;
-  napi_deferred deferred;
-  napi_threadsafe_function tsfn;
-  char a[PATH_MAX]; /* source, image, device or path */
-  char b[PATH_MAX]; /* target */
-  char fstype[FSTYPE_MAX];
-  char data[DATA_MAX];
-  int has_fstype, has_data;
-  uint32_t u1, u2, u3, u4;
-  /* results */
-  int err;
-  const char *step;
-  char device[32];
-  int existing, flag;
-  uint64_t bytes;
-  struct berth_statfs sf;
-} job_t;
+#include "addon.h"
 
 static void run(job_t *j) {
   const char **s = &j->step;
@@ -88,182 +46,6 @@ static void *worker(void *arg) {
   if (napi_call_threadsafe_function(tsfn, j, napi_tsfn_blocking) != napi_ok) free(j); /* env gone */
   napi_release_threadsafe_function(tsfn, napi_tsfn_release);
   return NULL;
-}
-
-/* ---- settling on the JS thread ---- */
-
-static napi_value num(napi_env env, double v) {
-  napi_value out;
-  napi_create_double(env, v, &out);
-  return out;
-}
-
-static void set(napi_env env, napi_value obj, const char *key, napi_value v) {
-  napi_set_named_property(env, obj, key, v);
-}
-
-static napi_value str(napi_env env, const char *s) {
-  napi_value out;
-  napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &out);
-  return out;
-}
-
-/* errno names (strerrorname_np is glibc-only; this also serves musl). */
-#define E(x) {x, #x}
-static const struct {
-  int n;
-  const char *name;
-} ERRNO_NAMES[] = {
-    E(EPERM),  E(ENOENT),  E(EINTR),   E(EIO),       E(ENXIO),   E(E2BIG),        E(EBADF),
-    E(EAGAIN), E(ENOMEM),  E(EACCES),  E(EFAULT),    E(ENOTBLK), E(EBUSY),        E(EEXIST),
-    E(EXDEV),  E(ENODEV),  E(ENOTDIR), E(EISDIR),    E(EINVAL),  E(ENFILE),       E(EMFILE),
-    E(ENOTTY), E(EFBIG),   E(ENOSPC),  E(EROFS),     E(EMLINK),  E(ENAMETOOLONG), E(ENOLCK),
-    E(ENOSYS), E(ELOOP),   E(EOVERFLOW), E(EOPNOTSUPP), E(ETIMEDOUT), E(ESTALE),  E(EDQUOT),
-    E(EUCLEAN), E(ENOMEDIUM), E(EMEDIUMTYPE), E(ENODATA), E(ENOTEMPTY), E(ESRCH), E(ETXTBSY),
-    E(ENOTCONN), E(ECONNABORTED), E(ECANCELED), E(ESHUTDOWN),
-};
-#undef E
-
-/* Runs on the JS thread only (strerror's buffer is not shared with the workers). */
-static napi_value sys_error(napi_env env, int err, const char *step) {
-  char code[24], buf[256];
-  snprintf(code, sizeof code, "E%d", err);
-  for (size_t i = 0; i < sizeof ERRNO_NAMES / sizeof ERRNO_NAMES[0]; i++)
-    if (ERRNO_NAMES[i].n == err) snprintf(code, sizeof code, "%s", ERRNO_NAMES[i].name);
-  snprintf(buf, sizeof buf, "%s: %s (%s)", step ? step : "system call", strerror(err), code);
-  napi_value error;
-  napi_create_error(env, str(env, code), str(env, buf), &error);
-  set(env, error, "errno", num(env, err));
-  set(env, error, "syscall", str(env, step ? step : "system call"));
-  return error;
-}
-
-static napi_value result(napi_env env, job_t *j) {
-  napi_value out;
-  switch (j->op) {
-    case OP_LOOP_ATTACH:
-      napi_create_object(env, &out);
-      set(env, out, "device", str(env, j->device));
-      {
-        napi_value b;
-        napi_get_boolean(env, j->existing, &b);
-        set(env, out, "existing", b);
-      }
-      return out;
-    case OP_BLK_SIZE: return num(env, (double)j->bytes); /* exact below 2^53 (8 PiB) */
-    case OP_BLK_RO_GET: napi_get_boolean(env, j->flag != 0, &out); return out;
-    case OP_STATFS:
-      napi_create_object(env, &out);
-      set(env, out, "type", num(env, (double)j->sf.type));
-      set(env, out, "bsize", num(env, (double)j->sf.bsize));
-      set(env, out, "frsize", num(env, (double)j->sf.frsize));
-      set(env, out, "blocks", num(env, (double)j->sf.blocks));
-      set(env, out, "bfree", num(env, (double)j->sf.bfree));
-      set(env, out, "bavail", num(env, (double)j->sf.bavail));
-      set(env, out, "files", num(env, (double)j->sf.files));
-      set(env, out, "ffree", num(env, (double)j->sf.ffree));
-      set(env, out, "namelen", num(env, (double)j->sf.namelen));
-      set(env, out, "flags", num(env, (double)j->sf.flags));
-      return out;
-    default: napi_get_undefined(env, &out); return out;
-  }
-}
-
-static void settle(napi_env env, napi_value js_cb, void *context, void *data) {
-  (void)js_cb;
-  (void)context;
-  job_t *j = data;
-  if (env != NULL) {
-    if (j->err) napi_reject_deferred(env, j->deferred, sys_error(env, j->err, j->step));
-    else napi_resolve_deferred(env, j->deferred, result(env, j));
-  }
-  free(j);
-}
-
-/* ---- argument checks (throw TypeError / RangeError synchronously) ---- */
-
-enum str_kind { ABSOLUTE_PATH, ANY_TEXT };
-
-/* Copies a JS string into buf: the right type, shorter than cap bytes, no NUL, and for
- * ABSOLUTE_PATH starting with "/". `nullable` accepts null (then *present = 0). */
-static int arg_str(napi_env env, napi_value v, char *buf, size_t cap, const char *name,
-                   enum str_kind kind, int nullable, int *present) {
-  napi_valuetype t;
-  napi_typeof(env, v, &t);
-  if (nullable && (t == napi_null || t == napi_undefined)) {
-    *present = 0;
-    buf[0] = 0;
-    return 1;
-  }
-  char msg[160];
-  if (t != napi_string) {
-    snprintf(msg, sizeof msg, "%s must be a string", name);
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
-    return 0;
-  }
-  size_t len = 0;
-  napi_get_value_string_utf8(env, v, NULL, 0, &len);
-  if (len == 0 || len >= cap) {
-    snprintf(msg, sizeof msg, "%s must be 1 to %zu bytes long", name, cap - 1);
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
-    return 0;
-  }
-  napi_get_value_string_utf8(env, v, buf, cap, &len);
-  if (memchr(buf, 0, len) != NULL) {
-    snprintf(msg, sizeof msg, "%s must not contain NUL", name);
-    napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", msg);
-    return 0;
-  }
-  if (kind == ABSOLUTE_PATH && buf[0] != '/') {
-    snprintf(msg, sizeof msg, "%s must be an absolute path", name);
-    napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", msg);
-    return 0;
-  }
-  if (present) *present = 1;
-  return 1;
-}
-
-/* A whole number in [0, max]. */
-static int arg_u32(napi_env env, napi_value v, const char *name, uint32_t max, uint32_t *out) {
-  napi_valuetype t;
-  napi_typeof(env, v, &t);
-  double d = -1;
-  if (t == napi_boolean) {
-    bool b;
-    napi_get_value_bool(env, v, &b);
-    d = b;
-  } else if (t == napi_number) {
-    napi_get_value_double(env, v, &d);
-  }
-  if (!(d >= 0 && d <= max && d == (double)(uint32_t)d)) {
-    char msg[160];
-    snprintf(msg, sizeof msg, "%s must be a whole number from 0 to %u (or a boolean)", name, max);
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
-    return 0;
-  }
-  *out = (uint32_t)d;
-  return 1;
-}
-
-static int arg_mask(napi_env env, napi_value v, const char *name, uint32_t allowed, uint32_t *out) {
-  if (!arg_u32(env, v, name, UINT32_MAX, out)) return 0;
-  if (*out & ~allowed) {
-    char msg[160];
-    snprintf(msg, sizeof msg, "%s has bits outside the allowed set 0x%x", name, allowed);
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
-    return 0;
-  }
-  return 1;
-}
-
-/* A loop device node: "/dev/loop" and digits only. */
-static int arg_loop_device(napi_env env, napi_value v, char *buf) {
-  if (!arg_str(env, v, buf, 32, "device", ABSOLUTE_PATH, 0, NULL)) return 0;
-  const char *p = buf + 9;
-  int ok = strncmp(buf, "/dev/loop", 9) == 0 && *p;
-  for (; ok && *p; p++) ok = *p >= '0' && *p <= '9';
-  if (!ok) napi_throw_range_error(env, "ERR_INVALID_ARG_VALUE", "device must be /dev/loop<N>");
-  return ok;
 }
 
 /* ---- calls ---- */
@@ -299,7 +81,7 @@ static napi_value start(napi_env env, job_t *j) {
     napi_release_threadsafe_function(j->tsfn, napi_tsfn_release);
     j->err = rc;
     j->step = "pthread_create";
-    napi_reject_deferred(env, j->deferred, sys_error(env, j->err, j->step));
+    napi_reject_deferred(env, j->deferred, berth_sys_error(env, j->err, j->step));
     free(j);
   }
   return promise;
@@ -331,11 +113,11 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   napi_value argv[MAX_ARGS];
   job_t *j = prepare(env, info, OP_MOUNT, 5, argv);
   if (!j) return NULL;
-  CHECK(arg_str(env, argv[0], j->a, PATH_MAX, "source", ANY_TEXT, 0, NULL));
-  CHECK(arg_str(env, argv[1], j->b, PATH_MAX, "target", ABSOLUTE_PATH, 0, NULL));
-  CHECK(arg_str(env, argv[2], j->fstype, FSTYPE_MAX, "fstype", ANY_TEXT, 1, &j->has_fstype));
-  CHECK(arg_mask(env, argv[3], "flags", BERTH_MOUNT_FLAGS, &j->u1));
-  CHECK(arg_str(env, argv[4], j->data, DATA_MAX, "data", ANY_TEXT, 1, &j->has_data));
+  CHECK(berth_arg_str(env, argv[0], j->a, PATH_MAX, "source", ANY_TEXT, 0, NULL));
+  CHECK(berth_arg_str(env, argv[1], j->b, PATH_MAX, "target", ABSOLUTE_PATH, 0, NULL));
+  CHECK(berth_arg_str(env, argv[2], j->fstype, FSTYPE_MAX, "fstype", ANY_TEXT, 1, &j->has_fstype));
+  CHECK(berth_arg_mask(env, argv[3], "flags", BERTH_MOUNT_FLAGS, &j->u1));
+  CHECK(berth_arg_str(env, argv[4], j->data, DATA_MAX, "data", ANY_TEXT, 1, &j->has_data));
   return start(env, j);
 }
 
@@ -344,10 +126,10 @@ static napi_value js_bind(napi_env env, napi_callback_info info) {
   napi_value argv[MAX_ARGS];
   job_t *j = prepare(env, info, OP_BIND, 4, argv);
   if (!j) return NULL;
-  CHECK(arg_str(env, argv[0], j->a, PATH_MAX, "source", ABSOLUTE_PATH, 0, NULL));
-  CHECK(arg_str(env, argv[1], j->b, PATH_MAX, "target", ABSOLUTE_PATH, 0, NULL));
-  CHECK(arg_mask(env, argv[2], "attrSet", BERTH_BIND_ATTRS, &j->u1));
-  CHECK(arg_mask(env, argv[3], "attrClr", BERTH_BIND_ATTRS, &j->u2));
+  CHECK(berth_arg_str(env, argv[0], j->a, PATH_MAX, "source", ABSOLUTE_PATH, 0, NULL));
+  CHECK(berth_arg_str(env, argv[1], j->b, PATH_MAX, "target", ABSOLUTE_PATH, 0, NULL));
+  CHECK(berth_arg_mask(env, argv[2], "attrSet", BERTH_BIND_ATTRS, &j->u1));
+  CHECK(berth_arg_mask(env, argv[3], "attrClr", BERTH_BIND_ATTRS, &j->u2));
   return start(env, j);
 }
 
@@ -356,8 +138,8 @@ static napi_value js_umount(napi_env env, napi_callback_info info) {
   napi_value argv[MAX_ARGS];
   job_t *j = prepare(env, info, OP_UMOUNT, 2, argv);
   if (!j) return NULL;
-  CHECK(arg_str(env, argv[0], j->a, PATH_MAX, "target", ABSOLUTE_PATH, 0, NULL));
-  CHECK(arg_mask(env, argv[1], "flags", BERTH_UMOUNT_FLAGS, &j->u1));
+  CHECK(berth_arg_str(env, argv[0], j->a, PATH_MAX, "target", ABSOLUTE_PATH, 0, NULL));
+  CHECK(berth_arg_mask(env, argv[1], "flags", BERTH_UMOUNT_FLAGS, &j->u1));
   return start(env, j);
 }
 
@@ -366,8 +148,8 @@ static napi_value js_loop_attach(napi_env env, napi_callback_info info) {
   napi_value argv[MAX_ARGS];
   job_t *j = prepare(env, info, OP_LOOP_ATTACH, 2, argv);
   if (!j) return NULL;
-  CHECK(arg_str(env, argv[0], j->a, PATH_MAX, "image", ABSOLUTE_PATH, 0, NULL));
-  CHECK(arg_u32(env, argv[1], "readOnly", 1, &j->u1));
+  CHECK(berth_arg_str(env, argv[0], j->a, PATH_MAX, "image", ABSOLUTE_PATH, 0, NULL));
+  CHECK(berth_arg_u32(env, argv[1], "readOnly", 1, &j->u1));
   return start(env, j);
 }
 
@@ -376,7 +158,7 @@ static napi_value loop_device_call(napi_env env, napi_callback_info info, enum o
   napi_value argv[MAX_ARGS];
   job_t *j = prepare(env, info, op, 1, argv);
   if (!j) return NULL;
-  CHECK(arg_loop_device(env, argv[0], j->a));
+  CHECK(berth_arg_loop_device(env, argv[0], j->a));
   return start(env, j);
 }
 static napi_value js_loop_detach(napi_env env, napi_callback_info info) {
@@ -391,7 +173,7 @@ static napi_value block_call(napi_env env, napi_callback_info info, enum op op) 
   napi_value argv[MAX_ARGS];
   job_t *j = prepare(env, info, op, 1, argv);
   if (!j) return NULL;
-  CHECK(arg_str(env, argv[0], j->a, PATH_MAX, "device", ABSOLUTE_PATH, 0, NULL));
+  CHECK(berth_arg_str(env, argv[0], j->a, PATH_MAX, "device", ABSOLUTE_PATH, 0, NULL));
   return start(env, j);
 }
 static napi_value js_block_size(napi_env env, napi_callback_info info) {
@@ -406,8 +188,8 @@ static napi_value js_block_ro_set(napi_env env, napi_callback_info info) {
   napi_value argv[MAX_ARGS];
   job_t *j = prepare(env, info, OP_BLK_RO_SET, 2, argv);
   if (!j) return NULL;
-  CHECK(arg_str(env, argv[0], j->a, PATH_MAX, "device", ABSOLUTE_PATH, 0, NULL));
-  CHECK(arg_u32(env, argv[1], "readOnly", 1, &j->u1));
+  CHECK(berth_arg_str(env, argv[0], j->a, PATH_MAX, "device", ABSOLUTE_PATH, 0, NULL));
+  CHECK(berth_arg_u32(env, argv[1], "readOnly", 1, &j->u1));
   return start(env, j);
 }
 
@@ -416,14 +198,14 @@ static napi_value js_fs_shutdown(napi_env env, napi_callback_info info) {
   napi_value argv[MAX_ARGS];
   job_t *j = prepare(env, info, OP_FS_SHUTDOWN, 4, argv);
   if (!j) return NULL;
-  CHECK(arg_str(env, argv[0], j->a, PATH_MAX, "mountpoint", ABSOLUTE_PATH, 0, NULL));
-  CHECK(arg_u32(env, argv[1], "how", BERTH_SHUTDOWN_NOLOGFLUSH, &j->u1));
+  CHECK(berth_arg_str(env, argv[0], j->a, PATH_MAX, "mountpoint", ABSOLUTE_PATH, 0, NULL));
+  CHECK(berth_arg_u32(env, argv[1], "how", BERTH_SHUTDOWN_NOLOGFLUSH, &j->u1));
   napi_valuetype t;
   napi_typeof(env, argv[2], &t);
   j->u2 = t != napi_null && t != napi_undefined;
   if (j->u2) {
-    CHECK(arg_u32(env, argv[2], "devMajor", UINT32_MAX, &j->u3));
-    CHECK(arg_u32(env, argv[3], "devMinor", UINT32_MAX, &j->u4));
+    CHECK(berth_arg_u32(env, argv[2], "devMajor", UINT32_MAX, &j->u3));
+    CHECK(berth_arg_u32(env, argv[3], "devMinor", UINT32_MAX, &j->u4));
   }
   return start(env, j);
 }
@@ -433,7 +215,7 @@ static napi_value js_statfs(napi_env env, napi_callback_info info) {
   napi_value argv[MAX_ARGS];
   job_t *j = prepare(env, info, OP_STATFS, 1, argv);
   if (!j) return NULL;
-  CHECK(arg_str(env, argv[0], j->a, PATH_MAX, "path", ABSOLUTE_PATH, 0, NULL));
+  CHECK(berth_arg_str(env, argv[0], j->a, PATH_MAX, "path", ABSOLUTE_PATH, 0, NULL));
   return start(env, j);
 }
 
@@ -448,16 +230,16 @@ static void free_instance(napi_env env, void *data, void *hint) {
 static void export_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
   napi_value fn;
   napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn);
-  set(env, exports, name, fn);
+  berth_set(env, exports, name, fn);
 }
 
-#define CONST(obj, name) set(env, obj, #name, num(env, (double)(name)))
+#define CONST(obj, name) berth_set(env, obj, #name, berth_num(env, (double)(name)))
 
 NAPI_MODULE_INIT() {
   instance_t *inst = calloc(1, sizeof *inst);
   if (!inst) return NULL;
-  napi_value name = str(env, "berth_os");
-  if (napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, NULL, NULL, NULL, settle,
+  napi_value name = berth_str(env, "berth_os");
+  if (napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, NULL, NULL, NULL, berth_settle,
                                       &inst->tsfn) != napi_ok) {
     free(inst);
     napi_throw_error(env, NULL, "berth_os: cannot create its thread-safe function");
@@ -500,10 +282,10 @@ NAPI_MODULE_INIT() {
   CONST(c, MOUNT_ATTR_NODIRATIME);
   CONST(c, MNT_DETACH);
   CONST(c, UMOUNT_NOFOLLOW);
-  set(env, c, "FS_SHUTDOWN_FLAGS_DEFAULT", num(env, BERTH_SHUTDOWN_DEFAULT));
-  set(env, c, "FS_SHUTDOWN_FLAGS_LOGFLUSH", num(env, BERTH_SHUTDOWN_LOGFLUSH));
-  set(env, c, "FS_SHUTDOWN_FLAGS_NOLOGFLUSH", num(env, BERTH_SHUTDOWN_NOLOGFLUSH));
-  set(env, c, "LOOP_MAJOR", num(env, BERTH_LOOP_MAJOR));
-  set(env, exports, "constants", c);
+  berth_set(env, c, "FS_SHUTDOWN_FLAGS_DEFAULT", berth_num(env, BERTH_SHUTDOWN_DEFAULT));
+  berth_set(env, c, "FS_SHUTDOWN_FLAGS_LOGFLUSH", berth_num(env, BERTH_SHUTDOWN_LOGFLUSH));
+  berth_set(env, c, "FS_SHUTDOWN_FLAGS_NOLOGFLUSH", berth_num(env, BERTH_SHUTDOWN_NOLOGFLUSH));
+  berth_set(env, c, "LOOP_MAJOR", berth_num(env, BERTH_LOOP_MAJOR));
+  berth_set(env, exports, "constants", c);
   return exports;
 }
