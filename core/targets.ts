@@ -110,7 +110,7 @@ export async function bindTarget(
     if (created) await removeTarget(target);
     throw err;
   }
-  // mount(8) says nothing about the mount it made: read it back, and check it is at the
+  // The bind says nothing about the mount it made: read it back, and check it is at the
   // target showing the source (the lock on the volume keeps berth from racing itself).
   const [table, realSource] = await Promise.all([readMountInfo(), realpath(source)]);
   const top = mountStack(table, target).at(-1);
