@@ -11,9 +11,10 @@
  *   top, never a mount that was there before; it refuses while a mount berth did not make
  *   covers its own; it removes the target only when berth made it.
  *
- * Between the symlink check and mount(8) a local root user could still swap a component
- * for a symlink; the bind's identity is checked right after (it must be at the target and
- * show the source), and fd-based mounting would close that window for good.
+ * A component swapped for a symlink after the check cannot redirect the bind: the kernel
+ * opens the target with no symlink in its path (openat2 RESOLVE_NO_SYMLINKS, core/os
+ * bindMount) and the bind is attached to that descriptor. The bind's identity is still
+ * checked right after (it must be at the target and show the source).
  */
 import { lstat, mkdir, open, realpath, rm, rmdir } from 'node:fs/promises';
 import { dirname } from 'node:path';

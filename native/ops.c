@@ -1,7 +1,8 @@
 /*
  * System-call sequences for mounts, loop devices, block devices and fencing (see ops.h).
  * Linux only; needs LOOP_CONFIGURE (Linux 5.8) and uses the new mount API (open_tree,
- * mount_setattr, move_mount: Linux 5.12) for flagged bind mounts when the kernel has it.
+ * mount_setattr, move_mount: Linux 5.12; openat2: 5.6) for bind mounts when the kernel has
+ * it, mount(2) otherwise.
  */
 #define _GNU_SOURCE
 #include "ops.h"
@@ -31,6 +32,13 @@
 #endif
 #ifndef MOVE_MOUNT_F_EMPTY_PATH
 #define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#ifndef MOVE_MOUNT_T_EMPTY_PATH
+#define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+#endif
+#ifndef RESOLVE_NO_SYMLINKS
+#define RESOLVE_NO_MAGICLINKS 0x02
+#define RESOLVE_NO_SYMLINKS 0x04
 #endif
 #ifndef STATX_ATTR_MOUNT_ROOT
 #define STATX_ATTR_MOUNT_ROOT 0x00002000
@@ -107,16 +115,44 @@ static int bind_classic(const char *source, const char *target, unsigned int set
   return 0;
 }
 
+#if defined(SYS_open_tree) && defined(SYS_mount_setattr) && defined(SYS_move_mount)
+/*
+ * The target as a descriptor, resolved by the kernel with no symbolic link anywhere in the
+ * path (openat2 RESOLVE_NO_SYMLINKS, Linux 5.6): the bind lands on the path berth checked,
+ * even if a component is swapped for a link after the check. -1 with errno ENOSYS when the
+ * kernel has no openat2 (then the path itself is used).
+ */
+static int open_target(const char *target) {
+#ifdef SYS_openat2
+  struct {
+    uint64_t flags, mode, resolve;
+  } how = {O_PATH | O_CLOEXEC, 0, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+  return (int)syscall(SYS_openat2, AT_FDCWD, target, &how, sizeof how);
+#else
+  (void)target;
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
+/* Attaches the detached tree `fd` at `target` (refusing symbolic links on the way). */
+static int attach_tree(int fd, const char *target, const char **step) {
+  int tfd = open_target(target);
+  if (tfd < 0 && errno != ENOSYS) return fail(step, "openat2 the target (no symbolic links)");
+  int rc = tfd >= 0
+               ? (int)syscall(SYS_move_mount, fd, "", tfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
+               : (int)syscall(SYS_move_mount, fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH);
+  int e = rc < 0 ? fail(step, "move_mount") : 0;
+  if (tfd >= 0) close(tfd);
+  return e;
+}
+#endif
+
 int berth_bind(const char *source, const char *target, unsigned int attr_set, unsigned int attr_clr,
                const char **step) {
   if ((attr_set | attr_clr) & ~(unsigned int)BERTH_BIND_ATTRS) {
     *step = "bind attributes";
     return EINVAL;
-  }
-  /* No flags: one mount(2), atomic by itself. */
-  if (attr_set == 0 && attr_clr == 0) {
-    if (mount(source, target, NULL, MS_BIND, NULL) < 0) return fail(step, "mount (bind)");
-    return 0;
   }
 #if defined(SYS_open_tree) && defined(SYS_mount_setattr) && defined(SYS_move_mount)
   /*
@@ -129,22 +165,21 @@ int berth_bind(const char *source, const char *target, unsigned int attr_set, un
     if (errno == ENOSYS) return bind_classic(source, target, attr_set, attr_clr, step);
     return fail(step, "open_tree");
   }
-  struct {
-    uint64_t attr_set, attr_clr, propagation, userns_fd;
-  } attr = {attr_set, attr_clr, 0, 0};
-  if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) {
-    int e = errno;
-    close(fd);
-    if (e == ENOSYS) return bind_classic(source, target, attr_set, attr_clr, step);
-    errno = e;
-    return fail(step, "mount_setattr");
+  if (attr_set != 0 || attr_clr != 0) {
+    struct {
+      uint64_t attr_set, attr_clr, propagation, userns_fd;
+    } attr = {attr_set, attr_clr, 0, 0};
+    if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) {
+      int e = errno;
+      close(fd);
+      if (e == ENOSYS) return bind_classic(source, target, attr_set, attr_clr, step);
+      errno = e;
+      return fail(step, "mount_setattr");
+    }
   }
-  if (syscall(SYS_move_mount, fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
-    close_keep_errno(fd);
-    return fail(step, "move_mount");
-  }
+  int rc = attach_tree(fd, target, step);
   close(fd);
-  return 0;
+  return rc;
 #else
   return bind_classic(source, target, attr_set, attr_clr, step);
 #endif

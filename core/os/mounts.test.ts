@@ -2,7 +2,7 @@
 // loop ext4 mounts under a per-test root (the machine is root); the root is swept even when
 // a test fails. Each errno berth maps is produced for real here (ENOSPC / ENOMEM: sys-errors.test.ts).
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -213,12 +213,27 @@ describe('mount system calls: each errno as a typed error naming the operation (
     const root = roots.create('enoent');
     const [dst] = dirs(root, 'dst');
     await expect(bindMount(exec, root.path('gone'), dst!)).rejects.toMatchObject({
-      kind: 'NotFound', message: `bind-mounting ${root.path('gone')} on ${dst} failed: ${root.path('gone')} does not exist (ENOENT from mount (bind))`,
+      kind: 'NotFound', message: `bind-mounting ${root.path('gone')} on ${dst} failed: ${root.path('gone')} does not exist (ENOENT from open_tree)`,
     });
     await expect(bindMount(exec, dst!, root.path('nowhere'), { readOnly: true })).rejects.toMatchObject({
-      kind: 'NotFound', message: expect.stringContaining(`${root.path('nowhere')} does not exist (ENOENT from move_mount)`),
+      kind: 'NotFound', message: expect.stringContaining(`${root.path('nowhere')} does not exist (ENOENT from openat2 the target (no symbolic links))`),
     });
     await expect(mount(exec, 'scratch', root.path('nowhere'), { fsType: 'tmpfs' })).rejects.toMatchObject({ kind: 'NotFound', message: expect.stringContaining(`mounting scratch (tmpfs) at ${root.path('nowhere')} failed: ${root.path('nowhere')} does not exist`) });
+  });
+
+  it('ELOOP: a target that is or passes through a symbolic link is refused by the kernel, the link never followed', async () => {
+    const root = roots.create('eloop');
+    const [src, real] = dirs(root, 'src', 'real');
+    mkdirSync(join(real!, 'sub'));
+    symlinkSync(real!, root.path('link'));
+    for (const target of [root.path('link'), join(root.path('link'), 'sub')]) {
+      for (const readOnly of [false, true]) {
+        await expect(bindMount(exec, src!, target, { readOnly })).rejects.toMatchObject({
+          kind: 'InvalidArgument', field: 'target', message: expect.stringContaining(`"${target}" passes through a symbolic link; berth mounts only on real paths (ELOOP from openat2 the target`),
+        });
+      }
+    }
+    expect(leftovers(root.dir).mounts).toEqual([]);
   });
 
   it('EBUSY: unmounting a target a process still uses is InUse naming it', async () => {
@@ -279,7 +294,7 @@ describe('mount system calls: each errno as a typed error naming the operation (
     const out = execFileSync('setpriv', ['--bounding-set=-sys_admin', process.execPath, '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
     expect(JSON.parse(out.trim().split('\n').pop()!)).toEqual({
       kind: 'Internal',
-      message: `bind-mounting ${src} on ${dst} failed: refused: operation not permitted (berth needs root with CAP_SYS_ADMIN in the host mount namespace) (EPERM from mount (bind))`,
+      message: `bind-mounting ${src} on ${dst} failed: refused: operation not permitted (berth needs root with CAP_SYS_ADMIN in the host mount namespace) (EPERM from open_tree)`,
     });
     expect(await isMountpoint(dst!)).toBe(false);
   });

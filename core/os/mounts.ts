@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { internal, invalidArgument } from '../errors.js';
 import type { Exec } from './exec.js';
-import { checkSysPath, sysCall, type SysConstants } from './sys.js';
+import { checkSysPath, sysCall, type SysCallError, type SysConstants } from './sys.js';
 import { sysCode, sysError } from './sys-errors.js';
 
 export interface MountEntry {
@@ -271,11 +271,14 @@ export function bindAttrs(c: SysConstants, readOnly: boolean, flags: readonly st
 }
 
 /**
- * Bind-mounts `source` onto `target` (a directory, or a file for block devices). Read-only
- * and flags are applied to a detached copy before it is attached (open_tree,
- * mount_setattr, move_mount), so the target never shows the bind without them, not even
- * after a kill -9 between the calls; a plain bind is one mount(2). The source mount's own
- * restrictions (nosuid, ro, ...) carry over and are never loosened.
+ * Bind-mounts `source` onto `target` (a directory, or a file for block devices) with the
+ * new mount API: a detached copy of the source (open_tree) gets read-only and the flags
+ * (mount_setattr) before it is attached (move_mount), so the target never shows the bind
+ * without them, not even after a kill -9 between the calls. The target is opened by the
+ * kernel with no symbolic link anywhere in its path (openat2 RESOLVE_NO_SYMLINKS): a link
+ * swapped in after berth's own checks is refused (InvalidArgument naming target), never
+ * followed. The source mount's own restrictions (nosuid, ro, ...) carry over and are never
+ * loosened. Kernels without that API: mount(2), then a remount for the flags.
  */
 export async function bindMount(
   _exec: Exec,
@@ -293,6 +296,9 @@ export async function bindMount(
       return os.bind(source, target, set, clear);
     });
   } catch (err) {
+    if (sysCode(err) === 'ELOOP') {
+      throw invalidArgument('target', `"${target}" passes through a symbolic link; berth mounts only on real paths (ELOOP from ${(err as SysCallError).syscall})`);
+    }
     throw sysError(err, {
       action,
       einval: 'the source cannot be bound here (an unbindable mount?) or the target cannot take a mount',
