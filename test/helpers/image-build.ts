@@ -32,8 +32,8 @@ export const BUILD_TIMEOUT_MS = 40 * 60_000;
 export const IMAGE_LOCK = 'berth-image';
 
 /** What the Dockerfile COPYs (see .dockerignore), and the files that say how. */
-const INPUTS = ['Dockerfile', '.dockerignore', 'package.json', 'package-lock.json', 'tsconfig.json', 'scripts/build.mjs', 'scripts/image/build.sh'];
-const TREES = ['backends', 'cli', 'core', 'frontends'];
+const INPUTS = ['Dockerfile', '.dockerignore', 'package.json', 'package-lock.json', 'tsconfig.json', 'scripts/build.mjs', 'scripts/image/build.sh', 'binding.gyp'];
+const TREES = ['backends', 'cli', 'core', 'frontends', 'native'];
 
 async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];
