@@ -117,10 +117,20 @@ static int bind_classic(const char *source, const char *target, unsigned int set
 
 #if defined(SYS_open_tree) && defined(SYS_mount_setattr) && defined(SYS_move_mount)
 /*
+ * A newer system call the kernel lacks (ENOSYS), or one a seccomp profile refuses as a
+ * whole (Docker's default profile answers EPERM for calls it does not list, such as
+ * mount_setattr in Docker 20.10): berth then takes the older way. A real lack of privilege
+ * fails there again, with mount(2)'s EPERM.
+ */
+static int filtered(int e) {
+  return e == ENOSYS || e == EPERM;
+}
+
+/*
  * The target as a descriptor, resolved by the kernel with no symbolic link anywhere in the
  * path (openat2 RESOLVE_NO_SYMLINKS, Linux 5.6): the bind lands on the path berth checked,
  * even if a component is swapped for a link after the check. -1 with errno ENOSYS when the
- * kernel has no openat2 (then the path itself is used).
+ * kernel has no openat2 or a seccomp profile refuses it (then the path itself is used).
  */
 static int open_target(const char *target) {
 #ifdef SYS_openat2
@@ -138,7 +148,7 @@ static int open_target(const char *target) {
 /* Attaches the detached tree `fd` at `target` (refusing symbolic links on the way). */
 static int attach_tree(int fd, const char *target, const char **step) {
   int tfd = open_target(target);
-  if (tfd < 0 && errno != ENOSYS) return fail(step, "openat2 the target (no symbolic links)");
+  if (tfd < 0 && !filtered(errno)) return fail(step, "openat2 the target (no symbolic links)");
   int rc = tfd >= 0
                ? (int)syscall(SYS_move_mount, fd, "", tfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
                : (int)syscall(SYS_move_mount, fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH);
@@ -162,7 +172,7 @@ int berth_bind(const char *source, const char *target, unsigned int attr_set, un
    */
   int fd = (int)syscall(SYS_open_tree, AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
   if (fd < 0) {
-    if (errno == ENOSYS) return bind_classic(source, target, attr_set, attr_clr, step);
+    if (filtered(errno)) return bind_classic(source, target, attr_set, attr_clr, step);
     return fail(step, "open_tree");
   }
   if (attr_set != 0 || attr_clr != 0) {
@@ -172,7 +182,7 @@ int berth_bind(const char *source, const char *target, unsigned int attr_set, un
     if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) {
       int e = errno;
       close(fd);
-      if (e == ENOSYS) return bind_classic(source, target, attr_set, attr_clr, step);
+      if (filtered(e)) return bind_classic(source, target, attr_set, attr_clr, step);
       errno = e;
       return fail(step, "mount_setattr");
     }

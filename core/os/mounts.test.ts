@@ -294,7 +294,7 @@ describe('mount system calls: each errno as a typed error naming the operation (
     const out = execFileSync('setpriv', ['--bounding-set=-sys_admin', process.execPath, '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
     expect(JSON.parse(out.trim().split('\n').pop()!)).toEqual({
       kind: 'Internal',
-      message: `bind-mounting ${src} on ${dst} failed: refused: operation not permitted (berth needs root with CAP_SYS_ADMIN in the host mount namespace) (EPERM from open_tree)`,
+      message: `bind-mounting ${src} on ${dst} failed: refused: operation not permitted (berth needs root with CAP_SYS_ADMIN in the host mount namespace) (EPERM from mount (bind))`,
     });
     expect(await isMountpoint(dst!)).toBe(false);
   });
