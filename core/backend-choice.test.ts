@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createFakeBackend } from '../backends/fake/fake.js';
+import { createFakeBackend } from '../test/fake/fake.js';
 import type { Backend } from './backend.js';
 import { chooseBackend } from './backend-choice.js';
 

@@ -4,8 +4,8 @@
  * idempotent (same parameters) or AlreadyExists (different ones).
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createFakeHarness, type FakeHarness } from '../backends/fake/harness.js';
-import { LOOP_LIKE } from '../backends/fake/fake.js';
+import { createFakeHarness, type FakeHarness } from '../test/fake/harness.js';
+import { LOOP_LIKE } from '../test/fake/fake.js';
 import { BerthError } from './errors.js';
 import type { CreateVolumeRequest, OpContext } from './service.js';
 

@@ -3,8 +3,8 @@
 // reference (the states a kill -9 leaves are written into the store directly, as in
 // reconcile.test.ts).
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createFakeHarness, type FakeHarness } from '../backends/fake/harness.js';
-import { LOOP_LIKE } from '../backends/fake/fake.js';
+import { createFakeHarness, type FakeHarness } from '../test/fake/harness.js';
+import { LOOP_LIKE } from '../test/fake/fake.js';
 import { EPHEMERAL_LABEL } from './ephemeral.js';
 import type { OpContext } from './service.js';
 

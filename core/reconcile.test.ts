@@ -1,8 +1,8 @@
 // Crash recovery: rows left in intermediate states (as a kill -9 would leave them) and a
 // new service on the same SQLite file and the same fake "kernel" state.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createFakeHarness, type FakeHarness } from '../backends/fake/harness.js';
-import { LOOP_LIKE } from '../backends/fake/fake.js';
+import { createFakeHarness, type FakeHarness } from '../test/fake/harness.js';
+import { LOOP_LIKE } from '../test/fake/fake.js';
 import type { OpContext } from './service.js';
 import type { VolumeRow } from './store/store.js';
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fakeDriver } from '../backends/fake/fake.js';
+import { fakeDriver } from '../test/fake/fake.js';
 import { BerthError } from './errors.js';
 import { createSilentLogger } from './log.js';
 import { createExec } from './os/exec.js';

@@ -2,8 +2,8 @@
 // writes are made to fail on cue: records and the kernel (the fake backend's state) must end
 // up agreeing, and no call may answer a path the kernel does not show.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createFakeHarness, type FakeHarness } from '../backends/fake/harness.js';
-import { LOOP_LIKE } from '../backends/fake/fake.js';
+import { createFakeHarness, type FakeHarness } from '../test/fake/harness.js';
+import { LOOP_LIKE } from '../test/fake/fake.js';
 import { BerthError, resourceExhausted } from './errors.js';
 import type { OpContext } from './service.js';
 import type { Store } from './store/store.js';

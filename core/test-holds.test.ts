@@ -3,7 +3,7 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createFakeBackend, LOOP_LIKE } from '../backends/fake/fake.js';
+import { createFakeBackend, LOOP_LIKE } from '../test/fake/fake.js';
 import { createSilentLogger } from './log.js';
 import { withTestHolds, type HoldPoint } from './test-holds.js';
 

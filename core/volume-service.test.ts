@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createFakeHarness, type FakeHarness } from '../backends/fake/harness.js';
-import { LOOP_LIKE } from '../backends/fake/fake.js';
+import { createFakeHarness, type FakeHarness } from '../test/fake/harness.js';
+import { LOOP_LIKE } from '../test/fake/fake.js';
 import { BerthError } from './errors.js';
 import type { OpRecord } from './observe.js';
 import type { OpContext } from './service.js';

@@ -142,6 +142,20 @@ describe('architecture', () => {
     expect(bad).toEqual([]);
   });
 
+  it('test doubles live under test/: production code imports nothing from there, and no fake or case file sits beside it', () => {
+    // The fake backend, its harness and the conformance cases are for tests; the daemon, the
+    // image and the per-call executables must not be able to reach them.
+    const bad = files.flatMap((f) => f.imports.map((s) => resolved(f.path, s)).filter((t) => t.startsWith('test/')).map((t) => `${f.path} -> ${t}`));
+    expect(bad).toEqual([]);
+    const walk = (dir: string): string[] =>
+      readdirSync(dir).flatMap((name) => {
+        const p = join(dir, name);
+        return statSync(p).isDirectory() ? walk(p) : [relative(ROOT, p)];
+      });
+    const doubles = SOURCE_DIRS.flatMap((d) => walk(join(ROOT, d))).filter((p) => p.endsWith('.case.ts') || /(^|\/)fake(\/|\.)/.test(p));
+    expect(doubles).toEqual([]);
+  });
+
   it('cli talks to the daemon through the admin client (only daemon.ts composes the core)', () => {
     const bad = files
       .filter((f) => f.path.startsWith('cli/') && f.path !== 'cli/daemon.ts' && !f.path.startsWith('cli/commands/serve'))

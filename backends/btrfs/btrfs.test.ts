@@ -11,7 +11,7 @@ import { BerthError } from '../../core/errors.js';
 import { createSilentLogger } from '../../core/log.js';
 import { createExec } from '../../core/os/exec.js';
 import { makeBtrfsPool, writeMiB, type BtrfsPool } from '../../test/helpers/btrfs-pool.js';
-import { runBackendConformance } from '../conformance.case.js';
+import { runBackendConformance } from '../../test/conformance/backend.case.js';
 import { createBtrfsBackend } from './btrfs.js';
 
 const run = promisify(execFile);

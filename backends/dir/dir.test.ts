@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { createExec } from '../../core/os/exec.js';
 import { createSilentLogger } from '../../core/log.js';
 import { BerthError } from '../../core/errors.js';
-import { runBackendConformance } from '../conformance.case.js';
+import { runBackendConformance } from '../../test/conformance/backend.case.js';
 import { createDirBackend } from './dir.js';
 
 const ctx = (stateRoot: string, settings: Record<string, unknown> = {}) => ({

@@ -11,7 +11,7 @@ import { listLoopDevices } from '../../core/os/loop.js';
 import { probeFilesystem, readFsSize } from '../../core/os/fs.js';
 import type { BackendVolume, CreateSpec } from '../../core/backend.js';
 import type { FsType } from '../../core/types.js';
-import { randomVolumeId, runBackendConformance } from '../conformance.case.js';
+import { randomVolumeId, runBackendConformance } from '../../test/conformance/backend.case.js';
 import { createCleanupStack, findLeftovers, sweepRoot, type CleanupStack } from '../../test/helpers/cleanup.js';
 import { createLoopBackend, type LoopBackend } from './loop.js';
 import { MAX_LOOP_BYTES } from './settings.js';

@@ -3,7 +3,7 @@
  * asynchronous interface with two homes: SQLite (embedded, single node) and etcd (cluster
  * mode). The volume service is written once against it (docs/architecture.md).
  *
- * Rules every implementation keeps (core/catalog/catalog.case.ts checks them on both):
+ * Rules every implementation keeps (test/conformance/catalog.case.ts checks them on both):
  * - Reads are synchronous, from a view consistent at one revision. `fresh()` catches the view
  *   up with every commit made anywhere before the call; `lock()` does the same once granted.
  * - `lock(key)` serialises one volume (or snapshot) name across the cluster. A commit given the

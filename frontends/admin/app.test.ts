@@ -1,8 +1,8 @@
 // The admin app in-process (app.request, no socket) over a service with the fake backend,
 // plus the error mapping both ways and the metrics it serves.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createFakeHarness, type FakeHarness } from '../../backends/fake/harness.js';
-import { LOOP_LIKE } from '../../backends/fake/fake.js';
+import { createFakeHarness, type FakeHarness } from '../../test/fake/harness.js';
+import { LOOP_LIKE } from '../../test/fake/fake.js';
 import { createMetrics } from '../../cli/metrics.js';
 import { BerthError, ERROR_KINDS } from '../../core/errors.js';
 import { createSilentLogger } from '../../core/log.js';

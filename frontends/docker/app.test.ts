@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Hono } from 'hono';
-import { createFakeBackend, LOOP_LIKE } from '../../backends/fake/fake.js';
+import { createFakeBackend, LOOP_LIKE } from '../../test/fake/fake.js';
 import {
   createExec, createSilentLogger, createVolumeService, openStore, type CoreVolumeService,
 } from '../../core/index.js';

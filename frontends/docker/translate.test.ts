@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { createFakeHarness, type FakeHarness } from '../../backends/fake/harness.js';
-import { LOOP_LIKE } from '../../backends/fake/fake.js';
+import { createFakeHarness, type FakeHarness } from '../../test/fake/harness.js';
+import { LOOP_LIKE } from '../../test/fake/fake.js';
 import { BerthError, type BackendInfo } from '../../core/index.js';
 import { consumerFor, createError, createRequest, parseBody, rfc3339, scopeOf } from './translate.js';
 

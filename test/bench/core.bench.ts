@@ -1,7 +1,7 @@
 // The core alone (VolumeService on a real SQLite file, fake backend that does no I/O): what
 // the service itself costs per operation, and how list / inspect / find behave with 10,000
 // volumes in the store (read from the store's in-memory copy; label filters use the index). Frontend and OS costs are measured by the other bench files.
-import { createFakeHarness } from '../../backends/fake/harness.js';
+import { createFakeHarness } from '../fake/harness.js';
 import { sample, summarize, type BenchResult } from './stats.js';
 
 const ctx = { frontend: 'admin' as const };

@@ -9,10 +9,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Backend, BackendVolume, CreateSpec } from '../core/backend.js';
-import { BerthError } from '../core/errors.js';
-import { readMountInfo } from '../core/os/mounts.js';
-import { createCleanupStack, findLeftovers, sweepRoot, type CleanupStack } from '../test/helpers/cleanup.js';
+import type { Backend, BackendVolume, CreateSpec } from '../../core/backend.js';
+import { BerthError } from '../../core/errors.js';
+import { readMountInfo } from '../../core/os/mounts.js';
+import { createCleanupStack, findLeftovers, sweepRoot, type CleanupStack } from '../helpers/cleanup.js';
 
 export interface ConformanceOptions {
   /** Suite title, e.g. "loop (xfs)". */

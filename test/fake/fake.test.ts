@@ -3,7 +3,7 @@
 // attachable / block / sizeEnforced need real loop devices, which the fake cannot make.
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runBackendConformance } from '../conformance.case.js';
+import { runBackendConformance } from '../conformance/backend.case.js';
 import { createFakeBackend, LOOP_LIKE } from './fake.js';
 
 runBackendConformance({
