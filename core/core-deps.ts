@@ -45,9 +45,17 @@ export interface OpDeps extends CoreDeps {
 /** @example const od = underLocks(d, [lock]); await mountVolume(od, row, req, 'docker'); */
 export const underLocks = (d: CoreDeps, locks: readonly CatalogLock[]): OpDeps => ({ ...d, locks });
 
-/** Commits catalog writes (fenced by the operation's locks) and the node-local writes of the same step. */
+/**
+ * Commits catalog writes (fenced by the operation's locks) and the node-local writes of the
+ * same step. The local writes are one SQLite transaction with the step's durability in both
+ * modes: the embedded catalog runs them inside its own transaction (this one joins it), etcd
+ * runs them after its commit, where they would otherwise be separate statements, each its own
+ * fsync and a crash or full disk between them keeping half of the step.
+ */
 export function commit(d: OpDeps, fn: (w: CatalogWriter) => void, opts: Omit<CommitOptions, 'lock'> = {}): Promise<void> {
-  return d.catalog.commit(fn, { ...opts, lock: d.locks });
+  const local = opts.local;
+  const durable = opts.durable !== false;
+  return d.catalog.commit(fn, { ...opts, lock: d.locks, ...(local ? { local: () => d.store.tx(local, { durable }) } : {}) });
 }
 
 /** Commit options for records of runtime (kernel) state: mounts, paths, implicit attachments. */
