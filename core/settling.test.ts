@@ -2,13 +2,15 @@
 // writes are made to fail on cue: records and the kernel (the fake backend's state) must end
 // up agreeing, and no call may answer a path the kernel does not show.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createFakeHarness, type FakeHarness } from '../test/fake/harness.js';
+import type { FakeHarness } from '../test/fake/harness.js';
 import { LOOP_LIKE } from '../test/fake/fake.js';
+import { CATALOGS, untilReachable, useCatalogs } from '../test/fake/catalogs.js';
 import { BerthError, resourceExhausted } from './errors.js';
 import type { OpContext } from './service.js';
 import type { Store } from './store/store.js';
 
 const ctx: OpContext = { frontend: 'admin' };
+const catalogs = useCatalogs();
 
 async function errorOf(p: Promise<unknown>): Promise<BerthError> {
   const err = await p.then(() => null, (e: unknown) => e);
@@ -36,10 +38,10 @@ function failWrites(store: Store): { next(n: number): void; failed(): number } {
   return { next: (n) => (left = n), failed: () => failed };
 }
 
-describe('a full state disk (fake backend, real SQLite)', () => {
+describe.each(CATALOGS)('a full state disk (fake backend, real SQLite, %s catalog)', (kind) => {
   let h: FakeHarness;
   beforeEach(async () => {
-    h = await createFakeHarness({ backends: { local: { capabilities: LOOP_LIKE } } });
+    h = await catalogs.harness(kind, { backends: { local: { capabilities: LOOP_LIKE } } });
   });
   afterEach(async () => {
     await h.cleanup();
@@ -90,6 +92,32 @@ describe('a full state disk (fake backend, real SQLite)', () => {
     expect(h.backend.callsTo('mount')).toEqual([v.id, v.id]);
   });
 
+  it('a forced remove whose records cannot be written keeps every reference: the node\'s writes of one step are one transaction', async () => {
+    const v = await h.svc.create({ name: 'two' }, ctx);
+    const m = await h.svc.mount({ ref: 'two', consumer: 'a' }, ctx);
+    await h.svc.mount({ ref: 'two', consumer: 'b' }, ctx);
+    // The step that takes the volume off this node deletes both references; the second
+    // deletion hits the full disk, after the first one went through.
+    const orig = h.store.deleteMountRef.bind(h.store);
+    let once = true;
+    h.store.deleteMountRef = (volumeId, consumer) => {
+      if (once && consumer === 'b') {
+        once = false;
+        throw resourceExhausted('the state database /x/state.db cannot be written: the filesystem holding it is full (SQLITE_FULL)');
+      }
+      orig(volumeId, consumer);
+    };
+    expect((await errorOf(h.svc.remove({ ref: 'two', force: true }, ctx))).kind).toBe('ResourceExhausted');
+    // Neither reference was lost; the kernel was put back for both, and the volume stays.
+    expect(h.store.listMountRefs(v.id).map((r) => [r.consumer, r.state])).toEqual([['a', 'committed'], ['b', 'committed']]);
+    expect(h.backend.state.volumes.get(v.id)).toMatchObject({ mounted: true, device: expect.any(String) });
+    expect(h.svc.find('two')).toMatchObject({ status: 'ready', path: m.path, mounts: [{ consumer: 'a' }, { consumer: 'b' }] });
+    // Space is back: the remove goes through.
+    await h.svc.remove({ ref: 'two', force: true }, ctx);
+    expect(h.svc.find('two')).toBeNull();
+    expect(h.store.listMountRefs(v.id)).toEqual([]);
+  });
+
   it('create, mount and attach are refused before anything happens when the records might not fit', async () => {
     await h.svc.create({ name: 'a' }, ctx);
     const full = resourceExhausted('the filesystem holding the state root /x is full');
@@ -105,7 +133,35 @@ describe('a full state disk (fake backend, real SQLite)', () => {
     expect(h.svc.find('a')).toMatchObject({ mounts: [], attachments: [] });
   });
 
-  it('a create whose final record cannot be written is rolled back, not left creating', async () => {
+  it('a create whose final record cannot be written is never ready, and is rolled back', async () => {
+    if (h.mode === 'etcd') {
+      // Differs on purpose. In cluster mode the record goes to etcd, not to this node's
+      // SQLite; the write that fails there is etcd's, gone away (kill -9 of etcd here, as a
+      // real outage). The caller is told Unavailable naming the endpoint. The roll-back cannot
+      // be written while etcd is away either, so the intent stays 'creating' (never ready:
+      // nobody can mount it) for the reconcile that runs once etcd is back. Embedded, below,
+      // the full disk lets the roll-back through at once (settling.ts).
+      const etcd = await catalogs.etcd();
+      const hold = h.backend.holdNext('create');
+      const creating = errorOf(h.svc.create({ name: 'c' }, ctx));
+      await hold.reached;
+      await etcd.stop('SIGKILL');
+      try {
+        hold.release();
+        const err = await creating;
+        expect(err.kind).toBe('Unavailable');
+        expect(err.message).toContain(etcd.endpoint);
+        expect(h.svc.find('c')?.status).toBe('creating');
+      } finally {
+        await etcd.start();
+      }
+      await untilReachable(h);
+      expect((await h.svc.reconcile()).rolledBack).toEqual(['c']);
+      expect(h.svc.find('c')).toBeNull();
+      expect(h.backend.state.volumes.size).toBe(0);
+      expect((await h.svc.create({ name: 'c' }, ctx)).status).toBe('ready');
+      return;
+    }
     // insertVolume, backend create, then updateVolume('ready') fails.
     const orig = h.store.updateVolume.bind(h.store);
     let once = true;

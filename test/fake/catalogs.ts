@@ -16,6 +16,24 @@ import { startEtcd, type TestEtcd } from '../helpers/etcd.js';
 import { createTmpRoot, type TmpRoot } from '../helpers/tmp-root.js';
 import { createFakeHarness, type FakeHarness, type FakeHarnessOptions } from './harness.js';
 
+/**
+ * After an etcd outage (etcd.stop(), etcd.start()): waits until the harness's catalog answers
+ * again, caught up (the client reconnects on its own, the watch resumes); at most 30 s.
+ * @example await etcd.start(); await untilReachable(h);
+ */
+export async function untilReachable(h: FakeHarness): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      await h.catalog.fresh();
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
 /** The two homes of the catalog: SQLite in the state root (embedded), and etcd (cluster mode). */
 export const CATALOGS = ['embedded', 'etcd'] as const;
 export type CatalogKind = (typeof CATALOGS)[number];

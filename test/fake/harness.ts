@@ -178,7 +178,8 @@ export async function createFakeHarness(opts: FakeHarnessOptions = {}): Promise<
     const store = openStore(dbPath);
     let cluster: TestClusterNode | null = null;
     try {
-      cluster = etcd ? await joinEtcd(etcd.etcd, etcd.leaseTtlMs ?? 10_000) : null;
+      // A long lease by default: an etcd outage a test makes must not outlast it on a busy machine.
+      cluster = etcd ? await joinEtcd(etcd.etcd, etcd.leaseTtlMs ?? 30_000) : null;
       const catalog: Catalog = cluster ? cluster.catalog : new SqliteCatalog(store);
       const svc = await createVolumeService({
         config: { nodeId, stateRoot, defaultBackend: names[0]!, lockWaitMs: opts.lockWaitMs ?? 10_000,
