@@ -4,12 +4,14 @@
  * idempotent (same parameters) or AlreadyExists (different ones).
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createFakeHarness, type FakeHarness } from '../test/fake/harness.js';
+import type { FakeHarness } from '../test/fake/harness.js';
 import { LOOP_LIKE } from '../test/fake/fake.js';
+import { CATALOGS, useCatalogs } from '../test/fake/catalogs.js';
 import { BerthError } from './errors.js';
 import type { CreateVolumeRequest, OpContext } from './service.js';
 
 const ctx: OpContext = { frontend: 'admin' };
+const catalogs = useCatalogs();
 const MiB = 2 ** 20;
 
 async function errorOf(p: Promise<unknown>): Promise<BerthError> {
@@ -18,10 +20,10 @@ async function errorOf(p: Promise<unknown>): Promise<BerthError> {
   return err as BerthError;
 }
 
-describe('create: fields are checked before the existing volume is compared', () => {
+describe.each(CATALOGS)('create: fields are checked before the existing volume is compared (%s catalog)', (kind) => {
   let h: FakeHarness;
   beforeEach(async () => {
-    h = await createFakeHarness({
+    h = await catalogs.harness(kind, {
       backends: { local: { capabilities: LOOP_LIKE, minSizeBytes: 16 * MiB }, plain: {} },
     });
   });
@@ -72,13 +74,13 @@ describe('create: fields are checked before the existing volume is compared', ()
     h.backend.failNext('create');
     h.backend.failNext('delete');
     expect((await errorOf(h.svc.create(base, ctx))).kind).toBe('Internal');
-    const stale = h.store.getVolumeByName('v1');
+    const stale = h.catalog.getVolumeByName('v1');
     expect(stale?.status).toBe('creating');
     h.backend.resetCalls();
 
     const err = await errorOf(h.svc.create({ ...base, backend: 'nope' }, ctx));
     expect(err.field).toBe('backend');
-    expect(h.store.getVolumeByName('v1')).toMatchObject({ id: stale!.id, status: 'creating' });
+    expect(h.catalog.getVolumeByName('v1')).toMatchObject({ id: stale!.id, status: 'creating' });
     expect(h.backend.callsTo('delete')).toEqual([]);
 
     const v1 = await h.svc.create(base, ctx);

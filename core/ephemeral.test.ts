@@ -3,12 +3,14 @@
 // reference (the states a kill -9 leaves are written into the store directly, as in
 // reconcile.test.ts).
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createFakeHarness, type FakeHarness } from '../test/fake/harness.js';
+import type { FakeHarness } from '../test/fake/harness.js';
 import { LOOP_LIKE } from '../test/fake/fake.js';
+import { CATALOGS, useCatalogs } from '../test/fake/catalogs.js';
 import { EPHEMERAL_LABEL } from './ephemeral.js';
 import type { OpContext } from './service.js';
 
 const ctx: OpContext = { frontend: 'csi' };
+const catalogs = useCatalogs();
 const NAME = `csi-${'ab'.repeat(32)}`;
 
 async function errorOf(p: Promise<unknown>): Promise<{ kind: string; field?: string; message: string }> {
@@ -20,10 +22,10 @@ async function errorOf(p: Promise<unknown>): Promise<{ kind: string; field?: str
   throw new Error('expected a failure');
 }
 
-describe('ephemeral volumes', () => {
+describe.each(CATALOGS)('ephemeral volumes (%s catalog)', (kind) => {
   let h: FakeHarness;
   beforeEach(async () => {
-    h = await createFakeHarness({ backends: { local: {}, loop: { capabilities: LOOP_LIKE } } });
+    h = await catalogs.harness(kind, { backends: { local: {}, loop: { capabilities: LOOP_LIKE } } });
   });
   afterEach(async () => {
     await h.cleanup();

@@ -6,8 +6,9 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createFakeHarness, type FakeHarness } from '../test/fake/harness.js';
+import type { FakeHarness } from '../test/fake/harness.js';
 import { LOOP_LIKE } from '../test/fake/fake.js';
+import { CATALOGS, useCatalogs } from '../test/fake/catalogs.js';
 import { findLeftovers, sweepRoot } from '../test/helpers/cleanup.js';
 import { bindMount, findMount, isMountpoint, mount, mountStack, readMountInfo, unmount, unmountBind } from './os/mounts.js';
 import { createExec, type Exec } from './os/exec.js';
@@ -15,6 +16,7 @@ import type { OpContext } from './service.js';
 import { bindTarget, checkNoSymlinks, parseMountFlags, unbindTarget } from './targets.js';
 
 const ctx: OpContext = { frontend: 'admin' };
+const catalogs = useCatalogs();
 const depth = async (target: string) => mountStack(await readMountInfo(), target).length;
 
 describe('parseMountFlags', () => {
@@ -25,7 +27,7 @@ describe('parseMountFlags', () => {
   });
 });
 
-describe('mount with a target (real bind mounts)', () => {
+describe.each(CATALOGS)('mount with a target (real bind mounts, %s catalog)', (kind) => {
   let h: FakeHarness;
   /** Every command the core ran (mount, umount), to prove a refusal ran none. */
   let commands: string[];
@@ -36,7 +38,7 @@ describe('mount with a target (real bind mounts)', () => {
       commands.push([spec.bin, ...(spec.args ?? [])].join(' '));
       return real(spec);
     };
-    h = await createFakeHarness({ backends: { local: { capabilities: LOOP_LIKE } }, exec });
+    h = await catalogs.harness(kind, { backends: { local: { capabilities: LOOP_LIKE } }, exec });
   });
   afterEach(async () => {
     try {
@@ -138,13 +140,13 @@ describe('mount with a target (real bind mounts)', () => {
     const inState = join(h.root, 'state', 'mounts', 'x');
     await expect(h.svc.mount({ ref: 'v', consumer: 'c', target: inState }, ctx))
       .rejects.toMatchObject({ field: 'target', message: expect.stringMatching(/state root/) });
-    expect(existsSync(join(h.root, 'state'))).toBe(false);
+    expect(existsSync(join(h.root, 'state', 'mounts'))).toBe(false);
     expect(commands).toEqual([]);
     expect(h.backend.calls.filter((c) => c.method === 'mount')).toEqual([]);
   });
 
   it('refuses a target outside targets.allowedPrefixes, naming the list', async () => {
-    const other = await createFakeHarness({ backends: { local: {} }, targetPrefixes: [] });
+    const other = await catalogs.harness(kind, { backends: { local: {} }, targetPrefixes: [] });
     try {
       await other.svc.create({ name: 'v' }, ctx);
       const target = join(other.root, 'mnt', 'x');

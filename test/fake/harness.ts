@@ -118,7 +118,8 @@ export async function createFakeHarness(opts: FakeHarnessOptions = {}): Promise<
   const etcd = opts.catalog === undefined || opts.catalog === 'embedded' ? null : opts.catalog;
   // A prefix of this harness's own: harnesses of one test file share the file's etcd.
   const prefix = `/berth-unit-${randomBytes(6).toString('hex')}/`;
-  mkdirSync(stateRoot, { recursive: true, mode: 0o700 });
+  // The session keeps its lease file there, as a daemon does in its state root.
+  if (etcd) mkdirSync(stateRoot, { recursive: true, mode: 0o700 });
 
   /**
    * This node's place in the cluster, composed as core/catalog/cluster.ts joinCluster does it
