@@ -216,6 +216,23 @@ describe.each(CATALOGS)('volume service (fake backend, %s catalog)', (kind) => {
       expect(h.backend.state.volumes.get(v.id)?.device).toBeNull();
     });
 
+    it('attach and detach are idempotent: the same attachment, one backend call each', async () => {
+      const v = await h.svc.create({ name: 'ad' }, ctx);
+      const a1 = await h.svc.attach({ ref: 'ad' }, { frontend: 'csi' });
+      const a2 = await h.svc.attach({ ref: 'ad' }, { frontend: 'csi' });
+      expect(a2.attachments).toEqual(a1.attachments);
+      expect(h.backend.callsTo('attach')).toEqual([v.id]);
+      await h.svc.attach({ ref: 'ad', node: 'node-2', readOnly: true }, ctx).catch(() => undefined); // RWO: refused
+      expect((await h.svc.detach({ ref: 'ad' }, ctx)).attachments).toEqual([]);
+      expect((await h.svc.detach({ ref: 'ad' }, ctx)).attachments).toEqual([]);
+      expect(h.backend.callsTo('detach')).toEqual([v.id]);
+      expect(h.backend.state.volumes.get(v.id)?.device).toBeNull();
+      // A mount after an explicit attach keeps it explicit; the last unmount leaves it attached.
+      await h.svc.attach({ ref: 'ad' }, ctx);
+      await h.svc.mount({ ref: 'ad', consumer: 'c' }, ctx);
+      expect((await h.svc.unmount({ ref: 'ad', consumer: 'c' }, ctx)).attachments).toMatchObject([{ node: 'node-1', implicit: false }]);
+    });
+
     it('detach is refused while mounted on this node', async () => {
       await h.svc.create({ name: 'e' }, ctx);
       await h.svc.attach({ ref: 'e' }, ctx);
@@ -338,6 +355,89 @@ describe.each(CATALOGS)('volume service (fake backend, %s catalog)', (kind) => {
       expect((await errorOf(h.svc.mount({ ref: 'x', consumer: 'c' }, ctx))).kind).toBe('FailedPrecondition');
       await h.svc.remove({ ref: 'x' }, ctx);
       expect(h.svc.find(v.id)).toBeNull();
+    });
+  });
+
+  // Racing calls on one name: each catalog serialises them per volume (embedded: the process
+  // mutex; etcd: that and the cluster lock), so the outcomes are the same on both.
+  describe('concurrency', () => {
+    const settle = <T>(ps: Promise<T>[]) => Promise.allSettled(ps);
+    const kinds = (rs: PromiseSettledResult<unknown>[]) =>
+      rs.map((r) => (r.status === 'fulfilled' ? 'ok' : (r.reason as BerthError).kind)).sort();
+
+    it('racing creates of one name with two sizes: one volume; its size\'s callers get it, the others AlreadyExists naming size', async () => {
+      const rs = await settle(Array.from({ length: 20 }, (_, i) => h.svc.create({ name: 'race2', sizeBytes: (i % 2 ? 64 : 128) * MiB }, ctx)));
+      const won = rs.find((r) => r.status === 'fulfilled') as PromiseFulfilledResult<{ id: string; sizeBytes: number }>;
+      const size = won.value.sizeBytes;
+      rs.forEach((r, i) => {
+        if ((i % 2 ? 64 : 128) * MiB === size) expect(r).toMatchObject({ status: 'fulfilled', value: { id: won.value.id } });
+        else expect(r).toMatchObject({ status: 'rejected', reason: { kind: 'AlreadyExists', message: expect.stringContaining('size') } });
+      });
+      expect(h.backend.callsTo('create')).toEqual([won.value.id]);
+    });
+
+    it('racing removes of one name: one removes it, the others find nothing', async () => {
+      const v = await h.svc.create({ name: 'gone' }, ctx);
+      const rs = await settle(Array.from({ length: 20 }, () => h.svc.remove({ ref: 'gone' }, ctx)));
+      expect(kinds(rs)).toEqual([...Array<string>(19).fill('NotFound'), 'ok']);
+      expect(h.backend.callsTo('delete')).toEqual([v.id]);
+      expect(h.svc.find('gone')).toBeNull();
+      expect(await h.svc.list({}, ctx)).toEqual([]);
+    });
+
+    it('racing mounts by 20 consumers: one attach and one mount, 20 references; racing unmounts release it once', async () => {
+      const v = await h.svc.create({ name: 'shared' }, ctx);
+      const consumers = Array.from({ length: 20 }, (_, i) => `docker:${i}`);
+      const mounted = await Promise.all(consumers.map((consumer) => h.svc.mount({ ref: 'shared', consumer }, ctx)));
+      expect(new Set(mounted.map((m) => m.path)).size).toBe(1);
+      expect(mounted.filter((m) => !m.existing)).toHaveLength(20);
+      expect(h.backend.callsTo('attach')).toEqual([v.id]);
+      expect(h.backend.callsTo('mount')).toEqual([v.id]);
+      const seen = await h.svc.inspect('shared', ctx);
+      expect(seen.mounts.map((m) => m.consumer).sort()).toEqual([...consumers].sort());
+      expect(seen.attachments).toMatchObject([{ node: 'node-1', implicit: true }]);
+      await Promise.all(consumers.map((consumer) => h.svc.unmount({ ref: 'shared', consumer }, ctx)));
+      expect(h.backend.callsTo('unmount')).toEqual([v.id]);
+      expect(h.backend.callsTo('detach')).toEqual([v.id]);
+      expect(await h.svc.inspect('shared', ctx)).toMatchObject({ mounts: [], attachments: [], path: null });
+      expect(h.backend.state.volumes.get(v.id)).toMatchObject({ mounted: false, device: null });
+    });
+
+    it('a mount racing a remove: exactly one of them wins, and the records and the backend agree', async () => {
+      for (let round = 0; round < 5; round++) {
+        const name = `mr${round}`;
+        const v = await h.svc.create({ name }, ctx);
+        const [m, r] = await settle<unknown>([h.svc.mount({ ref: name, consumer: 'c' }, ctx), h.svc.remove({ ref: name }, ctx)]);
+        if (m!.status === 'fulfilled') {
+          // The mount came first: the remove is refused while it is mounted.
+          expect(r).toMatchObject({ status: 'rejected', reason: { kind: 'InUse' } });
+          expect(h.svc.find(name)).toMatchObject({ status: 'ready', mounts: [{ consumer: 'c' }] });
+          expect(h.backend.state.volumes.get(v.id)?.mounted).toBe(true);
+        } else {
+          expect(r!.status).toBe('fulfilled');
+          expect(m).toMatchObject({ status: 'rejected', reason: { kind: 'NotFound' } });
+          expect(h.svc.find(name)).toBeNull();
+          expect(h.backend.state.volumes.has(v.id)).toBe(false);
+        }
+      }
+    });
+
+    it('racing attaches of a ReadWriteOnce volume to two nodes: one holds it, the other is refused naming the holder', async () => {
+      await h.svc.create({ name: 'rwo' }, ctx);
+      const rs = await settle(['node-2', 'node-3'].flatMap((node) => [h.svc.attach({ ref: 'rwo', node }, ctx), h.svc.attach({ ref: 'rwo', node }, ctx)]));
+      const holders = new Set((await h.svc.inspect('rwo', ctx)).attachments.map((a) => a.node));
+      expect(holders.size).toBe(1);
+      const holder = [...holders][0]!;
+      expect(kinds(rs)).toEqual(['FailedPrecondition', 'FailedPrecondition', 'ok', 'ok']);
+      for (const r of rs) if (r.status === 'rejected') expect((r.reason as BerthError).message).toContain(`"${holder}"`);
+    });
+
+    it('racing snapshots of one name: one snapshot', async () => {
+      await h.svc.create({ name: 'src' }, ctx);
+      const snaps = await Promise.all(Array.from({ length: 20 }, () => h.svc.createSnapshot({ name: 's1', volume: 'src' }, ctx)));
+      expect(new Set(snaps.map((s) => s.id)).size).toBe(1);
+      expect(h.backend.callsTo('createSnapshot')).toHaveLength(1);
+      expect(await h.svc.listSnapshots({}, ctx)).toHaveLength(1);
     });
   });
 
