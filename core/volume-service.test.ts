@@ -114,6 +114,37 @@ describe.each(CATALOGS)('volume service (fake backend, %s catalog)', (kind) => {
       expect(v.status).toBe('ready');
     });
 
+    it('records the node a volume lives on: none embedded; in cluster mode the creating node for a node-local backend', async () => {
+      // Differs on purpose. Embedded there is one node: no volume is homed anywhere. In cluster
+      // mode a volume of a backend local to its node (the fake's default scope) lives on the
+      // node that made it; one of a shared backend (scope global) on none.
+      expect((await h.svc.create({ name: 'home' }, ctx)).node).toBe(h.mode === 'etcd' ? 'node-1' : null);
+      const shared = await catalogs.harness(kind, { backends: { nfs: { capabilities: { scope: 'global' } } } });
+      try {
+        expect((await shared.svc.create({ name: 'everywhere' }, ctx)).node).toBeNull();
+      } finally {
+        await shared.cleanup();
+      }
+    });
+
+    it('a volume homed on another node is used there: mount, attach here, snapshot and remove are refused naming it', async () => {
+      const id = `vol-${'h'.repeat(26)}`;
+      await h.seed((w) => w.createVolume({
+        id, name: 'theirs', backend: 'local', sizeBytes: 64 * MiB, fsType: 'ext4', volumeMode: 'filesystem', accessMode: 'ReadWriteOnce',
+        labels: {}, options: {}, sourceKind: null, sourceId: null, status: 'ready', createdAt: new Date().toISOString(), node: 'node-2',
+      }));
+      for (const refused of [
+        h.svc.mount({ ref: 'theirs', consumer: 'c' }, ctx),
+        h.svc.attach({ ref: 'theirs' }, ctx),
+        h.svc.createSnapshot({ name: 'snap', volume: 'theirs' }, ctx),
+        h.svc.remove({ ref: 'theirs' }, ctx),
+      ]) {
+        expect(await errorOf(refused)).toMatchObject({ kind: 'FailedPrecondition', message: expect.stringContaining('"node-2"') });
+      }
+      expect(h.backend.calls.filter((c) => c.id === id && c.method !== 'inspect')).toEqual([]);
+      expect(h.svc.find('theirs')).toMatchObject({ status: 'ready', node: 'node-2', mounts: [], attachments: [] });
+    });
+
     it('applies backend defaults (size, fs) and records them', async () => {
       const v = await h.svc.create({ name: 'd' }, ctx);
       expect(v.sizeBytes).toBe(64 * MiB);
