@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { FakeHarness } from '../test/fake/harness.js';
 import { LOOP_LIKE } from '../test/fake/fake.js';
-import { CATALOGS, useCatalogs } from '../test/fake/catalogs.js';
+import { CATALOGS, untilReachable, useCatalogs } from '../test/fake/catalogs.js';
 import { BerthError } from './errors.js';
 import type { OpRecord } from './observe.js';
 import type { OpContext } from './service.js';
@@ -134,12 +134,12 @@ describe.each(CATALOGS)('volume service (fake backend, %s catalog)', (kind) => {
         labels: {}, options: {}, sourceKind: null, sourceId: null, status: 'ready', createdAt: new Date().toISOString(), node: 'node-2',
       }));
       for (const refused of [
-        h.svc.mount({ ref: 'theirs', consumer: 'c' }, ctx),
-        h.svc.attach({ ref: 'theirs' }, ctx),
-        h.svc.createSnapshot({ name: 'snap', volume: 'theirs' }, ctx),
-        h.svc.remove({ ref: 'theirs' }, ctx),
+        () => h.svc.mount({ ref: 'theirs', consumer: 'c' }, ctx),
+        () => h.svc.attach({ ref: 'theirs' }, ctx),
+        () => h.svc.createSnapshot({ name: 'snap', volume: 'theirs' }, ctx),
+        () => h.svc.remove({ ref: 'theirs' }, ctx),
       ]) {
-        expect(await errorOf(refused)).toMatchObject({ kind: 'FailedPrecondition', message: expect.stringContaining('"node-2"') });
+        expect(await errorOf(refused())).toMatchObject({ kind: 'FailedPrecondition', message: expect.stringContaining('"node-2"') });
       }
       expect(h.backend.calls.filter((c) => c.id === id && c.method !== 'inspect')).toEqual([]);
       expect(h.svc.find('theirs')).toMatchObject({ status: 'ready', node: 'node-2', mounts: [], attachments: [] });
@@ -698,6 +698,48 @@ describe.each(CATALOGS)('volume service: shared views of idle volumes (%s catalo
       expect(again).toMatchObject({ mounts: [], attachments: [], path: null, labels: { team: 'a' } });
       await h.svc.expand({ ref: 'idle', sizeBytes: 1024 }, c);
       expect((await h.svc.inspect('idle', c)).sizeBytes).toBe(1024);
+    } finally {
+      await h.cleanup();
+    }
+  });
+});
+
+// Cluster mode only: the embedded catalog is this node's own file, which cannot go away
+// while the daemon runs; etcd can (docs/architecture.md, "Unavailable").
+describe('volume service while etcd is away (etcd catalog)', () => {
+  it('fails fast with Unavailable naming the endpoint, touches no backend, answers find() from its view, and heals without a restart', async () => {
+    const etcd = await catalogs.etcd();
+    const h = await catalogs.harness('etcd', { backends: { local: { capabilities: LOOP_LIKE } } });
+    try {
+      const v = await h.svc.create({ name: 'kept' }, ctx);
+      h.backend.resetCalls();
+      await etcd.stop('SIGKILL');
+      try {
+        const calls: Array<[string, () => Promise<unknown>]> = [
+          ['create', () => h.svc.create({ name: 'new' }, ctx)],
+          ['mount', () => h.svc.mount({ ref: 'kept', consumer: 'c' }, ctx)],
+          ['attach', () => h.svc.attach({ ref: 'kept' }, ctx)],
+          ['remove', () => h.svc.remove({ ref: 'kept' }, ctx)],
+          ['inspect', () => h.svc.inspect('kept', ctx)],
+          ['list', () => h.svc.list({}, ctx)],
+        ];
+        for (const [what, call] of calls) {
+          const started = Date.now();
+          const err = await errorOf(call());
+          expect([what, err.kind], err.message).toEqual([what, 'Unavailable']);
+          expect(err.message).toContain(etcd.endpoint);
+          expect(Date.now() - started, what).toBeLessThan(10_000);
+        }
+        // Nothing half done: no backend step, no reference, the record as it was.
+        expect(h.backend.calls.filter((c) => c.method !== 'inspect' && c.method !== 'listPresent')).toEqual([]);
+        expect(h.store.listMountRefs()).toEqual([]);
+        expect(h.svc.find('kept')).toMatchObject({ id: v.id, status: 'ready', mounts: [], attachments: [] });
+      } finally {
+        await etcd.start();
+      }
+      await untilReachable(h);
+      expect((await h.svc.mount({ ref: 'kept', consumer: 'c' }, ctx)).volume.mounts).toHaveLength(1);
+      expect((await h.svc.create({ name: 'new' }, ctx)).status).toBe('ready');
     } finally {
       await h.cleanup();
     }
