@@ -10,6 +10,8 @@ import { createFakeBackend, LOOP_LIKE } from '../../test/fake/fake.js';
 import {
   createExec, createSilentLogger, createVolumeService, openStore, type CoreVolumeService,
 } from '../../core/index.js';
+import { startFakeCluster } from '../../test/helpers/fake-cluster.js';
+import { useTmpRoots } from '../../test/helpers/tmp-root.js';
 import { createDockerApp, DOCKER_PLUGIN_CONTENT_TYPE } from './app.js';
 
 const BACKEND = 'fake';
@@ -53,9 +55,39 @@ describe('Plugin.Activate and Capabilities', () => {
     expect(r.json).toEqual({ Implements: ['VolumeDriver'] });
   });
 
-  it('reports local scope for node-local backends, with {} or no body', async () => {
+  it('reports local scope on a single node, with {} or no body', async () => {
     expect((await call('VolumeDriver.Capabilities', {})).json).toEqual({ Capabilities: { Scope: 'local' } });
     expect((await call('VolumeDriver.Capabilities')).json).toEqual({ Capabilities: { Scope: 'local' } });
+  });
+
+  it('reports local scope on a single node even when every backend is shared storage: its names are its own', async () => {
+    await service.close();
+    const shared = createFakeBackend({ name: 'nfs', root: join(dir, 'nfs'), capabilities: { scope: 'global' } });
+    service = await createVolumeService({
+      config: { nodeId: 'n1', stateRoot: dir, defaultBackend: 'nfs', lockWaitMs: 5_000, targets: { allowedPrefixes: [] } },
+      store: openStore(join(dir, 'state-2.db')), backends: new Map([['nfs', shared]]), exec: createExec(), log: createSilentLogger(), version: 'test',
+    });
+    app = createDockerApp({ service, log: createSilentLogger() });
+    expect((await call('VolumeDriver.Capabilities')).json).toEqual({ Capabilities: { Scope: 'local' } });
+  });
+});
+
+describe('cluster mode (two nodes on one etcd)', () => {
+  const roots = useTmpRoots();
+
+  it('reports global scope on every node, whatever its backends, and a name created on one node is the volume on the other', async () => {
+    const c = await startFakeCluster(roots.create('docker-app-cluster'), { nodes: ['dk-a', 'dk-b'], backends: { local: {} } });
+    const log = createSilentLogger();
+    const [a, b] = c.nodes.map((n) => createDockerApp({ service: n.svc, log })) as [Hono, Hono];
+    const post = async (on: Hono, method: string, body: unknown) =>
+      (await (await on.request(`/${method}`, { method: 'POST', body: `${JSON.stringify(body)}\n` })).json()) as Record<string, any>;
+    for (const on of [a, b]) expect(await post(on, 'VolumeDriver.Capabilities', {})).toEqual({ Capabilities: { Scope: 'global' } });
+    expect((await post(a, 'VolumeDriver.Create', { Name: 'pg' })).Err).toBe('');
+    // What "global" promises Docker: the other node's Get finds it, with the node holding its data.
+    const got = await post(b, 'VolumeDriver.Get', { Name: 'pg' });
+    expect(got.Err).toBe('');
+    expect(got.Volume.Status).toMatchObject({ id: c.node('dk-a').svc.find('pg')!.id, node: 'dk-a' });
+    expect((await post(b, 'VolumeDriver.List', {})).Volumes).toEqual([{ Name: 'pg', Mountpoint: '' }]);
   });
 });
 

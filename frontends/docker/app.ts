@@ -80,7 +80,7 @@ export function createDockerApp(o: { service: VolumeService; log: Logger }): Hon
   app.post('/Plugin.Activate', handle('Plugin.Activate', () => ({ Implements: ['VolumeDriver'] })));
 
   app.post('/VolumeDriver.Capabilities', handle('VolumeDriver.Capabilities', () => ({
-    Capabilities: { Scope: scopeOf(service.backends()) },
+    Capabilities: { Scope: scopeOf(service.status().cluster) },
   })));
 
   app.post('/VolumeDriver.Create', handle('VolumeDriver.Create', async (body) => {

@@ -14,7 +14,8 @@ let dir: string;
 const stops: Array<() => Promise<unknown>> = [];
 
 /** Only what Activate/Capabilities touch; the app's other routes are covered in app.test.ts. */
-const service = { backends: () => [] } as unknown as VolumeService;
+// Only Capabilities is called: it reads whether the node is in a cluster.
+const service = { status: () => ({ cluster: { mode: 'embedded' } }) } as unknown as VolumeService;
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'berth-docker-srv-'));

@@ -1,13 +1,12 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createFakeHarness, type FakeHarness } from '../../test/fake/harness.js';
 import { LOOP_LIKE } from '../../test/fake/fake.js';
-import { BerthError, type BackendInfo } from '../../core/index.js';
+import { BerthError, type ClusterStatus } from '../../core/index.js';
 import { consumerFor, createError, createRequest, parseBody, rfc3339, scopeOf } from './translate.js';
 
-const backend = (scope: 'local' | 'global'): BackendInfo => ({
-  name: scope, driver: 'x', settings: {},
-  capabilities: { sizeEnforced: false, block: false, snapshots: false, clones: false, expansion: 'none', fsTypes: [], attachable: false, scope },
-});
+const member: ClusterStatus = {
+  mode: 'etcd', endpoints: ['http://127.0.0.1:2379'], prefix: '/berth/', lease: '1a2b', sinceRenewalMs: 10, leaseTtlMs: 10_000, nodes: 3,
+};
 
 describe('translate', () => {
   it('parses empty, whitespace, null and newline-terminated bodies', () => {
@@ -28,11 +27,11 @@ describe('translate', () => {
     expect(rfc3339('2024-05-06T07:08:09.123Z')).toBe('2024-05-06T07:08:09Z');
   });
 
-  it('answers global scope only when every backend is global', () => {
-    expect(scopeOf([backend('local')])).toBe('local');
-    expect(scopeOf([backend('global'), backend('local')])).toBe('local');
-    expect(scopeOf([backend('global')])).toBe('global');
-    expect(scopeOf([])).toBe('local');
+  it('answers global scope in cluster mode (one volume per name on every node), local on a single node', () => {
+    expect(scopeOf({ mode: 'embedded' })).toBe('local');
+    expect(scopeOf(member)).toBe('global');
+    // A member that lost its lease (etcd away) is still a member: names stay cluster-wide.
+    expect(scopeOf({ ...member, lease: null, sinceRenewalMs: null })).toBe('global');
   });
 });
 

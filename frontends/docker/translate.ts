@@ -5,7 +5,7 @@
  */
 import {
   formatSize, invalidArgument, optionFieldNames, parseVolumeOptions, renameErrorField,
-  type BackendInfo, type CreateVolumeRequest, type Frontend, type Volume,
+  type ClusterStatus, type CreateVolumeRequest, type Frontend, type Volume,
 } from '../../core/index.js';
 
 /** The request body Docker sent, as a plain object ({} when empty). */
@@ -116,6 +116,8 @@ export function dockerVolume(v: Volume): DockerVolume {
       mode: v.volumeMode,
       accessMode: v.accessMode,
       state: v.status,
+      // Cluster mode: the node whose storage holds a volume of a node-local backend.
+      ...(v.node !== null ? { node: v.node } : {}),
       attachments: v.attachments.map((a) => ({
         node: a.node,
         device: a.device,
@@ -130,7 +132,14 @@ export function dockerVolume(v: Volume): DockerVolume {
   };
 }
 
-/** Docker scope: "global" only when every backend says its volumes are the same on every node. */
-export function scopeOf(backends: readonly BackendInfo[]): 'local' | 'global' {
-  return backends.length > 0 && backends.every((b) => b.capabilities.scope === 'global') ? 'global' : 'local';
+/**
+ * Docker scope: "global" when this daemon is a member of a cluster, "local" on its own.
+ * In cluster mode a volume name means one volume on every node (the catalog is cluster-wide):
+ * create it once, and any node's Docker finds, mounts and removes that same volume, which is
+ * what "global" tells Docker and orchestrators built on it. A single node (the embedded
+ * catalog) knows only its own volumes, even on a shared backend: "local", whatever the backends.
+ * dockerd asks once per driver name and keeps the answer until it restarts.
+ */
+export function scopeOf(cluster: ClusterStatus): 'local' | 'global' {
+  return cluster.mode === 'embedded' ? 'local' : 'global';
 }
