@@ -89,3 +89,33 @@ describe.each(CATALOGS)('create: fields are checked before the existing volume i
     expect(h.backend.callsTo('delete')).toEqual([stale!.id]);
   });
 });
+
+describe('create: placement (the nodes the caller needs the volume on)', () => {
+  let h: FakeHarness;
+  beforeEach(async () => {
+    h = await createFakeHarness({ nodeId: 'here', backends: { local: {}, nfs: { capabilities: { scope: 'global' } } } });
+  });
+  afterEach(async () => {
+    await h.cleanup();
+  });
+
+  it('makes a node-local volume only when this node is wanted; a shared one anywhere; nothing is made when refused', async () => {
+    const e = await errorOf(h.svc.create({ name: 'elsewhere', nodes: ['there', 'yonder'] }, ctx));
+    expect([e.kind, e.field]).toEqual(['ResourceExhausted', 'nodes']);
+    expect(e.message).toMatch(/^nodes: backend "local" .*this is node "here".*"there", "yonder": make it there$/);
+    expect(await h.svc.list({}, ctx)).toEqual([]);
+    expect(h.backend.callsTo('create')).toEqual([]);
+
+    expect((await h.svc.create({ name: 'here-too', nodes: ['there', 'here'] }, ctx)).backend).toBe('local');
+    expect((await h.svc.create({ name: 'shared', backend: 'nfs', nodes: ['there'] }, ctx)).backend).toBe('nfs');
+    // A retry finds the volume where it was made, whatever it asks now.
+    expect((await h.svc.create({ name: 'here-too', nodes: ['there'] }, ctx)).name).toBe('here-too');
+  });
+
+  it('names a malformed list', async () => {
+    for (const [nodes, field] of [[[], 'nodes'], ['here', 'nodes'], [['here', ''], 'nodes[1]'], [[7], 'nodes[0]']] as const) {
+      const e = await errorOf(h.svc.create({ name: 'v', nodes: nodes as unknown as string[] }, ctx));
+      expect([e.kind, e.field]).toEqual(['InvalidArgument', field]);
+    }
+  });
+});

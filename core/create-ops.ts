@@ -17,6 +17,7 @@ import { releaseAll } from './mount-ops.js';
 import type { CreateVolumeRequest } from './service.js';
 import type { SnapshotRow, VolumeRow } from './store/store.js';
 import type { FsType, Volume, VolumeMode } from './types.js';
+import { clip } from './user-input.js';
 
 /** A create request after field validation, before the backend filled defaults. */
 export interface CheckedCreate extends CreateVolumeRequest {
@@ -95,6 +96,16 @@ function checkSource(source: ResolvedSource, backend: Backend): void {
   }
 }
 
+/** A new volume of a node-local backend lives here: refused when the caller needs it elsewhere. */
+function checkPlacement(d: CoreDeps, req: CheckedCreate, backend: Backend): void {
+  if (req.nodes === undefined || backend.capabilities.scope !== 'local' || req.nodes.includes(d.nodeId)) return;
+  const named = req.nodes.slice(0, 3).map((n) => `"${clip(n, 64)}"`).join(', ');
+  const wanted = req.nodes.length > 3 ? `${named} (+${req.nodes.length - 3} more)` : named;
+  throw new BerthError('ResourceExhausted',
+    `nodes: backend "${backend.name}" keeps a volume on the node that makes it, and this is node "${d.nodeId}"; the volume is wanted on ${wanted}: make it there`,
+    { field: 'nodes' });
+}
+
 export async function createVolume(
   d: OpDeps,
   req: CheckedCreate,
@@ -142,6 +153,7 @@ export async function createVolume(
     }
     return loadVolume(d, existing);
   }
+  checkPlacement(d, req, backend);
 
   const row: VolumeRow = {
     id: d.newId('vol'),

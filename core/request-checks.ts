@@ -48,5 +48,18 @@ export function checkCreate(req: CreateVolumeRequest): CheckedCreate {
     if (req.source.kind !== 'snapshot' && req.source.kind !== 'volume') throw invalidArgument('source.kind', 'must be "snapshot" or "volume"');
     out.source = { kind: req.source.kind, ref: requireRef(req.source.ref, field) };
   }
+  if (req.nodes !== undefined && req.nodes !== null) out.nodes = checkNodes(req.nodes);
   return out;
+}
+
+/** At most this many nodes in a create's placement (a CSI requisite lists every node of a cluster). */
+const MAX_PLACEMENT_NODES = 4096;
+
+function checkNodes(nodes: unknown): string[] {
+  if (!Array.isArray(nodes) || nodes.length === 0) throw invalidArgument('nodes', 'must be a non-empty list of node ids');
+  if (nodes.length > MAX_PLACEMENT_NODES) throw invalidArgument('nodes', `lists ${nodes.length} nodes; at most ${MAX_PLACEMENT_NODES}`);
+  return nodes.map((n: unknown, i) => {
+    if (typeof n !== 'string' || n === '' || n.includes('\0') || Buffer.byteLength(n) > 256) throw invalidArgument(`nodes[${i}]`, 'must be a node id');
+    return n;
+  });
 }

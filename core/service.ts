@@ -45,6 +45,14 @@ export interface CreateVolumeRequest {
   readonly options?: Readonly<Record<string, string>>;
   /** Fill the new volume from a snapshot or another volume (id or name). */
   readonly source?: { readonly kind: 'snapshot' | 'volume'; readonly ref: string };
+  /**
+   * Where the caller needs the volume (CSI accessibility requirements): a volume of a backend
+   * local to its node is made on this node, so it is made only when this node is one of
+   * these; otherwise ResourceExhausted naming `nodes` (make it on one of them). A shared
+   * backend's volume is reachable from every node. Absent: anywhere. Never compared with an
+   * existing volume: a retry finds the volume wherever it was made.
+   */
+  readonly nodes?: readonly string[];
 }
 
 export interface ListVolumesFilter {
