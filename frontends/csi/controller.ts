@@ -1,13 +1,16 @@
 /**
  * CSI Controller service: volume lifecycle, capability checks, listing, capacity and
- * node attachment (ControllerPublish/Unpublish = service.attach/detach). The snapshot and
- * expansion RPCs live in snapshots.ts; index.ts serves both sets as the Controller service.
+ * node attachment (ControllerPublish/Unpublish = service.attach/detach for the named node).
+ * The snapshot and expansion RPCs live in snapshots.ts; index.ts serves both sets as the
+ * Controller service. In cluster mode any node's controller serves every node: the catalog
+ * is shared, node_id names a member of the cluster, and the core decides who may attach.
  *
  * Every handler checks its request first (requests.ts), then makes the service call with
  * `wait: false`, so a second concurrent operation on a volume is ABORTED, as CSI wants.
  */
 import {
-  alreadyExists, inUse, invalidArgument, isBerthError, notFound, optionFieldNames, parseVolumeOptions, renameErrorField, resourceExhausted, setOwn,
+  alreadyExists, clip, failedPrecondition, invalidArgument, isBerthError, notFound, optionFieldNames, parseVolumeOptions, renameErrorField,
+  resourceExhausted, setOwn,
   type BackendInfo, type CreateVolumeRequest as BerthCreate, type FsType, type OpContext, type Volume, type VolumeService,
 } from '../../core/index.js';
 import type { Config } from '../../core/index.js';
@@ -17,10 +20,8 @@ import type * as pb from './proto.js';
 import {
   berthName, parseCapacityRange, parseMaxEntries, requireCapabilities, requireCapability, requireString, type Capability,
 } from './requests.js';
-import {
-  accessModeFor, capabilityMismatch, isReadOnlyMode, isSingleNodeMode, publishedNodeIds, toCsiVolume, volumeCondition,
-  type CsiIdentity,
-} from './volumes.js';
+import { otherNodeOf, wantedNodes, type CsiIdentity } from './topology.js';
+import { accessModeFor, capabilityMismatch, isReadOnlyMode, publishedNodeIds, toCsiVolume, volumeCondition } from './volumes.js';
 
 export interface ControllerDeps {
   readonly service: VolumeService;
@@ -44,6 +45,21 @@ export function requireVolume(service: VolumeService, volumeId: string): Volume 
   const v = lookupVolume(service, volumeId);
   if (!v) throw notFound(`volume ${volumeId} does not exist`);
   return v;
+}
+
+/**
+ * ControllerPublish's node_id must name a node: this one on a single node; in cluster mode a
+ * member the catalog knows (alive or not: whether it may have the volume is the core's call).
+ * Anything else is NOT_FOUND, as the spec says for an unknown node.
+ */
+function requireKnownNode(service: VolumeService, id: CsiIdentity, nodeId: string): void {
+  if (service.status().cluster.mode === 'embedded') {
+    if (nodeId !== id.nodeId) throw notFound(`node ${clip(nodeId)} is not served by this plugin (this node is ${id.nodeId})`);
+    return;
+  }
+  if (!service.nodes().some((n) => n.id === nodeId)) {
+    throw notFound(`node ${clip(nodeId)} is not a member of this berth cluster (see berth node ls)`);
+  }
 }
 
 /** @example server.addService(services.Controller, wrap(createControllerHandlers(deps))) */
@@ -77,7 +93,7 @@ export function createControllerHandlers(d: ControllerDeps) {
       if (opts.accessMode && opts.accessMode !== accessMode) {
         throw invalidArgument('parameters.accessMode', `"${opts.accessMode}" contradicts the access modes requested (${accessMode})`);
       }
-      checkTopology(req.accessibility_requirements, id);
+      const nodes = wantedNodes(req.accessibility_requirements, id);
 
       const fromContent = contentSource(req.volume_content_source);
       const source = fromContent ?? opts.source;
@@ -94,6 +110,7 @@ export function createControllerHandlers(d: ControllerDeps) {
           : {}),
         ...(opts.options ? { options: opts.options } : {}),
         ...(source ? { source } : {}),
+        ...(nodes ? { nodes } : {}),
       };
       try {
         return { volume: render(await service.create(create, ctx)) };
@@ -104,7 +121,7 @@ export function createControllerHandlers(d: ControllerDeps) {
         }
         // The core names its own fields ("backend", "size"); name them as this request gave
         // them: a StorageClass parameter, or the capacity range that set the size.
-        const given: Record<string, string> = { ...optionFieldNames(params, 'parameters') };
+        const given: Record<string, string> = { ...optionFieldNames(params, 'parameters'), nodes: 'accessibility_requirements' };
         if (range.required || range.limit) given.size = 'capacity_range';
         throw renameErrorField(err, given);
       }
@@ -126,7 +143,10 @@ export function createControllerHandlers(d: ControllerDeps) {
       const nodeId = requireString(req.node_id, 'node_id');
       const cap = requireCapability(req.volume_capability, 'volume_capability');
       const vol = requireVolume(service, volumeId);
-      if (nodeId !== id.nodeId) throw notFound(`node ${nodeId} is not served by this plugin (this node is ${id.nodeId})`);
+      requireKnownNode(service, id, nodeId);
+      if (vol.node !== null && vol.node !== nodeId) {
+        throw failedPrecondition(`volume ${volumeId} lives on node ${vol.node} (backend "${vol.backend}" keeps a volume on its node); it can only be published there`);
+      }
       const mismatch = capabilityMismatch(vol, cap);
       if (mismatch) throw invalidArgument('volume_capability', mismatch);
       const readOnly = req.readonly || isReadOnlyMode(cap.mode);
@@ -135,10 +155,8 @@ export function createControllerHandlers(d: ControllerDeps) {
       if (here && !here.implicit && here.readOnly !== readOnly) {
         throw alreadyExists(`volume ${volumeId} is already published to ${nodeId} ${here.readOnly ? 'read-only' : 'read-write'}`);
       }
-      const elsewhere = vol.attachments.find((a) => a.node !== nodeId);
-      if (elsewhere && isSingleNodeMode(vol.accessMode)) {
-        throw inUse(`volume ${volumeId} (${vol.accessMode}) is published to node ${elsewhere.node}`);
-      }
+      // A single-node volume held by another node: the core refuses (FailedPrecondition naming
+      // the holder, FAILED_PRECONDITION here) unless its takeover rules let this node have it.
       if (!here && d.config.maxVolumesPerNode > 0) {
         const onNode = (await service.list({}, ctx)).filter((v) => v.attachments.some((a) => a.node === nodeId)).length;
         if (onNode >= d.config.maxVolumesPerNode) {
@@ -198,11 +216,11 @@ export function createControllerHandlers(d: ControllerDeps) {
       if (req.volume_capabilities?.length) requireCapabilities(req.volume_capabilities, 'volume_capabilities');
       const { params } = splitParameters(req.parameters ?? {});
       const opts = parseVolumeOptions(params, 'parameters');
-      // Another node's topology segment: nothing of this node's storage is reachable there.
-      const segment = req.accessible_topology?.segments?.[id.topologyKey];
-      if (segment !== undefined && segment !== id.nodeId) return { available_capacity: 0 };
       const caps = await service.capacity(opts.backend, ctx);
-      return { available_capacity: caps.reduce((sum, c) => sum + c.availableBytes, 0) };
+      // Another node's segment: of this node's storage only the shared backends reach there.
+      const shared = otherNodeOf(req.accessible_topology, id) === null ? null : new Set(service.backends().filter((b) => b.capabilities.scope === 'global').map((b) => b.name));
+      const reachable = shared ? caps.filter((c) => shared.has(c.backend)) : caps;
+      return { available_capacity: reachable.reduce((sum, c) => sum + c.availableBytes, 0) };
     },
 
     async ControllerGetCapabilities() {
@@ -251,17 +269,6 @@ function contentSource(src: pb.VolumeContentSource | null | undefined): BerthCre
   }
   if (src.volume) return { kind: 'volume', ref: requireString(src.volume.volume_id, 'volume_content_source.volume.volume_id') };
   return undefined;
-}
-
-/** requisite topologies: the volume can only be made here, so one of them must allow this node. */
-function checkTopology(req: pb.CreateVolumeRequest['accessibility_requirements'], id: CsiIdentity): void {
-  const requisite = req?.requisite ?? [];
-  if (requisite.length === 0) return;
-  const fits = requisite.some((t) => {
-    const v = t.segments?.[id.topologyKey];
-    return v === undefined || v === id.nodeId;
-  });
-  if (!fits) throw resourceExhausted(`accessibility_requirements: volumes of this plugin can only be made on node ${id.nodeId}`);
 }
 
 /**

@@ -11,8 +11,6 @@ export interface Features {
   /** The best expansion any backend offers. */
   readonly expansion: 'none' | 'offline' | 'online';
   readonly block: boolean;
-  /** Some backend keeps volumes on this node only (topology constraints apply). */
-  readonly local: boolean;
 }
 
 export function featuresOf(backends: readonly BackendInfo[]): Features {
@@ -27,6 +25,5 @@ export function featuresOf(backends: readonly BackendInfo[]): Features {
     clones: caps.some((c) => c.clones),
     expansion,
     block: caps.some((c) => c.block),
-    local: caps.some((c) => c.scope === 'local'),
   };
 }

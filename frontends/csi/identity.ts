@@ -23,7 +23,8 @@ export function createIdentityHandlers(d: IdentityDeps) {
       const f = featuresOf(d.service.backends());
       const caps: object[] = [];
       if (d.controller) caps.push({ service: { type: 'CONTROLLER_SERVICE' } });
-      if (f.local) caps.push({ service: { type: 'VOLUME_ACCESSIBILITY_CONSTRAINTS' } });
+      // Always: every node reports its segment (topology.ts), whatever its backends.
+      caps.push({ service: { type: 'VOLUME_ACCESSIBILITY_CONSTRAINTS' } });
       if (f.expansion === 'online') caps.push({ volume_expansion: { type: 'ONLINE' } });
       else if (f.expansion === 'offline') caps.push({ volume_expansion: { type: 'OFFLINE' } });
       return { capabilities: caps };

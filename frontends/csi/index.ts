@@ -13,7 +13,7 @@ import { MAX_CSI_MESSAGE_BYTES } from './limits.js';
 import { loadCsiServices } from './proto.js';
 import { wrapHandlers } from './server.js';
 import { createSnapshotHandlers } from './snapshots.js';
-import { topologyKeyFor, type CsiIdentity } from './volumes.js';
+import { topologyKeyFor, type CsiIdentity } from './topology.js';
 
 export interface CsiFrontendOptions {
   readonly service: VolumeService;

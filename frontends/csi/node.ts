@@ -21,7 +21,8 @@ import { requireVolume } from './controller.js';
 import type * as pb from './proto.js';
 import { featuresOf } from './features.js';
 import { parseCapacityRange, requireCapability, requirePath, requireString } from './requests.js';
-import { capabilityMismatch, isReadOnlyMode, nodeTopology, type CsiIdentity } from './volumes.js';
+import { nodeTopology, type CsiIdentity } from './topology.js';
+import { capabilityMismatch, isReadOnlyMode } from './volumes.js';
 import { asAttributeError, EPHEMERAL_CONTEXT_KEY, ephemeralRequest, findNodeVolume, isEphemeralPublish, isGoneEphemeral } from './ephemeral.js';
 
 export interface NodeDeps {

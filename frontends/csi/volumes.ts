@@ -1,25 +1,12 @@
 /**
  * berth Volume <-> CSI shapes, shared by the controller and node services: access-mode
- * mapping, capability compatibility, topology, and rendering a Volume as a csi.v1.Volume.
- * Pure functions of their arguments.
+ * mapping, capability compatibility, and rendering a Volume as a csi.v1.Volume (its topology
+ * from topology.ts). Pure functions of their arguments.
  */
 import type { AccessMode, BackendInfo, Volume } from '../../core/index.js';
-import type { CsiAccessMode, CsiVolume, Topology, VolumeCondition } from './proto.js';
+import type { CsiAccessMode, CsiVolume, VolumeCondition } from './proto.js';
 import type { Capability } from './requests.js';
-
-/** What every service handler needs to know about this plugin instance. */
-export interface CsiIdentity {
-  readonly driverName: string;
-  readonly nodeId: string;
-  /** Topology segment key: "topology.<driverName>/node". */
-  readonly topologyKey: string;
-}
-
-export const topologyKeyFor = (driverName: string): string => `topology.${driverName}/node`;
-
-export function nodeTopology(id: CsiIdentity): Topology {
-  return { segments: { [id.topologyKey]: id.nodeId } };
-}
+import { volumeTopology, type CsiIdentity } from './topology.js';
 
 /**
  * The berth access mode a set of requested CSI modes needs: the widest of them.
@@ -67,9 +54,6 @@ export function capabilityMismatch(vol: Volume, cap: Capability): string | null 
 export const isReadOnlyMode = (mode: CsiAccessMode): boolean =>
   mode === 'SINGLE_NODE_READER_ONLY' || mode === 'MULTI_NODE_READER_ONLY';
 
-/** Modes where only one node may use the volume at a time. */
-export const isSingleNodeMode = (mode: AccessMode): boolean => mode === 'ReadWriteOnce' || mode === 'ReadWriteOncePod';
-
 /** volume_context: what NodeStage/NodePublish may find useful; identical for every repeat of a create. */
 export function volumeContext(vol: Volume): Record<string, string> {
   const ctx: Record<string, string> = { name: vol.name, backend: vol.backend, volumeMode: vol.volumeMode };
@@ -78,8 +62,6 @@ export function volumeContext(vol: Volume): Record<string, string> {
 }
 
 export function toCsiVolume(vol: Volume, backend: BackendInfo | undefined, id: CsiIdentity): CsiVolume {
-  // A local backend's volume is reachable only on this node; a global one everywhere (no constraint).
-  const local = !backend || backend.capabilities.scope === 'local';
   return {
     capacity_bytes: vol.sizeBytes,
     volume_id: vol.id,
@@ -89,10 +71,11 @@ export function toCsiVolume(vol: Volume, backend: BackendInfo | undefined, id: C
         ? { snapshot: { snapshot_id: vol.source.id } }
         : { volume: { volume_id: vol.source.id } }
       : null,
-    accessible_topology: local ? [nodeTopology(id)] : [],
+    accessible_topology: volumeTopology(vol, backend, id),
   };
 }
 
+/** Every node holding the volume (the catalog's attachments: every node's in cluster mode, implicit ones too). */
 export const publishedNodeIds = (vol: Volume): string[] => [...new Set(vol.attachments.map((a) => a.node))];
 
 export function volumeCondition(vol: Volume): VolumeCondition {
