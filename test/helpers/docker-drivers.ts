@@ -61,6 +61,12 @@ export const DRIVER_POOLS = {
   dockerTcp: { kind: 'spec-tcp', names: ['berth-test-tcp-0', 'berth-test-tcp-1'] },
   /** test/integration/docker-tls.test.ts: mutual TLS through a .json spec file */
   dockerTls: { kind: 'spec-tls', names: ['berth-test-tls-0', 'berth-test-tls-1'] },
+  /**
+   * test/integration/cluster-frontends.test.ts: one name per node of a cluster. Only ever
+   * served by a berth in cluster mode: dockerd keeps a driver's scope ("global" there) for
+   * the life of the engine, so a name served in both modes would report a stale one.
+   */
+  clusterFrontends: { kind: 'socket', names: ['berth-test-cluster-fe-0', 'berth-test-cluster-fe-1'] },
   /** test/integration/podman.test.ts: the name Docker and Podman share a volume through */
   podman: { kind: 'socket', names: ['berth-test-podman-0', 'berth-test-podman-1'] },
   /** test/bench/docker.bench.ts */
