@@ -4,7 +4,7 @@
  * idempotent (same parameters) or AlreadyExists (different ones).
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { FakeHarness } from '../test/fake/harness.js';
+import { createFakeHarness, type FakeHarness } from '../test/fake/harness.js';
 import { LOOP_LIKE } from '../test/fake/fake.js';
 import { CATALOGS, useCatalogs } from '../test/fake/catalogs.js';
 import { BerthError } from './errors.js';

@@ -7,7 +7,7 @@
  */
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { LOOP_LIKE } from '../../backends/fake/fake.js';
+import { LOOP_LIKE } from '../../test/fake/fake.js';
 import { createSilentLogger, defaultConfig } from '../../core/index.js';
 import { createCsiClient, grpcError, mountCap, type CsiClient } from '../../test/helpers/csi-client.js';
 import { startFakeCluster, type FakeCluster } from '../../test/helpers/fake-cluster.js';

@@ -17,7 +17,7 @@ import { createSilentLogger } from '../../core/log.js';
 import { createExec } from '../../core/os/exec.js';
 import { openStore } from '../../core/store/sqlite.js';
 import { createVolumeService, type CoreVolumeService } from '../../core/volume-service.js';
-import { createFakeBackend, createFakeState, type FakeBackend, type FakeBackendOptions, type FakeState } from '../../backends/fake/fake.js';
+import { createFakeBackend, createFakeState, type FakeBackend, type FakeBackendOptions, type FakeState } from '../../test/fake/fake.js';
 import { startEtcd, type TestEtcd } from './etcd.js';
 import type { TmpRoot } from './tmp-root.js';
 
