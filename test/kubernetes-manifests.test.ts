@@ -1,8 +1,10 @@
-// deploy/kubernetes, checked without a cluster: every manifest parses; both variants build
+// deploy/kubernetes, checked without a cluster: every manifest parses; every variant builds
 // (test/helpers/kustomize.ts does what `kubectl kustomize` does with them); and inside each
 // build the cross-references hold: volumes and mounts, service accounts and RBAC subjects,
 // config maps, the CSI socket every sidecar and kubelet use, probes and the ports serving them,
 // pinned images, and berth's own config and StorageClass parameters read by berth's parsers.
+// The cluster variant also: etcd's TLS files from a Secret (paths only, nothing on a command
+// line), one provisioner per node, the central controllers on any node, shared classes.
 import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,17 +15,18 @@ import { kustomizeBuild, loadYamlDocs, type K8sObject } from './helpers/kustomiz
 
 const DEPLOY = new URL('../deploy/kubernetes', import.meta.url).pathname;
 const DRIVER = 'csi.berth.dev';
-const VARIANTS = { 'single-node': false, attach: true } as const;
+const VARIANTS = { 'single-node': false, attach: true, cluster: true } as const;
 
 type Container = {
-  name: string; image: string; args?: string[]; env?: Array<{ name: string; value?: string }>;
+  name: string; image: string; args?: string[]; env?: Array<{ name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }>;
   ports?: Array<{ name?: string; containerPort: number }>; volumeMounts?: Array<{ name: string; mountPath: string }>;
   livenessProbe?: Probe; startupProbe?: Probe;
 };
 type Probe = { httpGet?: { path: string; port: number | string } };
 type PodSpec = {
-  containers: Container[]; volumes?: Array<{ name: string; hostPath?: { path: string }; configMap?: { name: string } }>;
-  serviceAccountName?: string; restartPolicy?: string;
+  containers: Container[];
+  volumes?: Array<{ name: string; hostPath?: { path: string }; configMap?: { name: string }; secret?: { secretName: string; defaultMode?: number } }>;
+  serviceAccountName?: string; restartPolicy?: string; nodeSelector?: Record<string, string>;
 };
 
 function yamlFiles(dir: string): string[] {
@@ -192,6 +195,104 @@ describe('deploy/kubernetes', () => {
       });
     });
   }
+
+  for (const variant of Object.keys(VARIANTS)) {
+    it(`the ${variant} variant has one provisioner setup: central (pinned to the storage node, leader-elected) or one per node`, () => {
+      const pods = podSpecs(kustomizeBuild(join(DEPLOY, variant)));
+      const provisioners = pods.flatMap((p) => p.spec.containers.filter((c) => c.name === 'csi-provisioner').map((c) => ({ owner: p.owner, pod: p.spec, c })));
+      expect(provisioners).toHaveLength(1);
+      const { owner, pod, c } = provisioners[0]!;
+      expect(c.args).toEqual(expect.arrayContaining(['--feature-gates=Topology=true', '--extra-create-metadata']));
+      if (variant === 'cluster') {
+        // Distributed provisioning: beside berth on every node, for that node (NODE_NAME), no election.
+        expect(owner).toBe('DaemonSet/berth-node');
+        expect(c.args).toContain('--node-deployment');
+        expect(c.args!.some((a) => a.startsWith('--leader-election'))).toBe(false);
+        const nodeName = c.env?.find((e) => e.name === 'NODE_NAME');
+        const berthNode = pod.containers.find((x) => x.name === 'berth')!.env?.find((e) => e.name === 'BERTH_NODE_ID');
+        // The provisioner's node and berth's node id (NodeGetInfo, the topology segment) are the same name.
+        expect(nodeName?.valueFrom?.fieldRef?.fieldPath).toBe('spec.nodeName');
+        expect(berthNode?.valueFrom?.fieldRef?.fieldPath).toBe('spec.nodeName');
+      } else {
+        expect(owner).toBe('Deployment/berth-controller');
+        expect(c.args).toEqual(expect.arrayContaining(['--leader-election', '--strict-topology']));
+        expect(Object.keys(pod.nodeSelector ?? {})).toEqual(['kubernetes.io/hostname']);
+      }
+    });
+  }
+
+  describe('the cluster variant', () => {
+    const objs = kustomizeBuild(join(DEPLOY, 'cluster'));
+    const node = podSpecs(objs).find((p) => p.owner === 'DaemonSet/berth-node')!.spec;
+    const berth = node.containers.find((c) => c.name === 'berth')!;
+    const cm = objs.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'berth-config') as unknown as { data: Record<string, string> };
+    const loadIt = () => {
+      const dir = mkdtempSync(join(tmpdir(), 'berth-manifests-cluster-'));
+      try {
+        writeFileSync(join(dir, 'config.yaml'), cm.data['config.yaml']!);
+        return loadConfig({ file: join(dir, 'config.yaml'), env: { BERTH_NODE_ID: 'node-1', BERTH_CSI_ENDPOINT: '/csi/csi.sock' } });
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    };
+    type Mount = { name: string; mountPath: string; readOnly?: boolean; mountPropagation?: string };
+    /** The mount a path is under (the deepest one). */
+    const mountOf = (path: string) => (berth.volumeMounts as Mount[]).filter((m) => path.startsWith(`${m.mountPath}/`))
+      .sort((x, y) => y.mountPath.length - x.mountPath.length)[0];
+
+    it('joins etcd over TLS with files from a read-only, owner-only Secret mount; nothing of it on any command line or in the environment', () => {
+      const config = loadIt();
+      expect(config.cluster.etcd.endpoints.length).toBeGreaterThan(0);
+      expect(config.cluster.etcd.endpoints.every((e) => e.startsWith('https://'))).toBe(true);
+      const files = Object.values(config.cluster.etcd.tls);
+      expect(files.every((f) => typeof f === 'string')).toBe(true);
+      for (const f of files as string[]) {
+        const m = mountOf(f);
+        const volume = node.volumes!.find((v) => v.name === m?.name);
+        expect([f, volume?.secret?.secretName, m?.readOnly, volume?.secret?.defaultMode]).toEqual([f, 'berth-etcd-tls', true, 0o400]);
+      }
+      // Not nested in another volume's mount (the config map's is read-only: no mountpoint can be made in it).
+      for (const m of berth.volumeMounts as Mount[]) {
+        const nested = (berth.volumeMounts as Mount[]).filter((o) => o !== m && m.mountPath.startsWith(`${o.mountPath}/`));
+        expect([m.mountPath, nested.map((o) => o.mountPath)]).toEqual([m.mountPath, []]);
+      }
+      const secrets = [...config.cluster.etcd.endpoints, ...(files as string[]), 'etcd'];
+      for (const { owner, spec } of podSpecs(objs)) {
+        for (const c of spec.containers) {
+          const exposed = [...(c.args ?? []), ...(c.env ?? []).flatMap((e) => [e.name, e.value ?? ''])].join(' ').toLowerCase();
+          for (const x of secrets) expect(exposed.includes(x.toLowerCase()), `${owner}/${c.name} shows ${x}`).toBe(false);
+        }
+      }
+    });
+
+    it('shared backends live on the shared storage the host mounts, which reaches the container; the classes name configured backends, one with preempt', () => {
+      const config = loadIt();
+      const shared = Object.entries(config.backends).filter(([, b]) => (b as { shared?: boolean }).shared === true);
+      expect(shared.length).toBeGreaterThan(0);
+      for (const [name, b] of shared) {
+        const m = mountOf((b as unknown as { root: string }).root);
+        const volume = node.volumes!.find((v) => v.name === m?.name);
+        expect([name, volume?.hostPath?.path !== undefined, m?.mountPropagation]).toEqual([name, true, 'HostToContainer']);
+      }
+      const classes = objs.filter((o) => o.kind === 'StorageClass') as unknown as Array<K8sObject & { parameters: Record<string, string>; volumeBindingMode: string }>;
+      for (const sc of classes) expect(Object.keys(config.backends), sc.metadata.name).toContain(sc.parameters.backend);
+      const onShared = classes.filter((sc) => shared.some(([n]) => n === sc.parameters.backend));
+      expect(onShared.length).toBeGreaterThan(0);
+      expect(onShared.filter((sc) => sc.parameters.preempt === 'true').map((sc) => sc.metadata.name)).toEqual(['berth-shared-ext4-preempt']);
+      // Node-local classes bind where the pod lands, which is where the node's provisioner makes the volume.
+      for (const sc of classes) expect(sc.volumeBindingMode, sc.metadata.name).toBe('WaitForFirstConsumer');
+    });
+
+    it('the central controllers run on any node, two of them, leader-elected; the node account may provision', () => {
+      const ctl = objs.find((o) => o.kind === 'Deployment' && o.metadata.name === 'berth-controller') as unknown as { spec: { replicas: number; template: { spec: PodSpec } } };
+      expect(ctl.spec.replicas).toBeGreaterThanOrEqual(2);
+      expect(ctl.spec.template.spec.nodeSelector).toBeUndefined();
+      expect(ctl.spec.template.spec.containers.map((c) => c.name).sort()).toEqual(['csi-attacher', 'csi-resizer', 'csi-snapshotter']);
+      for (const c of ctl.spec.template.spec.containers) expect(c.args, c.name).toContain('--leader-election');
+      const bindings = objs.filter((o) => o.kind === 'ClusterRoleBinding') as unknown as Array<{ subjects: Array<{ name: string }>; roleRef: { name: string } }>;
+      expect(bindings.some((b) => b.roleRef.name === 'berth-controller' && b.subjects.some((x) => x.name === node.serviceAccountName))).toBe(true);
+    });
+  });
 
   it('the examples use a StorageClass of the build, and the ephemeral volume\'s attributes are berth volume options', () => {
     const objs = kustomizeBuild(join(DEPLOY, 'single-node'));
