@@ -33,6 +33,8 @@ export interface TestDaemonOptions {
   readonly subdir?: string;
   /** A command the daemon runs under, e.g. ['nsenter', '-t', PID, '-m', '--'] (a node's own mount namespace). */
   readonly wrap?: () => readonly string[];
+  /** Another build's dist/berth.js (benchmarks: an earlier commit beside this one); default this checkout's. */
+  readonly berthJs?: string;
 }
 
 export interface CliResult {
@@ -116,7 +118,7 @@ export async function startTestDaemon(root: TmpRoot, o: TestDaemonOptions = {}):
       const env = { ...process.env };
       for (const k of Object.keys(env)) if (k.startsWith('BERTH_')) delete env[k];
       Object.assign(env, o.env);
-      const argv = [process.execPath, '--enable-source-maps', BERTH_JS, 'serve', '--config', configFile];
+      const argv = [process.execPath, '--enable-source-maps', o.berthJs ?? BERTH_JS, 'serve', '--config', configFile];
       const [bin, ...args] = [...(o.wrap?.() ?? []), ...argv] as [string, ...string[]];
       const c = spawn(bin, args, {
         stdio: ['ignore', fd, fd],
