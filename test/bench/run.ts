@@ -3,7 +3,7 @@
 // between the RESULTS markers. Some files only: `npm run bench -- exec csi`; their groups replace
 // the same groups in docs/benchmarks.md, marked with their own date, and the rest stays as it was.
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem, release } from 'node:os';
+import { cpus, loadavg, totalmem, release } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { BenchResult } from './stats.js';
@@ -28,6 +28,18 @@ function machine(): string {
   return `${cpus().length} x ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${os}, kernel ${release()}, Node ${process.version}${docker}`;
 }
 
+/**
+ * The 1-minute load average, sampled every 5 s while the benchmarks run: on a shared machine
+ * it says how busy the run was (the ratios are same-run, the absolute numbers are not).
+ */
+const loads: number[] = [loadavg()[0]!];
+setInterval(() => loads.push(loadavg()[0]!), 5_000).unref();
+
+function load(): string {
+  const mean = loads.reduce((a, b) => a + b, 0) / loads.length;
+  return `1-minute load average ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)} (mean ${mean.toFixed(1)}) during the run`;
+}
+
 function renderGroup(g: string, results: BenchResult[], remeasured?: string): string {
   const lines = [`### ${g}`, ''];
   if (remeasured) lines.push(remeasured, '');
@@ -47,7 +59,7 @@ function renderGroup(g: string, results: BenchResult[], remeasured?: string): st
 function merge(recorded: string, results: BenchResult[], started: Date): string {
   const [head, ...sections] = recorded.split(/\n(?=### )/);
   const titleOf = (section: string) => section.slice(4, section.indexOf('\n')).trim();
-  const note = `Re-measured on its own at ${started.toISOString()} on ${machine()}; the other groups are from the run above.`;
+  const note = `Re-measured on its own at ${started.toISOString()} on ${machine()}; ${load()}; the other groups are from the run above.`;
   const fresh = new Map([...new Set(results.map((r) => r.group))].map((g) => [g, renderGroup(g, results, note)]));
   const merged = sections.map((sec) => fresh.get(titleOf(sec)) ?? sec);
   for (const [g, text] of fresh) if (!sections.some((sec) => titleOf(sec) === g)) merged.push(text);
@@ -56,7 +68,7 @@ function merge(recorded: string, results: BenchResult[], started: Date): string 
 
 function render(results: BenchResult[], started: Date): string {
   const groups = [...new Set(results.map((r) => r.group))];
-  return [`Run: ${started.toISOString()} on ${machine()}.`, '', ...groups.map((g) => renderGroup(g, results))].join('\n');
+  return [`Run: ${started.toISOString()} on ${machine()}; ${load()}.`, '', ...groups.map((g) => renderGroup(g, results))].join('\n');
 }
 
 const started = new Date();
