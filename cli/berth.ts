@@ -16,6 +16,7 @@ import { snapshotCommand } from './commands/snapshot.js';
 import { statusCommand, versionCommand } from './commands/status.js';
 import { volumeCommand } from './commands/volume.js';
 import { nodeCommand } from './commands/node.js';
+import { fenceAgentCommand } from './commands/fence-agent.js';
 import { BERTH_VERSION } from './version.js';
 
 /** The command list: add a command module here (one line) to register it. */
@@ -25,6 +26,7 @@ const COMMANDS: ReadonlyArray<CommandModule<GlobalArgs, any>> = [
   snapshotCommand,
   backendCommand,
   nodeCommand,
+  fenceAgentCommand,
   statusCommand,
   versionCommand,
   flexvolumeCommand,

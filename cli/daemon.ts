@@ -18,6 +18,7 @@ import { createDockerFrontend } from '../frontends/docker/index.js';
 import type { FrontendServer } from '../frontends/types.js';
 import { createMetrics } from './metrics.js';
 import { claimStateRoot } from './state-root.js';
+import { keepFenceAgent } from './agent-keeper.js';
 
 export interface RunningDaemon {
   readonly config: Config;
@@ -67,6 +68,7 @@ export async function startDaemon(config: Config, o: {
       log.warn({ tightened: tightened.map((c) => `${c.path} ${c.from} -> ${c.to}`) }, 'took access to berth\'s state away from other users (left open by an older berth or a loose umask)');
     }
 
+    let service: CoreVolumeService | null = null;
     let cluster: ClusterNode | null = null;
     if (config.cluster.etcd.endpoints.length > 0) {
       const joined = await joinCluster({
@@ -75,9 +77,13 @@ export async function startDaemon(config: Config, o: {
       });
       cluster = joined;
       undo.push(() => joined.close());
+      if (config.cluster.fenceAgent) {
+        const keeper = await keepFenceAgent({ config, log });
+        // Runs before the service closes: it still knows what this node holds.
+        undo.push(() => keeper.stop(service !== null && service.status().cluster.mode === 'etcd' && holdsExclusive(service)));
+      }
     }
 
-    let service: CoreVolumeService | null = null;
     const metrics = createMetrics({ volumes: () => service?.status().volumes ?? 0 });
     service = await createVolumeService({
       config, store, backends, exec, log, version, observer: metrics.observe,
@@ -86,7 +92,7 @@ export async function startDaemon(config: Config, o: {
     const svc = service;
     undo.push(() => svc.close());
     // Back from an etcd outage longer than the lease: what failed meanwhile is settled now.
-    cluster?.onReconnect(() => void svc.reconcile().catch((err: unknown) => log.error({ err }, 'reconcile after reconnecting failed')));
+    cluster?.onReconnect(() => svc.rejoined());
 
     const socketGroup = config.socketGroup;
     const docker = config.docker.enabled ? createDockerFrontend({ service: svc, config: config.docker, log, socketGroup }) : null;
@@ -129,4 +135,10 @@ function describeDaemon(config: Config, configFile: string | null, dockerTcp: ()
     csi: config.csi.enabled ? { driverName: config.csi.driverName, endpoint: config.csi.endpoint, mode: config.csi.mode } : null,
     logLevel: config.log.level,
   });
+}
+
+/** Whether this node holds a single-node volume for writing (its fence agent must then stay). */
+function holdsExclusive(service: CoreVolumeService): boolean {
+  const node = service.nodeId;
+  return service.nodes().find((n) => n.id === node)?.attachedVolumes !== 0;
 }

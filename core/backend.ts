@@ -122,6 +122,14 @@ export interface Backend {
    * with expansion 'offline' grows the image and leaves the filesystem to grow at next mount.
    */
   expand?(vol: BackendVolume, newSizeBytes: number, state: { mounted: boolean; device: string | null }): Promise<void | ExpandOutcome>;
+  /**
+   * Cluster fencing: makes this node's copy of the volume unable to write, at once, even
+   * through files its consumers hold open (loop: the filesystem's shutdown ioctl; every
+   * further write fails with EIO; it then unmounts cleanly). True when it shut something
+   * down, false when nothing of the volume is mounted here. Absent: the backend cannot
+   * fence (a dir on shared storage), and an exclusive volume of it moves only when released.
+   */
+  fence?(vol: BackendVolume): Promise<boolean>;
 }
 
 /**

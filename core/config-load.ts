@@ -53,6 +53,7 @@ export const ENV_VARS = {
   BERTH_ETCD_TIMEOUT_MS: 'cluster.etcd.timeoutMs',
   BERTH_LEASE_TTL_MS: 'cluster.leaseTtlMs',
   BERTH_SELF_FENCE_MS: 'cluster.selfFenceMs',
+  BERTH_FENCE_AGENT: 'cluster.fenceAgent',
   BERTH_CSI_ENABLED: 'csi.enabled',
   BERTH_CSI_ENDPOINT: 'csi.endpoint',
   BERTH_CSI_MODE: 'csi.mode',
@@ -183,6 +184,7 @@ const schema = z.strictObject({
     }),
     leaseTtlMs: z.number().int().min(2_000).max(600_000),
     selfFenceMs: z.number().int().min(500).max(600_000),
+    fenceAgent: z.boolean(),
   }),
   csi: z.strictObject({
     enabled: z.boolean(),

@@ -85,6 +85,13 @@ export interface Config {
      * refuses new mounts; shorter than leaseTtlMs, so it happens before anyone may take over.
      */
     readonly selfFenceMs: number;
+    /**
+     * Run a fence agent beside the daemon (a separate process that outlives it): while it
+     * lives, the node counts as alive and can be fenced, so a killed daemon never lets another
+     * node take a volume its containers still write. Off: lease expiry alone never frees this
+     * node's volumes; an operator must fence it (berth node fence).
+     */
+    readonly fenceAgent: boolean;
   };
   readonly csi: {
     readonly enabled: boolean;
@@ -152,6 +159,7 @@ export function defaultConfig(): Config {
       etcd: { endpoints: [], prefix: '/berth/', tls: { ca: null, cert: null, key: null }, timeoutMs: 2_000 },
       leaseTtlMs: 10_000,
       selfFenceMs: 6_000,
+      fenceAgent: true,
     },
     csi: { enabled: true, endpoint: '/run/berth/csi.sock', mode: 'both', driverName: 'csi.berth.dev', maxVolumesPerNode: 0, ephemeral: true },
     targets: { allowedPrefixes: [...DEFAULT_ALLOWED_PREFIXES] },

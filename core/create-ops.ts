@@ -14,6 +14,7 @@ import {
 import { chooseBackend } from './backend-choice.js';
 import { alreadyExists, BerthError, failedPrecondition, inUse, invalidArgument, notFound, outOfRange } from './errors.js';
 import { releaseAll } from './mount-ops.js';
+import { isPreemptible, PREEMPT_LABEL } from './fencing.js';
 import type { CreateVolumeRequest } from './service.js';
 import type { SnapshotRow, VolumeRow } from './store/store.js';
 import type { FsType, Volume, VolumeMode } from './types.js';
@@ -24,6 +25,13 @@ export interface CheckedCreate extends CreateVolumeRequest {
   readonly labels: Readonly<Record<string, string>>;
   readonly options: Readonly<Record<string, string>>;
 }
+
+/** A volume's labels without the one berth sets for `preempt` (compared as its own field). */
+const withoutPreempt = (labels: Readonly<Record<string, string>>): Readonly<Record<string, string>> => {
+  if (!Object.hasOwn(labels, PREEMPT_LABEL)) return labels;
+  const { [PREEMPT_LABEL]: _, ...rest } = labels;
+  return rest;
+};
 
 const sameRecord = (a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>) => {
   const ka = Object.keys(a);
@@ -43,9 +51,10 @@ function conflicts(req: CheckedCreate, spec: CreateSpec, existing: VolumeRow, so
   if (req.fsType !== undefined && req.fsType !== existing.fsType) diff.push('fs');
   if (req.volumeMode !== undefined && req.volumeMode !== existing.volumeMode) diff.push('mode');
   if (req.accessMode !== undefined && req.accessMode !== existing.accessMode) diff.push('accessMode');
-  if (req.labels && Object.keys(req.labels).length && !sameRecord(req.labels, existing.labels)) diff.push('labels');
+  if (req.labels && Object.keys(req.labels).length && !sameRecord(req.labels, withoutPreempt(existing.labels))) diff.push('labels');
   if (req.options && Object.keys(req.options).length && !sameRecord(req.options, existing.options)) diff.push('options');
   if (source && (source.kind !== existing.sourceKind || source.id !== existing.sourceId)) diff.push('source');
+  if (req.preempt !== undefined && req.preempt !== isPreemptible(existing)) diff.push('preempt');
   return diff;
 }
 
@@ -163,7 +172,7 @@ export async function createVolume(
     fsType: spec.fsType,
     volumeMode: spec.volumeMode,
     accessMode: req.accessMode ?? 'ReadWriteOnce',
-    labels: req.labels,
+    labels: req.preempt ? { ...req.labels, [PREEMPT_LABEL]: 'true' } : req.labels,
     options: spec.options,
     sourceKind: source?.kind ?? null,
     sourceId: source?.id ?? null,

@@ -13,6 +13,7 @@ export * from './backend.js';
 export type { Store } from './store/store.js';
 export type { ClusterStatus, NodeStatus } from './catalog/nodes.js';
 export { joinCluster, type ClusterNode } from './catalog/cluster.js';
+export { agentSocketName, startFenceAgent, type RunningAgent } from './fence-agent.js';
 export { openStore, type OpenStoreOptions } from './store/sqlite.js';
 export { PRIVATE_DIR_MODE, tightenDirs, tightenLogFiles, tightenStateRoot, type ModeChange } from './private-state.js';
 export { createBackends, type CreateBackendsOptions } from './registry.js';

@@ -28,6 +28,7 @@ import {
   backendOf, clustered, commit, loadVolume, localAttachment, requireHere, RUNTIME, toBackendVolume, type OpDeps,
 } from './core-deps.js';
 import { BerthError, failedPrecondition, inUse } from './errors.js';
+import { claimChecks } from './fencing.js';
 import type { MountRequest, MountResponse } from './service.js';
 import type { AttachmentRow, VolumeRow } from './store/store.js';
 import { checkTarget, isWithin } from './target-policy.js';
@@ -41,15 +42,6 @@ function mustBeReady(row: VolumeRow): void {
   if (row.status !== 'ready') throw failedPrecondition(`volume "${row.name}" is ${row.status}, not ready`);
 }
 
-/** ReadWriteOnce / ReadWriteOncePod: attachments on at most one node. */
-function checkSingleNode(row: VolumeRow, attachments: readonly AttachmentRow[], node: string): void {
-  if (row.accessMode !== 'ReadWriteOnce' && row.accessMode !== 'ReadWriteOncePod') return;
-  const other = attachments.find((a) => a.node !== node);
-  if (other) {
-    throw failedPrecondition(`volume "${row.name}" is ${row.accessMode} and attached to node "${other.node}"; detach it there first`);
-  }
-}
-
 /**
  * Records an attachment to `node` and, for this node on an attachable backend, makes the
  * backend attach. Existing attachment: returned as is (an explicit request turns an
@@ -61,14 +53,17 @@ export async function attachVolume(
   req: { node: string; readOnly: boolean; implicit: boolean },
 ): Promise<{ attachment: AttachmentRow; created: boolean }> {
   mustBeReady(row);
-  const attachments = d.catalog.listAttachments(row.id);
-  checkSingleNode(row, attachments, req.node);
-  const existing = attachments.find((a) => a.node === req.node);
+  // ReadWriteOnce / ReadWriteOncePod: one node (fencing.ts decides when another may take over).
+  const expire = claimChecks(d, row, req.node);
+  const existing = d.catalog.listAttachments(row.id).find((a) => a.node === req.node);
   const backend = backendOf(d, row);
   if (existing) {
     if (existing.implicit && !req.implicit) {
       const updated = { ...existing, implicit: false };
-      await commit(d, (w) => w.putAttachment(updated));
+      await commit(d, (w) => {
+        expire?.(w);
+        w.putAttachment(updated);
+      });
       return { attachment: updated, created: false };
     }
     return { attachment: existing, created: false };
@@ -82,7 +77,10 @@ export async function attachVolume(
   const attachment: AttachmentRow = {
     volumeId: row.id, node: req.node, device, path: null, readOnly: req.readOnly, implicit: req.implicit, createdAt: d.now(),
   };
-  await commit(d, (w) => w.putAttachment(attachment));
+  await commit(d, (w) => {
+    expire?.(w);
+    w.putAttachment(attachment);
+  });
   return { attachment, created: true };
 }
 
@@ -141,7 +139,8 @@ export async function mountVolume(
     if (other) throw inUse(`volume "${row.name}" is ReadWriteOncePod and already used by ${other.consumer}`);
   }
   if (target !== null) checkTargetFree(d, row, req.consumer, target);
-  checkSingleNode(row, d.catalog.listAttachments(row.id), d.nodeId);
+  // ReadWriteOnce / ReadWriteOncePod: one node (fencing.ts decides when another may take over).
+  let expire = claimChecks(d, row, d.nodeId);
   const readOnly = row.accessMode === 'ReadOnlyMany' || req.readOnly === true || flags.readOnly;
   // The commit after the mount must fit on the state disk, or the mount is not started.
   d.store.ensureHeadroom();
@@ -166,9 +165,15 @@ export async function mountVolume(
         volumeId: row.id, node: d.nodeId, device: null, path: null, readOnly: false, implicit: true, createdAt: d.now(),
       };
       if (!local && clustered(d)) {
-        // Claimed before the kernel is touched: another node sees this one holding it.
+        // Claimed before the kernel is touched: another node sees this one holding it. A hold
+        // taken over from a fenced or dead node goes in the same commit.
         const claim = attachment;
-        await commit(d, (w) => w.putAttachment(claim), RUNTIME);
+        const take = expire;
+        expire = null;
+        await commit(d, (w) => {
+          take?.(w);
+          w.putAttachment(claim);
+        }, RUNTIME);
         undo.push(() => commit(d, (w) => w.deleteAttachment(row.id, d.nodeId), RUNTIME));
       }
       const device = await ensureDevice(d, row, backend, attachment, undo);
@@ -189,7 +194,9 @@ export async function mountVolume(
       bindings.push(() => d.store.setMountRefBinding(row.id, req.consumer, { targetCreated: bound.created, bindSource: source, bindMount: bound.mount }));
     }
     const att = attachment;
+    const take = expire;
     await commit(d, (w) => {
+      take?.(w);
       if (att) w.putAttachment(att);
     }, {
       durable: opts.durable === true,
@@ -265,4 +272,27 @@ export async function releaseAll(d: OpDeps, row: VolumeRow, consumers?: readonly
       for (const r of refs) d.store.deleteMountRef(row.id, r.consumer);
     },
   });
+}
+
+/**
+ * Takes a volume off this node after another node took it over (this node was fenced, or
+ * found on its return that the volume had moved): shut down first (nothing here writes to it
+ * again, whatever still holds it open), then unbind targets, unmount, detach, and drop this
+ * node's references. The catalog is not written: the hold there is another node's now.
+ */
+export async function releaseMovedAway(d: OpDeps, row: VolumeRow): Promise<void> {
+  const backend = backendOf(d, row);
+  const bv = toBackendVolume(row);
+  if (backend.fence) await backend.fence(bv).catch((err: unknown) => d.log.error({ err, volume: row.name }, 'could not fence a volume that moved away'));
+  for (const r of d.store.listMountRefs(row.id)) {
+    if (r.target) {
+      await unbindTarget(d.exec, targetRecord(r, r.bindSource)).catch((err: unknown) =>
+        d.log.warn({ err, volume: row.name, target: r.target }, 'could not unbind a target of a volume that moved away'));
+    }
+  }
+  await backend.unmount(bv).catch((err: unknown) => d.log.warn({ err, volume: row.name }, 'could not unmount a volume that moved away'));
+  if (backend.capabilities.attachable) {
+    await backend.detach(bv).catch((err: unknown) => d.log.warn({ err, volume: row.name }, 'could not detach a volume that moved away (still open: the kernel detaches it when released)'));
+  }
+  d.store.tx(() => d.store.deleteMountRefs(row.id), RUNTIME);
 }

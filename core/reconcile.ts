@@ -35,6 +35,8 @@ import {
 } from './core-deps.js';
 import { finishInterrupted } from './create-ops.js';
 import { removeIfUnreferenced } from './ephemeral.js';
+import { movedAway } from './fencing.js';
+import { releaseMovedAway } from './mount-ops.js';
 import { isBerthError } from './errors.js';
 import { finishInterruptedSnapshot } from './snapshot-ops.js';
 import type { MountRefRow, VolumeRow } from './store/store.js';
@@ -60,6 +62,11 @@ export interface ReconcileReport {
   readonly missing: string[];
   /** Ephemeral volumes found with no reference, removed (names). */
   readonly ephemeralRemoved: string[];
+  /**
+   * Cluster mode: volumes this node still used while another node had taken them over (it
+   * was fenced, or away): shut down and released here, never written by this node again (names).
+   */
+  readonly movedAway: string[];
   /** Volumes (and snapshots, as "snapshot <name>") busy with an operation, left for the next pass. */
   readonly skipped: string[];
   readonly errors: { readonly volume: string; readonly message: string }[];
@@ -74,7 +81,7 @@ export async function reconcile(
   const r = {
     rolledBack: [] as string[], rolledForward: [] as string[], snapshotsFinished: [] as string[],
     pendingRefsDropped: [] as string[], restored: [] as string[], released: [] as string[], orphans: [] as string[],
-    missing: [] as string[], ephemeralRemoved: [] as string[], skipped: [] as string[],
+    missing: [] as string[], ephemeralRemoved: [] as string[], movedAway: [] as string[], skipped: [] as string[],
     errors: [] as { volume: string; message: string }[],
   };
   /** Runs fn under `key` unless an operation holds it (then the volume is skipped). */
@@ -115,6 +122,12 @@ export async function reconcile(
           return;
         }
         await dropPendingRefs(d, fresh, r.pendingRefsDropped);
+        if (movedAway(d, fresh)) {
+          await releaseMovedAway(d, fresh);
+          r.movedAway.push(fresh.name);
+          d.log.warn({ volume: fresh.name, holder: d.catalog.listAttachments(fresh.id).map((a) => a.node) }, 'reconcile: the volume moved to another node while this one was away: fenced and released here');
+          return;
+        }
         if (await removeIfUnreferenced(d, fresh)) {
           r.ephemeralRemoved.push(fresh.name);
           return;
@@ -153,7 +166,7 @@ export async function reconcile(
   }
 
   const report: ReconcileReport = { ...r, durationMs: Math.round(performance.now() - started) };
-  const changed = report.missing.length + report.ephemeralRemoved.length + report.rolledBack.length + report.rolledForward.length + report.snapshotsFinished.length +
+  const changed = report.missing.length + report.ephemeralRemoved.length + report.movedAway.length + report.rolledBack.length + report.rolledForward.length + report.snapshotsFinished.length +
     report.pendingRefsDropped.length + report.restored.length + report.released.length + report.orphans.length;
   const line = { op: 'reconcile', ...report };
   if (report.errors.length) d.log.warn(line, 'reconcile finished with errors');
@@ -336,6 +349,10 @@ async function releaseOrphans(d: CoreDeps, backend: Backend, orphans: string[]):
 export async function settleVolume(d: OpDeps, row: VolumeRow): Promise<boolean> {
   const dropped: string[] = [];
   await dropPendingRefs(d, row, dropped);
+  if (movedAway(d, row)) {
+    await releaseMovedAway(d, row);
+    return true;
+  }
   if (row.status === 'creating' || row.status === 'deleting') {
     await finishInterrupted(d, row);
     return true;

@@ -5,9 +5,10 @@
 import type { CheckedCreate } from './create-ops.js';
 import { refuseEphemeralLabel } from './ephemeral.js';
 import { invalidArgument } from './errors.js';
+import { PREEMPT_LABEL } from './fencing.js';
 import type { CreateVolumeRequest } from './service.js';
 import {
-  parseAccessMode, parseFsType, parseSize, parseVolumeMode, validateLabels, validateOptions, validateStringValue, validateVolumeName,
+  parseAccessMode, parseBool, parseFsType, parseSize, parseVolumeMode, validateLabels, validateOptions, validateStringValue, validateVolumeName,
 } from './spec.js';
 
 export function requireRef(ref: unknown, field = 'ref'): string {
@@ -38,11 +39,15 @@ export function checkCreate(req: CreateVolumeRequest): CheckedCreate {
     options: validateOptions(req.options, 'options'),
   };
   refuseEphemeralLabel(out.labels);
+  if (Object.hasOwn(out.labels, PREEMPT_LABEL)) {
+    throw invalidArgument(`labels.${PREEMPT_LABEL}`, 'is set by berth for volumes created with preempt; give preempt: true instead');
+  }
   if (req.backend !== undefined) out.backend = validateStringValue(req.backend, 'backend');
   if (req.sizeBytes !== undefined) out.sizeBytes = parseSize(req.sizeBytes, 'size');
   if (req.fsType !== undefined && req.fsType !== null) out.fsType = parseFsType(req.fsType, 'fs');
   if (req.volumeMode !== undefined) out.volumeMode = parseVolumeMode(req.volumeMode, 'mode');
   if (req.accessMode !== undefined) out.accessMode = parseAccessMode(req.accessMode, 'accessMode');
+  if (req.preempt !== undefined && req.preempt !== null) out.preempt = parseBool(req.preempt, 'preempt');
   if (req.source !== undefined && req.source !== null) {
     const field = req.source.kind === 'snapshot' ? 'fromSnapshot' : 'fromVolume';
     if (req.source.kind !== 'snapshot' && req.source.kind !== 'volume') throw invalidArgument('source.kind', 'must be "snapshot" or "volume"');

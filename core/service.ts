@@ -13,6 +13,7 @@
  * - Durable: a crash at any point is reconciled at the next start (see reconcile.ts).
  */
 import type { ClusterStatus, NodeStatus } from './catalog/nodes.js';
+import type { FenceRecord } from './types.js';
 import type {
   AccessMode, BackendInfo, Capacity, Frontend, FsType, Snapshot, Volume, VolumeMode, VolumeStats,
 } from './types.js';
@@ -53,6 +54,8 @@ export interface CreateVolumeRequest {
    * existing volume: a retry finds the volume wherever it was made.
    */
   readonly nodes?: readonly string[];
+  /** Cluster mode: mounts on another node take it from its holder at once (fencing its copy). */
+  readonly preempt?: boolean;
 }
 
 export interface ListVolumesFilter {
@@ -96,6 +99,12 @@ export interface MountRequest {
    * another spec, is refused. The spec is checked like a create request.
    */
   readonly ephemeral?: Omit<CreateVolumeRequest, 'name'>;
+  /**
+   * Cluster mode: when another node holds this single-node volume, ask it to give the volume
+   * up now (its copy is shut down first) instead of refusing. A volume created with
+   * `preempt` is always mounted this way.
+   */
+  readonly preempt?: boolean;
 }
 
 export interface MountResponse {
@@ -180,6 +189,12 @@ export interface VolumeService {
   status(): ServiceStatus;
   /** Every node the catalog knows (single node: this one), with liveness and what it holds. */
   nodes(): NodeStatus[];
+  /** Cluster mode: fences a node (its exclusive filesystems shut down) and returns the acknowledged fence. */
+  fenceNode(node: string, ctx: OpContext): Promise<FenceRecord>;
+  /** Cluster mode: withdraws a node's fence. */
+  unfenceNode(node: string, ctx: OpContext): Promise<void>;
+  /** Cluster mode: releases the volume here and gives it to node `to`. */
+  moveVolume(req: { ref: string; to: string }, ctx: OpContext): Promise<Volume>;
   /** This node's id (config nodeId). */
   readonly nodeId: string;
 }

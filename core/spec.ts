@@ -201,6 +201,9 @@ export function parseVolumeOptions(
       case 'accessMode':
         out.accessMode = parseAccessMode(raw, f);
         break;
+      case 'preempt':
+        out.preempt = parseBool(raw, f);
+        break;
       case 'fromSnapshot':
       case 'fromVolume': {
         if (source) throw invalidArgument(f, 'give only one of fromSnapshot and fromVolume');
@@ -226,13 +229,23 @@ export function parseVolumeOptions(
   return out;
 }
 
+/** "true" / "false" (also 1/0, yes/no, on/off), or a boolean. */
+export function parseBool(value: unknown, field: string): boolean {
+  if (typeof value === 'boolean') return value;
+  if (typeof value === 'string') {
+    if (/^(true|1|yes|on)$/i.test(value)) return true;
+    if (/^(false|0|no|off)$/i.test(value)) return false;
+  }
+  throw invalidArgument(field, `"${clip(String(value))}" must be true or false`);
+}
+
 /** The core's names of the create fields its errors name ("opts.<key>" for backend options). */
-type CreateFieldName = 'size' | 'fs' | 'backend' | 'mode' | 'accessMode' | 'fromSnapshot' | 'fromVolume';
+type CreateFieldName = 'size' | 'fs' | 'backend' | 'mode' | 'accessMode' | 'fromSnapshot' | 'fromVolume' | 'preempt';
 
 /** Option keys parseVolumeOptions turns into typed fields, by the core's name of that field. */
 const OPTION_FIELDS: Readonly<Record<string, CreateFieldName>> = {
   size: 'size', fs: 'fs', fsType: 'fs', fstype: 'fs', backend: 'backend', mode: 'mode', volumeMode: 'mode',
-  accessMode: 'accessMode', fromSnapshot: 'fromSnapshot', fromVolume: 'fromVolume',
+  accessMode: 'accessMode', fromSnapshot: 'fromSnapshot', fromVolume: 'fromVolume', preempt: 'preempt',
 };
 
 /**

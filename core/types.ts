@@ -169,6 +169,8 @@ export interface NodeRecord {
   readonly version: string;
   /** Backend instances configured there, with whether each is shared. */
   readonly backends: readonly { readonly name: string; readonly driver: string; readonly shared: boolean }[];
+  /** The node runs a fence agent: while the agent's lease lives, the node counts as alive. */
+  readonly fenceAgent?: boolean;
   readonly startedAt: string;
   /** RFC 3339; refreshed while the node runs. */
   readonly lastSeen: string;
@@ -182,9 +184,14 @@ export interface NodeStatus extends NodeRecord {
   readonly agentAlive: boolean;
   /** Volumes with an attachment on this node. */
   readonly attachedVolumes: number;
+  /** The node's fence order or acknowledgement, if any (berth node fence). */
+  readonly fence: FenceRecord | null;
 }
 
 /** This node's place in the cluster, for `berth status`. */
+/** What the cluster layer knows of this node; the service adds the guard's part (ClusterStatus). */
+export type ClusterBaseStatus = Omit<Extract<ClusterStatus, { mode: 'etcd' }>, 'selfFenced' | 'events' | 'fences'>;
+
 export type ClusterStatus =
   | { readonly mode: 'embedded' }
   | {
@@ -198,4 +205,40 @@ export type ClusterStatus =
     readonly leaseTtlMs: number;
     /** Nodes the catalog knows. */
     readonly nodes: number;
+    /** This node fenced itself (lost etcd for cluster.selfFenceMs): new mounts refused until it is back. */
+    readonly selfFenced: boolean;
+    /** Volumes fenced or released here, newest first. */
+    readonly events: readonly { readonly at: string; readonly volume: string; readonly why: string }[];
+    /** Fences in force in the cluster. */
+    readonly fences: readonly FenceRecord[];
   };
+
+/**
+ * A fence on a node (cluster mode): an order that the node's copies of its exclusive
+ * volumes stop writing, and once done, the acknowledgement that they did.
+ */
+export interface FenceRecord {
+  readonly node: string;
+  /** ordered: not acknowledged yet. done: acknowledged (or declared: the node had no live berth process). */
+  readonly state: 'ordered' | 'done';
+  /** operator: `berth node fence`; self: the node lost etcd and fenced itself; rejoin: it found volumes moved away. */
+  readonly reason: 'operator' | 'self' | 'rejoin';
+  /** The node (or operator's node) that ordered it. */
+  readonly orderedBy: string;
+  readonly orderedAt: string;
+  /** Who carried it out: the node's daemon, its fence agent, or nobody (declared down: nothing alive there). */
+  readonly doneBy: 'daemon' | 'agent' | 'declared' | null;
+  readonly doneAt: string | null;
+  /** Ids of the volumes whose filesystems were shut down there. */
+  readonly volumes: readonly string[];
+}
+
+/** A request that the node holding a volume release it now (preemption). */
+export interface PreemptRecord {
+  readonly volumeId: string;
+  /** The node that wants the volume. */
+  readonly by: string;
+  /** The node holding it when asked. */
+  readonly holder: string;
+  readonly at: string;
+}

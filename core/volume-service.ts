@@ -23,7 +23,11 @@ import {
   clustered, findSnapshotRow, findVolumeRow, loadVolume, pathOf, toSnapshot, toVolume, underLocks, type CoreDeps, type OpDeps,
 } from './core-deps.js';
 import type { Catalog, CatalogLock } from './catalog/catalog.js';
-import type { ClusterStatus, NodeStatus } from './catalog/nodes.js';
+import type { ClusterBaseStatus, ClusterStatus, NodeStatus } from './catalog/nodes.js';
+import { fenceNode, moveVolume, preempt, unfenceNode } from './cluster-ops.js';
+import { HeldElsewhere, isPreemptible } from './fencing.js';
+import { NodeGuard } from './node-guard.js';
+import type { FenceRecord } from './types.js';
 import { SqliteCatalog } from './catalog/sqlite.js';
 import { createVolume, removeVolume } from './create-ops.js';
 import { ephemeralCreate, isEphemeral, mountEphemeral, removeIfUnreferenced } from './ephemeral.js';
@@ -52,6 +56,8 @@ import type { BackendInfo, Capacity, Frontend, Snapshot, Volume, VolumeStats } f
 export type CoreVolumeService = VolumeService & {
   /** Compares records with the backends and the kernel and repairs the difference. */
   reconcile(): Promise<ReconcileReport>;
+  /** Cluster mode: call when the node got a new lease after losing it (etcd back). */
+  rejoined(): void;
   /** Waits (bounded) for running operations, then closes the store. */
   close(): Promise<void>;
 };
@@ -62,8 +68,13 @@ export interface VolumeServiceDeps {
   readonly store: Store;
   /** The cluster catalog (cluster mode: etcd); default: the embedded one over `store`. */
   readonly catalog?: Catalog;
-  /** Cluster mode: the membership and status of this node (core/catalog/cluster.ts). */
-  readonly cluster?: { nodes(): NodeStatus[]; status(): ClusterStatus };
+  /** Cluster mode: the membership, status and lease clock of this node (core/catalog/cluster.ts). */
+  readonly cluster?: {
+    nodes(): NodeStatus[];
+    status(): ClusterBaseStatus;
+    sinceRenewal(): number;
+    readonly selfFenceMs: number;
+  };
   readonly backends: Map<string, Backend>;
   readonly exec: Exec;
   readonly log: Logger;
@@ -91,6 +102,8 @@ class CoreService implements CoreVolumeService {
   readonly #d: CoreDeps;
   readonly #lockWaitMs: number;
   readonly #cluster: VolumeServiceDeps['cluster'];
+  /** Cluster mode: fence orders, preemptions, takeovers and self-fencing (node-guard.ts). */
+  readonly #guard: NodeGuard | null;
   readonly #defaultBackend: string;
   readonly #version: string;
   readonly #observer: OpObserver | undefined;
@@ -122,6 +135,15 @@ class CoreService implements CoreVolumeService {
     };
     this.#lockWaitMs = deps.config.lockWaitMs;
     this.#cluster = deps.cluster;
+    const cluster = deps.cluster;
+    this.#guard = cluster
+      ? new NodeGuard({
+        d: this.#d,
+        lock: (keys) => this.#lockAll(keys, undefined),
+        sinceRenewal: () => cluster.sinceRenewal(),
+        selfFenceMs: cluster.selfFenceMs,
+      })
+      : null;
     this.#settling = new Settling(this.#d);
     this.#defaultBackend = deps.config.defaultBackend;
     this.#version = deps.version;
@@ -334,8 +356,22 @@ class CoreService implements CoreVolumeService {
           await release();
         }
       }
-      return this.#locked(ref, ctx, async (row, d) =>
-        mountVolume(d, await this.#settling.liveMount(d, row, req.consumer), req, ctx?.frontend ?? 'core'));
+      this.#guard?.checkServing();
+      // A single-node volume held by another node: refused, unless the caller (or the volume)
+      // asks for preemption; then the holder gives it up (fencing its copy) and this retries.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await this.#locked(ref, ctx, async (row, d) =>
+            mountVolume(d, await this.#settling.liveMount(d, row, req.consumer), req, ctx?.frontend ?? 'core'));
+        } catch (err) {
+          if (!(err instanceof HeldElsewhere) || !err.movable || attempt > 0) throw err;
+          const row = this.#d.catalog.getVolume(err.volumeId);
+          if (!row || !(req.preempt === true || isPreemptible(row))) throw err;
+          if (!(await preempt(this.#d, row, err.holder, this.#lockWaitMs))) {
+            throw new HeldElsewhere(`${err.message} (preemption asked; node "${err.holder}" did not give it up within ${this.#lockWaitMs} ms)`, err.volumeId, err.holder, false);
+          }
+        }
+      }
     });
   }
 
@@ -475,8 +511,44 @@ class CoreService implements CoreVolumeService {
       volumes: this.#d.catalog.countVolumes(),
       backends: [...this.#d.backends.keys()],
       startedAt: this.#startedAt,
-      cluster: this.#cluster?.status() ?? { mode: 'embedded' },
+      cluster: this.#clusterStatus(),
     };
+  }
+
+  fenceNode(node: string, ctx: OpContext): Promise<FenceRecord> {
+    return this.#op('fenceNode', ctx, node, async () => fenceNode(this.#d, requireNodeId(node)));
+  }
+
+  unfenceNode(node: string, ctx: OpContext): Promise<void> {
+    return this.#op('unfenceNode', ctx, node, async () => unfenceNode(this.#d, requireNodeId(node)));
+  }
+
+  moveVolume(req: { ref: string; to: string }, ctx: OpContext): Promise<Volume> {
+    return this.#op('move', ctx, req?.ref ?? null, async () => {
+      const ref = requireRef(req?.ref);
+      const to = requireNodeId(req.to, 'to');
+      return this.#locked(ref, ctx, async (row, d) => {
+        await moveVolume(d, row, to);
+        return loadVolume(d, d.catalog.getVolume(row.id)!);
+      });
+    });
+  }
+
+  /** Starts the node guard (cluster mode), once the first reconcile has settled this node. */
+  startGuard(): void {
+    this.#guard?.start();
+  }
+
+  /** Cluster mode: the node has a lease again after losing it (etcd back): release what it fenced, then reconcile. */
+  rejoined(): void {
+    this.#guard?.rejoined();
+    void this.reconcile().catch((err: unknown) => this.#d.log.error({ err }, 'reconcile after rejoining failed'));
+  }
+
+  #clusterStatus(): ClusterStatus {
+    if (!this.#cluster || !this.#guard) return { mode: 'embedded' };
+    const g = this.#guard.status();
+    return { ...this.#cluster.status(), selfFenced: g.selfFenced, events: g.events, fences: this.#d.catalog.listFences() };
   }
 
   nodes(): NodeStatus[] {
@@ -486,6 +558,7 @@ class CoreService implements CoreVolumeService {
       id: this.nodeId, addresses: [], version: this.#version, startedAt: this.#startedAt, lastSeen: now, alive: true, agentAlive: false,
       backends: this.backends().map((b) => ({ name: b.name, driver: b.driver, shared: b.capabilities.scope === 'global' })),
       attachedVolumes: new Set(this.#d.catalog.listAttachments().filter((a) => a.node === this.nodeId).map((a) => a.volumeId)).size,
+      fence: null,
     }];
   }
 
@@ -519,6 +592,7 @@ class CoreService implements CoreVolumeService {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#guard?.stop();
     if (this.#reconcileTimer) clearTimeout(this.#reconcileTimer);
     await this.#reconciling?.catch(() => undefined);
     // Let running operations finish their intent -> commit sequence (bounded).
@@ -527,6 +601,12 @@ class CoreService implements CoreVolumeService {
     await this.#d.catalog.close();
     this.#d.store.close();
   }
+}
+
+/** A node id the caller must give (fence, unfence, move). */
+function requireNodeId(node: unknown, field = 'node'): string {
+  if (typeof node !== 'string' || node === '') throw invalidArgument(field, 'must name a node of the cluster');
+  return requireNode(node, node);
 }
 
 /** A progress callback that throws must not fail the copy. */
@@ -558,6 +638,7 @@ function groupBy<T extends AttachmentRow | MountRefRow>(rows: T[]): Map<string, 
 export async function createVolumeService(deps: VolumeServiceDeps): Promise<CoreVolumeService> {
   const svc = new CoreService(deps);
   await svc.reconcile();
+  svc.startGuard();
   svc.scheduleReconcile();
   return svc;
 }

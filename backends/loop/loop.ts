@@ -21,6 +21,7 @@ import { formatSize } from '../../core/spec.js';
 import { attachLoop, blockDeviceSize, detachLoop, findLoopDevices, findLoopDevicesUnder, refreshLoopCapacity, stillBacks, type LoopDevice } from '../../core/os/loop.js';
 import { FS_GROWS_ONLINE, fsMountOptions, fsUsage, growFilesystem, makeFilesystem, measureFsGrowth, probeFilesystem, readFsMagic, type FsGrowth } from '../../core/os/fs.js';
 import { findMount, mount as mountFs, readMountInfo, unmountAll } from '../../core/os/mounts.js';
+import { shutdownFs } from '../../core/os/fence.js';
 import { childPath, managedMountPath, VOLUME_ID_RE } from '../paths.js';
 import { checkLoopMax, parseLoopSettings, validateLoopCreate, type LoopSettings } from './settings.js';
 import { copyImage, thaw } from './copy.js';
@@ -194,6 +195,21 @@ export class LoopBackend implements Backend {
       );
     }
     return { path: data };
+  }
+
+  /**
+   * Fencing (cluster mode): shuts the volume's filesystem down where it is mounted here, so
+   * nothing on this node writes to the image again (open files included). A block volume has
+   * no filesystem to shut down: not fenced here (false).
+   */
+  async fence(vol: BackendVolume): Promise<boolean> {
+    if (vol.volumeMode === 'block') return false;
+    const target = this.mountPoint(vol);
+    const mounted = await findMount(target);
+    if (!mounted) return false;
+    await shutdownFs(this.exec, target);
+    this.log.warn({ volume: vol.id, mount: target, device: mounted.source }, 'fenced: the filesystem is shut down; every further write fails');
+    return true;
   }
 
   async unmount(vol: BackendVolume): Promise<void> {

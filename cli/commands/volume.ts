@@ -35,7 +35,7 @@ const ls: CommandModule<GlobalArgs, GlobalArgs & { backend?: string; label?: str
 
 type CreateArgs = GlobalArgs & {
   name: string; size?: string; fs?: string; backend?: string; mode?: string; 'access-mode'?: string;
-  label?: string[]; opt?: string[]; 'from-snapshot'?: string; 'from-volume'?: string;
+  label?: string[]; opt?: string[]; 'from-snapshot'?: string; 'from-volume'?: string; preempt?: boolean;
 };
 const create: CommandModule<GlobalArgs, CreateArgs> = {
   command: 'create <name>',
@@ -51,6 +51,7 @@ const create: CommandModule<GlobalArgs, CreateArgs> = {
       opt: { alias: 'o', type: 'string', array: true, describe: 'backend option k=v (repeatable; loop: discard=true|false)' },
       'from-snapshot': { type: 'string', describe: 'fill from this snapshot (name or id)' },
       'from-volume': { type: 'string', describe: 'fill from a copy of this volume (name or id)' },
+      preempt: { type: 'boolean', describe: 'cluster mode: a mount on another node takes it from its holder at once (fencing its copy)' },
     })
       .epilog(
         [
@@ -73,6 +74,7 @@ const create: CommandModule<GlobalArgs, CreateArgs> = {
       ...(a['access-mode'] !== undefined ? { accessMode: a['access-mode'] as AccessMode } : {}),
       ...(Object.keys(labels).length ? { labels } : {}),
       ...(Object.keys(options).length ? { options } : {}),
+      ...(a.preempt !== undefined ? { preempt: a.preempt } : {}),
       ...(a['from-snapshot'] !== undefined ? { fromSnapshot: a['from-snapshot'] } : {}),
       ...(a['from-volume'] !== undefined ? { fromVolume: a['from-volume'] } : {}),
     };
@@ -130,7 +132,7 @@ const detach: CommandModule<GlobalArgs, Ref & { node?: string }> = {
   handler: async (a) => (await printerFor(a)).item(await clientFor(a).detach(a.ref, a.node ? { node: a.node } : {}), VOLUME_FIELDS),
 };
 
-const mount: CommandModule<GlobalArgs, Ref & { consumer: string; target?: string; 'read-only'?: boolean }> = {
+const mount: CommandModule<GlobalArgs, Ref & { consumer: string; target?: string; 'read-only'?: boolean; preempt?: boolean }> = {
   command: 'mount <ref>',
   describe: 'Mount the volume for a consumer and print the path',
   builder: (y) =>
@@ -138,15 +140,24 @@ const mount: CommandModule<GlobalArgs, Ref & { consumer: string; target?: string
       consumer: { type: 'string', default: CLI_CONSUMER, describe: 'reference to hold (one per consumer; unmount drops it)' },
       target: { type: 'string', describe: 'also bind-mount the volume here' },
       'read-only': { type: 'boolean', describe: 'mount read-only' },
+      preempt: { type: 'boolean', describe: 'cluster mode: take the volume from the node holding it (its copy is shut down first)' },
     }),
   handler: async (a) => {
     const res = await clientFor(a).mount(a.ref, {
       consumer: a.consumer,
       ...(a.target ? { target: a.target } : {}),
       ...(a['read-only'] ? { readOnly: true } : {}),
+      ...(a.preempt ? { preempt: true } : {}),
     });
     (await printerFor(a)).value(res, res.path);
   },
+};
+
+const move: CommandModule<GlobalArgs, Ref & { to: string }> = {
+  command: 'move <ref>',
+  describe: 'Cluster mode: release the volume on the node holding it (run it there) and give it to another node',
+  builder: (y) => withOptions(ref(y), { to: { type: 'string', demandOption: true, describe: 'the node that takes the volume' } }),
+  handler: async (a) => (await printerFor(a)).item(await clientFor(a).moveVolume(a.ref, a.to), VOLUME_FIELDS),
 };
 
 const unmount: CommandModule<GlobalArgs, Ref & { consumer: string }> = {
@@ -215,6 +226,7 @@ export const volumeCommand: CommandModule<GlobalArgs, GlobalArgs> = {
       .command(detach)
       .command(mount)
       .command(unmount)
+      .command(move)
       .command(path)
       .command(expand)
       .command(stats)

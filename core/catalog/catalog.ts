@@ -52,6 +52,19 @@ export interface AttachmentRecord {
 
 export type SnapshotStatus = 'creating' | 'ready' | 'deleting';
 
+export type { FenceRecord, PreemptRecord } from '../types.js';
+import type { FenceRecord, PreemptRecord } from '../types.js';
+
+/** Whether a node's berth processes are alive, as the catalog sees their leases. */
+export interface NodeLiveness {
+  /** The daemon's lease is alive. */
+  readonly alive: boolean;
+  /** The node's fence agent's lease is alive. */
+  readonly agentAlive: boolean;
+  /** The node runs a fence agent (its record says so): then its daemon's lease alone proves nothing. */
+  readonly hasAgent: boolean;
+}
+
 export interface SnapshotRecord {
   readonly id: string;
   readonly name: string;
@@ -89,6 +102,16 @@ export interface CatalogWriter {
   createSnapshot(r: SnapshotRecord): void;
   setSnapshotStatus(id: string, status: SnapshotStatus): void;
   deleteSnapshot(id: string): void;
+  /** A fence order or its acknowledgement (cluster mode only). */
+  putFence(r: FenceRecord): void;
+  deleteFence(node: string): void;
+  /** A request that the holder of a volume release it now (cluster mode only). */
+  putPreempt(r: PreemptRecord): void;
+  deletePreempt(volumeId: string): void;
+  /** The commit applies only if neither the node's daemon nor its fence agent holds a lease then. */
+  expectNodeDown(node: string): void;
+  /** The commit applies only if the node's fence record is still exactly `r` (as read). */
+  expectFence(r: FenceRecord): void;
 }
 
 /** A granted cluster lock: commits that pass it fail once it is lost. */
@@ -130,7 +153,20 @@ export interface CatalogView {
   getSnapshotByName(name: string): SnapshotRecord | null;
   /** Ordered by creation time, then name. */
   listSnapshots(filter?: { readonly volumeId?: string }): SnapshotRecord[];
+  /** The fence order / acknowledgement of a node, or null. */
+  getFence(node: string): FenceRecord | null;
+  listFences(): FenceRecord[];
+  getPreempt(volumeId: string): PreemptRecord | null;
+  /** What the leases say about a node; null for a node the catalog does not know. */
+  nodeLiveness(node: string): NodeLiveness | null;
 }
+
+/** A change another node (or this one) committed, for the parts of the core that react to them. */
+export type CatalogChange =
+  | { readonly kind: 'fence'; readonly node: string }
+  | { readonly kind: 'preempt'; readonly volumeId: string }
+  | { readonly kind: 'attachment'; readonly volumeId: string; readonly node: string; readonly deleted: boolean }
+  | { readonly kind: 'liveness'; readonly node: string };
 
 export interface Catalog extends CatalogView {
   /** 'embedded': SQLite in the state root, one node. 'etcd': cluster mode. */
@@ -139,5 +175,7 @@ export interface Catalog extends CatalogView {
   fresh(): Promise<void>;
   lock(key: string, opts: LockOptions): Promise<CatalogLock>;
   commit(fn: (w: CatalogWriter) => void, opts?: CommitOptions): Promise<void>;
+  /** Calls `cb` for every change applied to the view (cluster mode; embedded: never). Returns an unsubscribe. */
+  onChange(cb: (change: CatalogChange) => void): () => void;
   close(): Promise<void>;
 }

@@ -15,15 +15,18 @@ import type { Logger } from '../log.js';
 import { EtcdCatalog } from './etcd.js';
 import { EtcdSession } from './etcd-session.js';
 import { Membership } from './membership.js';
-import type { ClusterStatus, NodeRecord, NodeStatus } from './nodes.js';
+import type { ClusterBaseStatus, NodeRecord, NodeStatus } from './nodes.js';
 
 export interface ClusterNode {
   readonly catalog: EtcdCatalog;
   readonly session: EtcdSession;
   /** Every node the catalog knows. */
   nodes(): NodeStatus[];
-  /** What `berth status` shows about this node's place in the cluster. */
-  status(): ClusterStatus;
+  /** What `berth status` shows about this node's place in the cluster (the service adds its guard's part). */
+  status(): ClusterBaseStatus;
+  /** Milliseconds since the node lease was last renewed (Infinity without one): the self-fence clock. */
+  sinceRenewal(): number;
+  readonly selfFenceMs: number;
   /** Called (not awaited) whenever the node got a new lease after losing one. */
   onReconnect(cb: () => void): void;
   /** Leaves the cluster: presence removed, lease revoked, watch and connection closed. */
@@ -65,7 +68,9 @@ export async function joinCluster(o: JoinOptions): Promise<ClusterNode> {
   const startedAt = new Date().toISOString();
   const membership = new Membership({
     conn, session, view: catalog.view, log,
-    self: () => ({ id: o.config.nodeId, addresses: addresses(o.config), version: o.version, backends: o.backends, startedAt }),
+    self: () => ({
+      id: o.config.nodeId, addresses: addresses(o.config), version: o.version, backends: o.backends, startedAt, fenceAgent: c.fenceAgent,
+    }),
   });
   const deadline = o.startTimeoutMs === undefined ? Infinity : Date.now() + o.startTimeoutMs;
   try {
@@ -99,6 +104,8 @@ export async function joinCluster(o: JoinOptions): Promise<ClusterNode> {
     catalog,
     session,
     nodes: () => membership.list(),
+    sinceRenewal: () => session.sinceRenewal(),
+    selfFenceMs: c.selfFenceMs,
     status: () => ({
       mode: 'etcd',
       endpoints: [...c.etcd.endpoints],

@@ -14,6 +14,7 @@ export const KEYS = {
   alive: (id: string) => `alive/${id}`,
   agent: (id: string) => `agents/${id}`,
   fence: (node: string) => `fences/${node}`,
+  preempt: (volumeId: string) => `preempts/${volumeId}`,
   lockQueue: (key: string) => `locks/${key}/`,
   /** Put by every catalog commit: its mod revision is the revision of the last commit (fresh()). */
   epoch: 'epoch',
@@ -31,6 +32,7 @@ export type ParsedKey =
   | { readonly kind: 'alive'; readonly id: string }
   | { readonly kind: 'agent'; readonly id: string }
   | { readonly kind: 'fence'; readonly node: string }
+  | { readonly kind: 'preempt'; readonly volumeId: string }
   | { readonly kind: 'lock'; readonly key: string }
   | { readonly kind: 'other' };
 
@@ -59,6 +61,8 @@ export function parseKey(rel: string): ParsedKey {
       return { kind: 'agent', id: rest };
     case 'fences':
       return { kind: 'fence', node: rest };
+    case 'preempts':
+      return { kind: 'preempt', volumeId: rest };
     case 'locks':
       return { kind: 'lock', key: rel };
     default:

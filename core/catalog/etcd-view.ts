@@ -8,7 +8,8 @@
  * after a commit (read your writes) and in fresh() (read everyone's writes).
  */
 import { parseKey } from './etcd-keys.js';
-import type { AttachmentRecord, SnapshotRecord, VolumeFilter, VolumeRecord } from './catalog.js';
+import type { AttachmentRecord, CatalogChange, SnapshotRecord, VolumeFilter, VolumeRecord } from './catalog.js';
+import type { FenceRecord, PreemptRecord } from '../types.js';
 import type { NodeRecord } from './nodes.js';
 
 const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
@@ -28,7 +29,10 @@ export class EtcdView {
   readonly #nodes = new Map<string, NodeRecord>();
   readonly #alive = new Map<string, string>();
   readonly #agents = new Map<string, string>();
-  readonly #fences = new Map<string, unknown>();
+  /** Fence records with the exact text etcd holds (a commit compares it: CatalogWriter.expectFence). */
+  readonly #fences = new Map<string, { readonly raw: string; readonly rec: FenceRecord }>();
+  readonly #preempts = new Map<string, PreemptRecord>();
+  readonly #listeners = new Set<(c: CatalogChange) => void>();
   readonly #locks = new Map<string, number>();
   #revision = 0;
   #waiters: Waiter[] = [];
@@ -40,7 +44,7 @@ export class EtcdView {
 
   /** Drops everything (before a full re-list). Waiters stay: the re-list reaches their revision. */
   clear(): void {
-    for (const m of [this.#volumes, this.#names, this.#attachments, this.#snapshots, this.#snapshotNames, this.#nodes, this.#alive, this.#agents, this.#fences]) {
+    for (const m of [this.#volumes, this.#names, this.#attachments, this.#snapshots, this.#snapshotNames, this.#nodes, this.#alive, this.#agents, this.#fences, this.#preempts]) {
       m.clear();
     }
     this.#sorted = null;
@@ -73,6 +77,7 @@ export class EtcdView {
           of.delete(k.node);
           if (of.size === 0) this.#attachments.delete(k.volumeId);
         }
+        this.#emit({ kind: 'attachment', volumeId: k.volumeId, node: k.node, deleted: r === null });
         return;
       }
       case 'snapshot': {
@@ -94,15 +99,25 @@ export class EtcdView {
       case 'alive':
         if (value) this.#alive.set(k.id, value.toString('utf8'));
         else this.#alive.delete(k.id);
+        this.#emit({ kind: 'liveness', node: k.id });
         return;
       case 'agent':
         if (value) this.#agents.set(k.id, value.toString('utf8'));
         else this.#agents.delete(k.id);
+        this.#emit({ kind: 'liveness', node: k.id });
         return;
       case 'fence':
-        if (value) this.#fences.set(k.node, json<unknown>());
+        if (value) this.#fences.set(k.node, { raw: value.toString('utf8'), rec: Object.freeze(json<FenceRecord>()!) });
         else this.#fences.delete(k.node);
+        this.#emit({ kind: 'fence', node: k.node });
         return;
+      case 'preempt': {
+        const r = json<PreemptRecord>();
+        if (r) this.#preempts.set(k.volumeId, Object.freeze(r));
+        else this.#preempts.delete(k.volumeId);
+        this.#emit({ kind: 'preempt', volumeId: k.volumeId });
+        return;
+      }
       case 'lock':
         if (value) this.#locks.set(k.key, createRevision);
         else this.#deleteLock(k.key);
@@ -249,7 +264,36 @@ export class EtcdView {
     return this.#agents.get(node) ?? null;
   }
 
-  fence(node: string): unknown {
-    return this.#fences.get(node) ?? null;
+  fence(node: string): FenceRecord | null {
+    return this.#fences.get(node)?.rec ?? null;
+  }
+
+  /** The exact text etcd holds for the node's fence record (null: none). */
+  fenceRaw(node: string): string | null {
+    return this.#fences.get(node)?.raw ?? null;
+  }
+
+  listFences(): FenceRecord[] {
+    return [...this.#fences.values()].map((f) => f.rec).sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+  }
+
+  preempt(volumeId: string): PreemptRecord | null {
+    return this.#preempts.get(volumeId) ?? null;
+  }
+
+  /** Subscribes to changes as the watch applies them; returns an unsubscribe. */
+  onChange(cb: (c: CatalogChange) => void): () => void {
+    this.#listeners.add(cb);
+    return () => void this.#listeners.delete(cb);
+  }
+
+  #emit(c: CatalogChange): void {
+    for (const cb of this.#listeners) {
+      try {
+        cb(c);
+      } catch {
+        // a listener's failure is its own (they log); the view goes on
+      }
+    }
   }
 }

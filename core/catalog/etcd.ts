@@ -15,8 +15,8 @@
 import { BerthError, alreadyExists, busy, internal } from '../errors.js';
 import type { Logger } from '../log.js';
 import type {
-  AttachmentRecord, Catalog, CatalogLock, CatalogWriter, CommitOptions, LockOptions, SnapshotRecord, SnapshotStatus, VolumeFilter,
-  VolumePatch, VolumeRecord,
+  AttachmentRecord, Catalog, CatalogChange, CatalogLock, CatalogWriter, CommitOptions, FenceRecord, LockOptions, NodeLiveness,
+  PreemptRecord, SnapshotRecord, SnapshotStatus, VolumeFilter, VolumePatch, VolumeRecord,
 } from './catalog.js';
 import type { EtcdConnection } from './etcd-client.js';
 import { KEYS } from './etcd-keys.js';
@@ -36,7 +36,7 @@ interface EtcdLock extends CatalogLock {
 
 /** Recorded writes of one commit, turned into one transaction. */
 interface Planned {
-  readonly compares: Array<{ key: string; target: 'Version' | 'Create' | 'Mod'; cmp: '==' | '>'; value: number }>;
+  readonly compares: Array<{ key: string; target: 'Version' | 'Create' | 'Mod' | 'Value'; cmp: '==' | '>'; value: number | string }>;
   readonly puts: Array<{ key: string; value: string }>;
   readonly deletes: string[];
   readonly deletePrefixes: string[];
@@ -181,6 +181,25 @@ export class EtcdCatalog implements Catalog {
   listSnapshots(filter?: { volumeId?: string }): SnapshotRecord[] {
     return this.view.listSnapshots(filter);
   }
+  getFence(node: string): FenceRecord | null {
+    return this.view.fence(node);
+  }
+  listFences(): FenceRecord[] {
+    return this.view.listFences();
+  }
+  getPreempt(volumeId: string): PreemptRecord | null {
+    return this.view.preempt(volumeId);
+  }
+  nodeLiveness(node: string): NodeLiveness | null {
+    const rec = this.view.listNodes().find((n) => n.id === node);
+    const alive = this.view.aliveLease(node) !== null;
+    const agentAlive = this.view.agentLease(node) !== null;
+    if (!rec && !alive && !agentAlive) return null;
+    return { alive, agentAlive, hasAgent: rec?.fenceAgent === true || agentAlive };
+  }
+  onChange(cb: (change: CatalogChange) => void): () => void {
+    return this.view.onChange(cb);
+  }
 
   /** One linearizable read of the epoch; then the view catches up to the last commit. */
   async fresh(): Promise<void> {
@@ -318,7 +337,7 @@ export class EtcdCatalog implements Catalog {
       }
     }
     if (plan.creates.length) return alreadyExists(`${plan.creates.join(', ')} already exists (created on another node)`);
-    return busy('the catalog changed under this operation (another node wrote first); retry');
+    return busy('the catalog changed under this operation (another node wrote first, or a node came back); retry');
   }
 
   /** Turns the writer calls into compares, puts and deletes against the current view. */
@@ -372,6 +391,19 @@ export class EtcdCatalog implements Catalog {
         const cur = snapshot(id);
         p.deletes.push(KEYS.snapshot(id));
         if (cur) p.deletes.push(KEYS.snapshotName(cur.name));
+      },
+      putFence: (r) => put(KEYS.fence(r.node), r),
+      deleteFence: (node) => p.deletes.push(KEYS.fence(node)),
+      putPreempt: (r) => put(KEYS.preempt(r.volumeId), r),
+      deletePreempt: (volumeId) => p.deletes.push(KEYS.preempt(volumeId)),
+      expectNodeDown: (node) => {
+        p.compares.push({ key: KEYS.alive(node), target: 'Version', cmp: '==', value: 0 });
+        p.compares.push({ key: KEYS.agent(node), target: 'Version', cmp: '==', value: 0 });
+      },
+      expectFence: (r) => {
+        const seen = this.view.fence(r.node);
+        const raw = seen && JSON.stringify(seen) === JSON.stringify(r) ? this.view.fenceRaw(r.node)! : JSON.stringify(r);
+        p.compares.push({ key: KEYS.fence(r.node), target: 'Value', cmp: '==', value: raw });
       },
     };
     fn(w);

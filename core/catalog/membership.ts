@@ -77,6 +77,7 @@ export class Membership {
       alive: v.aliveLease(n.id) !== null,
       agentAlive: v.agentLease(n.id) !== null,
       attachedVolumes: attached.get(n.id) ?? 0,
+      fence: v.fence(n.id),
     }));
   }
 

@@ -9,8 +9,13 @@ import { alreadyExists, internal } from '../errors.js';
 import { KeyedMutex } from '../locks.js';
 import type { Store } from '../store/store.js';
 import type {
-  AttachmentRecord, Catalog, CatalogLock, CatalogWriter, CommitOptions, LockOptions, SnapshotRecord, VolumeFilter, VolumeRecord,
+  AttachmentRecord, Catalog, CatalogChange, CatalogLock, CatalogWriter, CommitOptions, FenceRecord, LockOptions, NodeLiveness, PreemptRecord,
+  SnapshotRecord, VolumeFilter, VolumeRecord,
 } from './catalog.js';
+import { unsupported } from '../errors.js';
+
+/** One node: nothing to fence, preempt or wait for. */
+const SINGLE_NODE = 'single-node berth (embedded catalog) has no other node: fencing and preemption need cluster mode';
 
 export class SqliteCatalog implements Catalog {
   readonly mode = 'embedded' as const;
@@ -45,6 +50,22 @@ export class SqliteCatalog implements Catalog {
   }
   listSnapshots(filter?: { volumeId?: string }): SnapshotRecord[] {
     return this.#store.listSnapshots(filter);
+  }
+
+  getFence(_node: string): FenceRecord | null {
+    return null;
+  }
+  listFences(): FenceRecord[] {
+    return [];
+  }
+  getPreempt(_volumeId: string): PreemptRecord | null {
+    return null;
+  }
+  nodeLiveness(_node: string): NodeLiveness | null {
+    return null;
+  }
+  onChange(_cb: (change: CatalogChange) => void): () => void {
+    return () => undefined;
   }
 
   fresh(): Promise<void> {
@@ -87,6 +108,16 @@ export class SqliteCatalog implements Catalog {
       },
       setSnapshotStatus: (id, status) => s.setSnapshotStatus(id, status),
       deleteSnapshot: (id) => s.deleteSnapshot(id),
+      putFence: () => {
+        throw unsupported(SINGLE_NODE);
+      },
+      deleteFence: () => undefined,
+      putPreempt: () => {
+        throw unsupported(SINGLE_NODE);
+      },
+      deletePreempt: () => undefined,
+      expectNodeDown: () => undefined,
+      expectFence: () => undefined,
     };
     try {
       s.tx(() => {

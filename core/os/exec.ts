@@ -53,7 +53,7 @@ export class CommandError extends Error {
 export const ALLOWED_BINARIES = [
   'losetup', 'blkid', 'blockdev', 'findmnt', 'truncate', 'cp',
   'mkfs.ext4', 'mkfs.xfs', 'mkfs.btrfs', 'resize2fs', 'e2fsck', 'xfs_growfs', 'xfs_admin', 'tune2fs',
-  'btrfs', 'fsfreeze', 'sync',
+  'btrfs', 'fsfreeze', 'sync', 'xfs_io',
 ] as const;
 
 const SEARCH_PATH = ['/usr/sbin', '/usr/bin', '/sbin', '/bin'];

@@ -112,7 +112,7 @@ export function createAdminApp(o: AdminAppOptions): Hono<Env> {
     // Typed fields go through the same parser every frontend uses; labels/options are
     // passed whole so an option key can never be mistaken for a typed field.
     const typed = withBareFields(() =>
-      parseVolumeOptions(pick(b, ['size', 'fs', 'backend', 'mode', 'accessMode', 'fromSnapshot', 'fromVolume']), 'body'),
+      parseVolumeOptions(pick(b, ['size', 'fs', 'backend', 'mode', 'accessMode', 'preempt', 'fromSnapshot', 'fromVolume']), 'body'),
     );
     const req: CreateVolumeRequest = {
       name,
@@ -181,7 +181,7 @@ export function createAdminApp(o: AdminAppOptions): Hono<Env> {
   });
 
   app.post('/v1/volumes/:ref/mount', async (c) => {
-    const b = await readBody(c, { consumer: str, target: str, readOnly: bool, mountFlags: strings });
+    const b = await readBody(c, { consumer: str, target: str, readOnly: bool, mountFlags: strings, preempt: bool });
     const consumer = required(b.consumer, 'consumer');
     const res = await service.mount({ ref: c.req.param('ref'), ...b, consumer }, c.var.ctx);
     return c.json({ path: res.path, volume: res.volume, existing: res.existing });
@@ -224,6 +224,15 @@ export function createAdminApp(o: AdminAppOptions): Hono<Env> {
   // Daemon
   app.get('/v1/backends', (c) => c.json(service.backends()));
   app.get('/v1/nodes', (c) => c.json(service.nodes()));
+  app.post('/v1/nodes/:node/fence', async (c) => c.json(await service.fenceNode(c.req.param('node'), c.var.ctx)));
+  app.post('/v1/nodes/:node/unfence', async (c) => {
+    await service.unfenceNode(c.req.param('node'), c.var.ctx);
+    return c.body(null, 204);
+  });
+  app.post('/v1/volumes/:ref/move', async (c) => {
+    const b = await readBody(c, { to: str });
+    return c.json(await service.moveVolume({ ref: c.req.param('ref'), to: required(b.to, 'to') }, c.var.ctx));
+  });
   app.get('/v1/capacity', async (c) => c.json(await service.capacity(c.req.query('backend') || undefined, c.var.ctx)));
   app.get('/v1/status', (c) => c.json(o.daemonInfo ? { ...service.status(), daemon: o.daemonInfo() } : service.status()));
   app.get('/v1/version', (c) => c.json({ version: service.status().version, nodeId: service.nodeId }));
@@ -244,7 +253,7 @@ async function readBody<S extends Shape>(c: Context<Env>, shape: S, optional = f
 
 /** POST /v1/volumes. */
 const CREATE_VOLUME = {
-  name: str, size, fs: str, backend: str, mode: str, accessMode: str,
+  name: str, size, fs: str, backend: str, mode: str, accessMode: str, preempt: bool,
   labels: stringMap, options: stringMap, fromSnapshot: str, fromVolume: str,
 };
 

@@ -10,7 +10,7 @@ import { http1Request, type Http1Response, type Http1Target } from '../http1-cli
 import { fromErrorResponse } from './errors.js';
 import type { ExpandResponse, ServiceStatus } from '../../core/service.js';
 import type {
-  AccessMode, BackendInfo, Capacity, Frontend, Snapshot, Volume, VolumeMode, VolumeStats, NodeStatus,
+  AccessMode, BackendInfo, Capacity, FenceRecord, Frontend, Snapshot, Volume, VolumeMode, VolumeStats, NodeStatus,
 } from '../../core/types.js';
 
 export const DEFAULT_ADMIN_SOCKET = '/run/berth/berth.sock';
@@ -45,6 +45,8 @@ export interface CreateVolumeBody {
   readonly options?: Readonly<Record<string, string>>;
   readonly fromSnapshot?: string;
   readonly fromVolume?: string;
+  /** Cluster mode: a mount on another node takes the volume from its holder at once. */
+  readonly preempt?: boolean;
 }
 
 export interface MountBody {
@@ -52,6 +54,8 @@ export interface MountBody {
   readonly target?: string;
   readonly readOnly?: boolean;
   readonly mountFlags?: readonly string[];
+  /** Cluster mode: take the volume from the node holding it (its copy is shut down first). */
+  readonly preempt?: boolean;
 }
 
 /** Where a running daemon listens and keeps its state: what an operator asks `berth status`. */
@@ -99,6 +103,11 @@ export interface AdminClient {
   backends(): Promise<BackendInfo[]>;
   /** Every node of the cluster (single node: this one), with its lease and what it holds. */
   nodes(): Promise<NodeStatus[]>;
+  /** Fences a node (cluster mode) and returns the fence once acknowledged. */
+  fenceNode(node: string): Promise<FenceRecord>;
+  unfenceNode(node: string): Promise<void>;
+  /** Releases the volume on the node that holds it and gives it to `to` (cluster mode). */
+  moveVolume(ref: string, to: string): Promise<Volume>;
   capacity(backend?: string): Promise<Capacity[]>;
   status(): Promise<StatusResponse>;
   version(): Promise<{ version: string; nodeId: string }>;
@@ -207,6 +216,9 @@ export function createAdminClient(o: AdminClientOptions = {}): AdminClient {
     deleteSnapshot: (ref) => call('DELETE', `/v1/snapshots/${encodeURIComponent(ref)}`),
     backends: () => call('GET', '/v1/backends'),
     nodes: () => call('GET', '/v1/nodes'),
+    fenceNode: (node) => call('POST', `/v1/nodes/${encodeURIComponent(node)}/fence`),
+    unfenceNode: (node) => call('POST', `/v1/nodes/${encodeURIComponent(node)}/unfence`),
+    moveVolume: (ref, to) => call('POST', `${v(ref)}/move`, { to }),
     capacity: (backend) => call('GET', `/v1/capacity${qs(backend ? [['backend', backend]] : [])}`),
     status: () => call('GET', '/v1/status'),
     version: () => call('GET', '/v1/version'),

@@ -23,7 +23,7 @@ import { connectEtcd } from '../../core/catalog/etcd-client.js';
 import { EtcdCatalog } from '../../core/catalog/etcd.js';
 import { EtcdSession } from '../../core/catalog/etcd-session.js';
 import { Membership } from '../../core/catalog/membership.js';
-import type { ClusterStatus, NodeStatus } from '../../core/catalog/nodes.js';
+import type { ClusterBaseStatus, NodeStatus } from '../../core/catalog/nodes.js';
 import { SqliteCatalog } from '../../core/catalog/sqlite.js';
 import { openStore } from '../../core/store/sqlite.js';
 import { createVolumeService, type CoreVolumeService } from '../../core/volume-service.js';
@@ -89,7 +89,9 @@ export interface FakeHarness {
 interface TestClusterNode {
   readonly catalog: EtcdCatalog;
   nodes(): NodeStatus[];
-  status(): ClusterStatus;
+  status(): ClusterBaseStatus;
+  sinceRenewal(): number;
+  readonly selfFenceMs: number;
   /** Leaves the cluster (presence removed, lease revoked). */
   close(): Promise<void>;
   /** Stops as kill -9 would: nothing reaches etcd, the lease and its file stay. */
@@ -158,6 +160,9 @@ export async function createFakeHarness(opts: FakeHarnessOptions = {}): Promise<
         mode: 'etcd', endpoints: [endpoint], prefix, lease: session.current, leaseTtlMs, nodes: catalog.view.listNodes().length,
         sinceRenewalMs: Number.isFinite(session.sinceRenewal()) ? Math.round(session.sinceRenewal()) : null,
       }),
+      sinceRenewal: () => session.sinceRenewal(),
+      // Past the TTL: a unit test's etcd outage must not fence its node (the daemons' tests do that).
+      selfFenceMs: leaseTtlMs * 2,
       close,
       async crash() {
         // kill -9: the connection goes first, so none of the graceful steps reaches etcd (the

@@ -12,7 +12,7 @@
  *   await c.node('b').client.listVolumes();
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { startEtcd, type TestEtcd } from './etcd.js';
 import { startTestDaemon, type TestDaemon, type TestDaemonOptions } from './daemon.js';
 import type { TmpRoot } from './tmp-root.js';
@@ -80,6 +80,10 @@ export async function startCluster(root: TmpRoot, o: ClusterOptions): Promise<Te
     }
     const nsPid = holder?.pid ?? null;
     const extra = o.daemon?.(id) ?? {};
+    // The daemon starts the node's fence agent as a process of its own (it outlives the
+    // daemon on purpose): stopped here, after the daemon (cleanup runs last-in first-out).
+    const agentPid = root.path(`node-${id}`, 'state', 'fence-agent.pid');
+    root.defer(() => killFromPidFile(agentPid));
     const d = await startTestDaemon(root, {
       subdir: `node-${id}`,
       backends: clusterBackends(view),
@@ -113,6 +117,23 @@ export async function startCluster(root: TmpRoot, o: ClusterOptions): Promise<Te
       return n;
     },
   };
+}
+
+/** Kills (SIGKILL) the process a pid file names, if it is still a berth fence agent. */
+export function killFromPidFile(file: string): void {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(file, 'utf8').trim());
+  } catch {
+    return;
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return;
+  try {
+    if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('fence-agent')) return;
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone already
+  }
 }
 
 /** Waits until `pid` lives in a mount namespace of its own (unshare has run). */

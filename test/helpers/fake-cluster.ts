@@ -83,6 +83,7 @@ export async function startFakeCluster(root: TmpRoot, o: FakeClusterOptions): Pr
         etcd: { ...base.cluster.etcd, endpoints: [etcd.endpoint], timeoutMs: 5_000 },
         leaseTtlMs,
         selfFenceMs: leaseTtlMs - 5_000,
+        fenceAgent: false,
       },
     };
     const cluster = await joinCluster({

@@ -1,0 +1,70 @@
+/**
+ * Keeps the node's fence agent running (cluster mode): `berth serve` writes the agent's config
+ * (<stateRoot>/fence-agent.json, 0600), starts `berth fence-agent` as a process of its own
+ * (detached: a kill -9 of the daemon leaves it running, which is its whole point) unless one
+ * already serves the state root, and starts it again if it dies. A graceful stop of the daemon
+ * stops the agent too, unless this node still holds exclusive volumes (its containers may
+ * write on without the daemon).
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { agentSocketName, type Config, type Logger } from '../core/index.js';
+import { AGENT_CONFIG, AGENT_PID } from './fence-agent-main.js';
+
+const CHECK_EVERY_MS = 5_000;
+
+function answers(name: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(name);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+export interface AgentKeeper {
+  /** Stops watching; stops the agent unless `keep` (the node still holds exclusive volumes). */
+  stop(keep: boolean): Promise<void>;
+}
+
+/** @example const keeper = await keepFenceAgent({ config, log }); ...; await keeper.stop(false); */
+export async function keepFenceAgent(o: { config: Config; log: Logger }): Promise<AgentKeeper> {
+  const { config, log } = o;
+  const file = join(config.stateRoot, AGENT_CONFIG);
+  writeFileSync(`${file}.tmp`, JSON.stringify(config), { mode: 0o600 });
+  renameSync(`${file}.tmp`, file);
+  const name = agentSocketName(config.stateRoot);
+  const ensure = async () => {
+    if (await answers(name)) return;
+    const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, 'fence-agent', '--state-root', config.stateRoot], {
+      detached: true,
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    child.unref();
+    log.info({ pid: child.pid }, 'fence agent started');
+  };
+  await ensure();
+  const timer = setInterval(() => void ensure().catch((err: unknown) => log.warn({ err }, 'could not start the fence agent')), CHECK_EVERY_MS);
+  timer.unref();
+  return {
+    async stop(keep) {
+      clearInterval(timer);
+      if (keep) {
+        log.warn('the fence agent keeps running: this node still holds exclusive volumes its containers may write');
+        return;
+      }
+      const pid = Number(readFileSync(join(config.stateRoot, AGENT_PID), 'utf8').trim());
+      if (Number.isInteger(pid) && pid > 0) {
+        try {
+          process.kill(pid, 'SIGTERM');
+        } catch {
+          // gone already
+        }
+      }
+    },
+  };
+}
