@@ -6,11 +6,10 @@
  * stops the agent too, unless this node still holds exclusive volumes (its containers may
  * write on without the daemon).
  */
-import { spawn } from 'node:child_process';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { agentSocketName, type Config, type Logger } from '../core/index.js';
+import { agentSocketName, spawnSelfDetached, type Config, type Logger } from '../core/index.js';
 import { AGENT_CONFIG, AGENT_PID } from './fence-agent-main.js';
 
 const CHECK_EVERY_MS = 5_000;
@@ -40,12 +39,8 @@ export async function keepFenceAgent(o: { config: Config; log: Logger }): Promis
   const name = agentSocketName(config.stateRoot);
   const ensure = async () => {
     if (await answers(name)) return;
-    const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, 'fence-agent', '--state-root', config.stateRoot], {
-      detached: true,
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
-    child.unref();
-    log.info({ pid: child.pid }, 'fence agent started');
+    const pid = spawnSelfDetached(['fence-agent', '--state-root', config.stateRoot]);
+    log.info({ pid }, 'fence agent started');
   };
   await ensure();
   const timer = setInterval(() => void ensure().catch((err: unknown) => log.warn({ err }, 'could not start the fence agent')), CHECK_EVERY_MS);

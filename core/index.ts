@@ -28,5 +28,5 @@ export { ALLOWED_MOUNT_FLAGS } from './targets.js';
 export type { Logger } from './log.js';
 export { createLogger, createSilentLogger } from './log.js';
 export type { Exec } from './os/exec.js';
-export { createExec } from './os/exec.js';
+export { createExec, spawnSelfDetached } from './os/exec.js';
 export { withTestHolds, HOLD_STEPS, type HoldPoint, type HoldStep } from './test-holds.js';

@@ -4,7 +4,7 @@
  * escalates SIGTERM -> SIGKILL, a bounded output buffer and an optional AbortSignal.
  * User input can therefore only ever be one argv element.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
 export interface CommandSpec {
@@ -53,7 +53,7 @@ export class CommandError extends Error {
 export const ALLOWED_BINARIES = [
   'losetup', 'blkid', 'blockdev', 'findmnt', 'truncate', 'cp',
   'mkfs.ext4', 'mkfs.xfs', 'mkfs.btrfs', 'resize2fs', 'e2fsck', 'xfs_growfs', 'xfs_admin', 'tune2fs',
-  'btrfs', 'fsfreeze', 'sync', 'xfs_io',
+  'btrfs', 'fsfreeze', 'sync',
 ] as const;
 
 const SEARCH_PATH = ['/usr/sbin', '/usr/bin', '/sbin', '/bin'];
@@ -122,4 +122,21 @@ export function createExec(opts: { onCommand?: (cmd: CommandSpec, ms: number, ok
       }, cmd.timeoutMs);
       const kill = setTimeout(() => child.kill('SIGKILL'), cmd.timeoutMs + KILL_GRACE_MS);
     });
+}
+
+/**
+ * Starts this program (the same node binary, flags and entry script) again as a process of its
+ * own, in a session of its own, with `args` (fixed words: never user input). It is not waited
+ * for and outlives this process on purpose: the fence agent must survive a kill -9 of the
+ * daemon. Its output goes where this process's goes. Returns its pid.
+ * @example const pid = spawnSelfDetached(['fence-agent', '--state-root', '/var/lib/berth']);
+ */
+export function spawnSelfDetached(args: readonly string[]): number | undefined {
+  const script = process.argv[1];
+  if (!script) throw new CommandError(process.execPath, args, null, null, false, 'this process has no entry script to start again');
+  const child = spawn(process.execPath, [...process.execArgv, script, ...args], { detached: true, stdio: ['ignore', 'inherit', 'inherit'] });
+  // An exec failure shows up as 'error'; unhandled it would take the caller down.
+  child.once('error', () => undefined);
+  child.unref();
+  return child.pid;
 }
