@@ -21,7 +21,7 @@ import { formatSize } from '../../core/spec.js';
 import { attachLoop, blockDeviceSize, detachLoop, findLoopDevices, findLoopDevicesUnder, refreshLoopCapacity, stillBacks, type LoopDevice } from '../../core/os/loop.js';
 import { FS_GROWS_ONLINE, fsMountOptions, fsUsage, growFilesystem, makeFilesystem, measureFsGrowth, probeFilesystem, readFsMagic, type FsGrowth } from '../../core/os/fs.js';
 import { findMount, mount as mountFs, readMountInfo, unmountAll } from '../../core/os/mounts.js';
-import { shutdownFs } from '../../core/os/fence.js';
+import { shutdownMount } from '../../core/os/fence.js';
 import { childPath, managedMountPath, VOLUME_ID_RE } from '../paths.js';
 import { checkLoopMax, parseLoopSettings, validateLoopCreate, type LoopSettings } from './settings.js';
 import { copyImage, thaw } from './copy.js';
@@ -207,7 +207,7 @@ export class LoopBackend implements Backend {
     const target = this.mountPoint(vol);
     const mounted = await findMount(target);
     if (!mounted) return false;
-    await shutdownFs(this.exec, target);
+    await shutdownMount(mounted);
     this.log.warn({ volume: vol.id, mount: target, device: mounted.source }, 'fenced: the filesystem is shut down; every further write fails');
     return true;
   }

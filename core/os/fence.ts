@@ -1,21 +1,23 @@
 /**
- * Fencing a filesystem: the shutdown ioctl (FS_IOC_SHUTDOWN, XFS_IOC_GOINGDOWN; ext4 and
- * btrfs answer it too) on a mount point. After it every write to that filesystem fails with
- * EIO, through open files too, and it unmounts cleanly; what was synced before is on disk.
- * The log is flushed first, so a write its consumer was told was synced stays synced.
+ * Fencing a filesystem: the shutdown ioctl (FS_IOC_SHUTDOWN through the addon, block.ts) on
+ * a mount point. After it every write to that filesystem fails with EIO, through open files
+ * too, and it unmounts cleanly.
  *
- * Run as `xfs_io -x -c "shutdown -f"` on the mount point: the path is one argv element, checked
- * to be absolute and plain before it gets there.
+ * The mode is 'no-flush' (block.ts: the fencing mode): nothing more is written and nothing
+ * waits for the storage, which a node cut off from the cluster may not reach either. What a
+ * consumer was told is synced (fsync, O_SYNC) is already in the journal on disk; the journal
+ * is replayed by the next mount, on whichever node takes the volume over.
  */
-import { invalidArgument } from '../errors.js';
-import type { Exec } from './exec.js';
+import { shutdownFilesystem } from './block.js';
+import type { MountEntry } from './mounts.js';
 
-const SHUTDOWN_TIMEOUT_MS = 30_000;
-
-/** Shuts down the filesystem mounted at `mountpoint` (the caller checked it is a mount of berth's). */
-export async function shutdownFs(exec: Exec, mountpoint: string): Promise<void> {
-  if (!mountpoint.startsWith('/') || mountpoint.includes('\0') || mountpoint.split('/').includes('..')) {
-    throw invalidArgument('mountpoint', `${JSON.stringify(mountpoint)} is not a plain absolute path`);
-  }
-  await exec({ bin: 'xfs_io', args: ['-x', '-c', 'shutdown -f', mountpoint], timeoutMs: SHUTDOWN_TIMEOUT_MS });
+/**
+ * Shuts down the filesystem of `mount` (an entry of this namespace's mount table, which the
+ * caller found at a path of berth's). The device is checked too: if the path no longer has
+ * that filesystem mounted, the call is refused instead of shutting down another one.
+ * @example await shutdownMount(await findMount('/var/lib/berth/mounts/vol-1'));
+ */
+export async function shutdownMount(mount: Pick<MountEntry, 'target' | 'majorMinor'>): Promise<void> {
+  const [major, minor] = mount.majorMinor.split(':').map(Number) as [number, number];
+  await shutdownFilesystem(mount.target, 'no-flush', { dev: { major, minor } });
 }
