@@ -53,6 +53,10 @@ export class NodeGuard {
   readonly #o: GuardOptions;
   readonly #events: GuardEvent[] = [];
   #selfFenced = false;
+  /** A rejoin is queued (the deadline timer and the reconnect hook may both ask). */
+  #rejoining = false;
+  /** The self-fence is shutting filesystems down right now. */
+  #fencing = false;
   /** Volumes shut down by the self-fence, released once the node is back. */
   readonly #selfFencedVolumes = new Set<string>();
   #timer: NodeJS.Timeout | null = null;
@@ -89,15 +93,27 @@ export class NodeGuard {
     }
   }
 
-  /** The node has a lease again after losing it: volumes it shut down are released here. */
+  /**
+   * The node renews its lease again after it fenced itself (a new lease after etcd came back,
+   * or the old one when the outage was shorter than the TTL): the volumes it shut down are
+   * released here (their consumers see EIO until they mount again), then it serves again.
+   */
   rejoined(): void {
+    if (this.#rejoining) return;
+    this.#rejoining = true;
     this.#enqueue('rejoin', async () => {
-      for (const id of [...this.#selfFencedVolumes]) {
-        await this.#release(id, 'self-fence', true);
-        this.#selfFencedVolumes.delete(id);
+      try {
+        for (const id of [...this.#selfFencedVolumes]) {
+          await this.#release(id, 'self-fence', true);
+          this.#selfFencedVolumes.delete(id);
+        }
+        this.#selfFenced = false;
+        this.#o.d.log.warn('node guard: the node lease is renewed again: serving mounts again');
+        await this.#sweep();
+      } finally {
+        // Failed half way (etcd gone again): the next tick of the deadline timer tries again.
+        this.#rejoining = false;
       }
-      this.#selfFenced = false;
-      await this.#sweep();
     });
   }
 
@@ -180,13 +196,25 @@ export class NodeGuard {
 
   /** Self-fencing: the deadline passed without a renewed lease. */
   async #checkDeadline(): Promise<void> {
-    if (this.#selfFenced || this.#o.sinceRenewal() < this.#o.selfFenceMs) return;
+    const late = this.#o.sinceRenewal() >= this.#o.selfFenceMs;
+    if (this.#selfFenced && !late && !this.#fencing) {
+      // Renewed again: the lease survived a short outage (etcd keeps leases across its own
+      // restart), so no new lease and no reconnect event says the node is back.
+      this.rejoined();
+      return;
+    }
+    if (this.#selfFenced || !late) return;
     this.#selfFenced = true;
     const d = this.#o.d;
     d.log.error({ sinceRenewalMs: Math.round(this.#o.sinceRenewal()), selfFenceMs: this.#o.selfFenceMs }, 'node guard: the node lease was not renewed in time: fencing this node\'s exclusive volumes and refusing new mounts');
-    const ids = await fenceHere(d, 'self-fence');
-    for (const id of ids) this.#selfFencedVolumes.add(id);
-    this.#note(ids.map((id) => d.catalog.getVolume(id)?.name ?? id), 'self-fence');
+    this.#fencing = true;
+    try {
+      const ids = await fenceHere(d, 'self-fence');
+      for (const id of ids) this.#selfFencedVolumes.add(id);
+      this.#note(ids.map((id) => d.catalog.getVolume(id)?.name ?? id), 'self-fence');
+    } finally {
+      this.#fencing = false;
+    }
   }
 
   #note(volumes: readonly string[], why: string): void {
