@@ -43,6 +43,8 @@ export interface GuardOptions {
   /** Milliseconds since the node lease was last renewed (Infinity without a lease). */
   readonly sinceRenewal: () => number;
   readonly selfFenceMs: number;
+  /** The etcd endpoints, for the refusal's message ("etcd at ... unreachable"). */
+  readonly endpoints?: () => readonly string[];
   /** How often the self-fence deadline is checked. */
   readonly checkEveryMs?: number;
 }
@@ -86,10 +88,19 @@ export class NodeGuard {
     return { selfFenced: this.#selfFenced, events: [...this.#events] };
   }
 
-  /** Refuses new work while the node is fenced by itself (no lease: it could not be sure it holds anything). */
-  checkServing(): void {
+  /**
+   * Refuses new work while the node is fenced by itself (no lease: it could not be sure it
+   * holds anything). When the lease renews again but the timer has not noticed yet, the
+   * rejoin runs first (what was shut down here is released), then the call goes on.
+   */
+  async checkServing(): Promise<void> {
+    if (this.#selfFenced && this.#o.sinceRenewal() < this.#o.selfFenceMs) {
+      this.rejoined();
+      await this.#queue;
+    }
     if (this.#selfFenced) {
-      throw unavailable('this node lost the cluster (its lease could not be renewed in time) and fenced its exclusive volumes; it takes new mounts again once it is back');
+      const at = this.#o.endpoints?.().join(', ');
+      throw unavailable(`this node lost the cluster${at ? ` (etcd at ${at})` : ''}: its lease could not be renewed within ${this.#o.selfFenceMs} ms, so it fenced its exclusive volumes; it takes new mounts again once its lease is renewed`);
     }
   }
 

@@ -142,6 +142,10 @@ class CoreService implements CoreVolumeService {
         lock: (keys) => this.#lockAll(keys, undefined),
         sinceRenewal: () => cluster.sinceRenewal(),
         selfFenceMs: cluster.selfFenceMs,
+        endpoints: () => {
+          const st = cluster.status();
+          return st.mode === 'etcd' ? st.endpoints : [];
+        },
       })
       : null;
     this.#settling = new Settling(this.#d);
@@ -356,7 +360,7 @@ class CoreService implements CoreVolumeService {
           await release();
         }
       }
-      this.#guard?.checkServing();
+      await this.#guard?.checkServing();
       // A single-node volume held by another node: refused, unless the caller (or the volume)
       // asks for preemption; then the holder gives it up (fencing its copy) and this retries.
       for (let attempt = 0; ; attempt++) {

@@ -30,6 +30,16 @@ const FIELDS: readonly Field[] = [
     const lease = c.lease === null ? 'no lease (etcd unreachable)' : `lease ${c.lease}, renewed ${c.sinceRenewalMs ?? '?'} ms ago (TTL ${c.leaseTtlMs} ms)`;
     return `etcd ${c.endpoints.join(', ')} prefix ${c.prefix}; ${c.nodes} node(s); ${lease}`;
   }],
+  ['Fencing', (x) => {
+    const c = x.cluster;
+    if (!c || c.mode === 'embedded') return '-';
+    const state = c.selfFenced
+      ? 'SELF-FENCED: the node lease was not renewed in time; its exclusive volumes are shut down here and new mounts are refused until it is back'
+      : 'serving';
+    const fences = c.fences.length ? `; fences: ${c.fences.map((f) => `${f.node} ${f.state}`).join(', ')}` : '';
+    const recent = c.events.slice(0, 5).map((e) => `${e.volume} ${e.why} at ${e.at}`).join(', ');
+    return `${state}${fences}${recent ? `; recent: ${recent}` : ''}`;
+  }],
   ['PID', (x) => (x.daemon ? String(x.daemon.pid) : '-')],
   ['State root', (x) => x.daemon?.stateRoot ?? '-'],
   ['Config', (x) => (x.daemon ? (x.daemon.configFile ?? 'embedded defaults') : '-')],
