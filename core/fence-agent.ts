@@ -135,7 +135,12 @@ export async function startFenceAgent(o: FenceAgentOptions): Promise<RunningAgen
 /** Listens on an abstract unix socket (this process's claim); EADDRINUSE when another agent has it. */
 function listenOnce(name: string): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const srv = createServer((s) => s.end('berth-fence-agent\n'));
+    const srv = createServer((s) => {
+      // The daemon's keeper only checks that someone answers and hangs up at once: the reset
+      // (EPIPE, ECONNRESET) must not take the agent down with an unhandled 'error'.
+      s.on('error', () => undefined);
+      s.end('berth-fence-agent\n');
+    });
     srv.once('error', (err: NodeJS.ErrnoException) => {
       reject(err.code === 'EADDRINUSE' ? new Error('a fence agent already runs for this state root') : err);
     });
