@@ -140,9 +140,15 @@ export async function fenceHere(d: FenceDeps, why: string, only?: ReadonlySet<st
   return done;
 }
 
-/** Whether this node still uses the volume (references or a mount) while the catalog says someone else holds it. */
+/**
+ * Whether this node still uses the volume (it has references to it) while its hold in the
+ * catalog is gone: another node took it over (this node was fenced or away), and may have
+ * used and released it since. A node claims its hold before it records a reference or
+ * touches the kernel (mount-ops.ts), and drops it only after its last reference, so
+ * references without a hold are never a half-done mount of its own.
+ */
 export function movedAway(d: CoreDeps, row: VolumeRow): boolean {
   if (!clustered(d) || !isSingleNode(row)) return false;
   if (localAttachment(d, row.id)) return false;
-  return d.catalog.listAttachments(row.id).some((a) => a.node !== d.nodeId);
+  return d.store.listMountRefs(row.id).length > 0;
 }

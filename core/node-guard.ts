@@ -18,7 +18,7 @@
 import type { CatalogChange } from './catalog/catalog.js';
 import { commit, localAttachment, RUNTIME, type CoreDeps, type OpDeps } from './core-deps.js';
 import { unavailable } from './errors.js';
-import { fenceHere, isSingleNode } from './fencing.js';
+import { fenceHere, isSingleNode, movedAway } from './fencing.js';
 import { releaseMovedAway } from './mount-ops.js';
 
 /** What `berth status` shows of the guard. */
@@ -194,6 +194,9 @@ export class NodeGuard {
     try {
       const fresh = od.catalog.getVolume(volumeId);
       if (!fresh) return;
+      // A takeover seen by its event: by the time the lock is ours this node may have
+      // released the volume itself, or claimed it again (a new mount): then nothing to undo.
+      if (!dropHold && !movedAway(od, fresh)) return;
       // Shut down first (fenceHere did, or does now), then unbind, unmount, detach and drop the
       // references, each step tolerant: a device a container still holds open is detached by
       // the kernel when it lets go. This node's hold goes last (after a fence or a preemption).
@@ -226,6 +229,11 @@ export class NodeGuard {
     } finally {
       this.#fencing = false;
     }
+  }
+
+  /** Records what others did on the guard's behalf (reconcile's moved-away releases) for `berth status`. */
+  noted(volumes: readonly string[], why: string): void {
+    if (volumes.length) this.#note(volumes, why);
   }
 
   #note(volumes: readonly string[], why: string): void {

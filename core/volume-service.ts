@@ -572,6 +572,8 @@ class CoreService implements CoreVolumeService {
       .then((report) => {
         this.#ready = true;
         this.#settling.reconciled(report);
+        // Volumes that moved away while this node was gone: in `berth status`, not only the log.
+        this.#guard?.noted(report.movedAway, 'moved-away');
         return report;
       })
       .finally(() => {
