@@ -19,15 +19,21 @@ import type { TmpRoot } from './tmp-root.js';
 
 export interface ClusterOptions {
   readonly nodes: readonly string[];
-  /** Give each node its own mount namespace (issue 11 tests; Docker-free tests can share the host's). */
-  readonly namespaces?: boolean;
+  /**
+   * Give each node its own mount namespace (issue 11 tests; Docker-free tests can share the
+   * host's), or only the nodes this says (a node that serves the test dockerd stays in the
+   * host's namespace, where dockerd finds its mounts).
+   */
+  readonly namespaces?: boolean | ((node: string) => boolean);
+  /** Whether the daemons run a fence agent (cluster.fenceAgent; default true). */
+  readonly fenceAgent?: boolean;
   /** Lease TTL and self-fence deadline (defaults short, for tests). */
   readonly leaseTtlMs?: number;
   readonly selfFenceMs?: number;
   /** Per node: extra daemon options (backends are generated: local dir, shared dir, shared loop). */
   readonly daemon?: (node: string) => Partial<TestDaemonOptions>;
   /** An etcd endpoint per node instead of the etcd's own (e.g. through a TCP proxy). */
-  readonly endpoint?: (node: string, etcd: TestEtcd) => string;
+  readonly endpoint?: (node: string, etcd: TestEtcd) => string | Promise<string>;
 }
 
 export interface TestNode extends TestDaemon {
@@ -38,6 +44,10 @@ export interface TestNode extends TestDaemon {
   readonly nsPid: number | null;
   /** Runs a command in the node's mount namespace. */
   run(cmd: readonly string[]): string;
+  /** A process whose /proc/<pid>/mountinfo is the node's mount table (the holder, or this process). */
+  readonly mountTablePid: number;
+  /** Pid of the node's fence agent (from its pid file), null when none runs. */
+  agentPid(): number | null;
 }
 
 export interface TestCluster {
@@ -69,7 +79,7 @@ export async function startCluster(root: TmpRoot, o: ClusterOptions): Promise<Te
     execFileSync('mount', ['--bind', shared, view]);
     root.defer(() => execFileSync('umount', ['-l', view], { stdio: 'ignore' }));
     let holder: ChildProcess | null = null;
-    if (o.namespaces) {
+    if (typeof o.namespaces === 'function' ? o.namespaces(id) : o.namespaces) {
       // A process that only holds the namespace: it outlives the daemon, like the host does.
       holder = spawn('unshare', ['-m', '--propagation', 'private', 'sleep', 'infinity'], { stdio: 'ignore' });
       const h = holder;
@@ -93,9 +103,10 @@ export async function startCluster(root: TmpRoot, o: ClusterOptions): Promise<Te
       config: {
         nodeId: id,
         cluster: {
-          etcd: { endpoints: [o.endpoint?.(id, etcd) ?? etcd.endpoint], timeoutMs: 2_000 },
+          etcd: { endpoints: [(await o.endpoint?.(id, etcd)) ?? etcd.endpoint], timeoutMs: 2_000 },
           leaseTtlMs: o.leaseTtlMs ?? 4_000,
           selfFenceMs: o.selfFenceMs ?? 2_000,
+          ...(o.fenceAgent === undefined ? {} : { fenceAgent: o.fenceAgent }),
         },
         ...(extra.config ?? {}),
       },
@@ -104,6 +115,8 @@ export async function startCluster(root: TmpRoot, o: ClusterOptions): Promise<Te
       id,
       sharedRoot: view,
       nsPid,
+      mountTablePid: nsPid ?? process.pid,
+      agentPid: () => agentPidOf(agentPid),
       run: (cmd: readonly string[]) => execFileSync(nsPid ? 'nsenter' : cmd[0]!, nsPid ? ['-t', String(nsPid), '-m', '--', ...cmd] : cmd.slice(1), { encoding: 'utf8' }),
     }));
   }
@@ -119,17 +132,27 @@ export async function startCluster(root: TmpRoot, o: ClusterOptions): Promise<Te
   };
 }
 
-/** Kills (SIGKILL) the process a pid file names, if it is still a berth fence agent. */
-export function killFromPidFile(file: string): void {
+/** The pid a fence agent's pid file names, if that process still runs and is a berth fence agent. */
+function agentPidOf(file: string): number | null {
   let pid: number;
   try {
     pid = Number(readFileSync(file, 'utf8').trim());
   } catch {
-    return;
+    return null;
   }
-  if (!Number.isInteger(pid) || pid <= 0) return;
+  if (!Number.isInteger(pid) || pid <= 0) return null;
   try {
-    if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('fence-agent')) return;
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('fence-agent') ? pid : null;
+  } catch {
+    return null; // gone already
+  }
+}
+
+/** Kills (SIGKILL) the process a pid file names, if it is still a berth fence agent. */
+export function killFromPidFile(file: string): void {
+  const pid = agentPidOf(file);
+  if (pid === null) return;
+  try {
     process.kill(pid, 'SIGKILL');
   } catch {
     // gone already

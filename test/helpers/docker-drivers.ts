@@ -67,6 +67,8 @@ export const DRIVER_POOLS = {
    * the life of the engine, so a name served in both modes would report a stale one.
    */
   clusterFrontends: { kind: 'socket', names: ['berth-test-cluster-fe-0', 'berth-test-cluster-fe-1'] },
+  /** test/integration/failover.test.ts: Docker on one node, dvdcli on another (cluster mode only, like clusterFrontends) */
+  failover: { kind: 'socket', names: ['berth-test-failover-0', 'berth-test-failover-1'] },
   /** test/integration/podman.test.ts: the name Docker and Podman share a volume through */
   podman: { kind: 'socket', names: ['berth-test-podman-0', 'berth-test-podman-1'] },
   /** test/bench/docker.bench.ts */
