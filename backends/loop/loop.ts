@@ -207,8 +207,8 @@ export class LoopBackend implements Backend {
     const target = this.mountPoint(vol);
     const mounted = await findMount(target);
     if (!mounted) return false;
-    await shutdownMount(mounted);
-    this.log.warn({ volume: vol.id, mount: target, device: mounted.source }, 'fenced: the filesystem is shut down; every further write fails');
+    const how = await shutdownMount(mounted);
+    this.log.warn({ volume: vol.id, mount: target, device: mounted.source, how }, 'fenced: the filesystem is shut down; every further write fails');
     return true;
   }
 
