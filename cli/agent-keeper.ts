@@ -52,7 +52,12 @@ export async function keepFenceAgent(o: { config: Config; log: Logger }): Promis
         log.warn('the fence agent keeps running: this node still holds exclusive volumes its containers may write');
         return;
       }
-      const pid = Number(readFileSync(join(config.stateRoot, AGENT_PID), 'utf8').trim());
+      let pid = 0;
+      try {
+        pid = Number(readFileSync(join(config.stateRoot, AGENT_PID), 'utf8').trim());
+      } catch {
+        // no pid file: the agent never got its claim (another one serves this state root)
+      }
       if (Number.isInteger(pid) && pid > 0) {
         try {
           process.kill(pid, 'SIGTERM');

@@ -22,15 +22,16 @@ export async function runFenceAgent(stateRoot: string): Promise<number> {
   const log = createLogger({ level: config.log.level }).child({ component: 'fence-agent' });
   const exec = createExec();
   const backends = await createBackends({ config, drivers: builtinDrivers, exec, log });
+  const pidFile = join(stateRoot, AGENT_PID);
   let agent;
   try {
-    agent = await startFenceAgent({ config, backends, log });
+    // The pid file as soon as this process is the agent: it may wait for etcd a long time,
+    // and whoever stops it (the daemon, an operator, a test) finds it by that file.
+    agent = await startFenceAgent({ config, backends, log, onClaimed: () => writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o600 }) });
   } catch (err) {
     log.info({ reason: err instanceof Error ? err.message : String(err) }, 'fence agent not started');
     return 0;
   }
-  const pidFile = join(stateRoot, AGENT_PID);
-  writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o600 });
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));

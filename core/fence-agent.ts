@@ -29,6 +29,8 @@ export interface FenceAgentOptions {
   readonly config: Pick<Config, 'nodeId' | 'cluster' | 'stateRoot'>;
   readonly backends: ReadonlyMap<string, Backend>;
   readonly log: Logger;
+  /** Called once this process is the state root's agent, before it waits for etcd (e.g. to write its pid file). */
+  readonly onClaimed?: () => void;
 }
 
 export interface RunningAgent {
@@ -50,6 +52,7 @@ export async function startFenceAgent(o: FenceAgentOptions): Promise<RunningAgen
   const node = config.nodeId;
   const c = config.cluster;
   const lock = await listenOnce(agentSocketName(config.stateRoot));
+  o.onClaimed?.();
   const conn = connectEtcd({ endpoints: c.etcd.endpoints, prefix: c.etcd.prefix, tls: c.etcd.tls, timeoutMs: c.etcd.timeoutMs });
   const session = new EtcdSession(conn, { ttlMs: c.leaseTtlMs, log, leaseFile: `${config.stateRoot}/fence-agent.lease` });
   const catalog = new EtcdCatalog({ conn, session, log });
