@@ -21,7 +21,7 @@
 //   every 20 ms and fails the test if one image is mounted read-write on two nodes at once.
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
@@ -71,21 +71,36 @@ async function failoverCluster(root: TmpRoot, o: Partial<Parameters<typeof start
     inv.stop();
     const images = new Set(inv.images());
     for (const f of readdirSync(join(c.shared, 'loop'))) images.add(imageId(join(c.shared, 'loop', f)));
+    const gone: number[] = [];
     for (const x of c.nodes) {
       await x.kill('SIGKILL');
       for (const pid of [x.agentPid(), x.nsPid]) {
+        if (!pid) continue;
+        gone.push(pid);
         try {
-          if (pid) process.kill(pid, 'SIGKILL');
+          process.kill(pid, 'SIGKILL');
         } catch {
           // gone already
         }
       }
     }
-    const out = execFileSync('losetup', ['-l', '-n', '-O', 'NAME,BACK-MAJ:MIN,BACK-INO'], { encoding: 'utf8' });
-    for (const line of out.split('\n')) {
-      const [dev, mm, ino] = line.trim().split(/\s+/);
-      if (dev && images.has(`${mm}:${ino}`)) execFileSync('losetup', ['-d', dev], { stdio: 'ignore' });
-    }
+    // A namespace (and the mounts only it has) goes with its last process: wait for that.
+    await poll('the nodes\' namespaces to go', () => gone.every((pid) => {
+      try {
+        readlinkSync(`/proc/${pid}/ns/mnt`);
+        return false;
+      } catch {
+        return true;
+      }
+    }), 30_000, 20);
+    const ours = () => execFileSync('losetup', ['-l', '-n', '-O', 'NAME,BACK-MAJ:MIN,BACK-INO'], { encoding: 'utf8' })
+      .split('\n').map((line) => line.trim().split(/\s+/)).filter(([dev, mm, ino]) => dev && images.has(`${mm}:${ino}`)).map(([dev]) => dev!);
+    await poll('the suite\'s loop devices to be detached', () => {
+      const left = ours();
+      // Still open (a lazy unmount settling): the kernel detaches it at the last close.
+      for (const dev of left) execFileSync('losetup', ['-d', dev], { stdio: 'ignore' });
+      return left.length === 0;
+    }, 30_000, 100);
   });
   return { c, inv, n: (id) => c.node(id) };
 }
