@@ -52,8 +52,10 @@ export function takeover(d: CoreDeps, holder: string): Takeover {
   if (fence?.state === 'done') return { ok: true, how: 'fenced', expect: (w) => w.expectFence(fence) };
   const live = d.catalog.nodeLiveness(holder);
   if (live === null) {
-    // Never registered: no berth ran there, so nothing there mounted it through berth.
-    return { ok: true, how: 'down', expect: (w) => w.expectNodeDown(holder) };
+    // Never registered: nothing there mounted it through berth yet, but the hold is a
+    // publish for that node (CSI ControllerPublish, an explicit attach), which its berth
+    // will act on when it starts: only a detach for that node gives it up.
+    return { ok: false, why: `it is attached (published) to node "${holder}", where berth has not run yet; detach it from "${holder}" first` };
   }
   if (!live.alive && !live.agentAlive) {
     if (live.hasAgent) return { ok: true, how: 'down', expect: (w) => w.expectNodeDown(holder) };
@@ -89,7 +91,9 @@ export function claimChecks(d: CoreDeps, row: VolumeRow, node: string): ((w: Cat
   for (const h of holders) {
     const t = takeover(d, h.node);
     if (!t.ok) {
-      throw new HeldElsewhere(`volume "${row.name}" is ${row.accessMode} and held by node "${h.node}": ${t.why}`, row.id, h.node, true);
+      // Preemption needs a berth there to answer: not for a node that never ran one.
+      const movable = d.catalog.nodeLiveness(h.node) !== null;
+      throw new HeldElsewhere(`volume "${row.name}" is ${row.accessMode} and held by node "${h.node}": ${t.why}`, row.id, h.node, movable);
     }
     d.log.warn({ volume: row.name, holder: h.node, how: t.how, by: node }, 'taking over a volume from a node that can no longer write to it');
     writes.push((w) => {
@@ -142,13 +146,13 @@ export async function fenceHere(d: FenceDeps, why: string, only?: ReadonlySet<st
 
 /**
  * Whether this node still uses the volume (it has references to it) while its hold in the
- * catalog is gone: another node took it over (this node was fenced or away), and may have
- * used and released it since. A node claims its hold before it records a reference or
- * touches the kernel (mount-ops.ts), and drops it only after its last reference, so
- * references without a hold are never a half-done mount of its own.
+ * catalog is gone because it was taken away: another node holds it now, or this node is
+ * fenced (then the taker may have used and released it since). A hold gone without either
+ * is this node's own doing (an unmount whose local record failed after the catalog's went
+ * through), which settling.ts puts back as recorded.
  */
 export function movedAway(d: CoreDeps, row: VolumeRow): boolean {
   if (!clustered(d) || !isSingleNode(row)) return false;
-  if (localAttachment(d, row.id)) return false;
-  return d.store.listMountRefs(row.id).length > 0;
+  if (localAttachment(d, row.id) || d.store.listMountRefs(row.id).length === 0) return false;
+  return d.catalog.listAttachments(row.id).some((a) => a.node !== d.nodeId) || d.catalog.getFence(d.nodeId)?.state === 'done';
 }

@@ -134,9 +134,14 @@ export class NodeGuard {
       this.#enqueue('fence order', () => this.#executeOrder());
     } else if (c.kind === 'preempt' && localAttachment(d, c.volumeId)) {
       this.#enqueue('preempt', () => this.#preempted(c.volumeId));
-    } else if (c.kind === 'attachment' && c.node === d.nodeId && c.deleted && d.store.listMountRefs(c.volumeId).length > 0) {
+    } else if (c.kind === 'attachment' && c.node === d.nodeId && c.deleted && this.#movedAway(c.volumeId)) {
       this.#enqueue('moved away', () => this.#release(c.volumeId, 'moved-away', false));
     }
+  }
+
+  #movedAway(volumeId: string): boolean {
+    const row = this.#o.d.catalog.getVolume(volumeId);
+    return row !== null && movedAway(this.#o.d, row);
   }
 
   #enqueue(what: string, fn: () => Promise<void>): void {
