@@ -42,6 +42,8 @@ export interface GuardOptions {
   readonly lock: (keys: readonly string[]) => Promise<{ od: OpDeps; release: () => Promise<void> }>;
   /** Milliseconds since the node lease was last renewed (Infinity without a lease). */
   readonly sinceRenewal: () => number;
+  /** Renews the lease now (or obtains one); resolves either way. */
+  readonly renewNow?: () => Promise<void>;
   readonly selfFenceMs: number;
   /** The etcd endpoints, for the refusal's message ("etcd at ... unreachable"). */
   readonly endpoints?: () => readonly string[];
@@ -90,10 +92,12 @@ export class NodeGuard {
 
   /**
    * Refuses new work while the node is fenced by itself (no lease: it could not be sure it
-   * holds anything). When the lease renews again but the timer has not noticed yet, the
-   * rejoin runs first (what was shut down here is released), then the call goes on.
+   * holds anything). It first tries to renew the lease; when that works, the rejoin runs
+   * first (what was shut down here is released), then the call goes on.
    */
   async checkServing(): Promise<void> {
+    // etcd may be back before the keepalive timer noticed: ask now (bounded by the etcd timeout).
+    if (this.#selfFenced && this.#o.sinceRenewal() >= this.#o.selfFenceMs) await this.#o.renewNow?.();
     if (this.#selfFenced && this.#o.sinceRenewal() < this.#o.selfFenceMs) {
       this.rejoined();
       await this.#queue;

@@ -73,6 +73,7 @@ export interface VolumeServiceDeps {
     nodes(): NodeStatus[];
     status(): ClusterBaseStatus;
     sinceRenewal(): number;
+    renewNow?(): Promise<void>;
     readonly selfFenceMs: number;
   };
   readonly backends: Map<string, Backend>;
@@ -141,6 +142,7 @@ class CoreService implements CoreVolumeService {
         d: this.#d,
         lock: (keys) => this.#lockAll(keys, undefined),
         sinceRenewal: () => cluster.sinceRenewal(),
+        renewNow: () => cluster.renewNow?.() ?? Promise.resolve(),
         selfFenceMs: cluster.selfFenceMs,
         endpoints: () => {
           const st = cluster.status();

@@ -27,6 +27,8 @@ export interface ClusterNode {
   /** Milliseconds since the node lease was last renewed (Infinity without one): the self-fence clock. */
   sinceRenewal(): number;
   readonly selfFenceMs: number;
+  /** Renews the node lease now (or obtains one); resolves either way. */
+  renewNow(): Promise<void>;
   /** Called (not awaited) whenever the node got a new lease after losing one. */
   onReconnect(cb: () => void): void;
   /** Leaves the cluster: presence removed, lease revoked, watch and connection closed. */
@@ -105,6 +107,7 @@ export async function joinCluster(o: JoinOptions): Promise<ClusterNode> {
     session,
     nodes: () => membership.list(),
     sinceRenewal: () => session.sinceRenewal(),
+    renewNow: () => session.renewNow(),
     selfFenceMs: c.selfFenceMs,
     status: () => ({
       mode: 'etcd',

@@ -69,6 +69,18 @@ export class EtcdSession extends EventEmitter<SessionEvents> {
     return this.#id === null || this.#renewedSentAt === null ? Infinity : performance.now() - this.#renewedSentAt;
   }
 
+  /**
+   * Renews the lease now instead of at the next tick (or obtains one when there is none);
+   * resolves either way, sinceRenewal() tells the outcome. For a node that fenced itself and
+   * is asked for work: etcd may be back before the keepalive timer notices.
+   */
+  async renewNow(): Promise<void> {
+    if (this.#closed) return;
+    if (this.#id !== null) await this.#keepalive();
+    // No lease, or etcd said it expired while the node was cut off: a new one.
+    if (this.#id === null) await this.leaseId().catch(() => undefined);
+  }
+
   /** The lease id: the current one, the one this node had before a restart, or a new one. Unavailable when etcd cannot be reached. */
   leaseId(): Promise<string> {
     if (this.#id !== null) return Promise.resolve(this.#id);
