@@ -12,7 +12,8 @@
  *   await c.node('b').client.listVolumes();
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { startEtcd, type TestEtcd } from './etcd.js';
 import { startTestDaemon, type TestDaemon, type TestDaemonOptions } from './daemon.js';
 import type { TmpRoot } from './tmp-root.js';
@@ -48,6 +49,8 @@ export interface TestNode extends TestDaemon {
   readonly mountTablePid: number;
   /** Pid of the node's fence agent (from its pid file), null when none runs. */
   agentPid(): number | null;
+  /** Kills the node's fence agent(s), also one still starting (no pid file yet). */
+  killAgent(): void;
 }
 
 export interface TestCluster {
@@ -117,6 +120,7 @@ export async function startCluster(root: TmpRoot, o: ClusterOptions): Promise<Te
       nsPid,
       mountTablePid: nsPid ?? process.pid,
       agentPid: () => agentPidOf(agentPid),
+      killAgent: () => killFromPidFile(agentPid),
       run: (cmd: readonly string[]) => execFileSync(nsPid ? 'nsenter' : cmd[0]!, nsPid ? ['-t', String(nsPid), '-m', '--', ...cmd] : cmd.slice(1), { encoding: 'utf8' }),
     }));
   }
@@ -148,14 +152,32 @@ function agentPidOf(file: string): number | null {
   }
 }
 
-/** Kills (SIGKILL) the process a pid file names, if it is still a berth fence agent. */
+/**
+ * Kills (SIGKILL) the fence agent of the state root whose pid file this is: the one the file
+ * names, and any other `berth fence-agent --state-root <that root>` (one still starting has
+ * not written its pid file yet, and would wait for a gone etcd forever).
+ */
 export function killFromPidFile(file: string): void {
-  const pid = agentPidOf(file);
-  if (pid === null) return;
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    // gone already
+  const stateRoot = dirname(file);
+  const pids = new Set<number>();
+  const named = agentPidOf(file);
+  if (named !== null) pids.add(named);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      const i = argv.indexOf('--state-root');
+      if (argv.includes('fence-agent') && i >= 0 && argv[i + 1] === stateRoot) pids.add(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
   }
 }
 

@@ -60,21 +60,30 @@ async function poll<T>(what: string, check: () => Promise<T | false | null | und
 const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
 /** The cluster and the invariant checker over all its nodes (stopped by the root's cleanup, after a last check). */
-async function failoverCluster(root: TmpRoot, o: Partial<Parameters<typeof startCluster>[1]> = {}): Promise<{ c: TestCluster; inv: MountWatch; n: (id: string) => TestNode }> {
+async function failoverCluster(root: TmpRoot, o: Partial<Parameters<typeof startCluster>[1]> = {}): Promise<{ c: TestCluster; inv: MountWatch; n: (id: string) => TestNode; imageOf: (vol: { id: string }) => string; loopsLeft: () => string[] }> {
   const c = await startCluster(root, { nodes: NODES, namespaces: true, leaseTtlMs: LEASE_TTL_MS, selfFenceMs: SELF_FENCE_MS, ...o });
   const inv = watchMounts(Object.fromEntries(c.nodes.map((x) => [x.id, x.mountTablePid])), { under: root.dir });
+  // Every image the test made (by inode), for the cleanup below even once the file is gone.
+  const made = new Set<string>();
+  const imageOf = (vol: { id: string }) => {
+    const path = join(c.shared, 'loop', `${vol.id}.img`);
+    made.add(imageId(path));
+    return path;
+  };
   // Runs before the cluster's own cleanup: the kernel shows a loop device attached in a node's
   // namespace with a backing path that is not under the test's root, so the root's sweep
   // would miss it. Every node goes down (daemon, agent, namespace), then every loop device
   // whose backing file is one of the suite's images (by inode) is detached.
   root.defer(async () => {
     inv.stop();
-    const images = new Set(inv.images());
+    const images = new Set([...inv.images(), ...made]);
     for (const f of readdirSync(join(c.shared, 'loop'))) images.add(imageId(join(c.shared, 'loop', f)));
     const gone: number[] = [];
     for (const x of c.nodes) {
       await x.kill('SIGKILL');
-      for (const pid of [x.agentPid(), x.nsPid]) {
+      const agent = x.agentPid();
+      x.killAgent();
+      for (const pid of [agent, x.nsPid]) {
         if (!pid) continue;
         gone.push(pid);
         try {
@@ -102,7 +111,10 @@ async function failoverCluster(root: TmpRoot, o: Partial<Parameters<typeof start
       return left.length === 0;
     }, 30_000, 100);
   });
-  return { c, inv, n: (id) => c.node(id) };
+  // Loop devices still backed by one of the test's images (what berth left attached).
+  const loopsLeft = () => execFileSync('losetup', ['-l', '-n', '-O', 'NAME,BACK-MAJ:MIN,BACK-INO'], { encoding: 'utf8' })
+    .split('\n').map((line) => line.trim().split(/\s+/)).filter(([dev, mm, ino]) => dev && made.has(`${mm}:${ino}`)).map(([dev]) => dev!);
+  return { c, inv, n: (id) => c.node(id), imageOf, loopsLeft };
 }
 
 /** Waits until every node's daemon and, when it runs one, its fence agent hold a lease. */
@@ -134,11 +146,11 @@ describe('failover: exclusive attach, fencing and takeover (3 daemons, one etcd,
     ['xfs', '320MiB'],
   ] as const)('daemon killed under a live writer (%s): B is refused naming A until A is fenced by its agent; then A cannot write, B has every synced record, fsck is clean', async (fs, size) => {
     const root = roots.create(`failover-kill-${fs}`);
-    const { c, inv, n } = await failoverCluster(root);
+    const { c, inv, n, imageOf, loopsLeft } = await failoverCluster(root);
     const [a, b] = [n('fa'), n('fb')];
     await allAlive(c, true);
     const vol = await a.client.createVolume({ name: 'pg', backend: 'sloop', size, fs });
-    const image = join(c.shared, 'loop', `${vol.id}.img`);
+    const image = imageOf(vol);
     const m = await a.client.mount('pg', { consumer: 'ctr-a' });
     const w = startRecordWriter(root, { nsPid: a.nsPid, file: join(m.path, 'records') });
     await w.until((s) => s.synced >= 20, 'the writer on fa to sync 20 records');
@@ -187,17 +199,18 @@ describe('failover: exclusive attach, fencing and takeover (3 daemons, one etcd,
     fsck(fs, image);
     expect(await b.berth(['node', 'unfence', 'fa'])).toMatchObject({ code: 0 });
     await a.client.removeVolume('pg');
+    await poll('no loop device left on the test\'s images', () => loopsLeft().length === 0, 10_000).catch(() => expect(loopsLeft()).toEqual([]));
     inv.assertClean();
     expect(inv.samples).toBeGreaterThan(50);
   });
 
   it('without a fence agent, a node whose berth is gone holds its volumes until declared down; then B takes over with every synced record', async () => {
     const root = roots.create('failover-noagent');
-    const { c, inv, n } = await failoverCluster(root, { fenceAgent: false });
+    const { c, inv, n, imageOf, loopsLeft } = await failoverCluster(root, { fenceAgent: false });
     const [a, b] = [n('fa'), n('fb')];
     await allAlive(c, false);
     const vol = await a.client.createVolume({ name: 'db', backend: 'sloop', size: '64MiB', fs: 'ext4' });
-    const image = join(c.shared, 'loop', `${vol.id}.img`);
+    const image = imageOf(vol);
     const m = await a.client.mount('db', { consumer: 'ctr-a' });
     const w = startRecordWriter(root, { nsPid: a.nsPid, file: join(m.path, 'records') });
     await w.until((s) => s.synced >= 20, 'the writer on fa to sync 20 records');
@@ -216,6 +229,8 @@ describe('failover: exclusive attach, fencing and takeover (3 daemons, one etcd,
     const synced = w.state().synced;
     process.kill(a.nsPid!, 'SIGKILL');
     await poll('fa\'s mounts to go with its namespace', () => inv.writers(image).length === 0);
+    // Its loop device went with its kernel, too (here, one kernel: detached by hand).
+    for (const dev of loopsLeft()) execFileSync('losetup', ['-d', dev]);
     const declared = await b.berth(['node', 'fence', 'fa']);
     expect(declared.code, declared.stderr).toBe(0);
     expect(declared.stdout).toMatch(/declared down/);
@@ -224,13 +239,14 @@ describe('failover: exclusive attach, fencing and takeover (3 daemons, one etcd,
     await b.client.unmount('db', { consumer: 'ctr-b' });
     fsck('ext4', image);
     await b.client.removeVolume('db');
+    await poll('no loop device left on the test\'s images', () => loopsLeft().length === 0, 10_000).catch(() => expect(loopsLeft()).toEqual([]));
     inv.assertClean();
   });
 
   it('partition: A cut off from etcd fences itself before its lease can expire and says so; B is refused until the TTL ran out, then takes over', async () => {
     const root = roots.create('failover-partition');
     let proxy: TcpProxy | null = null;
-    const { c, inv, n } = await failoverCluster(root, {
+    const { c, inv, n, imageOf, loopsLeft } = await failoverCluster(root, {
       endpoint: async (id, etcd) => {
         if (id !== 'fa') return etcd.endpoint;
         proxy = await startTcpProxy(root, etcd.port);
@@ -241,7 +257,7 @@ describe('failover: exclusive attach, fencing and takeover (3 daemons, one etcd,
     const [a, b] = [n('fa'), n('fb')];
     await allAlive(c, true);
     const vol = await a.client.createVolume({ name: 'q', backend: 'sloop', size: '64MiB', fs: 'ext4' });
-    const image = join(c.shared, 'loop', `${vol.id}.img`);
+    const image = imageOf(vol);
     const m = await a.client.mount('q', { consumer: 'ctr-a' });
     const w = startRecordWriter(root, { nsPid: a.nsPid, file: join(m.path, 'records') });
     await w.until((s) => s.synced >= 20, 'the writer on fa to sync 20 records');
@@ -306,16 +322,17 @@ describe('failover: exclusive attach, fencing and takeover (3 daemons, one etcd,
     await b.client.unmount('q', { consumer: 'ctr-b' });
     fsck('ext4', image);
     await a.client.removeVolume('q');
+    await poll('no loop device left on the test\'s images', () => loopsLeft().length === 0, 10_000).catch(() => expect(loopsLeft()).toEqual([]));
     inv.assertClean();
   });
 
   it('preempt on a clean holder: B mounts with preempt, A shuts its copy down and releases it first, B has A\'s data', async () => {
     const root = roots.create('failover-preempt');
-    const { c, inv, n } = await failoverCluster(root);
+    const { c, inv, n, imageOf, loopsLeft } = await failoverCluster(root);
     const [a, b] = [n('fa'), n('fb')];
     await allAlive(c, true);
     const vol = await a.client.createVolume({ name: 'web', backend: 'sloop', size: '64MiB', fs: 'ext4' });
-    const image = join(c.shared, 'loop', `${vol.id}.img`);
+    const image = imageOf(vol);
     const m = await a.client.mount('web', { consumer: 'ctr-a' });
     a.run(['sh', '-c', `echo from-fa > ${join(m.path, 'f')} && sync`]);
     await expect(b.client.mount('web', { consumer: 'ctr-b' })).rejects.toMatchObject({ kind: 'FailedPrecondition', message: expect.stringMatching(/node "fa"/) });
@@ -331,6 +348,7 @@ describe('failover: exclusive attach, fencing and takeover (3 daemons, one etcd,
     await b.client.unmount('web', { consumer: 'ctr-b' });
     fsck('ext4', image);
     await a.client.removeVolume('web');
+    await poll('no loop device left on the test\'s images', () => loopsLeft().length === 0, 10_000).catch(() => expect(loopsLeft()).toEqual([]));
     inv.assertClean();
   });
 
@@ -339,7 +357,7 @@ describe('failover: exclusive attach, fencing and takeover (3 daemons, one etcd,
     const drivers = { fa: await acquireDriver('failover'), fc: await acquireDriver('failover') };
     root.defer(drivers.fa.release);
     root.defer(drivers.fc.release);
-    const { c, inv, n } = await failoverCluster(root, {
+    const { c, inv, n, imageOf, loopsLeft } = await failoverCluster(root, {
       // fa serves dockerd, which mounts into containers from the host's namespace.
       namespaces: (id) => id !== 'fa',
       daemon: (id) => {
@@ -364,7 +382,7 @@ describe('failover: exclusive attach, fencing and takeover (3 daemons, one etcd,
     const name = uniqueName('failover-mixed');
     await docker(['volume', 'create', '-d', drivers.fa.driver, '-o', 'backend=sloop', '-o', 'size=64MiB', '-o', 'fs=ext4', name]);
     const vol = await b.client.inspectVolume(name);
-    const image = join(c.shared, 'loop', `${vol.id}.img`);
+    const image = imageOf(vol);
     const ctr = uniqueName('berth-failover');
     containers.push(ctr);
     await docker(['run', '-d', '--network', 'none', '--name', ctr, '-v', `${name}:/data`, TEST_IMAGE, 'sh', '-c', 'echo from-docker > /data/f && sync && sleep 600']);
@@ -403,6 +421,7 @@ describe('failover: exclusive attach, fencing and takeover (3 daemons, one etcd,
     await poll('the checker to see the mount on fc', () => inv.writers(image).join() === 'fc');
     expect((await dvdcli('unmount')).code).toBe(0);
     await docker(['volume', 'rm', name]);
+    await poll('no loop device left on the test\'s images', () => loopsLeft().length === 0, 10_000).catch(() => expect(loopsLeft()).toEqual([]));
     inv.assertClean();
   });
 });
