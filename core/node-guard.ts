@@ -16,7 +16,8 @@
  * Every step is idempotent; what it did is kept for `berth status` (recent events).
  */
 import type { CatalogChange } from './catalog/catalog.js';
-import { commit, localAttachment, RUNTIME, type CoreDeps, type OpDeps } from './core-deps.js';
+import { commit, localAttachment, RUNTIME, toBackendVolume, type CoreDeps, type OpDeps } from './core-deps.js';
+import type { VolumeRow } from './store/store.js';
 import { unavailable } from './errors.js';
 import { fenceHere, isSingleNode, movedAway } from './fencing.js';
 import { releaseMovedAway } from './mount-ops.js';
@@ -140,7 +141,30 @@ export class NodeGuard {
       this.#enqueue('preempt', () => this.#preempted(c.volumeId));
     } else if (c.kind === 'attachment' && c.node === d.nodeId && c.deleted && this.#movedAway(c.volumeId)) {
       this.#enqueue('moved away', () => this.#release(c.volumeId, 'moved-away', false));
+    } else if (c.kind === 'attachment' && c.node === d.nodeId && c.deleted && d.store.listMountRefs(c.volumeId).length === 0) {
+      // Another node dropped this node's attachment (CSI ControllerUnpublish through another
+      // node's controller only writes the record): its device here goes too. The row as it is
+      // now: the volume may be deleted right after.
+      const row = d.catalog.getVolume(c.volumeId);
+      if (row) this.#enqueue('attachment dropped', () => this.#dropDevice(row));
     }
+  }
+
+  /**
+   * Detaches this node's device of a volume it no longer holds and does not use (idempotent:
+   * after this node's own detach there is nothing left). No volume lock: most of these events
+   * are this node's own unmounts and unpublishes, and holding the lock would make the next
+   * call on the volume fail as busy (CSI ABORTED). A new mount here claims the hold before it
+   * attaches a device, so the re-check right before the detach sees it; the backend refuses
+   * to detach a mounted volume.
+   */
+  async #dropDevice(row: VolumeRow): Promise<void> {
+    const d = this.#o.d;
+    const backend = d.backends.get(row.backend);
+    if (!backend?.capabilities.attachable) return;
+    if (localAttachment(d, row.id) || d.store.listMountRefs(row.id).length > 0) return;
+    await backend.detach(toBackendVolume(row)).catch((err: unknown) =>
+      d.log.warn({ err, volume: row.name }, 'node guard: could not detach a volume whose attachment another node dropped'));
   }
 
   #movedAway(volumeId: string): boolean {

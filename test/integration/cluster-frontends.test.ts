@@ -10,6 +10,7 @@
 // - Docker: the driver's scope is "global" (docker volume inspect), and a volume a container
 //   holds on one node is refused to dvdcli on another in one clear stderr line naming the
 //   holder, then mounts there once the container is gone.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
@@ -85,6 +86,9 @@ describe('frontends in cluster mode (real daemons, one etcd)', () => {
     expect((await a.controller('ControllerGetVolume', { volume_id: vol.volume_id })).status.published_node_ids).toEqual(['ib']);
     await b.node('NodeUnstageVolume', { volume_id: vol.volume_id, staging_target_path: stageB });
     await a.controller('ControllerUnpublishVolume', { volume_id: vol.volume_id, node_id: 'ib' });
+    // ia's controller only drops ib's record; ib, seeing it go, detaches its own loop device.
+    const imageOnIb = join(ib.sharedRoot, 'loop', `${vol.volume_id}.img`);
+    await waitFor('ib to detach the loop device of an attachment another node dropped', async () => execFileSync('losetup', ['-n', '-j', imageOnIb], { encoding: 'utf8' }).trim() === '');
     await a.controller('DeleteVolume', { volume_id: vol.volume_id });
     // A node-local volume is deleted by its home node's controller (the provisioner there).
     const remote = await grpcError(a.controller('DeleteVolume', { volume_id: local.volume_id }));
