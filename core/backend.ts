@@ -130,6 +130,12 @@ export interface Backend {
    * fence (a dir on shared storage), and an exclusive volume of it moves only when released.
    */
   fence?(vol: BackendVolume): Promise<boolean>;
+  /**
+   * Cluster mode: whether this node has a device of the volume attached (loop: a loop device
+   * on its image). The node guard asks before it detaches a volume whose attachment another
+   * node dropped; a backend without it is left alone.
+   */
+  attachedHere?(vol: BackendVolume): Promise<boolean>;
 }
 
 /**

@@ -151,8 +151,8 @@ export class NodeGuard {
   }
 
   /**
-   * Detaches this node's device of a volume it no longer holds and does not use (idempotent:
-   * after this node's own detach there is nothing left). No volume lock: most of these events
+   * Detaches this node's device of a volume it no longer holds and does not use (nothing to
+   * do after this node's own detach: the backend says so). No volume lock: most of these events
    * are this node's own unmounts and unpublishes, and holding the lock would make the next
    * call on the volume fail as busy (CSI ABORTED). A new mount here claims the hold before it
    * attaches a device, so the re-check right before the detach sees it; the backend refuses
@@ -161,10 +161,14 @@ export class NodeGuard {
   async #dropDevice(row: VolumeRow): Promise<void> {
     const d = this.#o.d;
     const backend = d.backends.get(row.backend);
-    if (!backend?.capabilities.attachable) return;
+    if (!backend?.capabilities.attachable || !backend.attachedHere) return;
+    const bv = toBackendVolume(row);
+    // After this node's own unmount or detach (most of these events) nothing is left here.
+    if (!(await backend.attachedHere(bv).catch(() => false))) return;
     if (localAttachment(d, row.id) || d.store.listMountRefs(row.id).length > 0) return;
-    await backend.detach(toBackendVolume(row)).catch((err: unknown) =>
+    await backend.detach(bv).catch((err: unknown) =>
       d.log.warn({ err, volume: row.name }, 'node guard: could not detach a volume whose attachment another node dropped'));
+    d.log.info({ volume: row.name }, 'node guard: detached a volume whose attachment another node dropped');
   }
 
   #movedAway(volumeId: string): boolean {

@@ -212,6 +212,11 @@ export class LoopBackend implements Backend {
     return true;
   }
 
+  /** Whether a loop device of this node backs the volume's image (cluster mode: the node guard asks). */
+  async attachedHere(vol: BackendVolume): Promise<boolean> {
+    return (await this.devices(vol)).length > 0;
+  }
+
   async unmount(vol: BackendVolume): Promise<void> {
     if (vol.volumeMode === 'block') return;
     const target = this.mountPoint(vol);
