@@ -186,6 +186,8 @@ export interface NodeStatus extends NodeRecord {
   readonly attachedVolumes: number;
   /** The node's fence order or acknowledgement, if any (berth node fence). */
   readonly fence: FenceRecord | null;
+  /** The node leads cluster-wide work (core/leader.ts); single node: always. */
+  readonly leader: boolean;
 }
 
 /** This node's place in the cluster, for `berth status`. */
@@ -205,6 +207,8 @@ export type ClusterStatus =
     readonly leaseTtlMs: number;
     /** Nodes the catalog knows. */
     readonly nodes: number;
+    /** The node that leads cluster-wide work (core/leader.ts), null while none does (an election under way). */
+    readonly leader: string | null;
     /** This node fenced itself (lost etcd for cluster.selfFenceMs): new mounts refused until it is back. */
     readonly selfFenced: boolean;
     /** Volumes fenced or released here, newest first. */

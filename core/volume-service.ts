@@ -565,6 +565,7 @@ class CoreService implements CoreVolumeService {
       backends: this.backends().map((b) => ({ name: b.name, driver: b.driver, shared: b.capabilities.scope === 'global' })),
       attachedVolumes: new Set(this.#d.catalog.listAttachments().filter((a) => a.node === this.nodeId).map((a) => a.volumeId)).size,
       fence: null,
+      leader: true,
     }];
   }
 

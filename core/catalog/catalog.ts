@@ -166,7 +166,9 @@ export type CatalogChange =
   | { readonly kind: 'fence'; readonly node: string }
   | { readonly kind: 'preempt'; readonly volumeId: string }
   | { readonly kind: 'attachment'; readonly volumeId: string; readonly node: string; readonly deleted: boolean }
-  | { readonly kind: 'liveness'; readonly node: string };
+  | { readonly kind: 'liveness'; readonly node: string }
+  /** The candidates for cluster leader changed (cluster mode: core/catalog/election.ts). */
+  | { readonly kind: 'leader' };
 
 export interface Catalog extends CatalogView {
   /** 'embedded': SQLite in the state root, one node. 'etcd': cluster mode. */

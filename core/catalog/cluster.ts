@@ -14,12 +14,15 @@ import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { EtcdCatalog } from './etcd.js';
 import { EtcdSession } from './etcd-session.js';
+import { LeaderElection } from './election.js';
 import { Membership } from './membership.js';
 import type { ClusterBaseStatus, NodeRecord, NodeStatus } from './nodes.js';
 
 export interface ClusterNode {
   readonly catalog: EtcdCatalog;
   readonly session: EtcdSession;
+  /** The leader election; the daemon enters it (start()) once the node has reconciled. */
+  readonly election: LeaderElection;
   /** Every node the catalog knows. */
   nodes(): NodeStatus[];
   /** What `berth status` shows about this node's place in the cluster (the service adds its guard's part). */
@@ -31,7 +34,7 @@ export interface ClusterNode {
   renewNow(): Promise<void>;
   /** Called (not awaited) whenever the node got a new lease after losing one. */
   onReconnect(cb: () => void): void;
-  /** Leaves the cluster: presence removed, lease revoked, watch and connection closed. */
+  /** Leaves the cluster: leadership resigned, presence removed, lease revoked, watch and connection closed. */
   close(): Promise<void>;
 }
 
@@ -98,6 +101,7 @@ export async function joinCluster(o: JoinOptions): Promise<ClusterNode> {
   }
   log.info({ node: o.config.nodeId, endpoints: c.etcd.endpoints, volumes: catalog.countVolumes() }, 'cluster: joined');
   // The first lease was granted while joining: every grant from now on follows a lost lease.
+  const election = new LeaderElection({ conn, session, view: catalog.view, nodeId: o.config.nodeId, log, stopAfterMs: c.selfFenceMs });
   const reconnects: Array<() => void> = [];
   session.on('granted', () => {
     for (const cb of reconnects) cb();
@@ -105,6 +109,7 @@ export async function joinCluster(o: JoinOptions): Promise<ClusterNode> {
   return {
     catalog,
     session,
+    election,
     nodes: () => membership.list(),
     sinceRenewal: () => session.sinceRenewal(),
     renewNow: () => session.renewNow(),
@@ -117,9 +122,11 @@ export async function joinCluster(o: JoinOptions): Promise<ClusterNode> {
       sinceRenewalMs: Number.isFinite(session.sinceRenewal()) ? Math.round(session.sinceRenewal()) : null,
       leaseTtlMs: c.leaseTtlMs,
       nodes: catalog.view.listNodes().length,
+      leader: election.leader(),
     }),
     onReconnect: (cb) => void reconnects.push(cb),
     async close() {
+      await election.resign();
       await membership.stop();
       await catalog.close();
       await session.close();

@@ -18,7 +18,9 @@ export const KEYS = {
   lockQueue: (key: string) => `locks/${key}/`,
   /** Put by every catalog commit: its mod revision is the revision of the last commit (fresh()). */
   epoch: 'epoch',
+  /** Candidates for cluster leader (election.ts): one key per candidate's lease, its node id as value. */
   leader: 'leader/',
+  leaderEntry: (leaseId: string) => `leader/${leaseId}`,
 } as const;
 
 /** What a key (relative to the prefix) is, for the view. */
@@ -34,6 +36,7 @@ export type ParsedKey =
   | { readonly kind: 'fence'; readonly node: string }
   | { readonly kind: 'preempt'; readonly volumeId: string }
   | { readonly kind: 'lock'; readonly key: string }
+  | { readonly kind: 'leader'; readonly key: string }
   | { readonly kind: 'other' };
 
 export function parseKey(rel: string): ParsedKey {
@@ -65,6 +68,8 @@ export function parseKey(rel: string): ParsedKey {
       return { kind: 'preempt', volumeId: rest };
     case 'locks':
       return { kind: 'lock', key: rel };
+    case 'leader':
+      return rest === '' ? { kind: 'other' } : { kind: 'leader', key: rel };
     default:
       return { kind: 'other' };
   }

@@ -34,6 +34,8 @@ export class EtcdView {
   readonly #preempts = new Map<string, PreemptRecord>();
   readonly #listeners = new Set<(c: CatalogChange) => void>();
   readonly #locks = new Map<string, number>();
+  /** Leader candidates (`leader/<lease>`): their node id and create revision; the lowest leads. */
+  readonly #leaders = new Map<string, { readonly node: string; readonly createRevision: number }>();
   #revision = 0;
   #waiters: Waiter[] = [];
   readonly #lockGone = new Map<string, Array<() => void>>();
@@ -49,6 +51,10 @@ export class EtcdView {
     }
     this.#sorted = null;
     for (const key of [...this.#locks.keys()]) this.#deleteLock(key);
+    if (this.#leaders.size) {
+      this.#leaders.clear();
+      this.#emit({ kind: 'leader' });
+    }
   }
 
   /** Applies one key's new value (null: deleted). Keys are relative to the prefix. */
@@ -122,6 +128,11 @@ export class EtcdView {
         if (value) this.#locks.set(k.key, createRevision);
         else this.#deleteLock(k.key);
         return;
+      case 'leader':
+        if (value) this.#leaders.set(k.key, { node: value.toString('utf8'), createRevision });
+        else this.#leaders.delete(k.key);
+        this.#emit({ kind: 'leader' });
+        return;
       case 'other':
         return;
     }
@@ -167,6 +178,11 @@ export class EtcdView {
     const out: Array<{ key: string; createRevision: number }> = [];
     for (const [key, createRevision] of this.#locks) if (key.startsWith(queue)) out.push({ key, createRevision });
     return out.sort((a, b) => a.createRevision - b.createRevision);
+  }
+
+  /** Leader candidates, oldest first: the first one leads (election.ts). */
+  leaderQueue(): Array<{ key: string; node: string; createRevision: number }> {
+    return [...this.#leaders].map(([key, e]) => ({ key, ...e })).sort((a, b) => a.createRevision - b.createRevision);
   }
 
   hasLock(key: string): boolean {

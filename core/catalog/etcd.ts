@@ -27,7 +27,8 @@ import type { Watcher } from 'etcd3';
 
 const PAGE = 1_000;
 
-interface EtcdLock extends CatalogLock {
+/** A lock as the etcd catalog compares it in commits (election.ts makes one for leadership). */
+export interface EtcdLock extends CatalogLock {
   /** Full key of this holder's queue entry. */
   readonly full: string;
   readonly createRevision: number;

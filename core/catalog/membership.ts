@@ -72,12 +72,14 @@ export class Membership {
     const v = this.#o.view;
     const attached = new Map<string, number>();
     for (const a of v.listAttachments()) attached.set(a.node, (attached.get(a.node) ?? 0) + 1);
+    const leader = v.leaderQueue()[0]?.node ?? null;
     return v.listNodes().map((n) => ({
       ...n,
       alive: v.aliveLease(n.id) !== null,
       agentAlive: v.agentLease(n.id) !== null,
       attachedVolumes: attached.get(n.id) ?? 0,
       fence: v.fence(n.id),
+      leader: n.id === leader,
     }));
   }
 

@@ -5,7 +5,7 @@ import { BerthError, type ClusterStatus } from '../../core/index.js';
 import { consumerFor, createError, createRequest, parseBody, rfc3339, scopeOf } from './translate.js';
 
 const member: ClusterStatus = {
-  mode: 'etcd', endpoints: ['http://127.0.0.1:2379'], prefix: '/berth/', lease: '1a2b', sinceRenewalMs: 10, leaseTtlMs: 10_000, nodes: 3, selfFenced: false, events: [], fences: [],
+  mode: 'etcd', endpoints: ['http://127.0.0.1:2379'], prefix: '/berth/', lease: '1a2b', sinceRenewalMs: 10, leaseTtlMs: 10_000, nodes: 3, leader: null, selfFenced: false, events: [], fences: [],
 };
 
 describe('translate', () => {

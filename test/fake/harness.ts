@@ -157,7 +157,7 @@ export async function createFakeHarness(opts: FakeHarnessOptions = {}): Promise<
       catalog,
       nodes: () => membership.list(),
       status: () => ({
-        mode: 'etcd', endpoints: [endpoint], prefix, lease: session.current, leaseTtlMs, nodes: catalog.view.listNodes().length,
+        mode: 'etcd', endpoints: [endpoint], prefix, lease: session.current, leaseTtlMs, nodes: catalog.view.listNodes().length, leader: null,
         sinceRenewalMs: Number.isFinite(session.sinceRenewal()) ? Math.round(session.sinceRenewal()) : null,
       }),
       sinceRenewal: () => session.sinceRenewal(),
