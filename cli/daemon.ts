@@ -2,7 +2,8 @@
  * The composition root: the only place the daemon's parts meet.
  *   Config -> state root claim + Store (<stateRoot>/state.db, state-root.ts) -> Exec -> backends (builtinDrivers)
  *          -> [cluster mode: etcd session + catalog + membership (joinCluster)]
- *          -> VolumeService (reconciles before it returns) -> frontends (admin, docker, csi).
+ *          -> VolumeService (reconciles before it returns) -> [cluster mode: enter the leader election]
+ *          -> frontends (admin, docker, csi).
  * Everything is built here and passed down; nothing below holds module-level state.
  * Shutdown runs in reverse: frontends stop (sockets removed), the service closes, the store closes.
  */
@@ -93,6 +94,13 @@ export async function startDaemon(config: Config, o: {
     undo.push(() => svc.close());
     // Back from an etcd outage longer than the lease: what failed meanwhile is settled now.
     cluster?.onReconnect(() => svc.rejoined());
+    if (cluster) {
+      // Candidate for leader of cluster-wide work (core/leader.ts) only once this node has
+      // reconciled; on the way down it resigns first, so another node leads at once.
+      const election = cluster.election;
+      election.start();
+      undo.push(() => election.resign());
+    }
 
     const socketGroup = config.socketGroup;
     const docker = config.docker.enabled ? createDockerFrontend({ service: svc, config: config.docker, log, socketGroup }) : null;

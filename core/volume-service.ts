@@ -27,6 +27,7 @@ import type { ClusterBaseStatus, ClusterStatus, NodeStatus } from './catalog/nod
 import { fenceNode, moveVolume, preempt, unfenceNode } from './cluster-ops.js';
 import { HeldElsewhere, isPreemptible } from './fencing.js';
 import { NodeGuard } from './node-guard.js';
+import { ClusterLeader, type Leadership, type SweepReport } from './leader.js';
 import type { FenceRecord } from './types.js';
 import { SqliteCatalog } from './catalog/sqlite.js';
 import { createVolume, removeVolume } from './create-ops.js';
@@ -58,6 +59,8 @@ export type CoreVolumeService = VolumeService & {
   reconcile(): Promise<ReconcileReport>;
   /** Cluster mode: call when the node got a new lease after losing it (etcd back). */
   rejoined(): void;
+  /** Cluster mode: one pass of the leader's cluster-wide work now, if this node leads (else null; core/leader.ts). */
+  sweep(): Promise<SweepReport | null>;
   /** Waits (bounded) for running operations, then closes the store. */
   close(): Promise<void>;
 };
@@ -75,6 +78,8 @@ export interface VolumeServiceDeps {
     sinceRenewal(): number;
     renewNow?(): Promise<void>;
     readonly selfFenceMs: number;
+    /** The leader election (core/catalog/election.ts): the leader sweeps (core/leader.ts). */
+    readonly election?: Leadership;
   };
   readonly backends: Map<string, Backend>;
   readonly exec: Exec;
@@ -105,6 +110,8 @@ class CoreService implements CoreVolumeService {
   readonly #cluster: VolumeServiceDeps['cluster'];
   /** Cluster mode: fence orders, preemptions, takeovers and self-fencing (node-guard.ts). */
   readonly #guard: NodeGuard | null;
+  /** Cluster mode: the cluster-wide work this node does while it leads (leader.ts). */
+  readonly #leader: ClusterLeader | null;
   readonly #defaultBackend: string;
   readonly #version: string;
   readonly #observer: OpObserver | undefined;
@@ -150,6 +157,7 @@ class CoreService implements CoreVolumeService {
         },
       })
       : null;
+    this.#leader = cluster?.election ? new ClusterLeader({ d: this.#d, leadership: cluster.election }) : null;
     this.#settling = new Settling(this.#d);
     this.#defaultBackend = deps.config.defaultBackend;
     this.#version = deps.version;
@@ -540,9 +548,14 @@ class CoreService implements CoreVolumeService {
     });
   }
 
-  /** Starts the node guard (cluster mode), once the first reconcile has settled this node. */
+  /** Starts the node guard and the leader's sweep (cluster mode), once the first reconcile has settled this node. */
   startGuard(): void {
     this.#guard?.start();
+    this.#leader?.start();
+  }
+
+  sweep(): Promise<SweepReport | null> {
+    return this.#leader ? this.#leader.sweep() : Promise.resolve(null);
   }
 
   /** Cluster mode: the node has a lease again after losing it (etcd back): release what it fenced, then reconcile. */
@@ -602,6 +615,7 @@ class CoreService implements CoreVolumeService {
     if (this.#closed) return;
     this.#closed = true;
     this.#guard?.stop();
+    await this.#leader?.stop();
     if (this.#reconcileTimer) clearTimeout(this.#reconcileTimer);
     await this.#reconciling?.catch(() => undefined);
     // Let running operations finish their intent -> commit sequence (bounded).

@@ -39,6 +39,12 @@ export interface FakeClusterNode {
   readonly svc: CoreVolumeService;
   readonly backends: ReadonlyMap<string, FakeBackend>;
   readonly stateRoot: string;
+  /**
+   * The node's daemon goes away and nothing of berth is left there (no fence agent): its
+   * lease is revoked, so it is no candidate for leader and has no presence; what it held
+   * stays in the catalog. Safe to call twice (the root's cleanup calls it too).
+   */
+  stop(): Promise<void>;
 }
 
 export interface FakeCluster {
@@ -101,11 +107,15 @@ export async function startFakeCluster(root: TmpRoot, o: FakeClusterOptions): Pr
       await cluster.close();
       throw err;
     }
-    root.defer(async () => {
+    cluster.election.start();
+    let stopped: Promise<void> | null = null;
+    const stop = () => (stopped ??= (async () => {
+      await cluster.election.resign();
       await svc.close().catch(() => undefined);
       await cluster.close();
-    });
-    nodes.push({ id, svc, backends, stateRoot });
+    })());
+    root.defer(stop);
+    nodes.push({ id, svc, backends, stateRoot, stop });
   }
   return {
     etcd,
