@@ -15,11 +15,12 @@ export function leaseState(n: NodeStatus): string {
 const ls: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'ls',
   aliases: ['list'],
-  describe: 'List the nodes of the cluster: address, version, lease, last seen, volumes attached, backends',
+  describe: 'List the nodes of the cluster: which one leads, address, version, lease, last seen, volumes attached, backends',
   handler: async (a) => {
     const nodes = await clientFor(a).nodes();
     (await printerFor(a)).list(nodes, [
       { header: 'NODE', cell: (n) => n.id },
+      { header: 'LEADER', cell: (n) => (n.leader ? 'yes' : '-') },
       { header: 'ADDRESS', cell: (n) => n.addresses[0] ?? '-' },
       { header: 'VERSION', cell: (n) => n.version },
       { header: 'LEASE', cell: leaseState },

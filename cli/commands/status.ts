@@ -16,6 +16,15 @@ export function uptime(startedAt: string, now = Date.now()): string {
 
 type Field = readonly [string, (x: StatusResponse) => string];
 
+/** Which node does the cluster-wide work (core/leader.ts); older daemons do not say. */
+export function leaderLine(x: Pick<StatusResponse, 'cluster' | 'nodeId'>): string {
+  const c = x.cluster;
+  if (!c || c.mode === 'embedded') return 'this node (single node)';
+  if (c.leader === undefined) return '-';
+  if (c.leader === null) return 'none right now (an election is under way)';
+  return c.leader === x.nodeId ? `${c.leader} (this node)` : c.leader;
+}
+
 /** The table: health first, then where the daemon listens and keeps its state (older daemons send no `daemon`). */
 const FIELDS: readonly Field[] = [
   ['Ready', (x) => (x.ready ? 'yes' : 'no')],
@@ -40,6 +49,7 @@ const FIELDS: readonly Field[] = [
     const recent = c.events.slice(0, 5).map((e) => `${e.volume} ${e.why} at ${e.at}`).join(', ');
     return `${state}${fences}${recent ? `; recent: ${recent}` : ''}`;
   }],
+  ['Leader', leaderLine],
   ['PID', (x) => (x.daemon ? String(x.daemon.pid) : '-')],
   ['State root', (x) => x.daemon?.stateRoot ?? '-'],
   ['Config', (x) => (x.daemon ? (x.daemon.configFile ?? 'embedded defaults') : '-')],

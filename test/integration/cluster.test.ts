@@ -120,9 +120,14 @@ describe('cluster mode: one catalog in etcd', () => {
       expect(n.backends.map((x) => `${x.name}:${x.shared}`)).toEqual(['local:false', 'shared:true', 'sloop:true']);
     }
     expect(nodes.find((n) => n.id === 'b')!.attachedVolumes).toBe(1);
+    // One leader for cluster-wide work, the same seen from every node.
+    const leaders = nodes.filter((n) => n.leader).map((n) => n.id);
+    expect(leaders).toHaveLength(1);
+    expect((await a.client.nodes()).filter((n) => n.leader).map((n) => n.id)).toEqual(leaders);
     const table = await a.berth(['node', 'ls']);
     expect(table.code).toBe(0);
-    expect(table.stdout).toMatch(/NODE\s+ADDRESS\s+VERSION\s+LEASE\s+LAST SEEN\s+VOLUMES\s+BACKENDS/);
+    expect(table.stdout).toMatch(/NODE\s+LEADER\s+ADDRESS\s+VERSION\s+LEASE\s+LAST SEEN\s+VOLUMES\s+BACKENDS/);
+    expect(table.stdout).toMatch(new RegExp(`^\\s*${leaders[0]}\\s+yes\\s`, 'm'));
     expect(table.stdout.split('\n').filter((l) => /^\s*[abc]\s/.test(l))).toHaveLength(3);
     await b.client.unmount('held', { consumer: 'x' });
     // A node that stops leaves the cluster: its record stays, its lease goes.
@@ -131,6 +136,8 @@ describe('cluster mode: one catalog in etcd', () => {
     expect(after.find((n) => n.id === 'c')).toMatchObject({ alive: false });
     const status = await a.berth(['status']);
     expect(status.stdout).toMatch(/Cluster\s+etcd http:\/\/127\.0\.0\.1:\d+ prefix \/berth\/; 3 node\(s\); lease \w+/);
+    // c resigned on its way down: a or b leads (at once, no lease to wait out).
+    expect(status.stdout).toMatch(/Leader\s+(a \(this node\)|b)\s*\n/);
   });
 
   it('kill -9 of a node mid-create, then a restart: the catalog is consistent and the name is free', async () => {
