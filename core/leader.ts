@@ -123,7 +123,11 @@ export class ClusterLeader {
       return;
     }
     void this.sweep()
-      .catch((err: unknown) => this.#o.d.log.error({ err }, 'leader: the cluster sweep failed'))
+      .catch((err: unknown) => {
+        // etcd away: the node stops leading within cluster.selfFenceMs anyway; not an error of ours.
+        if (isBerthError(err) && err.kind === 'Unavailable') this.#o.d.log.warn({ err: err.message }, 'leader: the cluster sweep could not reach etcd');
+        else this.#o.d.log.error({ err }, 'leader: the cluster sweep failed');
+      })
       .finally(() => {
         if (!this.#again) return;
         this.#again = false;
