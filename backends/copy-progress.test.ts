@@ -127,7 +127,7 @@ describe('real copies report progress', () => {
   it('a dir clone reports the allocated bytes of the tree it copies', async () => {
     const root = await mkdtemp(join(tmpdir(), 'berth-progress-dir-'));
     dirs.push(root);
-    const b = await createDirBackend({ name: 'local', settings: {}, stateRoot: root, exec: createExec(), log: createSilentLogger() });
+    const b = await createDirBackend({ name: 'local', settings: {}, stateRoot: root, node: 'test-node', exec: createExec(), log: createSilentLogger() });
     const vol = (id: string): BackendVolume => ({ id, name: id, sizeBytes: 0, fsType: null, volumeMode: 'filesystem', options: {} });
     const src = vol('vol-00000000000000000000000001');
     const dst = vol('vol-00000000000000000000000002');

@@ -56,7 +56,12 @@ export interface BackendRuntimeState {
   readonly mounted: boolean; // the backend's managed mount is present
 }
 
-export interface Backend {
+/**
+ * What every backend does. The optional abilities are the interfaces below; `Backend` says
+ * which capability brings which methods, so the compiler (not only the conformance suite)
+ * holds a driver to "a method is present exactly when its capability is declared".
+ */
+export interface BackendBase {
   /** Instance name from the config (e.g. "local", "fast"). */
   readonly name: string;
   /** Driver name ("dir", "loop", "btrfs", "fake"). */
@@ -85,15 +90,13 @@ export interface Backend {
   create(vol: BackendVolume): Promise<void>;
   delete(vol: BackendVolume): Promise<void>;
 
-  /** Makes the volume's device present on this node (loop: losetup). No-op result for dir. */
-  attach(vol: BackendVolume): Promise<AttachResult>;
-  detach(vol: BackendVolume): Promise<void>;
-
   /**
    * Mounts the volume at the backend's managed path (making the filesystem on first
    * use) and returns the path consumers see. Requires attach first for attachable backends.
+   * `node` is the node the mount is for (the core passes its own node id); a backend whose
+   * storage is local to its node refuses another node (FailedPrecondition, field "node").
    */
-  mount(vol: BackendVolume, opts: { device: string | null }): Promise<MountResult>;
+  mount(vol: BackendVolume, opts: MountOptions): Promise<MountResult>;
   unmount(vol: BackendVolume): Promise<void>;
 
   /** What the kernel and disk say about this volume right now. */
@@ -108,35 +111,103 @@ export interface Backend {
 
   capacity(): Promise<Omit<Capacity, 'backend'>>;
   stats(vol: BackendVolume): Promise<VolumeStats>;
+}
 
-  // Optional abilities: present exactly when the matching capability is declared.
-  /** Takes a snapshot (capabilities.snapshots); a backend that copies reports progress. */
-  createSnapshot?(vol: BackendVolume, snap: BackendSnapshot, onProgress?: Progress): Promise<void>;
-  deleteSnapshot?(snap: BackendSnapshot): Promise<void>;
-  /** Creates `vol` with the content of a snapshot (capabilities.snapshots). */
-  createFromSnapshot?(vol: BackendVolume, snap: BackendSnapshot, onProgress?: Progress): Promise<void>;
-  /** Creates `vol` as a copy of `source` (capabilities.clones). */
-  createFromVolume?(vol: BackendVolume, source: BackendVolume, onProgress?: Progress): Promise<void>;
+export interface AttachOptions {
+  /** The node the device is for (the core passes its own node id). */
+  readonly node: string;
+}
+
+export interface MountOptions {
+  /** The node the mount is for (the core passes its own node id). */
+  readonly node: string;
+  /** The device attach gave (null for backends without devices). */
+  readonly device: string | null;
+}
+
+/** capabilities.attachable: volumes have a device to attach before mounting (loop). Block volumes need one. */
+export interface Attaching {
+  readonly capabilities: { readonly attachable: true };
+  /**
+   * Makes the volume's device present for `opts.node` (loop: losetup on this node). A backend
+   * whose devices are local to its node refuses another node (FailedPrecondition, field "node").
+   */
+  attach(vol: BackendVolume, opts: AttachOptions): Promise<AttachResult>;
+  detach(vol: BackendVolume): Promise<void>;
+  /**
+   * Cluster mode: whether this node has a device of the volume attached (loop: a loop device
+   * on its image). The node guard asks before it detaches a volume whose attachment another
+   * node dropped.
+   */
+  attachedHere(vol: BackendVolume): Promise<boolean>;
+}
+
+/** capabilities.snapshots: takes, deletes and restores snapshots; a backend that copies reports progress. */
+export interface Snapshotting {
+  readonly capabilities: { readonly snapshots: true };
+  createSnapshot(vol: BackendVolume, snap: BackendSnapshot, onProgress?: Progress): Promise<void>;
+  deleteSnapshot(snap: BackendSnapshot): Promise<void>;
+  /** Creates `vol` with the content of a snapshot. */
+  createFromSnapshot(vol: BackendVolume, snap: BackendSnapshot, onProgress?: Progress): Promise<void>;
+}
+
+/** capabilities.clones: creates a volume as a copy of another. */
+export interface Cloning {
+  readonly capabilities: { readonly clones: true };
+  createFromVolume(vol: BackendVolume, source: BackendVolume, onProgress?: Progress): Promise<void>;
+}
+
+/** capabilities.expansion 'online' or 'offline': grows volumes. */
+export interface Expanding {
+  readonly capabilities: { readonly expansion: 'online' | 'offline' };
   /**
    * Grows to newSizeBytes. `mounted` says whether the volume is mounted now; a backend
    * with expansion 'offline' grows the image and leaves the filesystem to grow at next mount.
    */
-  expand?(vol: BackendVolume, newSizeBytes: number, state: { mounted: boolean; device: string | null }): Promise<void | ExpandOutcome>;
-  /**
-   * Cluster fencing: makes this node's copy of the volume unable to write, at once, even
-   * through files its consumers hold open (loop: the filesystem's shutdown ioctl; every
-   * further write fails with EIO; it then unmounts cleanly). True when it shut something
-   * down, false when nothing of the volume is mounted here. Absent: the backend cannot
-   * fence (a dir on shared storage), and an exclusive volume of it moves only when released.
-   */
-  fence?(vol: BackendVolume): Promise<boolean>;
-  /**
-   * Cluster mode: whether this node has a device of the volume attached (loop: a loop device
-   * on its image). The node guard asks before it detaches a volume whose attachment another
-   * node dropped; a backend without it is left alone.
-   */
-  attachedHere?(vol: BackendVolume): Promise<boolean>;
+  expand(vol: BackendVolume, newSizeBytes: number, state: { mounted: boolean; device: string | null }): Promise<void | ExpandOutcome>;
 }
+
+/** capabilities.fencing: can stop this node's writes to a volume at once (cluster fencing). */
+export interface Fencing {
+  readonly capabilities: { readonly fencing: true };
+  /**
+   * Makes this node's copy of the volume unable to write, at once, even through files its
+   * consumers hold open (loop: the filesystem's shutdown ioctl; every further write fails
+   * with EIO; it then unmounts cleanly). True when it shut something down, false when
+   * nothing of the volume is mounted here. A backend without it (a dir on shared storage):
+   * an exclusive volume of it moves only when released.
+   */
+  fence(vol: BackendVolume): Promise<boolean>;
+}
+
+/** An ability's methods, absent: what a backend that does not declare it must look like. */
+type Without<A> = { readonly [M in Exclude<keyof A, 'capabilities'>]?: never };
+
+/**
+ * A backend: the base, and for each optional ability either its capability and methods or
+ * neither. A block volume needs a device, so `block: true` comes only with `attachable`.
+ * Core code narrows with the guards below (canAttach(b), canSnapshot(b), ...) instead of `?.`.
+ */
+export type Backend = BackendBase
+  & (Attaching | (Without<Attaching> & { readonly capabilities: { readonly attachable: false; readonly block: false } }))
+  & (Snapshotting | (Without<Snapshotting> & { readonly capabilities: { readonly snapshots: false } }))
+  & (Cloning | (Without<Cloning> & { readonly capabilities: { readonly clones: false } }))
+  & (Expanding | (Without<Expanding> & { readonly capabilities: { readonly expansion: 'none' } }))
+  & (Fencing | (Without<Fencing> & { readonly capabilities: { readonly fencing: false } }));
+
+/**
+ * A driver's capabilities as it declares them (`as const satisfies BackendCapabilities`, so the
+ * abilities are literal types the compiler checks against its methods), with the scope its
+ * settings choose (a shared root is 'global').
+ * @example readonly capabilities: DeclaredCapabilities<typeof CAPABILITIES>;
+ */
+export type DeclaredCapabilities<C extends BackendCapabilities> = Omit<C, 'scope'> & { readonly scope: BackendCapabilities['scope'] };
+
+export const canAttach = <B extends Backend>(b: B): b is B & Attaching => b.capabilities.attachable;
+export const canSnapshot = <B extends Backend>(b: B): b is B & Snapshotting => b.capabilities.snapshots;
+export const canClone = <B extends Backend>(b: B): b is B & Cloning => b.capabilities.clones;
+export const canExpand = <B extends Backend>(b: B): b is B & Expanding => b.capabilities.expansion !== 'none';
+export const canFence = <B extends Backend>(b: B): b is B & Fencing => b.capabilities.fencing;
 
 /**
  * What expand did, when it knows better than its backend-wide capability: the loop driver
@@ -159,6 +230,8 @@ export interface BackendContext {
   readonly settings: Readonly<Record<string, unknown>>;
   /** Where berth keeps its state; backends put defaults under `${stateRoot}/backends/${name}`. */
   readonly stateRoot: string;
+  /** The node this daemon runs as (config nodeId): the node attach and mount may act for on node-local storage. */
+  readonly node: string;
   readonly exec: Exec;
   readonly log: Logger;
 }

@@ -7,7 +7,7 @@
  * between is rolled back (creating) or forward (deleting) by reconcile.ts; a failure at run
  * time is cleaned up right here.
  */
-import type { Backend, CreateSpec, Progress } from './backend.js';
+import { canAttach, canClone, canSnapshot, type Backend, type CreateSpec, type Progress } from './backend.js';
 import {
   backendOf, clustered, commit, findSnapshotRow, findVolumeRow, loadVolume, requireHere, RUNTIME, toBackendVolume, type CoreDeps, type OpDeps,
 } from './core-deps.js';
@@ -97,12 +97,14 @@ function checkSource(source: ResolvedSource, backend: Backend): void {
   if (source.backend !== backend.name) {
     throw invalidArgument(field, `${source.kind} "${source.name}" is on backend "${source.backend}"; a volume from it must be created there too`);
   }
-  if (source.kind === 'snapshot' && (!backend.capabilities.snapshots || !backend.createFromSnapshot)) {
-    throw new BerthError('Unsupported', `backend "${backend.name}" (${backend.driver}) cannot create volumes from snapshots`, { field });
-  }
-  if (source.kind === 'volume' && (!backend.capabilities.clones || !backend.createFromVolume)) {
-    throw new BerthError('Unsupported', `backend "${backend.name}" (${backend.driver}) cannot clone volumes`, { field });
-  }
+  if (source.kind === 'snapshot' && !canSnapshot(backend)) throw cannotCopy(backend, 'snapshot');
+  if (source.kind === 'volume' && !canClone(backend)) throw cannotCopy(backend, 'volume');
+}
+
+function cannotCopy(backend: Backend, kind: 'snapshot' | 'volume'): BerthError {
+  return kind === 'snapshot'
+    ? new BerthError('Unsupported', `backend "${backend.name}" (${backend.driver}) cannot create volumes from snapshots`, { field: 'fromSnapshot' })
+    : new BerthError('Unsupported', `backend "${backend.name}" (${backend.driver}) cannot clone volumes`, { field: 'fromVolume' });
 }
 
 /** A new volume of a node-local backend lives here: refused when the caller needs it elsewhere. */
@@ -189,9 +191,11 @@ export async function createVolume(
   try {
     if (source?.snapshot) {
       const s = source.snapshot;
-      await backend.createFromSnapshot!(bv, { id: s.id, volumeId: s.volumeId, sizeBytes: s.sizeBytes }, onProgress);
+      if (!canSnapshot(backend)) throw cannotCopy(backend, 'snapshot'); // checkSource refused it already
+      await backend.createFromSnapshot(bv, { id: s.id, volumeId: s.volumeId, sizeBytes: s.sizeBytes }, onProgress);
     } else if (source?.volume) {
-      await backend.createFromVolume!(bv, toBackendVolume(source.volume), onProgress);
+      if (!canClone(backend)) throw cannotCopy(backend, 'volume');
+      await backend.createFromVolume(bv, toBackendVolume(source.volume), onProgress);
     } else {
       await backend.create(bv);
     }
@@ -219,7 +223,7 @@ export async function finishInterrupted(d: OpDeps, row: VolumeRow): Promise<void
     await releaseAll(d, row, undefined, true);
   } else {
     await backend.unmount(bv);
-    if (backend.capabilities.attachable) await backend.detach(bv);
+    if (canAttach(backend)) await backend.detach(bv);
   }
   await backend.delete(bv);
   // The intent row being finished is durable: a lost removal is finished again next start.

@@ -23,6 +23,7 @@
  */
 import type { CatalogWriter } from './catalog/catalog.js';
 import { clustered, localAttachment, toBackendVolume, type CoreDeps } from './core-deps.js';
+import { canFence } from './backend.js';
 import { BerthError } from './errors.js';
 import type { AttachmentRow, VolumeRow } from './store/store.js';
 
@@ -130,7 +131,7 @@ export async function fenceHere(d: FenceDeps, why: string, only?: ReadonlySet<st
   const done: string[] = [];
   for (const row of exclusiveHere(d, only)) {
     const backend = d.backends.get(row.backend);
-    if (!backend?.fence) {
+    if (!backend || !canFence(backend)) {
       d.log.error({ volume: row.name, backend: row.backend, why }, 'cannot fence this volume: its backend has no way to stop writes here');
       continue;
     }

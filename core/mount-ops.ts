@@ -23,7 +23,7 @@
  * left in the kernel for a lost record to leak. Explicit attachments (ControllerPublish,
  * `berth volume attach`) are decisions a CO made: those stay durable.
  */
-import type { Backend } from './backend.js';
+import { canAttach, canFence, type Backend } from './backend.js';
 import {
   backendOf, clustered, commit, loadVolume, localAttachment, requireHere, RUNTIME, toBackendVolume, type OpDeps,
 } from './core-deps.js';
@@ -70,9 +70,9 @@ export async function attachVolume(
   }
   d.store.ensureHeadroom(); // its record must fit once the device is attached
   let device: string | null = null;
-  if (req.node === d.nodeId && backend.capabilities.attachable) {
+  if (req.node === d.nodeId && canAttach(backend)) {
     requireHere(d, row, 'attach');
-    device = (await backend.attach(toBackendVolume(row))).device;
+    device = (await backend.attach(toBackendVolume(row), { node: d.nodeId })).device;
   }
   const attachment: AttachmentRow = {
     volumeId: row.id, node: req.node, device, path: null, readOnly: req.readOnly, implicit: req.implicit, createdAt: d.now(),
@@ -94,7 +94,7 @@ export async function detachVolume(d: OpDeps, row: VolumeRow, node: string): Pro
       throw inUse(`volume "${row.name}" is mounted on this node by ${refs.map((r) => r.consumer).join(', ')}; unmount first`);
     }
     const backend = backendOf(d, row);
-    if (backend.capabilities.attachable) await backend.detach(toBackendVolume(row));
+    if (canAttach(backend)) await backend.detach(toBackendVolume(row));
   } else if (existing.path !== null) {
     throw inUse(`volume "${row.name}" is mounted on node "${node}" (${existing.path}); unmount it there first`);
   }
@@ -177,7 +177,7 @@ export async function mountVolume(
         undo.push(() => commit(d, (w) => w.deleteAttachment(row.id, d.nodeId), RUNTIME));
       }
       const device = await ensureDevice(d, row, backend, attachment, undo);
-      const mounted = (await backend.mount(toBackendVolume(row), { device })).path;
+      const mounted = (await backend.mount(toBackendVolume(row), { node: d.nodeId, device })).path;
       undo.push(() => backend.unmount(toBackendVolume(row)));
       attachment = { ...attachment, device, path: mounted };
       path = mounted;
@@ -220,9 +220,9 @@ export async function mountVolume(
  * attaches now (undone if the mount fails, unless the attachment was there before).
  */
 async function ensureDevice(d: OpDeps, row: VolumeRow, backend: Backend, attachment: AttachmentRow, undo: Array<() => Promise<void>>): Promise<string | null> {
-  if (!backend.capabilities.attachable) return null;
+  if (!canAttach(backend)) return null;
   if (attachment.device) return attachment.device;
-  const { device } = await backend.attach(toBackendVolume(row));
+  const { device } = await backend.attach(toBackendVolume(row), { node: d.nodeId });
   // Recorded without a device (attached while the backend had none, or for this node by a
   // controller): the attachment stays, so does the device. Else the device goes with a failure.
   if (!localAttachment(d, row.id) || attachment.implicit) undo.push(() => backend.detach(toBackendVolume(row)));
@@ -260,7 +260,7 @@ export async function releaseAll(d: OpDeps, row: VolumeRow, consumers?: readonly
   for (const r of refs) if (r.target) await unbindTarget(d.exec, targetRecord(r, local?.path ?? null));
   if (local?.path != null) await backend.unmount(bv);
   const detach = local !== undefined && (local.implicit || detachExplicit);
-  if (detach && backend.capabilities.attachable) await backend.detach(bv);
+  if (detach && canAttach(backend)) await backend.detach(bv);
   // Runtime commit even when an explicit attachment goes (detachExplicit): that only
   // happens on the way to a durable 'deleting' intent or a roll-forward, whose fsync covers it.
   await commit(d, (w) => {
@@ -283,7 +283,7 @@ export async function releaseAll(d: OpDeps, row: VolumeRow, consumers?: readonly
 export async function releaseMovedAway(d: OpDeps, row: VolumeRow): Promise<void> {
   const backend = backendOf(d, row);
   const bv = toBackendVolume(row);
-  if (backend.fence) await backend.fence(bv).catch((err: unknown) => d.log.error({ err, volume: row.name }, 'could not fence a volume that moved away'));
+  if (canFence(backend)) await backend.fence(bv).catch((err: unknown) => d.log.error({ err, volume: row.name }, 'could not fence a volume that moved away'));
   for (const r of d.store.listMountRefs(row.id)) {
     if (r.target) {
       await unbindTarget(d.exec, targetRecord(r, r.bindSource)).catch((err: unknown) =>
@@ -291,7 +291,7 @@ export async function releaseMovedAway(d: OpDeps, row: VolumeRow): Promise<void>
     }
   }
   await backend.unmount(bv).catch((err: unknown) => d.log.warn({ err, volume: row.name }, 'could not unmount a volume that moved away'));
-  if (backend.capabilities.attachable) {
+  if (canAttach(backend)) {
     await backend.detach(bv).catch((err: unknown) => d.log.warn({ err, volume: row.name }, 'could not detach a volume that moved away (still open: the kernel detaches it when released)'));
   }
   d.store.tx(() => d.store.deleteMountRefs(row.id), RUNTIME);

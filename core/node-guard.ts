@@ -15,6 +15,7 @@
  *   lease; then the fenced volumes are released.
  * Every step is idempotent; what it did is kept for `berth status` (recent events).
  */
+import { canAttach } from './backend.js';
 import type { CatalogChange } from './catalog/catalog.js';
 import { commit, localAttachment, RUNTIME, toBackendVolume, type CoreDeps, type OpDeps } from './core-deps.js';
 import type { VolumeRow } from './store/store.js';
@@ -161,7 +162,7 @@ export class NodeGuard {
   async #dropDevice(row: VolumeRow): Promise<void> {
     const d = this.#o.d;
     const backend = d.backends.get(row.backend);
-    if (!backend?.capabilities.attachable || !backend.attachedHere) return;
+    if (!backend || !canAttach(backend)) return;
     const bv = toBackendVolume(row);
     // After this node's own unmount or detach (most of these events) nothing is left here.
     if (!(await backend.attachedHere(bv).catch(() => false))) return;

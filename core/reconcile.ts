@@ -29,7 +29,7 @@
  * catalog lock of each volume is taken without waiting, so a live node's operation is left
  * alone; orphan detection compares with the whole cluster's records.
  */
-import type { Backend, BackendRuntimeState } from './backend.js';
+import { canAttach, type Backend, type BackendRuntimeState } from './backend.js';
 import {
   clustered, commit, localAttachment, pathOf, RUNTIME, toBackendVolume, underLocks, type CoreDeps, type OpDeps,
 } from './core-deps.js';
@@ -238,7 +238,6 @@ async function dropPendingRefs(d: OpDeps, row: VolumeRow, dropped: string[]): Pr
 /** Makes one ready volume's runtime state match its records. */
 async function converge(d: OpDeps, row: VolumeRow, state: BackendRuntimeState): Promise<'restored' | 'released' | 'unchanged'> {
   const backend = d.backends.get(row.backend)!;
-  const attachable = backend.capabilities.attachable;
   const bv = toBackendVolume(row);
   const refs = d.store.listMountRefs(row.id);
   let local = localAttachment(d, row.id);
@@ -251,7 +250,7 @@ async function converge(d: OpDeps, row: VolumeRow, state: BackendRuntimeState): 
       changed = true;
     }
     if (local?.implicit) {
-      if (attachable) await backend.detach(bv);
+      if (canAttach(backend)) await backend.detach(bv);
       await commit(d, (w) => w.deleteAttachment(row.id, d.nodeId), RUNTIME);
       local = undefined;
       changed = true;
@@ -260,12 +259,12 @@ async function converge(d: OpDeps, row: VolumeRow, state: BackendRuntimeState): 
       await commit(d, (w) => w.putAttachment(kept), RUNTIME);
       local = kept;
     }
-    if (!local && state.device && attachable) {
+    if (!local && state.device && canAttach(backend)) {
       await backend.detach(bv);
       changed = true;
     }
-    if (local && attachable) {
-      const { device } = await backend.attach(bv);
+    if (local && canAttach(backend)) {
+      const { device } = await backend.attach(bv, { node: d.nodeId });
       if (device !== local.device || !state.device) changed = true;
       const next = { ...local, device };
       if (device !== local.device) await commit(d, (w) => w.putAttachment(next), RUNTIME);
@@ -275,13 +274,13 @@ async function converge(d: OpDeps, row: VolumeRow, state: BackendRuntimeState): 
 
   // References exist: the volume must be attached (if attachable), mounted and bound.
   let device: string | null = local?.device ?? null;
-  if (attachable) {
-    device = (await backend.attach(bv)).device;
+  if (canAttach(backend)) {
+    device = (await backend.attach(bv, { node: d.nodeId })).device;
     if (!state.device || state.device !== device) changed = true;
   }
   const before = state.mounted;
-  const { path } = await backend.mount(bv, { device });
-  if (!before && attachable) changed = true;
+  const { path } = await backend.mount(bv, { node: d.nodeId, device });
+  if (!before && canAttach(backend)) changed = true;
   const next = local
     ? { ...local, device, path }
     : { volumeId: row.id, node: d.nodeId, device, path, readOnly: false, implicit: true, createdAt: d.now() };
@@ -333,7 +332,7 @@ async function releaseOrphans(d: CoreDeps, backend: Backend, orphans: string[]):
     const bv = { id, name: id, sizeBytes: 0, fsType: null, volumeMode: 'filesystem' as const, options: {} };
     const state = await backend.inspect(bv);
     if (state.mounted) await backend.unmount(bv);
-    if (state.device && backend.capabilities.attachable) await backend.detach(bv);
+    if (state.device && canAttach(backend)) await backend.detach(bv);
     orphans.push(`${backend.name}/${id}`);
     d.log.warn({ backend: backend.name, id, mounted: state.mounted, device: state.device }, 'reconcile: backend object with no record kept (released from the kernel)');
   }

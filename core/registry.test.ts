@@ -20,7 +20,7 @@ describe('createBackends', () => {
   it('builds every configured instance under its name', async () => {
     const root = mkdtempSync(join(tmpdir(), 'berth-reg-'));
     try {
-      const m = await createBackends({ ...base, config: { stateRoot: root, backends: { a: { driver: 'fake' }, b: { driver: 'fake', capabilities: { block: true } } } } });
+      const m = await createBackends({ ...base, config: { nodeId: 'node-1', stateRoot: root, backends: { a: { driver: 'fake' }, b: { driver: 'fake', capabilities: { block: true, attachable: true } } } } });
       expect([...m.keys()]).toEqual(['a', 'b']);
       expect(m.get('b')?.capabilities.block).toBe(true);
       expect(m.get('a')?.describe()['root']).toBe(join(root, 'backends', 'a'));
@@ -30,21 +30,21 @@ describe('createBackends', () => {
   });
 
   it('refuses an unknown driver naming backends.<name>.driver and listing the known ones', async () => {
-    const err = await errorOf(createBackends({ ...base, config: { stateRoot: '/tmp/x', backends: { fast: { driver: 'zfs' } } } }));
+    const err = await errorOf(createBackends({ ...base, config: { nodeId: 'node-1', stateRoot: '/tmp/x', backends: { fast: { driver: 'zfs' } } } }));
     expect(err).toMatchObject({ kind: 'InvalidArgument', field: 'backends.fast.driver' });
     expect(err.message).toContain('fake');
-    const typo = await errorOf(createBackends({ ...base, config: { stateRoot: '/tmp/x', backends: { fast: { driver: 'fak' } } } }));
+    const typo = await errorOf(createBackends({ ...base, config: { nodeId: 'node-1', stateRoot: '/tmp/x', backends: { fast: { driver: 'fak' } } } }));
     expect(typo.message).toContain('did you mean "fake"?');
   });
 
   it('refuses a missing driver, a bad instance name and bad driver settings naming them', async () => {
-    expect((await errorOf(createBackends({ ...base, config: { stateRoot: '/tmp/x', backends: { fast: {} as never } } }))).field).toBe('backends.fast.driver');
-    expect((await errorOf(createBackends({ ...base, config: { stateRoot: '/tmp/x', backends: { 'a/b': { driver: 'fake' } } } }))).field).toBe('backends.a/b');
-    expect((await errorOf(createBackends({ ...base, config: { stateRoot: '/tmp/x', backends: { f: { driver: 'fake', colour: 'red' } } } }))).field).toBe('backends.f.colour');
+    expect((await errorOf(createBackends({ ...base, config: { nodeId: 'node-1', stateRoot: '/tmp/x', backends: { fast: {} as never } } }))).field).toBe('backends.fast.driver');
+    expect((await errorOf(createBackends({ ...base, config: { nodeId: 'node-1', stateRoot: '/tmp/x', backends: { 'a/b': { driver: 'fake' } } } }))).field).toBe('backends.a/b');
+    expect((await errorOf(createBackends({ ...base, config: { nodeId: 'node-1', stateRoot: '/tmp/x', backends: { f: { driver: 'fake', colour: 'red' } } } }))).field).toBe('backends.f.colour');
   });
 
   it('turns a factory crash into Internal naming the instance', async () => {
-    const err = await errorOf(createBackends({ ...base, drivers: { boom: () => { throw new Error('no disk'); } }, config: { stateRoot: '/tmp/x', backends: { x: { driver: 'boom' } } } }));
+    const err = await errorOf(createBackends({ ...base, drivers: { boom: () => { throw new Error('no disk'); } }, config: { nodeId: 'node-1', stateRoot: '/tmp/x', backends: { x: { driver: 'boom' } } } }));
     expect(err.kind).toBe('Internal');
     expect(err.message).toContain('"x"');
   });

@@ -13,7 +13,7 @@ import { validateVolumeName } from './spec.js';
 import { didYouMean } from './suggest.js';
 
 export interface CreateBackendsOptions {
-  readonly config: Pick<Config, 'backends' | 'stateRoot'>;
+  readonly config: Pick<Config, 'backends' | 'stateRoot' | 'nodeId'>;
   readonly drivers: Record<string, BackendFactory>;
   readonly exec: Exec;
   readonly log: Logger;
@@ -43,7 +43,7 @@ export async function createBackends(o: CreateBackendsOptions): Promise<Map<stri
     }
     let backend: Backend;
     try {
-      backend = await o.drivers[driver]!({ name, settings, stateRoot: o.config.stateRoot, exec: o.exec, log: o.log.child({ backend: name }) });
+      backend = await o.drivers[driver]!({ name, settings, stateRoot: o.config.stateRoot, node: o.config.nodeId, exec: o.exec, log: o.log.child({ backend: name }) });
     } catch (err) {
       if (err instanceof BerthError) throw err;
       throw new BerthError('Internal', `backend "${name}" (${driver}) failed to start: ${err instanceof Error ? err.message : String(err)}`, { cause: err });

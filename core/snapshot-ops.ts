@@ -5,7 +5,7 @@
  */
 import { backendOf, commit, loadVolume, localAttachment, requireHere, toBackendVolume, toSnapshot, type OpDeps } from './core-deps.js';
 import { alreadyExists, failedPrecondition, outOfRange, unsupported } from './errors.js';
-import type { Progress } from './backend.js';
+import { canExpand, canSnapshot, type Progress } from './backend.js';
 import type { ExpandResponse } from './service.js';
 import type { SnapshotRow, VolumeRow } from './store/store.js';
 import type { Snapshot } from './types.js';
@@ -27,7 +27,7 @@ export async function createSnapshot(d: OpDeps, name: string, vol: VolumeRow, on
   if (vol.status !== 'ready') throw failedPrecondition(`volume "${vol.name}" is ${vol.status}, not ready`);
   requireHere(d, vol, 'snapshot');
   const backend = backendOf(d, vol);
-  if (!backend.capabilities.snapshots || !backend.createSnapshot) {
+  if (!canSnapshot(backend)) {
     throw unsupported(`backend "${backend.name}" (${backend.driver}) does not take snapshots`);
   }
   const row: SnapshotRow = {
@@ -40,7 +40,7 @@ export async function createSnapshot(d: OpDeps, name: string, vol: VolumeRow, on
     await backend.createSnapshot(toBackendVolume(vol), toBackendSnapshot(row), onProgress);
   } catch (err) {
     try {
-      await backend.deleteSnapshot?.(toBackendSnapshot(row));
+      await backend.deleteSnapshot(toBackendSnapshot(row));
       await commit(d, (w) => w.deleteSnapshot(row.id));
     } catch (cleanupErr) {
       d.log.warn({ err: cleanupErr, snapshot: name }, 'snapshot cleanup failed; left for reconcile');
@@ -54,7 +54,7 @@ export async function createSnapshot(d: OpDeps, name: string, vol: VolumeRow, on
 export async function deleteSnapshot(d: OpDeps, snap: SnapshotRow): Promise<void> {
   const backend = d.backends.get(snap.backend);
   if (!backend) throw failedPrecondition(`snapshot "${snap.name}" lives on backend "${snap.backend}", which is not configured`);
-  if (!backend.deleteSnapshot) throw unsupported(`backend "${backend.name}" (${backend.driver}) does not delete snapshots`);
+  if (!canSnapshot(backend)) throw unsupported(`backend "${backend.name}" (${backend.driver}) does not delete snapshots`);
   await commit(d, (w) => w.setSnapshotStatus(snap.id, 'deleting'));
   await backend.deleteSnapshot(toBackendSnapshot(snap));
   await commit(d, (w) => w.deleteSnapshot(snap.id));
@@ -63,7 +63,7 @@ export async function deleteSnapshot(d: OpDeps, snap: SnapshotRow): Promise<void
 /** Rolls a 'creating' snapshot back or a 'deleting' one forward. */
 export async function finishInterruptedSnapshot(d: OpDeps, snap: SnapshotRow): Promise<void> {
   const backend = d.backends.get(snap.backend);
-  if (!backend?.deleteSnapshot) throw failedPrecondition(`snapshot "${snap.name}" is ${snap.status} on backend "${snap.backend}", which cannot finish it`);
+  if (!backend || !canSnapshot(backend)) throw failedPrecondition(`snapshot "${snap.name}" is ${snap.status} on backend "${snap.backend}", which cannot finish it`);
   await backend.deleteSnapshot(toBackendSnapshot(snap));
   await commit(d, (w) => w.deleteSnapshot(snap.id));
 }
@@ -75,7 +75,7 @@ export async function expandVolume(d: OpDeps, vol: VolumeRow, sizeBytes: number)
   const there = d.catalog.listAttachments(vol.id).find((a) => a.node !== d.nodeId && (a.path !== null || a.device !== null));
   if (there) throw failedPrecondition(`volume "${vol.name}" is in use on node "${there.node}"; expand it there`);
   const backend = backendOf(d, vol);
-  if (backend.capabilities.expansion === 'none' || !backend.expand) {
+  if (!canExpand(backend)) {
     throw unsupported(`backend "${backend.name}" (${backend.driver}) cannot expand volumes`);
   }
   if (sizeBytes < vol.sizeBytes) {

@@ -155,6 +155,8 @@ export interface BackendCapabilities {
   readonly fsTypes: readonly FsType[];
   /** Volumes have a device that must be attached before mounting (loop). */
   readonly attachable: boolean;
+  /** Can stop this node's writes to a volume at once (cluster fencing: loop's filesystem shutdown). */
+  readonly fencing: boolean;
   /** 'local': volumes live on this node only (Docker scope local, CSI topology). */
   readonly scope: 'local' | 'global';
 }

@@ -14,6 +14,9 @@ import { makeBtrfsPool, writeMiB, type BtrfsPool } from '../../test/helpers/btrf
 import { runBackendConformance } from '../../test/conformance/backend.case.js';
 import { createBtrfsBackend } from './btrfs.js';
 
+/** The node these backends run as (BackendContext.node): attach and mount act for it. */
+const NODE = 'test-node';
+
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
 const exec = createExec();
@@ -48,17 +51,17 @@ afterEach(async () => {
 
 runBackendConformance({
   name: 'btrfs',
-  makeBackend: async (root) => {
+  makeBackend: async (root, node) => {
     const p = await makeBtrfsPool({ prefix: 'berth-conf-btrfs-' });
     conformancePools.push(p);
-    return createBtrfsBackend({ name: 'conf', settings: { pool: p.pool }, stateRoot: root, exec, log });
+    return createBtrfsBackend({ name: 'conf', settings: { pool: p.pool }, stateRoot: root, node, exec, log });
   },
 });
 
 let pool: BtrfsPool;
 let backend: Backend;
 const make = (settings: Record<string, unknown> = {}, name = 'fast') =>
-  createBtrfsBackend({ name, settings: { driver: 'btrfs', pool: pool.pool, ...settings }, stateRoot: pool.root, exec, log });
+  createBtrfsBackend({ name, settings: { driver: 'btrfs', pool: pool.pool, ...settings }, stateRoot: pool.root, node: NODE, exec, log });
 
 function withPool(): void {
   beforeEach(async () => {
@@ -77,7 +80,7 @@ describe('btrfs backend: settings and pool', () => {
     expect(backend.driver).toBe('btrfs');
     expect(backend.capabilities).toEqual({
       sizeEnforced: true, block: false, snapshots: true, clones: true, expansion: 'online',
-      fsTypes: [], attachable: false, scope: 'local',
+      fsTypes: [], attachable: false, fencing: false, scope: 'local',
     });
     for (const m of ['createSnapshot', 'deleteSnapshot', 'createFromSnapshot', 'createFromVolume', 'expand'] as const) {
       expect(typeof backend[m]).toBe('function');
@@ -89,13 +92,13 @@ describe('btrfs backend: settings and pool', () => {
     const plain = await mkdtemp(join(tmpdir(), 'berth-not-btrfs-'));
     try {
       const notBtrfs = await expectBerthError(
-        createBtrfsBackend({ name: 'x', settings: { pool: plain }, stateRoot: plain, exec, log }), 'InvalidArgument', 'backends.x.pool');
+        createBtrfsBackend({ name: 'x', settings: { pool: plain }, stateRoot: plain, node: NODE, exec, log }), 'InvalidArgument', 'backends.x.pool');
       expect(notBtrfs.message).toMatch(/not on a btrfs filesystem/);
       await expectBerthError(
-        createBtrfsBackend({ name: 'x', settings: { pool: join(plain, 'nope') }, stateRoot: plain, exec, log }), 'InvalidArgument', 'backends.x.pool');
-      await expectBerthError(createBtrfsBackend({ name: 'y', settings: {}, stateRoot: plain, exec, log }), 'InvalidArgument', 'backends.y.pool');
+        createBtrfsBackend({ name: 'x', settings: { pool: join(plain, 'nope') }, stateRoot: plain, node: NODE, exec, log }), 'InvalidArgument', 'backends.x.pool');
+      await expectBerthError(createBtrfsBackend({ name: 'y', settings: {}, stateRoot: plain, node: NODE, exec, log }), 'InvalidArgument', 'backends.y.pool');
       await expectBerthError(
-        createBtrfsBackend({ name: 'y', settings: { pool: 'relative/dir' }, stateRoot: plain, exec, log }), 'InvalidArgument', 'backends.y.pool');
+        createBtrfsBackend({ name: 'y', settings: { pool: 'relative/dir' }, stateRoot: plain, node: NODE, exec, log }), 'InvalidArgument', 'backends.y.pool');
     } finally {
       await rm(plain, { recursive: true, force: true });
     }
@@ -137,23 +140,22 @@ describe('btrfs backend: volumes', () => {
     expect(stdout).toMatch(new RegExp(`\\s${32 * MiB}\\s`));
     expect(await backend.inspect(vol)).toEqual({ exists: true, device: null, mounted: false });
     expect(await backend.listPresent()).toEqual([vol.id]);
-    expect(await backend.attach(vol)).toEqual({ device: null });
-    const { path: mounted } = await backend.mount(vol, { device: null });
+    expect('attach' in backend, 'no devices: no attach').toBe(false);
+    const { path: mounted } = await backend.mount(vol, { node: NODE, device: null });
     expect(mounted).toBe(path);
     expect(await readdir(mounted)).toEqual([]); // a new volume looks empty
     await backend.unmount(vol);
-    await backend.detach(vol);
     await backend.delete(vol);
     await backend.delete(vol);
     expect(await backend.inspect(vol)).toEqual({ exists: false, device: null, mounted: false });
     expect(await backend.listPresent()).toEqual([]);
-    await expectBerthError(backend.mount(vol, { device: null }), 'NotFound');
+    await expectBerthError(backend.mount(vol, { node: NODE, device: null }), 'NotFound');
   });
 
   it('refuses to delete a volume holding a nested subvolume with FailedPrecondition, and deletes it once that is gone', async () => {
     const vol = volume(16 * MiB);
     await backend.create(vol);
-    const { path } = await backend.mount(vol, { device: null });
+    const { path } = await backend.mount(vol, { node: NODE, device: null });
     await run('btrfs', ['subvolume', 'create', join(path, 'inner')]);
     const err = await expectBerthError(backend.delete(vol), 'FailedPrecondition');
     expect(err.message).toMatch(/nested btrfs subvolume/);
@@ -175,7 +177,7 @@ describe('btrfs backend: volumes', () => {
   it('enforces the size limit: writing well past it fails with EDQUOT', async () => {
     const vol = volume(16 * MiB);
     await backend.create(vol);
-    const { path } = await backend.mount(vol, { device: null });
+    const { path } = await backend.mount(vol, { node: NODE, device: null });
     expect((await writeMiB(join(path, 'fits'), 8)).ok).toBe(true);
     const over = await writeMiB(join(path, 'too-much'), 64);
     expect(over.ok).toBe(false);
@@ -190,7 +192,7 @@ describe('btrfs backend: volumes', () => {
   it('expand raises the limit online: a write refused before succeeds after', async () => {
     const vol = volume(16 * MiB);
     await backend.create(vol);
-    const { path } = await backend.mount(vol, { device: null });
+    const { path } = await backend.mount(vol, { node: NODE, device: null });
     expect((await writeMiB(join(path, 'big'), 40)).ok).toBe(false);
     await unlink(join(path, 'big'));
     await run('sync', ['-f', path]);
@@ -205,7 +207,7 @@ describe('btrfs backend: volumes', () => {
   it('stats report qgroup usage; capacity reports the pool', async () => {
     const vol = volume(64 * MiB);
     await backend.create(vol);
-    const { path } = await backend.mount(vol, { device: null });
+    const { path } = await backend.mount(vol, { node: NODE, device: null });
     await writeMiB(join(path, 'data'), 10);
     await run('sync', ['-f', path]);
     const s = await backend.stats(vol);
@@ -229,7 +231,7 @@ describe('btrfs backend: snapshots and clones', () => {
   it('a volume restored from a snapshot has the data written before it, not after', async () => {
     const vol = volume(32 * MiB);
     await backend.create(vol);
-    const { path } = await backend.mount(vol, { device: null });
+    const { path } = await backend.mount(vol, { node: NODE, device: null });
     await writeFile(join(path, 'before.txt'), 'before');
     await writeFile(join(path, 'changed.txt'), 'v1');
     const snap = snapshotOf(vol);
@@ -243,7 +245,7 @@ describe('btrfs backend: snapshots and clones', () => {
     await backend.createFromSnapshot!(restored, snap, (d, t) => progress.push([d, t]));
     await backend.createFromSnapshot!(restored, snap); // idempotent
     expect(progress.at(-1)).toEqual([snap.sizeBytes, snap.sizeBytes]);
-    const { path: rpath } = await backend.mount(restored, { device: null });
+    const { path: rpath } = await backend.mount(restored, { node: NODE, device: null });
     expect((await readdir(rpath)).sort()).toEqual(['before.txt', 'changed.txt']);
     expect(await readFile(join(rpath, 'changed.txt'), 'utf8')).toBe('v1');
     // The restored volume is writable and has its own limit, not the snapshot's inherited one.
@@ -266,11 +268,11 @@ describe('btrfs backend: snapshots and clones', () => {
   it('a clone is independent of its source in both directions', async () => {
     const src = volume(32 * MiB, 'src');
     await backend.create(src);
-    const { path: spath } = await backend.mount(src, { device: null });
+    const { path: spath } = await backend.mount(src, { node: NODE, device: null });
     await writeFile(join(spath, 'shared.txt'), 'original');
     const clone = volume(32 * MiB, 'clone');
     await backend.createFromVolume!(clone, src);
-    const { path: cpath } = await backend.mount(clone, { device: null });
+    const { path: cpath } = await backend.mount(clone, { node: NODE, device: null });
     expect(await readFile(join(cpath, 'shared.txt'), 'utf8')).toBe('original');
 
     await writeFile(join(cpath, 'shared.txt'), 'clone edit');
@@ -292,16 +294,16 @@ describe('btrfs backend: snapshots and clones', () => {
     await backend.create(src);
     const clone = volume(64 * MiB, 'clone');
     await backend.createFromVolume!(clone, src);
-    const { path: cpath } = await backend.mount(clone, { device: null });
+    const { path: cpath } = await backend.mount(clone, { node: NODE, device: null });
     expect((await writeMiB(join(cpath, 'big'), 32)).ok).toBe(true); // past the source's 16 MiB
-    const { path: spath } = await backend.mount(src, { device: null });
+    const { path: spath } = await backend.mount(src, { node: NODE, device: null });
     expect((await writeMiB(join(spath, 'big'), 48)).ok).toBe(false);
   });
 
   it('deleting a snapshot a volume was restored from is allowed: the restored volume is independent', async () => {
     const vol = volume(32 * MiB);
     await backend.create(vol);
-    const { path } = await backend.mount(vol, { device: null });
+    const { path } = await backend.mount(vol, { node: NODE, device: null });
     await writeFile(join(path, 'keep.txt'), 'kept');
     const snap = snapshotOf(vol);
     await backend.createSnapshot!(vol, snap);
@@ -311,7 +313,7 @@ describe('btrfs backend: snapshots and clones', () => {
     await backend.deleteSnapshot!(snap);
     await backend.deleteSnapshot!(snap); // idempotent
     expect(await readdir(join(pool.pool, 'snapshots'))).toEqual([]);
-    const { path: rpath } = await backend.mount(restored, { device: null });
+    const { path: rpath } = await backend.mount(restored, { node: NODE, device: null });
     expect(await readFile(join(rpath, 'keep.txt'), 'utf8')).toBe('kept');
     await writeFile(join(rpath, 'more.txt'), 'still writable');
     // The source volume can also go while the snapshot exists.
@@ -320,7 +322,7 @@ describe('btrfs backend: snapshots and clones', () => {
     await backend.delete(vol);
     const again = volume(32 * MiB, 'again');
     await backend.createFromSnapshot!(again, snap2);
-    expect(await readFile(join((await backend.mount(again, { device: null })).path, 'keep.txt'), 'utf8')).toBe('kept');
+    expect(await readFile(join((await backend.mount(again, { node: NODE, device: null })).path, 'keep.txt'), 'utf8')).toBe('kept');
     expect(await backend.listPresent()).toEqual([again.id, restored.id].sort());
   });
 });

@@ -17,8 +17,8 @@
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type {
-  AttachResult, Backend, BackendContext, BackendRuntimeState, BackendSnapshot, BackendVolume, CreateSpec, MountResult,
-  Progress,
+  Backend, BackendBase, BackendContext, BackendRuntimeState, BackendSnapshot, BackendVolume, Cloning, CreateSpec, Expanding,
+  MountOptions, MountResult, Progress, Snapshotting,
 } from '../../core/backend.js';
 import {
   BerthError, failedPrecondition, internal, inUse, invalidArgument, notFound, outOfRange, resourceExhausted,
@@ -31,6 +31,7 @@ import {
 import { fsUsage } from '../../core/os/fs.js';
 import type { BackendCapabilities, Capacity, VolumeStats } from '../../core/types.js';
 import { childPath, VOLUME_ID_RE } from '../paths.js';
+import { requireOwnNode } from '../node.js';
 import { MIN_SIZE, parseBtrfsSettings, type BtrfsSettings } from './settings.js';
 
 /**
@@ -41,7 +42,7 @@ import { MIN_SIZE, parseBtrfsSettings, type BtrfsSettings } from './settings.js'
 export async function createBtrfsBackend(ctx: BackendContext): Promise<Backend> {
   const settings = parseBtrfsSettings(ctx.name, ctx.settings);
   await preparePool(ctx, settings);
-  return new BtrfsBackend(ctx.name, settings, ctx.exec);
+  return new BtrfsBackend(ctx.name, settings, ctx.node, ctx.exec);
 }
 
 async function preparePool(ctx: BackendContext, s: BtrfsSettings): Promise<void> {
@@ -62,9 +63,9 @@ async function preparePool(ctx: BackendContext, s: BtrfsSettings): Promise<void>
   ctx.log.info({ backend: ctx.name, pool: s.pool }, 'btrfs pool ready (quotas enabled)');
 }
 
-class BtrfsBackend implements Backend {
+class BtrfsBackend implements BackendBase, Snapshotting, Cloning, Expanding {
   readonly driver = 'btrfs';
-  readonly capabilities: BackendCapabilities = {
+  readonly capabilities = {
     sizeEnforced: true,
     block: false,
     snapshots: true,
@@ -72,8 +73,9 @@ class BtrfsBackend implements Backend {
     expansion: 'online',
     fsTypes: [],
     attachable: false,
+    fencing: false,
     scope: 'local',
-  };
+  } as const satisfies BackendCapabilities;
 
   readonly #volumesDir: string;
   readonly #snapshotsDir: string;
@@ -81,6 +83,8 @@ class BtrfsBackend implements Backend {
   constructor(
     readonly name: string,
     readonly settings: BtrfsSettings,
+    /** The pool is on this node's disks: mount serves this node only. */
+    private readonly node: string,
     private readonly exec: Exec,
   ) {
     this.#volumesDir = join(settings.pool, 'volumes');
@@ -124,13 +128,8 @@ class BtrfsBackend implements Backend {
     await this.#run(`delete subvolume of ${vol.id}`, () => subvolumeDelete(this.exec, this.#volumePath(vol.id)));
   }
 
-  async attach(_vol: BackendVolume): Promise<AttachResult> {
-    return { device: null };
-  }
-
-  async detach(_vol: BackendVolume): Promise<void> {}
-
-  async mount(vol: BackendVolume, _opts: { device: string | null }): Promise<MountResult> {
+  async mount(vol: BackendVolume, opts: MountOptions): Promise<MountResult> {
+    requireOwnNode({ backend: this.name, own: this.node, node: opts.node, op: 'mount' });
     return { path: await this.#existingVolume(vol.id) };
   }
 

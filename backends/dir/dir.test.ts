@@ -8,15 +8,19 @@ import { BerthError } from '../../core/errors.js';
 import { runBackendConformance } from '../../test/conformance/backend.case.js';
 import { createDirBackend } from './dir.js';
 
+/** The node these backends run as (BackendContext.node): attach and mount act for it. */
+const NODE = 'test-node';
+
 const ctx = (stateRoot: string, settings: Record<string, unknown> = {}) => ({
   name: 'local',
   settings,
   stateRoot,
+  node: NODE,
   exec: createExec(),
   log: createSilentLogger(),
 });
 
-runBackendConformance({ name: 'dir', makeBackend: async (root) => createDirBackend(ctx(root)) });
+runBackendConformance({ name: 'dir', makeBackend: async (root, node) => createDirBackend({ ...ctx(root), node }) });
 
 describe('dir backend settings and specifics', () => {
   it('defaults its root under <stateRoot>/backends/<instance> and creates it', async () => {
@@ -76,7 +80,7 @@ describe('dir backend settings and specifics', () => {
       const b = await createDirBackend(ctx(root));
       const vol = { id: 'vol-0123456789abcdefghjkmnpqrs', name: 'v', sizeBytes: 0, fsType: null, volumeMode: 'filesystem' as const, options: {} };
       await b.create(vol);
-      const { path } = await b.mount(vol, { device: null });
+      const { path } = await b.mount(vol, { node: NODE, device: null });
       for (let i = 0; i < 50; i++) await mkdir(join(path, `d${i}`, 'deeper'), { recursive: true });
       await mkdir(`${path}.partial`); // a copy a crash interrupted
       await b.delete(vol);
@@ -100,7 +104,7 @@ describe('dir backend settings and specifics', () => {
       const b = await createDirBackend(ctx(root));
       const vol = { id: 'vol-0123456789abcdefghjkmnpqrs', name: 'v', sizeBytes: 0, fsType: null, volumeMode: 'filesystem' as const, options: {} };
       await b.create(vol);
-      const { path } = await b.mount(vol, { device: null });
+      const { path } = await b.mount(vol, { node: NODE, device: null });
       await mkdir(join(path, 'sub'));
       await writeFile(join(path, 'sub', 'secret'), 'x', { mode: 0o600 });
       await chown(join(path, 'sub', 'secret'), 1234, 5678);
@@ -113,7 +117,7 @@ describe('dir backend settings and specifics', () => {
       await b.createSnapshot!(vol, snap); // already there: kept as it was
       const restored = { ...vol, id: 'vol-1123456789abcdefghjkmnpqrs' };
       await b.createFromSnapshot!(restored, snap);
-      expect((await readdir((await b.mount(restored, { device: null })).path)).sort()).toEqual(['sub']);
+      expect((await readdir((await b.mount(restored, { node: NODE, device: null })).path)).sort()).toEqual(['sub']);
       expect(await b.listPresent()).toEqual([vol.id, restored.id]);
       expect(await b.expand!(vol, 10 * 1024 ** 3, { mounted: true, device: null })).toEqual({ pendingFsGrowth: false });
     } finally {

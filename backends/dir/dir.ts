@@ -22,7 +22,9 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import type { Backend, BackendContext, BackendFactory, BackendSnapshot, BackendVolume, CreateSpec, ExpandOutcome, Progress } from '../../core/backend.js';
+import type {
+  BackendBase, BackendContext, DeclaredCapabilities, BackendFactory, BackendSnapshot, BackendVolume, Cloning, CreateSpec, Expanding, ExpandOutcome, MountOptions, Progress, Snapshotting,
+} from '../../core/backend.js';
 import type { Exec } from '../../core/os/exec.js';
 import type { Logger } from '../../core/log.js';
 import type { BackendCapabilities, VolumeStats } from '../../core/types.js';
@@ -30,6 +32,7 @@ import { internal, invalidArgument, notFound } from '../../core/errors.js';
 import { fsUsage } from '../../core/os/fs.js';
 import { checkKnownKeys, pathSetting, sharedSetting } from '../settings.js';
 import { childPath, VOLUME_ID_RE } from '../paths.js';
+import { requireOwnNode } from '../node.js';
 import { allocatedTreeBytes, watchCopy } from '../copy-progress.js';
 
 export interface DirSettings {
@@ -44,7 +47,7 @@ const SNAPSHOT_DIR = 'snapshots';
 const TRASH_DIR = '.trash';
 const COPY_TIMEOUT_MS = 3_600_000;
 
-const CAPABILITIES: BackendCapabilities = {
+const CAPABILITIES = {
   sizeEnforced: false,
   block: false,
   snapshots: true,
@@ -52,8 +55,9 @@ const CAPABILITIES: BackendCapabilities = {
   expansion: 'online',
   fsTypes: [],
   attachable: false,
+  fencing: false,
   scope: 'local',
-};
+} as const satisfies BackendCapabilities;
 
 export function parseDirSettings(ctx: Pick<BackendContext, 'name' | 'settings' | 'stateRoot'>): DirSettings {
   checkKnownKeys(ctx.name, ctx.settings, ['root', 'shared']);
@@ -72,18 +76,19 @@ export const createDirBackend: BackendFactory = async (ctx) => {
   // Private (core/private-state.ts): the volume directories inside are what consumers see.
   await mkdir(join(settings.root, SNAPSHOT_DIR), { recursive: true, mode: 0o700 });
   await mkdir(join(settings.root, TRASH_DIR), { recursive: true, mode: 0o700 });
-  const backend = new DirBackend(ctx.name, settings, ctx.exec, ctx.log);
+  const backend = new DirBackend(ctx.name, settings, ctx.node, ctx.exec, ctx.log);
   backend.emptyTrash();
   return backend;
 };
 
-class DirBackend implements Backend {
+class DirBackend implements BackendBase, Snapshotting, Cloning, Expanding {
   readonly driver = 'dir';
-  readonly capabilities: BackendCapabilities;
+  readonly capabilities: DeclaredCapabilities<typeof CAPABILITIES>;
 
   constructor(
     readonly name: string,
     private readonly settings: DirSettings,
+    private readonly node: string,
     private readonly exec: Exec,
     private readonly log: Logger,
   ) {
@@ -204,13 +209,9 @@ class DirBackend implements Backend {
     }
   }
 
-  async attach(): Promise<{ device: null }> {
-    return { device: null };
-  }
-
-  async detach(): Promise<void> {}
-
-  async mount(vol: BackendVolume): Promise<{ path: string }> {
+  /** The directory itself; on a root local to this node, only for this node. */
+  async mount(vol: BackendVolume, opts: MountOptions): Promise<{ path: string }> {
+    if (!this.settings.shared) requireOwnNode({ backend: this.name, own: this.node, node: opts.node, op: 'mount' });
     const path = this.dir(vol);
     if (!(await isDirectory(path))) throw notFound(`volume ${vol.id} has no directory at ${path}`);
     return { path };

@@ -16,13 +16,17 @@ import { createCleanupStack, findLeftovers, sweepRoot, type CleanupStack } from 
 import { createLoopBackend, type LoopBackend } from './loop.js';
 import { MAX_LOOP_BYTES } from './settings.js';
 
+
 const MiB = 1024 * 1024;
+/** The node these backends run as (BackendContext.node): attach and mount act for it. */
+const NODE = 'test-node';
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 
 const ctx = (stateRoot: string, settings: Record<string, unknown> = {}) => ({
   name: 'fast',
   settings,
   stateRoot,
+  node: NODE,
   exec: createExec(),
   log: createSilentLogger(),
 });
@@ -31,7 +35,7 @@ const ctx = (stateRoot: string, settings: Record<string, unknown> = {}) => ({
 for (const [fs, size] of [['ext4', 32 * MiB], ['xfs', 300 * MiB], ['btrfs', 128 * MiB]] as const) {
   runBackendConformance({
     name: `loop (${fs})`,
-    makeBackend: async (root) => createLoopBackend(ctx(root, { defaultFs: fs })),
+    makeBackend: async (root, node) => createLoopBackend({ ...ctx(root, { defaultFs: fs }), node }),
     volumeSize: size,
   });
 }
@@ -86,7 +90,7 @@ describe('loop backend specifics', () => {
       import { createLoopBackend } from './backends/loop/loop.ts';
       import { createExec } from './core/os/exec.ts';
       import { createSilentLogger } from './core/log.ts';
-      const b = await createLoopBackend({ name: 'l', settings: {}, stateRoot: ${JSON.stringify(root)}, exec: createExec(), log: createSilentLogger() });
+      const b = await createLoopBackend({ name: 'l', settings: {}, stateRoot: ${JSON.stringify(root)}, node: 'test-node', exec: createExec(), log: createSilentLogger() });
       const vol = { id: 'vol-01j0000000000000000000efbg', name: 'x', sizeBytes: 2 * 1024 * 1024, fsType: 'ext4', volumeMode: 'filesystem', options: {} };
       const grow = { ...vol, id: 'vol-01j0000000000000000000efbh', sizeBytes: 512 * 1024 };
       const out = {};
@@ -134,9 +138,9 @@ describe('loop backend specifics', () => {
     const img = await stat(backend.image(vol));
     expect(img.size).toBe(16 * MiB);
     expect(img.blocks * 512).toBeLessThan(MiB);
-    const { device } = await backend.attach(vol);
+    const { device } = await backend.attach(vol, { node: NODE });
     expect(await probeFilesystem(createExec(), device!)).toBeNull();
-    const { path } = await backend.mount(vol, { device });
+    const { path } = await backend.mount(vol, { node: NODE, device });
     expect(path).toBe(join(root, 'mounts', vol.id, 'data'));
     expect((await probeFilesystem(createExec(), device!))?.type).toBe('ext4');
     expect((await findMount(join(root, 'mounts', vol.id)))?.source).toBe(device);
@@ -146,10 +150,10 @@ describe('loop backend specifics', () => {
   it('reuses the device the kernel already has for the image (crash after losetup)', async () => {
     const vol = volume();
     await backend.create(vol);
-    const first = await backend.attach(vol);
+    const first = await backend.attach(vol, { node: NODE });
     // A second backend object (a restarted daemon) must find the same device, not attach another.
     const again = (await createLoopBackend(ctx(root))) as LoopBackend;
-    expect((await again.attach(vol)).device).toBe(first.device);
+    expect((await again.attach(vol, { node: NODE })).device).toBe(first.device);
     const backing = (await listLoopDevices(createExec())).filter((d) => d.backFile === backend.image(vol));
     expect(backing.map((d) => d.name)).toEqual([first.device]);
   });
@@ -157,19 +161,19 @@ describe('loop backend specifics', () => {
   it('refuses to detach while mounted, and to mount a device holding another filesystem', async () => {
     const vol = volume();
     await backend.create(vol);
-    const { device } = await backend.attach(vol);
-    await backend.mount(vol, { device });
+    const { device } = await backend.attach(vol, { node: NODE });
+    await backend.mount(vol, { node: NODE, device });
     await expect(backend.detach(vol)).rejects.toMatchObject({ kind: 'FailedPrecondition' });
     await backend.unmount(vol);
     const asXfs = { ...vol, fsType: 'xfs' as const };
-    await expect(backend.mount(asXfs, { device })).rejects.toMatchObject({ kind: 'FailedPrecondition', message: expect.stringMatching(/holds ext4/) });
+    await expect(backend.mount(asXfs, { node: NODE, device })).rejects.toMatchObject({ kind: 'FailedPrecondition', message: expect.stringMatching(/holds ext4/) });
   });
 
   it('reports a busy mount as InUse and unmounts once released', async () => {
     const vol = volume();
     await backend.create(vol);
-    const { device } = await backend.attach(vol);
-    const { path } = await backend.mount(vol, { device });
+    const { device } = await backend.attach(vol, { node: NODE });
+    const { path } = await backend.mount(vol, { node: NODE, device });
     const fh = await open(join(path, 'held'), 'w');
     try {
       await expect(backend.unmount(vol)).rejects.toMatchObject({ kind: 'InUse' });
@@ -183,7 +187,7 @@ describe('loop backend specifics', () => {
   it('listPresent finds a device whose image was deleted behind its back, and delete frees it', async () => {
     const vol = volume();
     await backend.create(vol);
-    const { device } = await backend.attach(vol);
+    const { device } = await backend.attach(vol, { node: NODE });
     await rm(backend.image(vol));
     expect(await backend.listPresent()).toEqual([vol.id]);
     expect((await backend.inspect(vol)).exists).toBe(false);
@@ -196,8 +200,8 @@ describe('loop backend specifics', () => {
     for (const [fs, size] of [['ext4', 32 * MiB], ['xfs', 300 * MiB]] as const) {
       const vol = volume({ fsType: fs, sizeBytes: size });
       await backend.create(vol);
-      const { device } = await backend.attach(vol);
-      await backend.mount(vol, { device });
+      const { device } = await backend.attach(vol, { node: NODE });
+      await backend.mount(vol, { node: NODE, device });
       const before = (await backend.stats(vol)).totalBytes;
       const outcome = await backend.expand(vol, size + 64 * MiB, { mounted: true, device });
       expect(outcome).toEqual({ pendingFsGrowth: fs === 'ext4' });
@@ -207,7 +211,7 @@ describe('loop backend specifics', () => {
       if (fs === 'xfs') expect(afterOnline).toBeGreaterThan(before + 48 * MiB);
       else expect(afterOnline).toBe(before);
       await backend.unmount(vol);
-      await backend.mount({ ...vol, sizeBytes: size + 64 * MiB }, { device });
+      await backend.mount({ ...vol, sizeBytes: size + 64 * MiB }, { node: NODE, device });
       expect((await backend.stats(vol)).totalBytes).toBeGreaterThan(before + 48 * MiB);
     }
   });
@@ -215,9 +219,9 @@ describe('loop backend specifics', () => {
   it('stats measures whether the filesystem has grown: a small ext4 growth while mounted stays pending until the next mount', async () => {
     const vol = volume({ fsType: 'ext4', sizeBytes: 512 * MiB });
     await backend.create(vol);
-    const { device } = await backend.attach(vol);
+    const { device } = await backend.attach(vol, { node: NODE });
     expect((await backend.stats(vol)).fsGrowthPending).toBeUndefined(); // no filesystem yet
-    await backend.mount(vol, { device });
+    await backend.mount(vol, { node: NODE, device });
     const before = await backend.stats(vol);
     expect(before.fsGrowthPending).toBe(false);
     // +6%: statfs already shows more than 85% of the new size, so the frontends' old ratio
@@ -229,7 +233,7 @@ describe('loop backend specifics', () => {
     expect(await readFsSize(device!)).toBe(512 * MiB);
     await backend.unmount(vol);
     expect((await backend.stats(vol)).fsGrowthPending).toBe(true); // from the image: grows at the next mount
-    await backend.mount({ ...vol, sizeBytes: 544 * MiB }, { device });
+    await backend.mount({ ...vol, sizeBytes: 544 * MiB }, { node: NODE, device });
     const grown = await backend.stats(vol);
     expect(grown.fsGrowthPending).toBe(false);
     expect(grown.totalBytes).toBeGreaterThan(before.totalBytes + 24 * MiB);
@@ -241,8 +245,8 @@ describe('loop backend specifics', () => {
   it('stats says an online xfs grow is done at once (its on-disk superblock lags), and nothing about block volumes', async () => {
     const vol = volume({ fsType: 'xfs', sizeBytes: 300 * MiB });
     await backend.create(vol);
-    const { device } = await backend.attach(vol);
-    await backend.mount(vol, { device });
+    const { device } = await backend.attach(vol, { node: NODE });
+    await backend.mount(vol, { node: NODE, device });
     expect(await backend.expand(vol, 340 * MiB, { mounted: true, device })).toEqual({ pendingFsGrowth: false });
     // xfs writes its primary superblock back only at a log checkpoint (tens of seconds
     // later), so the one on the device still says 300 MiB here: stats must not read it.
@@ -253,7 +257,7 @@ describe('loop backend specifics', () => {
 
     const blk = volume({ volumeMode: 'block', sizeBytes: 8 * MiB });
     await backend.create(blk);
-    await backend.attach(blk);
+    await backend.attach(blk, { node: NODE });
     expect(await backend.stats(blk)).not.toHaveProperty('fsGrowthPending');
   });
 
@@ -262,8 +266,8 @@ describe('loop backend specifics', () => {
     await backend.create(vol);
     await expect(backend.expand(vol, 200 * MiB, { mounted: false, device: null })).rejects.toMatchObject({ kind: 'OutOfRange', field: 'size' });
     expect((await stat(backend.image(vol))).size).toBe(128 * MiB);
-    const { device } = await backend.attach(vol);
-    await backend.mount(vol, { device });
+    const { device } = await backend.attach(vol, { node: NODE });
+    await backend.mount(vol, { node: NODE, device });
     const snap = { id: 'snap-0123456789abcdefghjkmnpqrs', volumeId: vol.id, sizeBytes: vol.sizeBytes };
     stack.defer('delete snapshot', () => backend.deleteSnapshot(snap));
     await backend.createSnapshot(vol, snap);
@@ -278,8 +282,8 @@ describe('loop backend specifics', () => {
     for (const [fs, size] of [['ext4', 32 * MiB], ['xfs', 300 * MiB]] as const) {
       const src = volume({ fsType: fs, sizeBytes: size });
       await backend.create(src);
-      const a = await backend.attach(src);
-      await writeFile(join((await backend.mount(src, { device: a.device })).path, 'f'), fs);
+      const a = await backend.attach(src, { node: NODE });
+      await writeFile(join((await backend.mount(src, { node: NODE, device: a.device })).path, 'f'), fs);
       const snap = { id: `snap-${randomVolumeId().slice(4)}`, volumeId: src.id, sizeBytes: size };
       stack.defer('delete snapshot', () => backend.deleteSnapshot(snap));
       await backend.createSnapshot(src, snap);
@@ -288,8 +292,8 @@ describe('loop backend specifics', () => {
       const progress: number[] = [];
       await backend.createFromSnapshot(big, snap, (done) => progress.push(done));
       expect(progress.length).toBeGreaterThan(0);
-      const { device } = await backend.attach(big);
-      const { path } = await backend.mount(big, { device });
+      const { device } = await backend.attach(big, { node: NODE });
+      const { path } = await backend.mount(big, { node: NODE, device });
       expect((await backend.stats(big)).totalBytes).toBeGreaterThan(srcTotal + size / 2);
       expect(await readFile(join(path, 'f'), 'utf8')).toBe(fs);
     }

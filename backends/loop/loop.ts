@@ -11,7 +11,8 @@
 import { mkdir, open, readdir, rm, rmdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type {
-  AttachResult, Backend, BackendContext, BackendFactory, BackendSnapshot, BackendVolume, CreateSpec, ExpandOutcome, MountResult, Progress,
+  AttachOptions, AttachResult, Attaching, BackendBase, BackendContext, BackendFactory, BackendSnapshot, BackendVolume, Cloning, CreateSpec,
+  DeclaredCapabilities, Expanding, ExpandOutcome, Fencing, MountOptions, MountResult, Progress, Snapshotting,
 } from '../../core/backend.js';
 import type { BackendCapabilities, FsType, VolumeStats } from '../../core/types.js';
 import type { Exec } from '../../core/os/exec.js';
@@ -23,10 +24,11 @@ import { FS_GROWS_ONLINE, fsMountOptions, fsUsage, growFilesystem, makeFilesyste
 import { findMount, mount as mountFs, readMountInfo, unmountAll } from '../../core/os/mounts.js';
 import { shutdownMount } from '../../core/os/fence.js';
 import { childPath, managedMountPath, VOLUME_ID_RE } from '../paths.js';
+import { requireOwnNode } from '../node.js';
 import { checkLoopMax, parseLoopSettings, validateLoopCreate, type LoopSettings } from './settings.js';
 import { copyImage, thaw } from './copy.js';
 
-const CAPABILITIES: BackendCapabilities = {
+const CAPABILITIES = {
   sizeEnforced: true,
   block: true,
   snapshots: true,
@@ -36,8 +38,9 @@ const CAPABILITIES: BackendCapabilities = {
   expansion: 'online',
   fsTypes: ['ext4', 'xfs', 'btrfs'],
   attachable: true,
+  fencing: true,
   scope: 'local',
-};
+} as const satisfies BackendCapabilities;
 
 const IMAGE_SUFFIX = '.img';
 const SNAPSHOT_DIR = 'snapshots';
@@ -64,10 +67,12 @@ export const createLoopBackend: BackendFactory = async (ctx) => {
   return new LoopBackend(ctx, settings);
 };
 
-export class LoopBackend implements Backend {
+export class LoopBackend implements BackendBase, Attaching, Snapshotting, Cloning, Expanding, Fencing {
   readonly driver = 'loop';
-  readonly capabilities: BackendCapabilities;
+  readonly capabilities: DeclaredCapabilities<typeof CAPABILITIES>;
   readonly name: string;
+  /** Loop devices and mounts are in this node's kernel: attach and mount serve this node only. */
+  private readonly node: string;
   private readonly exec: Exec;
   private readonly log: Logger;
   private readonly stateRoot: string;
@@ -81,6 +86,7 @@ export class LoopBackend implements Backend {
     this.exec = ctx.exec;
     this.log = ctx.log;
     this.stateRoot = ctx.stateRoot;
+    this.node = ctx.node;
   }
 
   privateDirs(): readonly string[] {
@@ -141,7 +147,8 @@ export class LoopBackend implements Backend {
     await rm(this.image(vol), { force: true });
   }
 
-  async attach(vol: BackendVolume): Promise<AttachResult> {
+  async attach(vol: BackendVolume, opts: AttachOptions): Promise<AttachResult> {
+    requireOwnNode({ backend: this.name, own: this.node, node: opts.node, op: 'attach' });
     const image = this.image(vol);
     // Independent reads side by side: each is a trip through libuv's thread pool.
     const [existing, present] = await Promise.all([this.devices(vol), exists(image)]);
@@ -163,7 +170,8 @@ export class LoopBackend implements Backend {
     await this.detachAll(vol, devs);
   }
 
-  async mount(vol: BackendVolume, opts: { device: string | null }): Promise<MountResult> {
+  async mount(vol: BackendVolume, opts: MountOptions): Promise<MountResult> {
+    requireOwnNode({ backend: this.name, own: this.node, node: opts.node, op: 'mount' });
     if (vol.volumeMode === 'block') return { path: await this.attachedDevice(vol, opts.device) };
     const fsType = requireFs(vol);
     const target = this.mountPoint(vol);

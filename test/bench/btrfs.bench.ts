@@ -27,12 +27,12 @@ export async function run(): Promise<BenchResult[]> {
   const pool = await makeBtrfsPool({ sizeMiB: 1024, prefix: 'berth-bench-btrfs-' });
   try {
     const backend = await createBtrfsBackend({
-      name: 'bench', settings: { pool: pool.pool }, stateRoot: pool.root, exec: createExec(), log: createSilentLogger(),
+      name: 'bench', settings: { pool: pool.pool }, stateRoot: pool.root, node: 'bench-node', exec: createExec(), log: createSilentLogger(),
     });
     const size = 256 * MiB;
     const source = vol(size);
     await backend.create(source);
-    const { path } = await backend.mount(source, { device: null });
+    const { path } = await backend.mount(source, { node: 'bench-node', device: null });
     await writeMiB(join(path, 'data'), DATA_MIB);
     await sh('sync', ['-f', path]);
 

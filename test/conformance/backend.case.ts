@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Backend, BackendVolume, CreateSpec } from '../../core/backend.js';
+import { canAttach, canClone, canExpand, canFence, canSnapshot, type Backend, type BackendVolume, type CreateSpec, type Expanding, type Snapshotting } from '../../core/backend.js';
 import { BerthError } from '../../core/errors.js';
 import { readMountInfo } from '../../core/os/mounts.js';
 import { createCleanupStack, findLeftovers, sweepRoot, type CleanupStack } from '../helpers/cleanup.js';
@@ -17,8 +17,8 @@ import { createCleanupStack, findLeftovers, sweepRoot, type CleanupStack } from 
 export interface ConformanceOptions {
   /** Suite title, e.g. "loop (xfs)". */
   readonly name: string;
-  /** Builds the backend under test with `root` as its stateRoot (a fresh mkdtemp per test). */
-  makeBackend(root: string): Promise<Backend>;
+  /** Builds the backend under test with `root` as its stateRoot (a fresh mkdtemp per test) on node `node`. */
+  makeBackend(root: string, node: string): Promise<Backend>;
   /** Size of the filesystem volumes the suite makes; at least the backend's minimum. Default 32 MiB. */
   readonly volumeSize?: number;
   /** Spec fields every volume gets (e.g. { fsType: 'xfs' }). */
@@ -27,6 +27,8 @@ export interface ConformanceOptions {
 }
 
 const MiB = 1024 * 1024;
+/** The node the suite's backends run as (BackendContext.node); attach and mount act for it. */
+const NODE = 'conformance-node';
 const ID_CHARS = '0123456789abcdefghjkmnpqrstvwxyz';
 
 /** A fresh id in the core's shape: "vol-" + 26 base32 chars. */
@@ -89,7 +91,7 @@ export function runBackendConformance(opts: ConformanceOptions): void {
         const swept = await sweepRoot(root);
         expect(swept, 'the backend left mounts or loop devices behind').toEqual({ mounts: [], loops: [] });
       });
-      backend = await opts.makeBackend(root);
+      backend = await opts.makeBackend(root, NODE);
     });
 
     afterEach(async () => {
@@ -104,20 +106,29 @@ export function runBackendConformance(opts: ConformanceOptions): void {
       const vol: BackendVolume = { id, name: `conf-${id.slice(-8)}`, ...spec };
       stack.defer(`teardown ${id}`, async () => {
         await backend.unmount(vol);
-        await backend.detach(vol);
+        await detach(vol);
         await backend.delete(vol);
       });
       return vol;
     }
 
+    /** The volume's device for this node, where the backend has devices (null otherwise). */
+    async function attach(vol: BackendVolume): Promise<string | null> {
+      return canAttach(backend) ? (await backend.attach(vol, { node: NODE })).device : null;
+    }
+
+    async function detach(vol: BackendVolume): Promise<void> {
+      if (canAttach(backend)) await backend.detach(vol);
+    }
+
     async function attachAndMount(vol: BackendVolume): Promise<string> {
-      const { device } = await backend.attach(vol);
-      return (await backend.mount(vol, { device })).path;
+      const device = await attach(vol);
+      return (await backend.mount(vol, { node: NODE, device })).path;
     }
 
     async function unmountAndDetach(vol: BackendVolume): Promise<void> {
       await backend.unmount(vol);
-      await backend.detach(vol);
+      await detach(vol);
     }
 
     test('validateCreate fills defaults and names unknown options', async () => {
@@ -153,21 +164,23 @@ export function runBackendConformance(opts: ConformanceOptions): void {
       const vol = newVolume();
       await backend.create(vol);
       await backend.unmount(vol); // never mounted
-      await backend.detach(vol); // never attached
-      const a1 = await backend.attach(vol);
-      const a2 = await backend.attach(vol);
-      expect(a2.device).toBe(a1.device);
-      if (backend.capabilities.attachable) expect(a1.device).toMatch(/^\/dev\//);
-      else expect(a1.device).toBeNull();
-      const m1 = await backend.mount(vol, { device: a1.device });
-      const m2 = await backend.mount(vol, { device: a1.device });
+      await detach(vol); // never attached
+      const a1 = await attach(vol);
+      const a2 = await attach(vol);
+      expect(a2).toBe(a1);
+      if (backend.capabilities.attachable) expect(a1).toMatch(/^\/dev\//);
+      else expect(a1).toBeNull();
+      if (canAttach(backend)) expect(await backend.attachedHere(vol), 'attachedHere after attach').toBe(true);
+      const m1 = await backend.mount(vol, { node: NODE, device: a1 });
+      const m2 = await backend.mount(vol, { node: NODE, device: a1 });
       expect(m2.path).toBe(m1.path);
       expect((await stat(m1.path)).isDirectory()).toBe(true);
       expect(await readdir(m1.path), 'a new volume looks empty').toEqual([]);
       await backend.unmount(vol);
       await backend.unmount(vol);
-      await backend.detach(vol);
-      await backend.detach(vol);
+      await detach(vol);
+      await detach(vol);
+      if (canAttach(backend)) expect(await backend.attachedHere(vol), 'attachedHere after detach').toBe(false);
       expect(await backend.inspect(vol)).toEqual({ exists: true, device: null, mounted: false });
     });
 
@@ -175,12 +188,12 @@ export function runBackendConformance(opts: ConformanceOptions): void {
       if (!backend.capabilities.attachable) {
         const vol = newVolume();
         await backend.create(vol);
-        expect((await backend.mount(vol, { device: null })).path).toBeTruthy();
+        expect((await backend.mount(vol, { node: NODE, device: null })).path).toBeTruthy();
         return;
       }
       const vol = newVolume();
       await backend.create(vol);
-      await expectBerthError(backend.mount(vol, { device: null }), 'FailedPrecondition');
+      await expectBerthError(backend.mount(vol, { node: NODE, device: null }), 'FailedPrecondition');
     });
 
     test('data written survives unmount and mount', async () => {
@@ -197,10 +210,10 @@ export function runBackendConformance(opts: ConformanceOptions): void {
     test('inspect matches the kernel', async () => {
       const vol = newVolume();
       await backend.create(vol);
-      const { device } = await backend.attach(vol);
+      const device = await attach(vol);
       expect((await backend.inspect(vol)).device).toBe(device);
       if (device) expect((await stat(device)).isBlockDevice()).toBe(true);
-      const { path } = await backend.mount(vol, { device });
+      const { path } = await backend.mount(vol, { node: NODE, device });
       const state = await backend.inspect(vol);
       expect(state.exists).toBe(true);
       if (device) {
@@ -266,38 +279,38 @@ export function runBackendConformance(opts: ConformanceOptions): void {
       if (backend.capabilities.sizeEnforced) expect(s.totalBytes).toBeLessThanOrEqual(vol.sizeBytes);
     });
 
-    const snapTest = (title: string, fn: () => Promise<void>) =>
+    const snapTest = (title: string, fn: (b: Backend & Snapshotting) => Promise<void>) =>
       test(title, async () => {
-        if (!backend.capabilities.snapshots) {
+        if (!canSnapshot(backend)) {
           expect(backend.createSnapshot, 'createSnapshot exists exactly when declared').toBeUndefined();
           return;
         }
-        await fn();
+        await fn(backend);
       });
 
-    snapTest('a restore from a snapshot has the data written before it, not after', async () => {
+    snapTest('a restore from a snapshot has the data written before it, not after', async (b) => {
       const src = newVolume();
       await backend.create(src);
       const srcPath = await attachAndMount(src);
       await writeFile(join(srcPath, 'before'), 'before');
       const snap = { id: `snap-${randomVolumeId().slice(4)}`, volumeId: src.id, sizeBytes: src.sizeBytes };
-      stack.defer(`delete snapshot ${snap.id}`, () => backend.deleteSnapshot!(snap));
-      await backend.createSnapshot!(src, snap); // taken while mounted
-      await backend.createSnapshot!(src, snap); // idempotent
+      stack.defer(`delete snapshot ${snap.id}`, () => b.deleteSnapshot(snap));
+      await b.createSnapshot(src, snap); // taken while mounted
+      await b.createSnapshot(src, snap); // idempotent
       await writeFile(join(srcPath, 'after'), 'after');
       const restored = newVolume({ sizeBytes: src.sizeBytes, fsType: src.fsType });
-      await backend.createFromSnapshot!(restored, snap);
+      await b.createFromSnapshot(restored, snap);
       const path = await attachAndMount(restored); // mounted beside its still-mounted source
       expect(await readFile(join(path, 'before'), 'utf8')).toBe('before');
       expect(await readdir(path)).not.toContain('after');
-      await backend.deleteSnapshot!(snap);
-      await backend.deleteSnapshot!(snap);
+      await b.deleteSnapshot(snap);
+      await b.deleteSnapshot(snap);
       await writeFile(join(path, 'still-writable'), 'yes');
       expect(await readFile(join(path, 'before'), 'utf8')).toBe('before');
     });
 
     test('a clone is independent of its source', async () => {
-      if (!backend.capabilities.clones) {
+      if (!canClone(backend)) {
         expect(backend.createFromVolume, 'createFromVolume exists exactly when declared').toBeUndefined();
         return;
       }
@@ -306,7 +319,7 @@ export function runBackendConformance(opts: ConformanceOptions): void {
       const srcPath = await attachAndMount(src);
       await writeFile(join(srcPath, 'shared'), 'v1');
       const clone = newVolume({ sizeBytes: src.sizeBytes, fsType: src.fsType });
-      await backend.createFromVolume!(clone, src);
+      await backend.createFromVolume(clone, src);
       const clonePath = await attachAndMount(clone);
       expect(await readFile(join(clonePath, 'shared'), 'utf8')).toBe('v1');
       await writeFile(join(clonePath, 'shared'), 'clone');
@@ -315,24 +328,24 @@ export function runBackendConformance(opts: ConformanceOptions): void {
       expect(await readdir(clonePath)).not.toContain('only-source');
     });
 
-    const expandTest = (title: string, fn: () => Promise<void>) =>
+    const expandTest = (title: string, fn: (b: Backend & Expanding) => Promise<void>) =>
       test(title, async () => {
-        if (backend.capabilities.expansion === 'none') {
+        if (!canExpand(backend)) {
           expect(backend.expand, 'expand exists exactly when declared').toBeUndefined();
           return;
         }
-        await fn();
+        await fn(backend);
       });
 
-    expandTest('expand grows a mounted volume (online, or at the next mount when it says so)', async () => {
+    expandTest('expand grows a mounted volume (online, or at the next mount when it says so)', async (b) => {
       const vol = newVolume();
       await backend.create(vol);
-      const { device } = await backend.attach(vol);
-      let path = (await backend.mount(vol, { device })).path;
+      const device = await attach(vol);
+      let path = (await backend.mount(vol, { node: NODE, device })).path;
       await writeFile(join(path, 'kept'), 'kept');
       const before = await backend.stats(vol);
       const grown = { ...vol, sizeBytes: vol.sizeBytes * 2 };
-      const outcome = await backend.expand!(vol, grown.sizeBytes, { mounted: true, device });
+      const outcome = await b.expand(vol, grown.sizeBytes, { mounted: true, device });
       if (outcome?.pendingFsGrowth || backend.capabilities.expansion === 'offline') {
         await unmountAndDetach(grown);
         path = await attachAndMount(grown);
@@ -344,17 +357,43 @@ export function runBackendConformance(opts: ConformanceOptions): void {
       if (backend.capabilities.sizeEnforced) expect(await writeUntil(join(path, 'fill.bin'), vol.sizeBytes + 4 * MiB)).toBeNull();
     });
 
-    expandTest('expand of an unmounted volume shows at the next mount', async () => {
+    expandTest('expand of an unmounted volume shows at the next mount', async (b) => {
       const vol = newVolume();
       await backend.create(vol);
       await writeFile(join(await attachAndMount(vol), 'kept'), 'kept');
       const before = await backend.stats(vol);
       await unmountAndDetach(vol);
       const grown = { ...vol, sizeBytes: vol.sizeBytes * 2 };
-      await backend.expand!(vol, grown.sizeBytes, { mounted: false, device: null });
+      await b.expand(vol, grown.sizeBytes, { mounted: false, device: null });
       const path = await attachAndMount(grown);
       if (backend.capabilities.sizeEnforced) expect((await backend.stats(grown)).totalBytes).toBeGreaterThan(before.totalBytes);
       expect(await readFile(join(path, 'kept'), 'utf8')).toBe('kept');
+    });
+
+    test('each optional method is present exactly when its capability is declared', async () => {
+      // The compiler checks this for drivers (core/backend.ts); this checks what a factory built at run time.
+      const has = (m: string) => typeof (backend as unknown as Record<string, unknown>)[m] === 'function';
+      const c = backend.capabilities;
+      expect({ attach: has('attach'), detach: has('detach') }).toEqual({ attach: c.attachable, detach: c.attachable });
+      expect(['createSnapshot', 'deleteSnapshot', 'createFromSnapshot'].map(has)).toEqual([c.snapshots, c.snapshots, c.snapshots]);
+      expect(has('createFromVolume')).toBe(c.clones);
+      expect(has('expand')).toBe(c.expansion !== 'none');
+      expect(has('fence')).toBe(c.fencing);
+      expect(canFence(backend)).toBe(c.fencing);
+      if (c.block) expect(c.attachable, 'block volumes need a device').toBe(true);
+    });
+
+    test('attach and mount refuse another node where the storage is local to this one', async () => {
+      const vol = newVolume();
+      await backend.create(vol);
+      if (backend.capabilities.scope === 'global' && !canAttach(backend)) {
+        expect((await backend.mount(vol, { node: 'elsewhere', device: null })).path).toBeTruthy();
+        return;
+      }
+      if (canAttach(backend)) await expectBerthError(backend.attach(vol, { node: 'elsewhere' }), 'FailedPrecondition', 'node');
+      const device = await attach(vol);
+      await expectBerthError(backend.mount(vol, { node: 'elsewhere', device }), 'FailedPrecondition', 'node');
+      expect((await backend.inspect(vol)).mounted).toBe(false);
     });
 
     test('block volumes give the raw device, bounded by the size', async () => {
@@ -365,8 +404,8 @@ export function runBackendConformance(opts: ConformanceOptions): void {
       const vol = newVolume({ volumeMode: 'block', fsType: null, sizeBytes: 8 * MiB });
       expect(vol.fsType).toBeNull();
       await backend.create(vol);
-      const { device } = await backend.attach(vol);
-      const { path } = await backend.mount(vol, { device });
+      const device = await attach(vol);
+      const { path } = await backend.mount(vol, { node: NODE, device });
       expect(path).toBe(device);
       expect((await stat(path)).isBlockDevice()).toBe(true);
       expect(await writeUntil(path, MiB, { flag: 'r+', position: vol.sizeBytes - MiB })).toBeNull();

@@ -8,7 +8,7 @@ import { createFakeBackend, LOOP_LIKE } from './fake.js';
 
 runBackendConformance({
   name: 'fake (dir-like)',
-  makeBackend: async (root) => createFakeBackend({ name: 'fake', root: join(root, 'fake') }),
+  makeBackend: async (root, node) => createFakeBackend({ name: 'fake', root: join(root, 'fake'), node }),
 });
 
 describe('fake backend hooks', () => {
@@ -38,9 +38,14 @@ describe('fake backend hooks', () => {
     const plain = createFakeBackend();
     expect(plain.createSnapshot).toBeUndefined();
     expect(plain.expand).toBeUndefined();
+    expect(plain.attach).toBeUndefined();
     const loopish = createFakeBackend({ capabilities: LOOP_LIKE });
     expect(typeof loopish.createSnapshot).toBe('function');
     expect(typeof loopish.createFromVolume).toBe('function');
     expect(typeof loopish.expand).toBe('function');
+    expect(typeof loopish.attach).toBe('function');
+    // What the Backend type says of drivers: block volumes need a device; the fake has no fence.
+    expect(() => createFakeBackend({ capabilities: { block: true } })).toThrow(/attachable/);
+    expect(() => createFakeBackend({ capabilities: { fencing: true } })).toThrow(/cannot fence/);
   });
 });

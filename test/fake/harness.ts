@@ -179,7 +179,7 @@ export async function createFakeHarness(opts: FakeHarnessOptions = {}): Promise<
   const build = async (): Promise<Built> => {
     const backends = new Map<string, FakeBackend>();
     for (const n of names) {
-      backends.set(n, createFakeBackend({ ...specs[n], name: n, state: states.get(n)!, root: join(root, 'backends', n) }));
+      backends.set(n, createFakeBackend({ ...specs[n], name: n, node: nodeId, state: states.get(n)!, root: join(root, 'backends', n) }));
     }
     const store = openStore(dbPath);
     let cluster: TestClusterNode | null = null;

@@ -72,6 +72,7 @@ export async function startFakeCluster(root: TmpRoot, o: FakeClusterOptions): Pr
       backends.set(n, createFakeBackend({
         ...spec,
         name: n,
+        node: id,
         state,
         root: shared ? root.path('shared', n) : root.path('nodes', id, 'backends', n),
         capabilities: { ...spec.capabilities, scope: shared ? 'global' : 'local' },
