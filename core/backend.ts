@@ -237,3 +237,15 @@ export interface BackendContext {
 }
 
 export type BackendFactory = (ctx: BackendContext) => Backend | Promise<Backend>;
+
+/**
+ * A driver as the registry knows it (backends/index.ts): how to build an instance, and the
+ * programs its backends run, directly or through a core/os helper (names on core/os/exec.ts's
+ * allow-list). The registry hands each backend an Exec that refuses any program its driver
+ * did not declare, and checks at start-up that the declared ones are installed.
+ * @example export const dirDriver: BackendDriver = { binaries: ['cp'], create: createDirBackend };
+ */
+export interface BackendDriver {
+  readonly binaries: readonly string[];
+  readonly create: BackendFactory;
+}

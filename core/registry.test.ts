@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { fakeDriver } from '../test/fake/fake.js';
 import { BerthError } from './errors.js';
 import { createSilentLogger } from './log.js';
-import { createExec } from './os/exec.js';
+import type { BackendDriver } from './backend.js';
+import { createExec, type Exec } from './os/exec.js';
 import { createBackends } from './registry.js';
 
 const base = { drivers: { fake: fakeDriver }, exec: createExec(), log: createSilentLogger() };
@@ -17,6 +18,25 @@ async function errorOf(p: Promise<unknown>): Promise<BerthError> {
 }
 
 describe('createBackends', () => {
+  it('hands each backend its node and an exec limited to the programs its driver declares', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'berth-reg-'));
+    try {
+      const got: { exec?: Exec; node?: string } = {};
+      const spy: BackendDriver = { binaries: ['sync'], create: (ctx) => ((got.exec = ctx.exec), (got.node = ctx.node), fakeDriver.create(ctx)) };
+      await createBackends({ ...base, drivers: { spy }, config: { nodeId: 'node-7', stateRoot: root, backends: { s: { driver: 'spy' } } } });
+      expect(got.node).toBe('node-7');
+      await expect(got.exec!({ bin: 'sync', args: [], timeoutMs: 10_000 })).resolves.toMatchObject({ exitCode: 0 });
+      await expect(got.exec!({ bin: 'cp', args: ['--', '/dev/null', join(root, 'x')], timeoutMs: 10_000 })).rejects.toThrow(/spy driver does not declare cp/);
+      // A program core/os/exec.ts does not allow is a driver bug, found at start-up.
+      const rogue: BackendDriver = { binaries: ['rm'], create: fakeDriver.create };
+      const err = await errorOf(createBackends({ ...base, drivers: { rogue }, config: { nodeId: 'n', stateRoot: root, backends: { r: { driver: 'rogue' } } } }));
+      expect(err.kind).toBe('Internal');
+      expect(err.message).toMatch(/declares rm/);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
   it('builds every configured instance under its name', async () => {
     const root = mkdtempSync(join(tmpdir(), 'berth-reg-'));
     try {
@@ -44,7 +64,7 @@ describe('createBackends', () => {
   });
 
   it('turns a factory crash into Internal naming the instance', async () => {
-    const err = await errorOf(createBackends({ ...base, drivers: { boom: () => { throw new Error('no disk'); } }, config: { nodeId: 'node-1', stateRoot: '/tmp/x', backends: { x: { driver: 'boom' } } } }));
+    const err = await errorOf(createBackends({ ...base, drivers: { boom: { binaries: [], create: () => { throw new Error('no disk'); } } }, config: { nodeId: 'node-1', stateRoot: '/tmp/x', backends: { x: { driver: 'boom' } } } }));
     expect(err.kind).toBe('Internal');
     expect(err.message).toContain('"x"');
   });

@@ -2,9 +2,11 @@
  * The backend registry: builds the configured backend instances from the driver table.
  * Instance names are volume-name-like; each instance's `driver` must be a known driver
  * (else InvalidArgument naming "backends.<name>.driver" and listing the known ones); the
- * driver's factory validates the rest of its settings and names bad keys itself.
+ * driver's factory validates the rest of its settings and names bad keys itself. Each backend
+ * runs only the programs its driver declares (core/backend-drivers.ts).
  */
-import type { Backend, BackendFactory } from './backend.js';
+import type { Backend, BackendDriver } from './backend.js';
+import { checkDriverBinaries, driverExec } from './backend-drivers.js';
 import type { Config } from './config.js';
 import { BerthError, invalidArgument } from './errors.js';
 import type { Logger } from './log.js';
@@ -14,7 +16,7 @@ import { didYouMean } from './suggest.js';
 
 export interface CreateBackendsOptions {
   readonly config: Pick<Config, 'backends' | 'stateRoot' | 'nodeId'>;
-  readonly drivers: Record<string, BackendFactory>;
+  readonly drivers: Record<string, BackendDriver>;
   readonly exec: Exec;
   readonly log: Logger;
 }
@@ -41,9 +43,12 @@ export async function createBackends(o: CreateBackendsOptions): Promise<Map<stri
           : `unknown driver ${JSON.stringify(driver)}${didYouMean(String(driver), known)} (known drivers: ${known.join(', ')})`,
       );
     }
+    const d = o.drivers[driver]!;
+    const log = o.log.child({ backend: name });
+    checkDriverBinaries(name, driver, d, log);
     let backend: Backend;
     try {
-      backend = await o.drivers[driver]!({ name, settings, stateRoot: o.config.stateRoot, node: o.config.nodeId, exec: o.exec, log: o.log.child({ backend: name }) });
+      backend = await d.create({ name, settings, stateRoot: o.config.stateRoot, node: o.config.nodeId, exec: driverExec(o.exec, driver, d), log });
     } catch (err) {
       if (err instanceof BerthError) throw err;
       throw new BerthError('Internal', `backend "${name}" (${driver}) failed to start: ${err instanceof Error ? err.message : String(err)}`, { cause: err });

@@ -3,7 +3,9 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { builtinDrivers } from '../backends/index.js';
 import { ERROR_KINDS } from '../core/errors.js';
+import { ALLOWED_BINARIES } from '../core/os/exec.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const SOURCE_DIRS = ['core', 'backends', 'frontends', 'cli'];
@@ -154,6 +156,92 @@ describe('architecture', () => {
       });
     const doubles = SOURCE_DIRS.flatMap((d) => walk(join(ROOT, d))).filter((p) => p.endsWith('.case.ts') || /(^|\/)fake(\/|\.)/.test(p));
     expect(doubles).toEqual([]);
+  });
+
+  it('an OS helper that one driver alone uses lives with that driver, unless it needs the system-call addon', () => {
+    // Such helpers still run commands only through core/os/exec.ts (the rule above); backends/<driver>/
+    // is where they live (backends/btrfs/commands.ts). The addon stays reachable from core/os/ only.
+    // core/os/loop.ts and fence.ts serve loop alone, but make system calls through the addon.
+    const js = (p: string) => p.replace(/\.ts$/, '.js');
+    const osImportsOf = (p: string) =>
+      (files.find((f) => f.path === p)?.imports ?? []).map((s) => resolved(p, s).replace(/\.js$/, '.ts')).filter((t) => t.startsWith('core/os/'));
+    const usesAddon = (p: string, seen = new Set<string>()): boolean =>
+      p === 'core/os/sys.ts' || (!seen.has(p) && (seen.add(p), osImportsOf(p).some((t) => usesAddon(t, seen))));
+    const bad = files
+      .filter((os) => os.path.startsWith('core/os/') && !usesAddon(os.path))
+      .flatMap((os) => {
+        const users = files.filter((f) => f.path !== os.path && f.imports.some((s) => resolved(f.path, s) === js(os.path))).map((f) => f.path);
+        const drivers = new Set(users.filter((p) => p.startsWith('backends/')).map((p) => p.split('/').slice(0, 2).join('/')));
+        const elsewhere = users.some((p) => !p.startsWith('backends/'));
+        return drivers.size === 1 && !elsewhere ? [`${os.path} is used by ${[...drivers][0]}/ only`] : [];
+      });
+    expect(bad).toEqual([]);
+  });
+
+  it('a driver imports no other driver', () => {
+    const bad = files
+      .filter((f) => /^backends\/[^/]+\//.test(f.path))
+      .flatMap((f) => {
+        const own = f.path.split('/').slice(0, 2).join('/') + '/';
+        return f.imports.map((s) => resolved(f.path, s)).filter((t) => /^backends\/[^/]+\//.test(t) && !t.startsWith(own)).map((t) => `${f.path} -> ${t}`);
+      });
+    expect(bad).toEqual([]);
+  });
+
+  it('each driver declares every program it runs (its own files and the core/os helpers it calls), and only allowed ones', () => {
+    // The registry hands each backend an Exec limited to its driver's `binaries`; this keeps the
+    // declaration complete, so a program added to a driver without declaring it fails here, not in
+    // production. A core/os helper counts by the functions a driver imports from it (fsUsage from
+    // fs.ts runs nothing; makeFilesystem runs mkfs.*), following the calls inside the module and
+    // into the core/os modules it imports.
+    const byPath = new Map(files.map((f) => [f.path, f]));
+    const BIN = /\bbin: '([^']+)'/g;
+    /** Top-level declarations of a module: name -> its text. */
+    const chunks = (path: string): Map<string, string> => {
+      const out = new Map<string, string>();
+      const text = byPath.get(path)?.text ?? '';
+      const starts = [...text.matchAll(/^(?:export )?(?:async )?(?:function\*? |const |class )(\w+)/gm)];
+      starts.forEach((m, i) => out.set(m[1]!, text.slice(m.index, starts[i + 1]?.index ?? text.length)));
+      return out;
+    };
+    /** Names a module imports from core/os modules other than exec.ts: local name -> module path. */
+    const osImports = (path: string): Map<string, string> => {
+      const out = new Map<string, string>();
+      for (const m of (byPath.get(path)?.text ?? '').matchAll(/import\s+(?:type\s+)?\{([^}]*)\}\s+from\s+'([^']+)'/g)) {
+        const target = resolved(path, m[2]!).replace(/\.js$/, '.ts');
+        if (!target.startsWith('core/os/') || target === 'core/os/exec.ts') continue;
+        for (const part of m[1]!.split(',').map((x) => x.trim().replace(/^type\s+/, '')).filter(Boolean)) {
+          const [orig, local] = part.split(/\s+as\s+/);
+          out.set((local ?? orig)!, `${target}#${orig}`);
+        }
+      }
+      return out;
+    };
+    const binsOf = (ref: string, seen: Set<string>): string[] => {
+      if (seen.has(ref)) return [];
+      seen.add(ref);
+      const [path, name] = ref.split('#') as [string, string];
+      const decls = chunks(path);
+      const body = decls.get(name) ?? '';
+      const called = [...decls.keys()].filter((n) => n !== name && new RegExp(`\\b${n}\\b`).test(body)).map((n) => `${path}#${n}`);
+      const imported = [...osImports(path)].filter(([local]) => new RegExp(`\\b${local}\\b`).test(body)).map(([, r]) => r);
+      return [...[...body.matchAll(BIN)].map((m) => m[1]!), ...[...called, ...imported].flatMap((r) => binsOf(r, seen))];
+    };
+    const folders = new Set(files.filter((f) => /^backends\/[^/]+\//.test(f.path)).map((f) => f.path.split('/')[1]!));
+    expect([...folders].sort()).toEqual(Object.keys(builtinDrivers).sort());
+    for (const [name, driver] of Object.entries(builtinDrivers)) {
+      // The driver's own files and the shared backends/*.ts modules they import.
+      const own = files.filter((f) => f.path.startsWith(`backends/${name}/`)).map((f) => f.path);
+      const shared = own.flatMap((p) => byPath.get(p)!.imports.map((s) => resolved(p, s).replace(/\.js$/, '.ts'))).filter((t) => /^backends\/[^/]+\.ts$/.test(t));
+      const mine = [...new Set([...own, ...shared])];
+      const runs = new Set([
+        ...mine.flatMap((p) => [...byPath.get(p)!.text.matchAll(BIN)].map((m) => m[1]!)),
+        ...mine.flatMap((p) => [...osImports(p).values()].flatMap((r) => binsOf(r, new Set()))),
+      ]);
+      expect([...runs].filter((b) => !driver.binaries.includes(b)), `${name}: programs run but not declared`).toEqual([]);
+      expect(driver.binaries.filter((b) => !runs.has(b)), `${name}: declared but never run`).toEqual([]);
+      expect(driver.binaries.filter((b) => !(ALLOWED_BINARIES as readonly string[]).includes(b)), `${name}: declared but not allowed`).toEqual([]);
+    }
   });
 
   it('cli talks to the daemon through the admin client (only daemon.ts composes the core)', () => {

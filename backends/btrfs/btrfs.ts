@@ -17,7 +17,7 @@
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type {
-  Backend, BackendBase, BackendContext, BackendRuntimeState, BackendSnapshot, BackendVolume, Cloning, CreateSpec, Expanding,
+  Backend, BackendBase, BackendContext, BackendDriver, BackendRuntimeState, BackendSnapshot, BackendVolume, Cloning, CreateSpec, Expanding,
   MountOptions, MountResult, Progress, Snapshotting,
 } from '../../core/backend.js';
 import {
@@ -27,12 +27,18 @@ import { CommandError, type Exec } from '../../core/os/exec.js';
 import {
   BTRFS_SUPER_MAGIC, isBtrfs, isSubvolume, ownQgroup, qgroupLimit, qgroupShow, quotaEnable,
   subvolumeCreate, subvolumeDelete, subvolumeSnapshot,
-} from '../../core/os/btrfs.js';
+} from './commands.js';
 import { fsUsage } from '../../core/os/fs.js';
 import type { BackendCapabilities, Capacity, VolumeStats } from '../../core/types.js';
 import { childPath, VOLUME_ID_RE } from '../paths.js';
 import { requireOwnNode } from '../node.js';
 import { MIN_SIZE, parseBtrfsSettings, type BtrfsSettings } from './settings.js';
+
+/**
+ * The btrfs driver and the one program it runs: btrfs (subvolumes and qgroups, ./commands.ts).
+ * @example const backends = await createBackends({ config, drivers: { btrfs: btrfsDriver }, exec, log });
+ */
+export const btrfsDriver: BackendDriver = { binaries: ['btrfs'], create: createBtrfsBackend };
 
 /**
  * Builds a btrfs backend after checking that the pool is on btrfs and that quotas can be

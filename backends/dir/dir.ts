@@ -23,7 +23,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type {
-  BackendBase, BackendContext, DeclaredCapabilities, BackendFactory, BackendSnapshot, BackendVolume, Cloning, CreateSpec, Expanding, ExpandOutcome, MountOptions, Progress, Snapshotting,
+  BackendBase, BackendContext, BackendDriver, DeclaredCapabilities, BackendFactory, BackendSnapshot, BackendVolume, Cloning, CreateSpec, Expanding, ExpandOutcome, MountOptions, Progress, Snapshotting,
 } from '../../core/backend.js';
 import type { Exec } from '../../core/os/exec.js';
 import type { Logger } from '../../core/log.js';
@@ -66,6 +66,12 @@ export function parseDirSettings(ctx: Pick<BackendContext, 'name' | 'settings' |
     shared: sharedSetting(ctx.name, ctx.settings),
   };
 }
+
+/**
+ * The dir driver and the one program it runs: cp, for snapshots and clones.
+ * @example const backends = await createBackends({ config, drivers: { dir: dirDriver }, exec, log });
+ */
+export const dirDriver: BackendDriver = { binaries: ['cp'], create: (ctx) => createDirBackend(ctx) };
 
 /**
  * Builds a dir backend; creates its root directory.

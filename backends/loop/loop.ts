@@ -11,7 +11,7 @@
 import { mkdir, open, readdir, rm, rmdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type {
-  AttachOptions, AttachResult, Attaching, BackendBase, BackendContext, BackendFactory, BackendSnapshot, BackendVolume, Cloning, CreateSpec,
+  AttachOptions, AttachResult, Attaching, BackendBase, BackendContext, BackendDriver, BackendFactory, BackendSnapshot, BackendVolume, Cloning, CreateSpec,
   DeclaredCapabilities, Expanding, ExpandOutcome, Fencing, MountOptions, MountResult, Progress, Snapshotting,
 } from '../../core/backend.js';
 import type { BackendCapabilities, FsType, VolumeStats } from '../../core/types.js';
@@ -53,6 +53,19 @@ const BTRFS_MIN_RESIZE = 256 * 1024 * 1024;
 const GROW_SLACK = 1024 * 1024;
 /** How long detach waits for the kernel to drop a device it detached lazily (udev still had it open). */
 const DETACH_SETTLE_MS = 5_000;
+
+/**
+ * The loop driver and the programs it runs: losetup (core/os/loop.ts), blkid and the mkfs /
+ * fsck / grow tools of the filesystems it makes (core/os/fs.ts), cp and fsfreeze (copy.ts).
+ * Fencing is a system call (core/os/fence.ts), no program.
+ * @example const backends = await createBackends({ config, drivers: { loop: loopDriver }, exec, log });
+ */
+export const loopDriver: BackendDriver = {
+  binaries: [
+    'losetup', 'blkid', 'mkfs.ext4', 'mkfs.xfs', 'mkfs.btrfs', 'e2fsck', 'resize2fs', 'xfs_growfs', 'btrfs', 'cp', 'fsfreeze',
+  ],
+  create: (ctx) => createLoopBackend(ctx),
+};
 
 /**
  * Builds a loop backend; creates its image root.

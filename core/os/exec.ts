@@ -140,3 +140,8 @@ export function spawnSelfDetached(args: readonly string[]): number | undefined {
   child.unref();
   return child.pid;
 }
+
+/** Where `bin` is installed on berth's search path, or null (start-up checks; no allow-list check). */
+export function findBinary(bin: string): string | null {
+  return SEARCH_PATH.map((dir) => `${dir}/${bin}`).find((p) => existsSync(p)) ?? null;
+}

@@ -12,7 +12,7 @@
 import { lstatSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type {
-  Attaching, AttachResult, Backend, BackendBase, BackendFactory, BackendRuntimeState, BackendSnapshot, BackendVolume, Cloning, CreateSpec,
+  Attaching, AttachResult, Backend, BackendBase, BackendContext, BackendDriver, BackendRuntimeState, BackendSnapshot, BackendVolume, Cloning, CreateSpec,
   Expanding, MountResult, Snapshotting,
 } from '../../core/backend.js';
 import { BerthError, failedPrecondition, invalidArgument, notFound, outOfRange } from '../../core/errors.js';
@@ -355,21 +355,23 @@ export function createFakeBackend(opts: FakeBackendOptions = {}): FakeBackend {
  * Driver factory for config-driven tests (`driver: fake`). Settings: root (default
  * <stateRoot>/backends/<name>), capabilities (partial record), knownOptions.
  */
-export const fakeDriver: BackendFactory = (ctx) => {
+export const fakeDriver: BackendDriver = { binaries: [], create: (ctx) => createFakeBackend(fakeOptions(ctx)) };
+
+function fakeOptions(ctx: BackendContext): FakeBackendOptions {
   const s = ctx.settings;
   for (const key of Object.keys(s)) {
     if (!['driver', 'root', 'capabilities', 'knownOptions'].includes(key)) {
       throw invalidArgument(`backends.${ctx.name}.${key}`, 'unknown setting for the fake driver (known: root, capabilities, knownOptions)');
     }
   }
-  return createFakeBackend({
+  return {
     name: ctx.name,
     node: ctx.node,
     root: typeof s.root === 'string' ? s.root : join(ctx.stateRoot, 'backends', ctx.name),
     capabilities: (s.capabilities ?? {}) as Partial<BackendCapabilities>,
     ...(Array.isArray(s.knownOptions) ? { knownOptions: s.knownOptions as string[] } : {}),
-  });
-};
+  };
+}
 
 /** Bytes of the regular files under `dir` (the fake's notion of "used"). */
 function treeBytes(dir: string): number {

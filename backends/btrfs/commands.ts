@@ -12,7 +12,7 @@
  * - `--format json` aborts with `--raw` in 6.2, so qgroup output is parsed as text.
  */
 import { stat, statfs } from 'node:fs/promises';
-import type { Exec } from './exec.js';
+import type { Exec } from '../../core/os/exec.js';
 
 /** statfs f_type of btrfs (BTRFS_SUPER_MAGIC). */
 export const BTRFS_SUPER_MAGIC = 0x9123683e;

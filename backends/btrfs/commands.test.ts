@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { isBtrfs, isSubvolume, ownQgroup, parseQgroupShow } from './btrfs.js';
+import { isBtrfs, isSubvolume, ownQgroup, parseQgroupShow } from './commands.js';
 
 // Captured from btrfs-progs 6.2: `btrfs qgroup show --raw -r -e <pool>` after a limit, a
 // read-only snapshot (which inherits the limit) and a writable snapshot of it.
