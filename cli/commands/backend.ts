@@ -20,7 +20,7 @@ const ls: CommandModule<GlobalArgs, GlobalArgs> = {
     const caps2 = (r: Row) => {
       const c = r.capabilities;
       return [c.sizeEnforced ? 'size' : 'no-size-limit', c.block && 'block', c.snapshots && 'snapshots', c.clones && 'clones',
-        c.expansion !== 'none' && `expand:${c.expansion}`].filter(Boolean).join(',');
+        c.expansion !== 'none' && `expand:${c.expansion}`, c.fencing && 'fencing'].filter(Boolean).join(',');
     };
     (await printerFor(a)).list(rows, [
       { header: 'NAME', cell: (r) => r.name },
