@@ -69,6 +69,11 @@ export const DRIVER_POOLS = {
   clusterFrontends: { kind: 'socket', names: ['berth-test-cluster-fe-0', 'berth-test-cluster-fe-1'] },
   /** test/integration/failover.test.ts: Docker on one node, dvdcli on another (cluster mode only, like clusterFrontends) */
   failover: { kind: 'socket', names: ['berth-test-failover-0', 'berth-test-failover-1'] },
+  /**
+   * test/integration/readme-cluster.test.ts: node a's and node b's drivers of the README's
+   * "Cluster mode" walkthrough (`berth-a`, `berth-b` there). Cluster mode only, as above.
+   */
+  readmeCluster: { kind: 'socket', names: ['berth-test-readme-0', 'berth-test-readme-1'] },
   /** test/integration/podman.test.ts: the name Docker and Podman share a volume through */
   podman: { kind: 'socket', names: ['berth-test-podman-0', 'berth-test-podman-1'] },
   /** test/bench/docker.bench.ts */
