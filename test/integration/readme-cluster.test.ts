@@ -14,12 +14,12 @@
 // Whatever fails, the clean-up below stops every process the blocks started and the root's
 // sweep takes down every mount and loop device under it.
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { killFromPidFile } from '../helpers/cluster.js';
 import { createCsiClient } from '../helpers/csi-client.js';
-import { BERTH_JS, REPO_ROOT } from '../helpers/daemon.js';
+import { BERTH_JS, REPO_ROOT, runBerth } from '../helpers/daemon.js';
 import { acquireDriver } from '../helpers/docker-drivers.js';
 import { dockerRun, ensureTestImage, uniqueName, waitFor } from '../helpers/docker.js';
 import { freePort } from '../helpers/etcd.js';
@@ -116,6 +116,21 @@ function pidFrom(file: string, cmdline: string): number | null {
   }
 }
 
+/** Fence agents serving a state root under `dir` (found by their command line: a keeper may have started one its pid file does not name). */
+function agentsUnder(dir: string): number[] {
+  const found: number[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      const i = argv.indexOf('--state-root');
+      if (argv.includes('fence-agent') && i > 0 && argv[i + 1]?.startsWith(`${dir}/`)) found.push(Number(pid));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
 /** SIGTERM, then SIGKILL if it is still there after `graceMs`; waits until it is gone. */
 async function stopPid(pid: number | null, graceMs = 20_000): Promise<void> {
   if (pid === null || !alive(pid)) return;
@@ -131,11 +146,21 @@ function deferStopEverything(root: TmpRoot, n: Names): void {
   root.defer(async () => {
     const dockerB = ['-H', `unix://${n.dir}/b/docker.sock`];
     if (existsSync(`${n.dir}/b/docker.sock`)) await dockerRun([...dockerB, 'rm', '-f', n.reader], 60_000);
+    // The shared dockerd forgets node a's container and volume only through node a's berth
+    // (with it dead, `docker volume rm -f` keeps the record): start it again if it was killed.
+    const config = `${n.dir}/a/config.yaml`;
+    if (existsSync(config) && pidFrom(`${n.dir}/a/state/daemon.pid`, 'berth') === null && pidFrom(`${n.dir}/etcd.pid`, 'etcd') !== null) {
+      const log = openSync(`${n.dir}/a/berth.log`, 'a');
+      spawn(process.execPath, [BERTH_JS, 'serve', '--config', config], { detached: true, stdio: ['ignore', log, log] }).unref();
+      closeSync(log);
+      await waitFor('node a\'s berth to start again for the clean-up', async () => (await runBerth(['status'], { socket: `${n.dir}/a/berth.sock` })).code === 0).catch(() => undefined);
+    }
     await dockerRun(['rm', '-f', n.writer], 60_000);
     if (existsSync(`/run/docker/plugins/${n.driverA}.sock`)) await dockerRun(['volume', 'rm', '-f', n.volume], 60_000);
     await stopPid(pidFrom(`${n.dir}/b/docker.pid`, 'dockerd'), 30_000);
     for (const node of ['a', 'b', 'c']) await stopPid(pidFrom(`${n.dir}/${node}/state/daemon.pid`, 'berth'));
     for (const node of ['a', 'b', 'c']) killFromPidFile(`${n.dir}/${node}/state/fence-agent.pid`);
+    for (const pid of agentsUnder(n.dir)) await stopPid(pid, 5_000);
     await stopPid(pidFrom(`${n.dir}/etcd.pid`, 'etcd'));
   });
 }
@@ -265,6 +290,7 @@ describe('README "Cluster mode"', () => {
     expect(pids.every((p) => p !== null)).toBe(true);
     await run(cleanup);
     expect(pids.filter((p) => alive(p!))).toEqual([]);
+    expect(agentsUnder(n.dir)).toEqual([]);
     expect(existsSync(n.dir)).toBe(false);
     expect(leftovers(root.dir)).toEqual({ mounts: [], loops: [] });
     for (const d of drivers) expect(existsSync(d.socket!)).toBe(false);
