@@ -14,7 +14,8 @@
 //   (last: umount + detach) of an already formatted volume, on node b of the cluster beside a
 //   single-node daemon (SQLite, same loop driver, not shared) in the same run, rounds interleaved.
 import { createTmpRoot, type TmpRoot } from '../helpers/tmp-root.js';
-import { killFromPidFile, startCluster, type TestCluster } from '../helpers/cluster.js';
+import { readdirSync, readFileSync } from 'node:fs';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
 import { startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 import type { AdminClient } from '../../frontends/admin/client.js';
 import { summarize, type BenchResult } from './stats.js';
@@ -40,6 +41,20 @@ async function mountWhenFree(client: AdminClient, name: string, opts: { preempt?
   }
 }
 
+/** Fence agents of a state root, by command line (one just started has not written its pid file yet). */
+function agentPids(stateRoot: string): number[] {
+  const found: number[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (argv.includes('fence-agent') && argv[argv.indexOf('--state-root') + 1] === stateRoot) found.push(Number(pid));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
 type Kill = 'crash' | 'fence' | 'preempt';
 
 /** One failover: a holds `name` mounted, loses its berth the `kill` way, b mounts; returns ms from the kill to b's mount. */
@@ -47,8 +62,10 @@ async function failoverOnce(c: TestCluster, name: string, kill: Kill): Promise<n
   const [a, b] = [c.node('a'), c.node('b')];
   await a.client.createVolume({ name, backend: 'sloop', size: '64MiB', fs: 'ext4' });
   await a.client.mount(name, { consumer: 'bench' });
+  // A steady start: a's daemon and its fence agent both hold their leases.
+  await waitUntil(async () => (await b.client.nodes()).some((x) => x.id === 'a' && x.alive && x.agentAlive));
   await a.kill('SIGKILL');
-  if (kill === 'crash') killFromPidFile(`${a.stateRoot}/fence-agent.pid`);
+  if (kill === 'crash') for (const pid of agentPids(a.stateRoot)) process.kill(pid, 'SIGKILL');
   const t0 = performance.now();
   if (kill === 'fence') await b.client.fenceNode('a');
   await mountWhenFree(b.client, name, kill === 'preempt' ? { preempt: true } : {});
