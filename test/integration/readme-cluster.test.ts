@@ -221,7 +221,7 @@ describe('README "Cluster mode"', () => {
 
     // Three nodes on one etcd, each alive with its shared backend.
     const up = await run(setup);
-    for (const id of ['node-a', 'node-b', 'node-c']) expect(up.stdout).toMatch(new RegExp(`^ ${id}\\s+\\S+\\s+\\S+\\s+alive\\s.*shared \\(shared\\)`, 'm'));
+    for (const id of ['node-a', 'node-b', 'node-c']) expect(up.stdout).toMatch(new RegExp(`^ ${id}\\s+(?:yes|-)\\s+\\S+\\s+\\S+\\s+alive\\s.*shared \\(shared\\)`, 'm'));
 
     // Docker on node a makes and writes the volume; node c lists it, attached on node-a.
     const written = await run(write);
@@ -263,7 +263,7 @@ describe('README "Cluster mode"', () => {
     expect(m).toBeLessThanOrEqual(firstFailed); // at most the one in flight when the fence came
     expect(taken.stdout).toContain(`record ${m}\n`);
     expect(taken.stdout).toMatch(/^ node-a\s.*fenced\s/m);
-    expect(taken.stdout).toMatch(/^ node-b\s+\S+\s+\S+\s+alive\s+now\s+1\s/m);
+    expect(taken.stdout).toMatch(/^ node-b\s+(?:yes|-)\s+\S+\s+\S+\s+alive\s+now\s+1\s/m);
     expect(taken.stdout).toMatch(/^ Node\s+node-b\s*$/m);
     expect(taken.stdout).toMatch(new RegExp(`^ Cluster\\s+etcd http://127.0.0.1:${n.etcdPort} prefix /berth/; 3 node\\(s\\)`, 'm'));
     // Node a's writer goes on trying (20 more failures), and the volume does not change.
