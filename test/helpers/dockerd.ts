@@ -21,6 +21,8 @@ import { acquireLock, TEST_RUN_DIR, tryLock, type Lock } from './machine-lock.js
 
 export const DOCKERD_LOG = '/var/log/berth-test-dockerd.log';
 const DOCKERD_PIDFILE = '/var/run/docker.pid';
+/** The pid file of the containerd that dockerd starts and, when it names a live process, adopts. */
+const CONTAINERD_PIDFILE = '/var/run/docker/containerd/containerd.pid';
 const STARTED_BY_TESTS = join(TEST_RUN_DIR, 'dockerd-started-by-tests');
 /**
  * How long a starting dockerd may take. Usually 1-3 s, but dockerd 20.10 removes every
@@ -51,10 +53,34 @@ async function engineUp(): Promise<boolean> {
   return (await dockerRun(['info', '--format', '{{.ServerVersion}}'], 10_000)).code === 0;
 }
 
+/**
+ * The pid that `pidFile` names when that process is still a `program` (its /proc comm), or 0.
+ * A pid file can outlive its program: a session's processes are killed when it ends, and the
+ * kernel may give that pid to another program before the next test run (CI once waited 15 min
+ * for a "running dockerd" that was some other process).
+ */
+export async function livePid(pidFile: string, program: string): Promise<number> {
+  const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+  if (!(Number.isInteger(pid) && pid > 0 && alive(pid))) return 0;
+  const comm = (await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '')).trim();
+  return comm === program ? pid : 0;
+}
+
+/**
+ * Removes `pidFile` when it names no live `program`. dockerd refuses to start while its pid
+ * file names any live process, and adopts the live process its containerd pid file names as
+ * its containerd (and kills it when it does not answer): a stale file must go first.
+ */
+export async function removeStalePidFile(pidFile: string, program: string): Promise<boolean> {
+  const present = await readFile(pidFile, 'utf8').then(() => true, () => false);
+  if (!present || (await livePid(pidFile, program))) return false;
+  await rm(pidFile, { force: true });
+  return true;
+}
+
 /** The pid of a running dockerd from its pid file, or 0. */
 async function dockerdPid(): Promise<number> {
-  const pid = Number((await readFile(DOCKERD_PIDFILE, 'utf8').catch(() => '')).trim());
-  return pid > 0 && alive(pid) ? pid : 0;
+  return livePid(DOCKERD_PIDFILE, 'dockerd');
 }
 
 async function logTail(lines: number): Promise<string> {
@@ -81,6 +107,9 @@ async function waitForEngine(what: string): Promise<void> {
 
 /** Starts dockerd, records that a test run did, and waits until it answers. */
 async function startEngine(): Promise<void> {
+  for (const [file, program] of [[DOCKERD_PIDFILE, 'dockerd'], [CONTAINERD_PIDFILE, 'containerd']] as const) {
+    if (await removeStalePidFile(file, program)) process.stderr.write(`removed ${file}: it named no running ${program}\n`);
+  }
   const logFile = await open(DOCKERD_LOG, 'a');
   const t0 = Date.now();
   const child = spawn('dockerd', ['--iptables=false', '--bridge=none'], { detached: true, stdio: ['ignore', logFile.fd, logFile.fd] });
