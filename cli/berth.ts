@@ -132,4 +132,4 @@ export function formatError(err: unknown): string {
 // must not keep a stopped daemon alive. But not before stdout and stderr are flushed: a
 // write to a full pipe finishes asynchronously, and exiting earlier truncates the output.
 ignoreClosedReaders();
-exitWhenFlushed(await main(hideBin(process.argv)));
+void main(hideBin(process.argv)).then((code) => exitWhenFlushed(code));

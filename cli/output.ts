@@ -1,5 +1,5 @@
 /**
- * Renders CLI results as a table (cli-table3, in ./table.ts), JSON or YAML. Commands hand
+ * Renders CLI results as a table (./table.ts), JSON or YAML. Commands hand
  * over the plain API objects plus a table layout; json/yaml always print the whole object
  * unchanged so scripts get every field. Each renderer's library is loaded only for its own
  * format: a `berth` command starts a process, and loading all three was a tenth of its start.
@@ -17,29 +17,29 @@ export interface Column<T> {
 
 export interface Printer {
   /** A list: a table with one row per item, or the array as JSON/YAML. */
-  list<T>(rows: readonly T[], columns: readonly Column<T>[]): void;
+  list<T>(rows: readonly T[], columns: readonly Column<T>[]): Promise<void>;
   /** One object: a two-column key/value table, or the object as JSON/YAML. */
-  item<T>(value: T, fields: ReadonlyArray<readonly [string, (v: T) => string]>): void;
+  item<T>(value: T, fields: ReadonlyArray<readonly [string, (v: T) => string]>): Promise<void>;
   /** A bare value (a path, a version): the text itself in table mode. */
-  value(value: unknown, text: string): void;
+  value(value: unknown, text: string): Promise<void>;
 }
 
 /**
  * Builds a printer for one format writing to `out`, once that format's renderer is loaded.
- * @example (await createPrinter('table', (s) => process.stdout.write(s))).list(volumes, VOLUME_COLUMNS)
+ * @example await (await createPrinter('table', (s) => process.stdout.write(s))).list(volumes, VOLUME_COLUMNS)
  */
 export async function createPrinter(format: OutputFormat, out: (text: string) => void): Promise<Printer> {
   if (format === 'table') {
     const { renderKeyValues, renderRows } = await import('./table.js');
     return {
-      list: (rows, columns) => out(`${renderRows(rows, columns)}\n`),
-      item: (value, fields) => out(`${renderKeyValues(value, fields)}\n`),
-      value: (_value, text) => out(`${text}\n`),
+      list: async (rows, columns) => out(`${await renderRows(rows, columns)}\n`),
+      item: async (value, fields) => out(`${await renderKeyValues(value, fields)}\n`),
+      value: async (_value, text) => out(`${text}\n`),
     };
   }
   // yaml is CommonJS: its module.exports is `default`, under Node and in esbuild's chunks alike.
   const render = format === 'json' ? (v: unknown) => `${JSON.stringify(v, null, 2)}\n` : ((await import('yaml')) as unknown as { default: typeof import('yaml') }).default.stringify;
-  const structured = (v: unknown) => out(render(v));
+  const structured = async (v: unknown) => out(render(v));
   return { list: structured, item: structured, value: structured };
 }
 

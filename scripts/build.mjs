@@ -1,18 +1,23 @@
 // Bundles the executables with esbuild (no type checking here: `npm run typecheck`):
-// dist/berth.js (daemon and admin CLI), dist/dvdcli.cjs and dist/flexvolume.cjs.
+// dist/berth.js (the admin CLI, and the daemon's entry: dist/serve-main.mjs and its chunks),
+// dist/dvdcli.cjs and dist/flexvolume.cjs.
 // Every executable's client path is bundled whole, so a cold start loads one file instead of
 // resolving and compiling a tree of package modules (yargs alone is ~40 of them). Only the
 // daemon's own dependencies stay in node_modules (better-sqlite3 is native; gRPC, pino and
 // friends load files by path at run time), and `berth serve` reaches them through a dynamic
 // import, so no client command pays for them.
 import { build } from 'esbuild';
-import { chmod, cp, readFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { existsSync, statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { basename, dirname } from 'node:path';
 
 const pkg = JSON.parse(await readFile('package.json', 'utf8'));
-/** The packages the `berth` client commands use: bundled into dist/ like the frontends' code. */
+/**
+ * The packages the `berth` client commands use, bundled into dist/ like the frontends' code
+ * (yargs into the client; yaml into the daemon, which reads its config with it). The client
+ * loads yaml, cli-progress and cli-table3 from node_modules, only for their own output.
+ */
 const CLIENT_PACKAGES = ['yargs', 'cli-table3', 'cli-progress', 'yaml'];
 const daemonPackages = Object.keys(pkg.dependencies).filter((p) => !CLIENT_PACKAGES.includes(p));
 
@@ -20,7 +25,8 @@ const daemonPackages = Object.keys(pkg.dependencies).filter((p) => !CLIENT_PACKA
  * yargs finds its package root and its message translations relative to its own file
  * (import.meta.url): bundled, that is dist/berth.js, and the paths would point outside the
  * install. They are pointed at dist/ instead: the package root is found from there as before,
- * and the translations are copied to dist/locales below. The build fails if yargs changes.
+ * and the translations are copied to dist/locales below. Its two assertions stop loading
+ * node:assert. The build fails if yargs changes.
  */
 const yargsShim = {
   name: 'yargs-paths',
@@ -30,6 +36,13 @@ const yargsShim = {
       const edits = [
         ["const mainFilename = __dirname.substring(0, __dirname.lastIndexOf('node_modules'));", 'const mainFilename = dirname(__dirname);'],
         ["directory: resolve(__dirname, '../../../locales'),", "directory: resolve(__dirname, '../locales'),"],
+        // node:assert loads its own module tree (colors, the assertion error, a call tracker)
+        // for two checks of yargs' own programming: plain functions do them.
+        [
+          "import { notStrictEqual, strictEqual } from 'assert'",
+          "const notStrictEqual = (a, b, m) => { if (Object.is(a, b)) throw new Error(m ?? `yargs: expected a value other than ${String(b)}`); };\n" +
+            "const strictEqual = (a, b, m) => { if (!Object.is(a, b)) throw new Error(m ?? `yargs: expected ${String(b)}, got ${String(a)}`); };",
+        ],
       ];
       for (const [from, to] of edits) {
         if (!text.includes(from)) throw new Error(`build: yargs' ${args.path} changed; cannot relocate: ${from}`);
@@ -89,21 +102,53 @@ const lazyUnicode = {
 const common = { bundle: true, platform: 'node', target: 'node20', sourcemap: 'linked', logLevel: 'warning', plugins: [yargsShim, lazyUnicode] };
 const shebang = '#!/usr/bin/env node';
 
+/**
+ * The `berth` client reaches the daemon's code through two dynamic imports, each of a module
+ * that is a composition root of its own: `berth serve` (cli/serve-main.ts) and `berth
+ * fence-agent` (cli/fence-agent-main.ts). In the client bundle they stay imports of the
+ * daemon bundle's files (below), loaded only by those two commands.
+ */
+const DAEMON_ENTRIES = { 'serve-main': 'cli/serve-main.ts', 'fence-agent-main': 'cli/fence-agent-main.ts' };
+const daemonSide = {
+  name: 'daemon-side',
+  setup(b) {
+    b.onResolve({ filter: /^\.\.\/(serve-main|fence-agent-main)\.js$/ }, (args) =>
+      args.kind === 'dynamic-import' ? { path: `./${basename(args.path, '.js')}.mjs`, external: true } : undefined);
+  },
+};
+
 const entries = [
-  // ESM, split: `berth serve` loads the daemon (gRPC, SQLite, zod, prom-client) with a dynamic
-  // import. Chunks sit in dist/ itself so paths relative to the bundle (dist/proto/csi.proto,
-  // dist/locales) hold for them too; their names carry a content hash, so a rebuild never
-  // changes a chunk a running daemon still has to load. Bundled CommonJS packages (yaml,
-  // cli-table3) require() Node's builtins: the ESM output gets a require.
+  // The `berth` client: one CommonJS file. CommonJS because Node's ESM loader costs a client
+  // command about a tenth of its start: the loader itself, and the ESM facade of each builtin
+  // it imports (node:fs's reads every export, fs.promises included, which loads readline,
+  // streams and watchers). dist/package.json (written below) makes dist/*.js CommonJS. Its
+  // packages are bundled but for yaml, cli-progress and cli-table3, which only `--output yaml`,
+  // progress bars and tables of more than ASCII load (from node_modules, like the daemon's).
   {
     in: 'cli/berth.ts',
     out: 'dist/berth.js',
+    options: {
+      format: 'cjs',
+      external: [...daemonPackages, 'yaml', 'cli-progress', 'cli-table3'],
+      plugins: [...common.plugins, daemonSide],
+      define: { 'import.meta.url': '__berthImportMetaUrl' },
+      banner: { js: `${shebang}\n"use strict";\nvar __berthImportMetaUrl = require("node:url").pathToFileURL(__filename).href;` },
+    },
+  },
+  // The daemon: ESM, split into chunks shared by its two entries. Chunks sit in dist/ itself
+  // so paths relative to the bundle (dist/proto/csi.proto, the addon) hold for them too; their
+  // names carry a content hash, so a rebuild never changes a chunk a running daemon still has
+  // to load. Bundled CommonJS packages (yaml) require() Node's builtins: the output gets a require.
+  {
+    in: DAEMON_ENTRIES,
+    out: 'dist',
     options: {
       format: 'esm',
       external: daemonPackages,
       splitting: true,
       chunkNames: '[name]-[hash]',
-      banner: { js: `${shebang}\nimport { createRequire as __berthCreateRequire } from 'node:module';\nconst require = __berthCreateRequire(import.meta.url);` },
+      outExtension: { '.js': '.mjs' },
+      banner: { js: `import { createRequire as __berthCreateRequire } from 'node:module';\nconst require = __berthCreateRequire(import.meta.url);` },
     },
   },
   // The per-call executables use no package at all: one CommonJS file each. CommonJS because
@@ -123,13 +168,15 @@ const entries = [
   })),
 ];
 
+await mkdir('dist', { recursive: true });
+await writeFile('dist/package.json', `${JSON.stringify({ type: 'commonjs' })}\n`);
 await Promise.all(
   entries
-    .filter((e) => existsSync(e.in))
+    .filter((e) => (typeof e.in === 'string' ? [e.in] : Object.values(e.in)).every((f) => existsSync(f)))
     .map(async (e) => {
-      const output = e.options.splitting ? { entryPoints: { [basename(e.out, '.js')]: e.in }, outdir: dirname(e.out) } : { entryPoints: [e.in], outfile: e.out };
+      const output = typeof e.in === 'string' ? { entryPoints: [e.in], outfile: e.out } : { entryPoints: e.in, outdir: e.out };
       await build({ ...common, ...output, ...e.options });
-      await chmod(e.out, 0o755);
+      if (typeof e.in === 'string') await chmod(e.out, 0o755);
     }),
 );
 

@@ -22,7 +22,7 @@ const ls: CommandModule<GlobalArgs, GlobalArgs> = {
       return [c.sizeEnforced ? 'size' : 'no-size-limit', c.block && 'block', c.snapshots && 'snapshots', c.clones && 'clones',
         c.expansion !== 'none' && `expand:${c.expansion}`, c.fencing && 'fencing'].filter(Boolean).join(',');
     };
-    (await printerFor(a)).list(rows, [
+    await (await printerFor(a)).list(rows, [
       { header: 'NAME', cell: (r) => r.name },
       { header: 'DRIVER', cell: (r) => r.driver },
       { header: 'FS', cell: (r) => r.capabilities.fsTypes.join(',') || '-' },

@@ -8,8 +8,9 @@
  * renamed into place, and a first install builds the whole driver dir under a dot-name and
  * renames it, so kubelet never sees a half-written executable or a dir without one.
  */
-import { existsSync } from 'node:fs';
-import { chmod, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+// fs.promises, not node:fs/promises: the `berth` bundle is CommonJS, where a top-level
+// require of node:fs/promises would load it (and readline, watchers) for every command.
+import { existsSync, promises as fsp } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Argv, CommandModule } from 'yargs';
@@ -45,36 +46,36 @@ export function findDriverBundle(): string {
 }
 
 async function writeDurably(path: string, data: string, mode: number): Promise<void> {
-  const fh = await open(path, 'w', mode);
+  const fh = await fsp.open(path, 'w', mode);
   try {
     await fh.writeFile(data);
     await fh.sync();
   } finally {
     await fh.close();
   }
-  await chmod(path, mode); // open's mode is filtered by the umask
+  await fsp.chmod(path, mode); // open's mode is filtered by the umask
 }
 
 /** Installs (or upgrades in place) the driver; returns the executable's path. */
 export async function installFlexDriver(o: InstallOptions): Promise<string> {
-  const bundle = await readFile(o.source, 'utf8');
+  const bundle = await fsp.readFile(o.source, 'utf8');
   const executable = `#!${o.nodePath}\n${bundle.replace(/^#![^\n]*\n/, '')}`;
   const config = `${JSON.stringify({ socket: o.socket, attach: o.attach ?? true }, null, 2)}\n`;
   const driverDir = join(o.pluginDir, DRIVER_DIR);
-  await mkdir(o.pluginDir, { recursive: true, mode: 0o755 });
+  await fsp.mkdir(o.pluginDir, { recursive: true, mode: 0o755 });
   const tmp = `.tmp-${process.pid}-${Date.now()}`;
 
   if (!existsSync(driverDir)) {
     const staging = join(o.pluginDir, `.${DRIVER_DIR}${tmp}`);
-    await mkdir(staging, { mode: 0o755 });
+    await fsp.mkdir(staging, { mode: 0o755 });
     try {
       await writeDurably(join(staging, DRIVER_CONFIG), config, 0o644);
       await writeDurably(join(staging, DRIVER_EXECUTABLE), executable, 0o755);
-      await chmod(staging, 0o755);
-      await rename(staging, driverDir);
+      await fsp.chmod(staging, 0o755);
+      await fsp.rename(staging, driverDir);
       return join(driverDir, DRIVER_EXECUTABLE);
     } catch (err) {
-      await rm(staging, { recursive: true, force: true });
+      await fsp.rm(staging, { recursive: true, force: true });
       // Someone created the dir meanwhile: fall through to the in-place upgrade.
       if (!['ENOTEMPTY', 'EEXIST'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
     }
@@ -84,9 +85,9 @@ export async function installFlexDriver(o: InstallOptions): Promise<string> {
     const temp = join(driverDir, `.${name}${tmp}`);
     try {
       await writeDurably(temp, data, mode);
-      await rename(temp, join(driverDir, name));
+      await fsp.rename(temp, join(driverDir, name));
     } finally {
-      await rm(temp, { force: true });
+      await fsp.rm(temp, { force: true });
     }
   }
   return join(driverDir, DRIVER_EXECUTABLE);
@@ -95,7 +96,7 @@ export async function installFlexDriver(o: InstallOptions): Promise<string> {
 /** Removes the driver dir; kubelet unregisters the driver when its executable goes. */
 export async function uninstallFlexDriver(pluginDir: string): Promise<string> {
   const driverDir = join(pluginDir, DRIVER_DIR);
-  await rm(driverDir, { recursive: true, force: true });
+  await fsp.rm(driverDir, { recursive: true, force: true });
   return driverDir;
 }
 
@@ -117,7 +118,7 @@ const install: CommandModule<GlobalArgs, FlexArgs> = {
     const socket = resolve(a.socket ?? process.env.BERTH_SOCKET ?? DEFAULT_ADMIN_SOCKET);
     const attach = a.attach !== false;
     const path = await installFlexDriver({ pluginDir: resolve(a['plugin-dir']), socket, source: findDriverBundle(), nodePath: process.execPath, attach });
-    (await printerFor(a)).value(
+    await (await printerFor(a)).value(
       { driver: 'berth/berth', path, socket, attach },
       `installed FlexVolume driver berth/berth at ${path} (admin socket ${socket}${attach ? '' : ', mount-only'})`,
     );
@@ -130,7 +131,7 @@ const uninstall: CommandModule<GlobalArgs, FlexArgs> = {
   builder: (y) => pluginDirOption(y),
   handler: async (a) => {
     const dir = await uninstallFlexDriver(resolve(a['plugin-dir']));
-    (await printerFor(a)).value({ removed: dir }, `removed ${dir}`);
+    await (await printerFor(a)).value({ removed: dir }, `removed ${dir}`);
   },
 };
 

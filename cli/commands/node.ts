@@ -18,7 +18,7 @@ const ls: CommandModule<GlobalArgs, GlobalArgs> = {
   describe: 'List the nodes of the cluster: which one leads, address, version, lease, last seen, volumes attached, backends',
   handler: async (a) => {
     const nodes = await clientFor(a).nodes();
-    (await printerFor(a)).list(nodes, [
+    await (await printerFor(a)).list(nodes, [
       { header: 'NODE', cell: (n) => n.id },
       { header: 'LEADER', cell: (n) => (n.leader ? 'yes' : '-') },
       { header: 'ADDRESS', cell: (n) => n.addresses[0] ?? '-' },
@@ -41,7 +41,7 @@ const fence: CommandModule<GlobalArgs, NodeArg> = {
   handler: async (a) => {
     const f = await clientFor(a).fenceNode(a.node);
     const how = f.state === 'done' ? `fenced (${f.doneBy === 'declared' ? 'declared down: nothing of berth answers there' : `confirmed by its ${f.doneBy}`}; ${f.volumes.length} filesystem(s) shut down)` : 'fence ordered, not confirmed yet';
-    (await printerFor(a)).value(f, `${a.node}: ${how}`);
+    await (await printerFor(a)).value(f, `${a.node}: ${how}`);
     if (f.state !== 'done') process.exitCode = 1;
   },
 };
@@ -52,7 +52,7 @@ const unfence: CommandModule<GlobalArgs, NodeArg> = {
   builder: (y) => nodePositional(y),
   handler: async (a) => {
     await clientFor(a).unfenceNode(a.node);
-    (await printerFor(a)).value({ node: a.node, fenced: false }, `${a.node}: unfenced`);
+    await (await printerFor(a)).value({ node: a.node, fenced: false }, `${a.node}: unfenced`);
   },
 };
 

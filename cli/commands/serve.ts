@@ -1,15 +1,9 @@
 /**
- * `berth serve`: load the config once, start the daemon, stop it cleanly on SIGTERM/SIGINT
- * (exit 0). Any startup failure is one clear line on stderr and exit 1.
+ * `berth serve`: the command's options; the daemon itself is cli/serve-main.ts, loaded only
+ * when it starts.
  */
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import type { ConfigFlags } from '../../core/config-load.js';
-import { isBerthError } from '../../core/errors.js';
-import type { Logger } from '../../core/log.js';
-import type { RunningDaemon } from '../daemon.js';
-import { BERTH_VERSION } from '../version.js';
 import { withOptions, type GlobalArgs } from '../context.js';
 
 type ServeArgs = GlobalArgs & {
@@ -48,41 +42,8 @@ async function serve(a: ServeArgs): Promise<number> {
     socket: a.socket, adminTcp: a['admin-tcp'], dockerSocket: a['docker-socket'], dockerTcp: a['docker-tcp'], csiEndpoint: a['csi-endpoint'],
     dockerEnabled: a.docker, csiEnabled: a.csi, etcdEndpoints: a['etcd-endpoints'], etcdPrefix: a['etcd-prefix'],
   };
-  const warnings: string[] = [];
-  let daemon: RunningDaemon;
-  let log: Logger | undefined;
-  try {
-    // Loaded here, not at the top: the client commands must not pay for the daemon's
-    // dependencies (gRPC, SQLite, zod, prom-client) on every `berth` call.
-    const [{ loadConfig, DEFAULT_CONFIG_FILE }, { createLogger }, { startDaemon }] = await Promise.all([
-      import('../../core/config-load.js'),
-      import('../../core/log.js'),
-      import('../daemon.js'),
-    ]);
-    const config = loadConfig({ file: a.config, env: process.env, flags, onWarning: (m) => warnings.push(m) });
-    log = createLogger({ level: config.log.level });
-    for (const w of warnings) log.warn(w);
-    const explicit = a.config ?? (process.env.BERTH_CONFIG || undefined);
-    const configFile = explicit !== undefined ? resolve(explicit) : existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : null;
-    daemon = await startDaemon(config, { log, version: BERTH_VERSION, configFile, testHolds: process.env.BERTH_TEST_HOLDS || null });
-  } catch (err) {
-    const why = isBerthError(err) ? `${err.kind}: ${err.message}` : err instanceof Error ? err.message : String(err);
-    process.stderr.write(`berth serve: cannot start: ${why}\n`);
-    // An expected refusal (a BerthError) is logged without a stack trace; anything else keeps it.
-    log?.error(isBerthError(err) ? { kind: err.kind, field: err.field, reason: err.message } : { err }, 'startup failed');
-    return 1;
-  }
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
-  log.info({ signal }, 'shutting down');
-  try {
-    await daemon.stop();
-  } catch (err) {
-    log.error({ err }, 'shutdown failed');
-    return 1;
-  }
-  log.info('stopped');
-  return 0;
+  // Loaded here, not at the top: the client commands must not pay for the daemon's
+  // dependencies (gRPC, SQLite, zod, prom-client) on every `berth` call.
+  const { runServe } = await import('../serve-main.js');
+  return runServe(flags, a.config);
 }

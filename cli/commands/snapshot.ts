@@ -47,7 +47,7 @@ const create: CommandModule<GlobalArgs, GlobalArgs & { volume: string; name: str
     } finally {
       progress.stop();
     }
-    (await printerFor(a)).item(snap, FIELDS);
+    await (await printerFor(a)).item(snap, FIELDS);
   },
 };
 
@@ -65,7 +65,7 @@ const rm: CommandModule<GlobalArgs, Ref> = {
   builder: (y) => refPositional(y, 'ref', 'snapshot name or id'),
   handler: async (a) => {
     await clientFor(a).deleteSnapshot(a.ref);
-    (await printerFor(a)).value({ removed: a.ref }, `removed ${a.ref}`);
+    await (await printerFor(a)).value({ removed: a.ref }, `removed ${a.ref}`);
   },
 };
 

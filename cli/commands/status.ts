@@ -67,7 +67,7 @@ export const statusCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'status',
   describe: 'Show whether the daemon is up, what it serves and where (exit 1 when it cannot be reached)',
   handler: async (a) => {
-    (await printerFor(a)).item(await clientFor(a).status(), FIELDS);
+    await (await printerFor(a)).item(await clientFor(a).status(), FIELDS);
   },
 };
 
@@ -76,6 +76,6 @@ export const versionCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   describe: 'Print the client version and, when reachable, the daemon version',
   handler: async (a) => {
     const daemon = await clientFor(a).version().then((v) => v.version, () => null);
-    (await printerFor(a)).value({ client: BERTH_VERSION, daemon }, `client ${BERTH_VERSION}\ndaemon ${daemon ?? 'unreachable'}`);
+    await (await printerFor(a)).value({ client: BERTH_VERSION, daemon }, `client ${BERTH_VERSION}\ndaemon ${daemon ?? 'unreachable'}`);
   },
 };

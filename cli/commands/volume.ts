@@ -29,7 +29,7 @@ const ls: CommandModule<GlobalArgs, GlobalArgs & { backend?: string; label?: str
   handler: async (a) => {
     const labels = parsePairs(a.label, 'label');
     const vols = await clientFor(a).listVolumes({ ...(a.backend ? { backend: a.backend } : {}), labels });
-    (await printerFor(a)).list(vols, VOLUME_COLUMNS);
+    await (await printerFor(a)).list(vols, VOLUME_COLUMNS);
   },
 };
 
@@ -89,7 +89,7 @@ const create: CommandModule<GlobalArgs, CreateArgs> = {
     } finally {
       progress?.stop();
     }
-    (await printerFor(a)).item(vol, VOLUME_FIELDS);
+    await (await printerFor(a)).item(vol, VOLUME_FIELDS);
   },
 };
 
@@ -107,7 +107,7 @@ const rm: CommandModule<GlobalArgs, Ref & { force?: boolean }> = {
   builder: (y) => withOptions(ref(y), { force: { alias: 'f', type: 'boolean', describe: 'unmount every reference and detach first' } }),
   handler: async (a) => {
     await clientFor(a).removeVolume(a.ref, { force: a.force ?? false });
-    (await printerFor(a)).value({ removed: a.ref }, `removed ${a.ref}`);
+    await (await printerFor(a)).value({ removed: a.ref }, `removed ${a.ref}`);
   },
 };
 
@@ -121,7 +121,7 @@ const attach: CommandModule<GlobalArgs, Ref & { node?: string; 'read-only'?: boo
     }),
   handler: async (a) => {
     const v = await clientFor(a).attach(a.ref, { ...(a.node ? { node: a.node } : {}), ...(a['read-only'] ? { readOnly: true } : {}) });
-    (await printerFor(a)).item(v, VOLUME_FIELDS);
+    await (await printerFor(a)).item(v, VOLUME_FIELDS);
   },
 };
 
@@ -149,7 +149,7 @@ const mount: CommandModule<GlobalArgs, Ref & { consumer: string; target?: string
       ...(a['read-only'] ? { readOnly: true } : {}),
       ...(a.preempt ? { preempt: true } : {}),
     });
-    (await printerFor(a)).value(res, res.path);
+    await (await printerFor(a)).value(res, res.path);
   },
 };
 
@@ -167,7 +167,7 @@ const unmount: CommandModule<GlobalArgs, Ref & { consumer: string }> = {
   builder: (y) => withOptions(ref(y), { consumer: { type: 'string', default: CLI_CONSUMER, describe: 'the reference to drop (as given to mount)' } }),
   handler: async (a) => {
     const v = await clientFor(a).unmount(a.ref, { consumer: a.consumer });
-    (await printerFor(a)).value(v, `${v.name}: ${v.mounts.length} mount reference(s) left`);
+    await (await printerFor(a)).value(v, `${v.name}: ${v.mounts.length} mount reference(s) left`);
   },
 };
 
@@ -177,7 +177,7 @@ const path: CommandModule<GlobalArgs, Ref> = {
   builder: ref,
   handler: async (a) => {
     const p = await clientFor(a).path(a.ref);
-    (await printerFor(a)).value({ path: p }, p ?? '');
+    await (await printerFor(a)).value({ path: p }, p ?? '');
     if (p === null) process.exitCode = 1;
   },
 };
@@ -188,7 +188,7 @@ const expand: CommandModule<GlobalArgs, Ref & { size: string }> = {
   builder: (y) => ref(y).positional('size', { type: 'string', demandOption: true, describe: 'the new size: 2GiB, 10G, bytes' }),
   handler: async (a) => {
     const res = await clientFor(a).expand(a.ref, a.size);
-    (await printerFor(a)).item(res.volume, [
+    await (await printerFor(a)).item(res.volume, [
       ...VOLUME_FIELDS.slice(0, 4),
       ['Filesystem growth', () => (res.pendingFsGrowth ? 'at next mount' : 'done')],
     ]);
@@ -201,7 +201,7 @@ const stats: CommandModule<GlobalArgs, Ref> = {
   builder: ref,
   handler: async (a) => {
     const s = await clientFor(a).stats(a.ref);
-    (await printerFor(a)).item(s, [
+    await (await printerFor(a)).item(s, [
       ['Total', (x) => `${humanBytes(x.totalBytes)} (${x.totalBytes} bytes)`],
       ['Used', (x) => `${humanBytes(x.usedBytes)} (${x.usedBytes} bytes)`],
       ['Available', (x) => `${humanBytes(x.availableBytes)} (${x.availableBytes} bytes)`],
