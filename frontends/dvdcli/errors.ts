@@ -7,6 +7,7 @@
  * exits 1 instead of 0, and a --volumeopts element without '=' is an error, not a panic.
  */
 import { PluginCallError, PluginUnavailableError } from './plugin-client.js';
+import { directOutput } from '../process-exit.js';
 
 export type Level = 'info' | 'warning' | 'error';
 
@@ -47,14 +48,17 @@ export interface Logger {
   (level: Level, msg: string, fields?: Readonly<Record<string, string>>): void;
 }
 
+/** This process's stdout and stderr, written at once (../process-exit.ts). */
+export const output = directOutput();
+
 export const stderrLogger: Logger = (level, msg, fields) => {
-  process.stderr.write(logLine(level, msg, fields));
+  output.out(2, logLine(level, msg, fields));
 };
 
 /** Prints `err` the way dvdcli would and returns the exit code. */
 export function reportFailure(err: unknown, log: Logger): number {
   if (err instanceof UsageError) {
-    process.stderr.write(`Error: ${err.message}\nRun 'dvdcli --help' for usage.\n`);
+    output.out(2, `Error: ${err.message}\nRun 'dvdcli --help' for usage.\n`);
     return 1;
   }
   if (err instanceof CommandFailure) log(err.level, err.message, err.fields);

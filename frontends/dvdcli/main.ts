@@ -11,8 +11,7 @@
 import { resolve } from 'node:path';
 import pkg from '../../package.json' with { type: 'json' };
 import { parseArgs, USAGE, type ParsedArgs } from './args.js';
-import { CommandFailure, reportFailure, stderrLogger, type Logger } from './errors.js';
-import { exitWhenFlushed, ignoreClosedReaders } from '../process-exit.js';
+import { CommandFailure, output, reportFailure, stderrLogger, type Logger } from './errors.js';
 import { connectPlugin, PluginCallError, PluginUnavailableError, type PluginClient } from './plugin-client.js';
 
 interface PluginVolume {
@@ -64,7 +63,12 @@ export async function runDvdcli(args: ParsedArgs, log: Logger, env: NodeJS.Proce
 
   let plugin: PluginClient;
   try {
-    plugin = await connectPlugin({ name: args.volumeDriver, waitSeconds: waitSeconds(env), warn: (m) => log('warning', m) });
+    // Every command but create and list starts with a Get: it goes out beside Plugin.Activate.
+    const startsWithGet = args.command !== 'create' && args.command !== 'list';
+    plugin = await connectPlugin({
+      name: args.volumeDriver, waitSeconds: waitSeconds(env), warn: (m) => log('warning', m),
+      ...(startsWithGet ? { prefetch: { method: 'VolumeDriver.Get', body: { Name: args.volumeName } } } : {}),
+    });
   } catch (err) {
     if (err instanceof PluginUnavailableError || err instanceof PluginCallError) {
       throw new CommandFailure(err.message, 'info', { volumeDriver: args.volumeDriver });
@@ -124,7 +128,6 @@ export async function runDvdcli(args: ParsedArgs, log: Logger, env: NodeJS.Proce
 
 async function main(): Promise<void> {
   process.removeAllListeners('warning');
-  ignoreClosedReaders();
   let stdout = '';
   let code = 0;
   try {
@@ -132,8 +135,8 @@ async function main(): Promise<void> {
   } catch (err) {
     code = reportFailure(err, stderrLogger);
   }
-  process.stdout.write(stdout);
-  exitWhenFlushed(code);
+  output.out(1, stdout);
+  output.exit(code);
 }
 
 void main();

@@ -145,3 +145,65 @@ describe('Docker plugin calls', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(900);
   });
 });
+
+describe('the Get sent beside Plugin.Activate (prefetch)', () => {
+  const GET = { method: 'VolumeDriver.Get', body: { Name: 'pg' } };
+  const VOLUME = { Volume: { Name: 'pg', Mountpoint: '/m/pg' } };
+
+  it('goes out before the activation is answered and answers the command\'s own Get, once', async () => {
+    const root = tmp();
+    const events: string[] = [];
+    let getArrived: () => void = () => undefined;
+    const arrived = new Promise<void>((r) => (getArrived = r));
+    const server: Server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        const reply = (status: number, body: unknown) => {
+          res.writeHead(status, { 'content-type': 'application/vnd.docker.plugins.v1.2+json' });
+          res.end(JSON.stringify(body));
+        };
+        events.push(`${req.url} arrived`);
+        if (req.url === '/Plugin.Activate') {
+          // Answered only once the Get is here (or after 2 s, and the order below fails).
+          const timer = setTimeout(getArrived, 2000);
+          void arrived.then(() => {
+            clearTimeout(timer);
+            events.push('activate answered');
+            reply(200, { Implements: ['VolumeDriver'] });
+          });
+        } else if (req.url === '/VolumeDriver.Get') {
+          getArrived();
+          reply(200, VOLUME);
+        } else reply(200, {});
+      });
+    });
+    await new Promise<void>((r) => server.listen(join(root, 'p.sock'), r));
+    cleanups.push(() => new Promise((r) => server.close(r)));
+    const plugin = await connectPlugin({ name: 'p', waitSeconds: 0, warn: noWarn, dirs: { socketDirs: [root], specDirs: [] }, prefetch: GET });
+    expect(events.indexOf('/VolumeDriver.Get arrived')).toBeLessThan(events.indexOf('activate answered'));
+    expect(await plugin.call('VolumeDriver.Get', { Name: 'pg' })).toEqual(VOLUME);
+    await plugin.call('VolumeDriver.Get', { Name: 'pg' });
+    await plugin.call('VolumeDriver.Get', { Name: 'other' });
+    // The first Get came from the prefetch; the next two went out as calls of their own.
+    expect(events.filter((e) => e === '/VolumeDriver.Get arrived')).toHaveLength(3);
+  });
+
+  it('is not retried: with the plugin not up yet, only the activation warns and retries, then the Get goes out', async () => {
+    const root = tmp();
+    const sock = join(root, 'late.sock');
+    writeFileSync(join(root, 'late.spec'), `unix://${sock}\n`);
+    let seen: Seen[] | null = null;
+    const warnings: string[] = [];
+    const plugin = await connectPlugin({
+      name: 'late', waitSeconds: 3, dirs: { socketDirs: [], specDirs: [root] }, prefetch: GET,
+      // The plugin comes up when dvdcli first says it is retrying.
+      warn: (m) => {
+        warnings.push(m);
+        if (warnings.length === 1) void fakePlugin(sock, { 'Plugin.Activate': ACTIVATE, 'VolumeDriver.Get': [200, VOLUME] }).then((s) => (seen = s));
+      },
+    });
+    expect(await plugin.call('VolumeDriver.Get', { Name: 'pg' })).toEqual(VOLUME);
+    expect(warnings).toEqual([`Unable to connect to plugin: unix://${sock}/Plugin.Activate, retrying in 1s`]);
+    expect(seen!.map((r) => r.method)).toEqual(['Plugin.Activate', 'VolumeDriver.Get']);
+  });
+});

@@ -144,6 +144,13 @@ export interface PluginClientOptions {
   readonly dirs?: DiscoveryDirs;
   /** Per-call silence limits; default CALL_TIMEOUTS_MS. */
   readonly timeouts?: { readonly long: number; readonly short: number };
+  /**
+   * A read-only call (VolumeDriver.Get) the command makes first: sent once beside
+   * Plugin.Activate instead of after its reply, and answered from that when the command makes
+   * it. It is never retried: if its connection fails (the plugin is not up yet), the command's
+   * own call retries after the activation, with the usual warnings.
+   */
+  readonly prefetch?: { readonly method: string; readonly body: unknown };
 }
 
 export interface PluginClient {
@@ -227,15 +234,34 @@ export async function connectPlugin(o: PluginClientOptions): Promise<PluginClien
   const where = endpoint.kind === 'unix' ? `unix://${endpoint.socketPath}` : endpoint.url.origin;
   const timeouts = o.timeouts ?? CALL_TIMEOUTS_MS;
 
+  // Like Docker's json.Encoder: compact JSON plus a newline; Activate has no body.
+  const encode = (body: unknown) => (body === undefined ? '' : `${JSON.stringify(body)}\n`);
+  const timeoutOf = (method: string) => (LONG_CALLS.includes(method) ? timeouts.long : timeouts.short);
+  let prefetched: { method: string; payload: string; reply: Promise<{ status: number; text: string } | null> } | null = null;
+  if (o.prefetch) {
+    const { method } = o.prefetch;
+    const payload = encode(o.prefetch.body);
+    const reply = send(endpoint, method, payload, timeoutOf(method)).catch((err: NodeJS.ErrnoException) => {
+      if (CONNECT_ERRORS.has(err.code ?? '')) return null;
+      throw err;
+    });
+    reply.catch(() => undefined); // read by the command's call, or dropped with a failed activation
+    prefetched = { method, payload, reply };
+  }
+
   const call = async <T>(method: string, body?: unknown): Promise<T> => {
-    // Like Docker's json.Encoder: compact JSON plus a newline; Activate has no body.
-    const payload = body === undefined ? '' : `${JSON.stringify(body)}\n`;
+    const payload = encode(body);
+    if (prefetched && prefetched.method === method && prefetched.payload === payload) {
+      const early = await prefetched.reply;
+      prefetched = null;
+      if (early !== null) return decode<T>(method, early.status, early.text);
+    }
     let lastErr: unknown = null;
     const reply = await withRetry(
       o.waitSeconds,
       async () => {
         try {
-          return await send(endpoint, method, payload, LONG_CALLS.includes(method) ? timeouts.long : timeouts.short);
+          return await send(endpoint, method, payload, timeoutOf(method));
         } catch (err) {
           // Only errors before the request reached the plugin are safe to retry.
           if (!CONNECT_ERRORS.has((err as NodeJS.ErrnoException).code ?? '')) throw err;

@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { invalidArgument } from '../../core/errors.js';
 import { createAdminClient, DEFAULT_ADMIN_SOCKET } from '../admin/client.js';
-import { exitWhenFlushed, ignoreClosedReaders } from '../process-exit.js';
+import { directOutput } from '../process-exit.js';
 import { ATTACHABLE, MOUNT_ONLY, runFlexCall } from './calls.js';
 import { exitCodeOf, failure, toFlexFailure, type FlexCapabilities, type FlexReply } from './errors.js';
 
@@ -45,7 +45,6 @@ function driverConfig(): { socket: string; capabilities: FlexCapabilities } {
 async function main(): Promise<void> {
   // Node's own warnings go to stderr, which kubelet would parse as part of the reply.
   process.removeAllListeners('warning');
-  ignoreClosedReaders();
   let reply: FlexReply;
   let socket = DEFAULT_ADMIN_SOCKET;
   try {
@@ -62,8 +61,9 @@ async function main(): Promise<void> {
     text = JSON.stringify(failure('internal error: unserialisable reply'));
   }
   // The reply is complete on the pipe before the process ends.
-  process.stdout.write(`${text}\n`);
-  exitWhenFlushed(exitCodeOf(reply));
+  const output = directOutput();
+  output.out(1, `${text}\n`);
+  output.exit(exitCodeOf(reply));
 }
 
 void main();
