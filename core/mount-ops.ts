@@ -27,7 +27,7 @@ import { canAttach, canFence, type Backend } from './backend.js';
 import {
   backendOf, clustered, commit, loadVolume, localAttachment, requireHere, RUNTIME, toBackendVolume, type OpDeps,
 } from './core-deps.js';
-import { BerthError, failedPrecondition, inUse } from './errors.js';
+import { BerthError, failedPrecondition, invalidArgument, inUse } from './errors.js';
 import { claimChecks } from './fencing.js';
 import type { MountRequest, MountResponse } from './service.js';
 import type { AttachmentRow, VolumeRow } from './store/store.js';
@@ -126,6 +126,9 @@ export async function mountVolume(
   const target = req.target === undefined || req.target === null ? null : checkTarget(req.target, d.targets);
   const flags = parseMountFlags(req.mountFlags);
   mustBeReady(row);
+  if (req.fsType !== undefined && row.fsType !== null && row.fsType !== req.fsType) {
+    throw invalidArgument('fsType', `volume ${row.name} has filesystem ${row.fsType}, the request asks for ${req.fsType}`);
+  }
   requireHere(d, row, 'mount');
   const backend = backendOf(d, row);
   const refs = d.store.listMountRefs(row.id);

@@ -92,6 +92,12 @@ export interface MountRequest {
   /** Mount options for the bind mount (validated against a whitelist). */
   readonly mountFlags?: readonly string[];
   /**
+   * The filesystem the caller expects (a FlexVolume's kubernetes.io/fsType): a volume with
+   * another one is refused as InvalidArgument naming fsType before anything is done. A
+   * volume with no filesystem of its own (dir) matches any.
+   */
+  readonly fsType?: string;
+  /**
    * Make `ref` (then a volume name) an ephemeral volume of this spec when it does not exist:
    * created and mounted in one operation, removed when its last reference is unmounted, and
    * removed by reconcile whenever it is found with no reference (core/ephemeral.ts). The same

@@ -294,6 +294,18 @@ describe.each(CATALOGS)('volume service (fake backend, %s catalog)', (kind) => {
       expect((await h.svc.inspect('b', ctx)).mounts).toEqual([]);
     });
 
+    it('mount with fsType refuses a volume of another filesystem before anything is done; a dir volume matches any', async () => {
+      await h.svc.create({ name: 'fsx', fsType: 'xfs', sizeBytes: 64 * MiB }, ctx);
+      const err = await errorOf(h.svc.mount({ ref: 'fsx', consumer: 'flex:/p', fsType: 'ext4' }, ctx));
+      expect([err.kind, err.field]).toEqual(['InvalidArgument', 'fsType']);
+      expect(err.message).toMatch(/has filesystem xfs/);
+      const fsx = await h.svc.inspect('fsx', ctx);
+      expect([fsx.mounts, fsx.attachments]).toEqual([[], []]);
+      expect((await h.svc.mount({ ref: 'fsx', consumer: 'flex:/p', fsType: 'xfs' }, ctx)).volume.mounts).toHaveLength(1);
+      await h.svc.create({ name: 'plain', backend: 'plain' }, ctx);
+      expect((await h.svc.mount({ ref: 'plain', consumer: 'flex:/q', fsType: 'ext4' }, ctx)).volume.mounts).toHaveLength(1);
+    });
+
     it('ReadWriteOnce: attaching to a second node fails naming the node holding it', async () => {
       await h.svc.create({ name: 'rwo', accessMode: 'ReadWriteOnce' }, ctx);
       await h.svc.attach({ ref: 'rwo', node: 'node-2' }, ctx);

@@ -181,7 +181,7 @@ export function createAdminApp(o: AdminAppOptions): Hono<Env> {
   });
 
   app.post('/v1/volumes/:ref/mount', async (c) => {
-    const b = await readBody(c, { consumer: str, target: str, readOnly: bool, mountFlags: strings, preempt: bool });
+    const b = await readBody(c, { consumer: str, target: str, readOnly: bool, mountFlags: strings, preempt: bool, fsType: str });
     const consumer = required(b.consumer, 'consumer');
     const res = await service.mount({ ref: c.req.param('ref'), ...b, consumer }, c.var.ctx);
     return c.json({ path: res.path, volume: res.volume, existing: res.existing });

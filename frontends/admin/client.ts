@@ -56,6 +56,8 @@ export interface MountBody {
   readonly mountFlags?: readonly string[];
   /** Cluster mode: take the volume from the node holding it (its copy is shut down first). */
   readonly preempt?: boolean;
+  /** Refuse (InvalidArgument, field fsType) a volume with another filesystem, before anything is done. */
+  readonly fsType?: string;
 }
 
 /** Where a running daemon listens and keeps its state: what an operator asks `berth status`. */

@@ -40,6 +40,10 @@ function fakeAdmin(nodeId = 'node-1') {
     mount: async (ref, b) => {
       log.push(`mount ${ref} ${b.consumer} ${b.target} ro=${b.readOnly}`);
       const v = get(ref);
+      // As the core does: a filesystem other than the caller's is refused before anything is done.
+      if (b.fsType !== undefined && v.fsType !== null && v.fsType !== b.fsType) {
+        throw new BerthError('InvalidArgument', `fsType: volume ${v.name} has filesystem ${v.fsType}, the request asks for ${b.fsType}`, { field: 'fsType' });
+      }
       const nv = put({ ...v, mounts: [...v.mounts, { consumer: b.consumer, frontend: 'flexvolume', target: b.target ?? null, readOnly: !!b.readOnly, createdAt: '' }] });
       return { path: b.target ?? '', volume: nv, existing: false };
     },
@@ -101,7 +105,7 @@ describe('FlexVolume calls', () => {
       `create pv1 {"name":"pv1","size":"1GiB","backend":"loop","fs":"ext4","labels":{"${PV_LABEL}":"pv1"}}`,
       'attach vol-pv1 node-1',
       'mount vol-pv1 flex-device:/dm/pv1 /dm/pv1 ro=false',
-      'mount vol-pv1 flex:/pods/u/pv1 /pods/u/pv1 ro=true',
+      'mount pv1 flex:/pods/u/pv1 /pods/u/pv1 ro=true',
       'unmount vol-pv1 flex:/pods/u/pv1',
       'unmount vol-pv1 flex-device:/dm/pv1',
       'detach vol-pv1 node-1',
@@ -122,7 +126,7 @@ describe('FlexVolume calls', () => {
     expect(await run(['detach', 'pv1', 'node-1'])).toEqual({ status: 'Success' });
     expect(log.filter((l) => !l.startsWith('create '))).toEqual([
       'attach vol-pv1 node-1',
-      'mount vol-pv1 flex:/pods/u/pv1 /pods/u/pv1 ro=false',
+      'mount pv1 flex:/pods/u/pv1 /pods/u/pv1 ro=false',
       'unmount vol-pv1 flex:/pods/u/pv1',
       'detach vol-pv1 node-1',
     ]);
@@ -147,12 +151,27 @@ describe('FlexVolume calls', () => {
     expect(log.filter((l) => l.startsWith('detach'))).toEqual(['detach vol-b node-1']);
   });
 
+  it('mount is one admin call for a volume that exists, and creates a missing one before mounting it', async () => {
+    const { admin, log } = fakeAdmin();
+    const run = (argv: string[]) => runFlexCall(argv, () => admin);
+    expect(await run(['mount', '/pods/n/pv9', J({ 'kubernetes.io/pvOrVolumeName': 'pv9', 'kubernetes.io/fsType': 'xfs', backend: 'loop' })])).toEqual({ status: 'Success' });
+    expect(log.map((l) => l.replace(/ \{.*$/, ''))).toEqual([
+      'mount pv9 flex:/pods/n/pv9 /pods/n/pv9 ro=false', // NotFound
+      'create pv9',
+      'mount vol-pv9 flex:/pods/n/pv9 /pods/n/pv9 ro=false',
+    ]);
+    log.length = 0;
+    expect(await run(['mount', '/pods/m/pv9', J({ 'kubernetes.io/pvOrVolumeName': 'pv9', 'kubernetes.io/fsType': 'xfs' })])).toEqual({ status: 'Success' });
+    expect(log).toEqual(['mount pv9 flex:/pods/m/pv9 /pods/m/pv9 ro=false']);
+  });
+
   it('refuses a missing volume when create=false, a filesystem mismatch, and bad arguments', async () => {
     const { admin } = fakeAdmin();
     const run = (argv: string[]) => runFlexCall(argv, () => admin);
     await expect(run(['mount', '/p', J({ create: 'false' })])).rejects.toThrow(/does not exist and the create option is false/);
     await run(['attach', J({ fs: 'xfs' }), 'node-1']);
     await expect(run(['mount', '/p', J({ 'kubernetes.io/fsType': 'ext4' })])).rejects.toThrow(/has filesystem xfs/);
+    await expect(run(['mount', '/p', J({ 'kubernetes.io/fsType': 'ext4' })])).rejects.toMatchObject({ kind: 'InvalidArgument', field: 'kubernetes.io/fsType' });
     await expect(run(['mount', '/p'])).rejects.toThrow(/usage: mount <mount dir> <json>/);
     await expect(run(['expandvolume', J({}), 'x', '12abc', '1'])).rejects.toThrow(/newSizeBytes/);
     await expect(run(['expandfs', J({}), '/dev/loop9', '/dm', 'big', '1'])).rejects.toThrow(/newSizeBytes/);

@@ -173,15 +173,27 @@ async function asArgument<T>(dirField: string, fn: () => Promise<T>): Promise<T>
   try {
     return await fn();
   } catch (err) {
-    throw renameErrorField(err, { target: dirField });
+    throw renameErrorField(err, { target: dirField, fsType: 'kubernetes.io/fsType' });
   }
 }
 
-/** mount <pod dir> <json>: binds the volume itself at the pod's dir; kubelet calls unmount for it whatever the dir looks like. */
+/**
+ * mount <pod dir> <json>: binds the volume itself at the pod's dir; kubelet calls unmount for
+ * it whatever the dir looks like. One admin call when the volume exists (the daemon checks
+ * the spec's filesystem before it mounts anything); the volume is created only when that
+ * call finds none, then mounted.
+ */
 async function mountPod(admin: FlexAdmin, json: string, dir: string): Promise<FlexReply> {
   const opts = parseFlexOptions(json, 'mount options JSON');
-  const vol = await ensureVolume(admin, opts);
-  await asArgument('mount dir', () => admin.mount(vol.id, { consumer: podConsumer(dir), target: dir, readOnly: opts.readOnly }));
+  const body = { consumer: podConsumer(dir), target: dir, readOnly: opts.readOnly, ...(opts.fsType !== null ? { fsType: opts.fsType } : {}) };
+  const mount = (ref: string) => asArgument('mount dir', () => admin.mount(ref, body));
+  try {
+    await mount(opts.ref);
+  } catch (err) {
+    if (!isKind(err, 'NotFound')) throw err;
+    const vol = await ensureVolume(admin, opts);
+    await mount(vol.id);
+  }
   return success();
 }
 

@@ -82,7 +82,7 @@ export async function run(): Promise<BenchResult[]> {
       { group: GROUP_EXEC, name: REFERENCE, run: () => ok(execFile(process.execPath, ['-e', '0'], env)) },
       { group: GROUP_EXEC, name: 'flexvolume init', note: 'no daemon call', run: () => flexOk(['init']) },
       { group: GROUP_EXEC, name: 'flexvolume isattached', note: 'one admin API call', run: () => flexOk(['isattached', J, 'test-node']) },
-      { group: GROUP_EXEC, name: 'flexvolume mount', note: 'inspect + mount: a bind mount into the pod directory', run: () => (mkdirSync(podDir, { recursive: true }), flexOk(['mount', podDir, J])) },
+      { group: GROUP_EXEC, name: 'flexvolume mount', note: 'one mount call (the daemon checks the fsType): a bind mount into the pod directory', run: () => (mkdirSync(podDir, { recursive: true }), flexOk(['mount', podDir, J])) },
       { group: GROUP_EXEC, name: 'flexvolume unmount', note: 'list + unmount: the bind mount goes', run: () => flexOk(['unmount', podDir]) },
       { group: GROUP_EXEC, name: 'dvdcli version', note: 'via #!/usr/bin/env node', run: () => dvd(['version']) },
       { group: GROUP_EXEC, name: 'dvdcli path', note: 'Activate + Get over the plugin socket', run: () => dvd(['path', ...dvdArgs('bench-exec')]) },
