@@ -3,44 +3,17 @@
  * client on a unix socket (issue 9): an oversized field is INVALID_ARGUMENT naming it,
  * answered at once, and the CO's channel keeps working afterwards.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createFakeHarness, type FakeHarness } from '../../test/fake/harness.js';
+import { describe, expect, it } from 'vitest';
 import { LOOP_LIKE } from '../../test/fake/fake.js';
-import { BerthError, createSilentLogger, defaultConfig } from '../../core/index.js';
-import { createCsiClient, grpcError, mountCap, type CsiClient } from '../../test/helpers/csi-client.js';
+import { BerthError } from '../../core/index.js';
+import { grpcError, mountCap } from '../../test/helpers/csi-client.js';
+import { useInProcessCsi } from '../../test/helpers/csi-in-process.js';
 import { toGrpcError } from './errors.js';
-import { createCsiFrontend } from './index.js';
 import { checkRequestLimits } from './limits.js';
-import type { FrontendServer } from '../types.js';
 
-interface Env { h: FakeHarness; csi: FrontendServer; c: CsiClient; dir: string }
-const envs: Env[] = [];
-
-afterEach(async () => {
-  for (const e of envs.splice(0)) {
-    e.c.close();
-    await e.csi.stop();
-    await e.h.cleanup();
-    rmSync(e.dir, { recursive: true, force: true });
-  }
-});
-
-async function setup(): Promise<Env> {
-  const dir = mkdtempSync(join(tmpdir(), 'berth-csi-limits-'));
-  const h = await createFakeHarness({ root: join(dir, 'state'), backends: { local: { capabilities: LOOP_LIKE } }, nodeId: 'node-a' });
-  const socket = join(dir, 'csi.sock');
-  const csi = createCsiFrontend({
-    service: h.svc, config: { ...defaultConfig().csi, endpoint: socket }, nodeId: 'node-a', version: 't', log: createSilentLogger(),
-  });
-  await csi.start();
-  const env = { h, csi, c: createCsiClient(socket), dir };
-  envs.push(env);
-  return env;
-}
+const csiEnvs = useInProcessCsi('limits');
+const setup = () => csiEnvs.start({ backends: { local: { capabilities: LOOP_LIKE } } });
 
 /** The call's error, failing the test when it takes more than `ms` (the bug: no answer at all). */
 async function quickError(p: Promise<unknown>, ms = 5_000): Promise<{ code: number; details: string }> {

@@ -5,47 +5,20 @@
  * accessibility_requirements, and what GetCapacity answers for another node's segment.
  * The cluster side (two nodes on one etcd) is in cluster.test.ts.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createFakeHarness, type FakeHarness } from '../../test/fake/harness.js';
+import { describe, expect, it } from 'vitest';
 import { LOOP_LIKE } from '../../test/fake/fake.js';
-import { createSilentLogger, defaultConfig } from '../../core/index.js';
-import { createCsiClient, grpcError, mountCap, type CsiClient } from '../../test/helpers/csi-client.js';
-import { createCsiFrontend } from './index.js';
+import { grpcError, mountCap } from '../../test/helpers/csi-client.js';
+import { useInProcessCsi, type FakeBackends } from '../../test/helpers/csi-in-process.js';
 import { topologyKeyFor, wantedNodes, type CsiIdentity } from './topology.js';
-import type { FrontendServer } from '../types.js';
 
 const KEY = 'topology.csi.berth.dev/node';
 const at = (node: string) => ({ segments: { [KEY]: node } });
-const envs: Array<{ h: FakeHarness; csi: FrontendServer; c: CsiClient; dir: string }> = [];
-
-afterEach(async () => {
-  for (const e of envs.splice(0)) {
-    e.c.close();
-    await e.csi.stop();
-    await e.h.cleanup();
-    rmSync(e.dir, { recursive: true, force: true });
-  }
-});
-
-async function setup(backends: Parameters<typeof createFakeHarness>[0] extends infer O ? O extends { backends?: infer B } ? B : never : never = {
+const csiEnvs = useInProcessCsi('topo');
+const setup = (backends: FakeBackends = {
   local: { capabilities: LOOP_LIKE },
   nfs: { capabilities: { scope: 'global', sizeEnforced: true } },
-}) {
-  const dir = mkdtempSync(join(tmpdir(), 'berth-csi-topo-'));
-  const h = await createFakeHarness({ root: join(dir, 'state'), backends, nodeId: 'node-a', targetPrefixes: [dir] });
-  const socket = join(dir, 'run', 'csi.sock');
-  const csi = createCsiFrontend({
-    service: h.svc, config: { ...defaultConfig().csi, endpoint: socket }, nodeId: 'node-a', version: 'test', log: createSilentLogger(),
-  });
-  await csi.start();
-  const env = { h, csi, c: createCsiClient(socket), dir };
-  envs.push(env);
-  return env;
-}
+}) => csiEnvs.start({ backends, targetsUnderDir: true });
 
 describe('wantedNodes: accessibility requirements -> the nodes the volume is wanted on', () => {
   const id: CsiIdentity = { driverName: 'csi.berth.dev', nodeId: 'node-a', topologyKey: topologyKeyFor('csi.berth.dev') };
