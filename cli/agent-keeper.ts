@@ -7,23 +7,12 @@
  * write on without the daemon).
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { agentSocketName, spawnSelfDetached, type Config, type Logger } from '../core/index.js';
+import { socketAnswers } from '../frontends/unix-socket.js';
 import { AGENT_CONFIG, AGENT_PID } from './fence-agent-main.js';
 
 const CHECK_EVERY_MS = 5_000;
-
-function answers(name: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(name);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
 
 export interface AgentKeeper {
   /** Stops watching; stops the agent unless `keep` (the node still holds exclusive volumes). */
@@ -38,7 +27,7 @@ export async function keepFenceAgent(o: { config: Config; log: Logger }): Promis
   renameSync(`${file}.tmp`, file);
   const name = agentSocketName(config.stateRoot);
   const ensure = async () => {
-    if (await answers(name)) return;
+    if (await socketAnswers(name)) return;
     const pid = spawnSelfDetached(['fence-agent', '--state-root', config.stateRoot]);
     log.info({ pid }, 'fence agent started');
   };

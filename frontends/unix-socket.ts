@@ -31,8 +31,8 @@ const ignoreMissing = (err: NodeJS.ErrnoException): null => {
   throw err;
 };
 
-/** Whether something accepts connections on the socket at `path`. */
-function answers(path: string): Promise<boolean> {
+/** Whether something accepts connections on the socket at `path` (or abstract name). */
+export function socketAnswers(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const c = connect(path);
     c.once('connect', () => {
@@ -55,7 +55,7 @@ export async function claimSocketPath(path: string, field: string): Promise<void
   if (!st.isSocket()) {
     throw failedPrecondition(`${field}: ${path} exists and is not a socket; remove it or choose another path`);
   }
-  if (await answers(path)) {
+  if (await socketAnswers(path)) {
     throw failedPrecondition(`${field}: ${path} is in use by another process (is another berth running?)`);
   }
   await unlink(path).catch(ignoreMissing);

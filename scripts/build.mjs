@@ -10,7 +10,7 @@ import { build } from 'esbuild';
 import { chmod, cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { existsSync, statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { basename, dirname } from 'node:path';
+import { basename } from 'node:path';
 
 const pkg = JSON.parse(await readFile('package.json', 'utf8'));
 /**

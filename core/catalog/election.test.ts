@@ -71,15 +71,18 @@ const leaders = (nodes: readonly Node[]) => nodes.filter((n) => n.election.isLea
 /** The invariant of every test: never two nodes leading at once. */
 const atMostOne = (nodes: readonly Node[]) => () => expect(leaders(nodes).map((n) => n.id).length).toBeLessThanOrEqual(1);
 
+/** Nodes a, b and c on a fresh prefix, each with its election started. */
+async function startThree(): Promise<Node[]> {
+  const prefix = newPrefix();
+  const nodes = [];
+  for (const id of ['a', 'b', 'c']) nodes.push(await openNode(id, prefix, { ttlMs: 10_000, stopAfterMs: 8_000 }));
+  for (const n of nodes) n.election.start();
+  return nodes;
+}
+
 describe('leader election', () => {
   it('elects exactly one leader among three nodes, and every node names it', async () => {
-    const prefix = newPrefix();
-    const nodes = [
-      await openNode('a', prefix, { ttlMs: 10_000, stopAfterMs: 8_000 }),
-      await openNode('b', prefix, { ttlMs: 10_000, stopAfterMs: 8_000 }),
-      await openNode('c', prefix, { ttlMs: 10_000, stopAfterMs: 8_000 }),
-    ];
-    for (const n of nodes) n.election.start();
+    const nodes = await startThree();
     await until('one leader that every view names', () => {
       const l = leaders(nodes);
       return l.length === 1 && nodes.every((n) => n.election.leader() === l[0]!.id);
@@ -90,13 +93,7 @@ describe('leader election', () => {
   });
 
   it('passes leadership on at once when the leader resigns (the daemon stops), and when its lease is revoked', async () => {
-    const prefix = newPrefix();
-    const nodes = [
-      await openNode('a', prefix, { ttlMs: 10_000, stopAfterMs: 8_000 }),
-      await openNode('b', prefix, { ttlMs: 10_000, stopAfterMs: 8_000 }),
-      await openNode('c', prefix, { ttlMs: 10_000, stopAfterMs: 8_000 }),
-    ];
-    for (const n of nodes) n.election.start();
+    const nodes = await startThree();
     await until('a leader', () => leaders(nodes).length === 1, 10_000, atMostOne(nodes));
     const first = leaders(nodes)[0]!;
     await first.close();
