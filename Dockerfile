@@ -3,7 +3,7 @@
 #   build    Node + npm + a C++ toolchain: npm ci (better-sqlite3 compiles for this Node when
 #            no prebuilt binary can be fetched; berth's system-call addon, native/, always
 #            does), the esbuild bundles in dist/, then only the production dependencies are kept.
-#   runtime  plain Debian + the node binary from the build stage + dist/ + the addon +
+#   runtime  plain Debian + the node binary from the build stage + dist/ + the addons +
 #            production node_modules: no npm, no compiler, no headers.
 #
 # On a connected machine the defaults work as they are:
@@ -25,7 +25,8 @@ WORKDIR /src
 # Extra CA certificates (PEM text) for a registry behind a TLS-intercepting proxy; only this
 # stage sees them, the runtime image does not.
 ARG EXTRA_CA_CERTS=""
-# binding.gyp + native/: berth's system-call addon, compiled by npm ci's install script.
+# binding.gyp + native/: berth's system-call addon and the per-call executables' socket
+# addon, compiled by npm ci's install script.
 COPY package.json package-lock.json binding.gyp ./
 COPY native native
 RUN if [ -n "$EXTRA_CA_CERTS" ]; then printf '%s\n' "$EXTRA_CA_CERTS" > /tmp/extra-ca.pem; export NODE_EXTRA_CA_CERTS=/tmp/extra-ca.pem; fi \
@@ -42,7 +43,8 @@ RUN npm run build \
  && rm -rf node_modules/better-sqlite3/deps node_modules/better-sqlite3/src node_modules/better-sqlite3/build/Release/obj* \
       node_modules/better-sqlite3/build/Release/.deps node_modules/better-sqlite3/build/deps \
  && node -e "require('better-sqlite3')(':memory:').prepare('select 1').get()" \
- && node -e "if (require('./build/Release/berth_os.node').constants.LOOP_MAJOR !== 7) process.exit(1)"
+ && node -e "if (require('./build/Release/berth_os.node').constants.LOOP_MAJOR !== 7) process.exit(1)" \
+ && node -e "if (typeof require('./build/Release/berth_sock.node').connect !== 'function') process.exit(1)"
 
 FROM ${DEBIAN_IMAGE} AS runtime
 # e2fsprogs, xfsprogs, btrfs-progs: mkfs and grow for the loop and btrfs backends;
@@ -57,7 +59,7 @@ COPY --from=build /usr/local/bin/node /usr/local/bin/node
 COPY --from=build /src/package.json /opt/berth/package.json
 COPY --from=build /src/node_modules /opt/berth/node_modules
 COPY --from=build /src/dist /opt/berth/dist
-COPY --from=build /src/build/Release/berth_os.node /opt/berth/build/Release/berth_os.node
+COPY --from=build /src/build/Release/berth_os.node /src/build/Release/berth_sock.node /opt/berth/build/Release/
 RUN ln -s /opt/berth/dist/berth.js /usr/local/bin/berth \
  && ln -s /opt/berth/dist/dvdcli.cjs /usr/local/bin/dvdcli \
  && ln -s /opt/berth/dist/flexvolume.cjs /usr/local/bin/berth-flexvolume \

@@ -4,7 +4,8 @@
  * API), dvdcli (Docker plugin API). node:http costs them a module tree to load and, on every
  * first request, the compilation of node's IPv6-address regex (its agent checks whether the
  * host is an IP): together about a third of a bare `node -e 0`. This is the part of
- * HTTP/1.1 a request-reply client needs, built on node:net:
+ * HTTP/1.1 a request-reply client needs, built on node:net (or, for the per-call executables
+ * on a unix socket, on the blocking connections of blocking-socket.ts):
  * - the request is written at once with Content-Length and `Connection: close`;
  * - the reply's body is framed by chunked transfer coding, Content-Length, or the close;
  * - 1xx interim replies are skipped; 204/304 and replies to HEAD have no body;
@@ -12,12 +13,15 @@
  * - a silence longer than `timeoutMs` ends the request with the caller's error.
  * Errors before a reply carry the socket's errno `code` (ENOENT, ECONNREFUSED), as node:http's do.
  */
-import { connect as netConnect, type Socket } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
+import { blockingConnection, type BlockingSockets, type Connection } from './blocking-socket.js';
 
-/** Where the server listens. */
+/**
+ * Where the server listens. A unix socket with `sockets` (the per-call executables' addon,
+ * blocking-socket.ts) is reached through it, without node:net.
+ */
 export type Http1Target =
-  | { readonly socketPath: string }
+  | { readonly socketPath: string; readonly sockets?: BlockingSockets | null }
   | { readonly host: string; readonly port: number; readonly tls?: ConnectionOptions };
 
 export interface Http1Request {
@@ -69,9 +73,11 @@ function checkToken(what: string, value: string): void {
   if (/[\r\n\0]/.test(value)) throw new TypeError(`HTTP ${what} must not contain CR, LF or NUL: ${JSON.stringify(value)}`);
 }
 
-async function open(target: Http1Target): Promise<Socket> {
-  if ('socketPath' in target) return netConnect({ path: target.socketPath });
-  if (!target.tls) return netConnect({ host: target.host, port: target.port });
+/** node:net and node:tls load on first use: a per-call executable with the addon never needs them. */
+async function open(target: Http1Target, timeoutMs: number): Promise<Connection> {
+  if ('socketPath' in target && target.sockets) return blockingConnection(target.sockets, target.socketPath, timeoutMs);
+  if ('socketPath' in target) return (await import('node:net')).connect({ path: target.socketPath });
+  if (!target.tls) return (await import('node:net')).connect({ host: target.host, port: target.port });
   const { connect } = await import('node:tls');
   return connect({ ...target.tls, host: target.host, port: target.port });
 }
@@ -94,7 +100,7 @@ export async function http1Request(target: Http1Target, req: Http1Request): Prom
     head += `${name}: ${value}\r\n`;
   }
   if (req.body !== undefined) head += `Content-Length: ${Buffer.byteLength(req.body)}\r\n`;
-  const socket = await open(target);
+  const socket = await open(target, req.timeoutMs ?? 0);
   return new Promise<Http1Response>((resolve, reject) => {
     const parser = createReplyParser(req.method === 'HEAD', (status, headers) => resolve(response(status, headers)));
     let failed: Error | null = null;

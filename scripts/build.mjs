@@ -136,7 +136,7 @@ const entries = [
       format: 'cjs',
       external: [...daemonPackages, 'yaml', 'cli-progress', 'cli-table3'],
       plugins: [...common.plugins, daemonSide],
-      define: { 'import.meta.url': CJS_IMPORT_META_URL },
+      define: { 'import.meta.url': CJS_IMPORT_META_URL, 'import.meta.dirname': '__dirname' },
       banner: { js: `${shebang}\n"use strict";\n${CJS_IMPORT_META_URL_BANNER}` },
     },
   },
@@ -167,7 +167,7 @@ const entries = [
     options: {
       format: 'cjs',
       // The banner's "use strict" keeps the file strict: esbuild's own comes after the banner.
-      define: { 'import.meta.url': CJS_IMPORT_META_URL },
+      define: { 'import.meta.url': CJS_IMPORT_META_URL, 'import.meta.dirname': '__dirname' },
       banner: { js: `${shebang}\n"use strict";\n${CJS_IMPORT_META_URL_BANNER}` },
     },
   })),
@@ -185,15 +185,17 @@ await Promise.all(
     }),
 );
 
-// The system-call addon (native/, loaded by core/os/sys.ts from build/Release) is compiled by
-// `npm ci`; rebuild it here when its sources are newer, so `npm test` never runs a stale one.
-// (The image build copies scripts/build.mjs with the sources and the already built addon.)
+// The addons (native/: the system calls core/os/sys.ts loads, and the socket calls of the
+// per-call executables, frontends/blocking-socket.ts) are compiled by `npm ci`; rebuild them here
+// when their sources are newer, so `npm test` never runs a stale one. (The image build copies
+// scripts/build.mjs with the sources and the already built addons.)
 const ADDON = 'build/Release/berth_os.node';
-const addonSources = ['binding.gyp', 'native/addon.h', 'native/addon.c', 'native/args.c', 'native/settle.c', 'native/ops.c', 'native/ops.h'];
-const addonAge = existsSync(ADDON) ? statSync(ADDON).mtimeMs : -1;
+const SOCK_ADDON = 'build/Release/berth_sock.node';
+const addonSources = ['binding.gyp', 'native/addon.h', 'native/addon.c', 'native/args.c', 'native/settle.c', 'native/ops.c', 'native/ops.h', 'native/sock.c'];
+const addonAge = Math.min(...[ADDON, SOCK_ADDON].map((f) => (existsSync(f) ? statSync(f).mtimeMs : -1)));
 if (addonSources.some((f) => existsSync(f) && statSync(f).mtimeMs > addonAge)) {
   const r = spawnSync('npm', ['run', '--silent', 'native'], { stdio: 'inherit' });
-  if (r.status !== 0) throw new Error(`building ${ADDON} failed (npm run native exited ${r.status})`);
+  if (r.status !== 0) throw new Error(`building ${ADDON} and ${SOCK_ADDON} failed (npm run native exited ${r.status})`);
 }
 
 // The CSI frontend loads its proto at run time relative to the bundle (frontends/csi/proto.ts).

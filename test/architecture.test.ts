@@ -53,7 +53,10 @@ describe('architecture', () => {
   it('only core/os/sys.ts loads the system-call addon, and only core/os/ imports sys.ts', () => {
     // The addon is loaded by path (createRequire / process.dlopen) from build/Release/berth_os.node.
     const loaders = files.filter((f) => /berth_os|process\.dlopen|createRequire\(/.test(f.text)).map((f) => f.path).sort();
-    expect(loaders).toEqual(['core/os/sys.ts']);
+    // The other loader is the per-call executables' socket addon (berth_sock), never berth_os.
+    expect(loaders).toEqual(['core/os/sys.ts', 'frontends/blocking-socket.ts']);
+    expect(files.filter((f) => /berth_os/.test(f.text)).map((f) => f.path)).toEqual(['core/os/sys.ts']);
+    expect(files.filter((f) => /berth_sock/.test(f.text)).map((f) => f.path)).toEqual(['frontends/blocking-socket.ts']);
     const users = files.filter((f) => f.imports.some((s) => resolved(f.path, s) === 'core/os/sys.js')).map((f) => f.path);
     expect(users.filter((p) => !p.startsWith('core/os/'))).toEqual([]);
     // No FFI library either: system calls go through the addon only.
@@ -95,11 +98,11 @@ describe('architecture', () => {
     expect(heavy).toEqual([]);
   });
 
-  it('flexvolume/ and dvdcli/ import nothing beyond their folder, the admin client, the HTTP/1.1 client, the exit helper and the core error/type modules', () => {
+  it('flexvolume/ and dvdcli/ import nothing beyond their folder, the admin client, the HTTP/1.1 client and its blocking sockets, the exit helper and the core error/type modules', () => {
     // Each call of these executables is a fresh process: what they import is their cold start.
     const allowed = (folder: string) => (target: string) =>
       target.startsWith(`${folder}/`) ||
-      ['frontends/admin/client.ts', 'frontends/http1-client.ts', 'frontends/process-exit.ts', 'core/errors.ts', 'core/types.ts', 'core/user-input.ts', 'package.json'].includes(target.replace(/\.js$/, '.ts'));
+      ['frontends/admin/client.ts', 'frontends/http1-client.ts', 'frontends/blocking-socket.ts', 'frontends/process-exit.ts', 'core/errors.ts', 'core/types.ts', 'core/user-input.ts', 'package.json'].includes(target.replace(/\.js$/, '.ts'));
     const bad = files
       .filter((f) => f.path.startsWith('frontends/flexvolume/') || f.path.startsWith('frontends/dvdcli/'))
       .flatMap((f) => {

@@ -11,11 +11,12 @@
 // fs.promises, not node:fs/promises: the `berth` bundle is CommonJS, where a top-level
 // require of node:fs/promises would load it (and readline, watchers) for every command.
 import { existsSync, promises as fsp } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Argv, CommandModule } from 'yargs';
 import { failedPrecondition } from '../../core/errors.js';
 import { DEFAULT_ADMIN_SOCKET } from '../../frontends/admin/client.js';
+import { SOCK_ADDON_FILE } from '../../frontends/blocking-socket.js';
 import { printerFor, type GlobalArgs } from '../context.js';
 
 export const DEFAULT_PLUGIN_DIR = '/usr/libexec/kubernetes/kubelet-plugins/volume/exec';
@@ -60,7 +61,9 @@ async function writeDurably(path: string, data: string, mode: number): Promise<v
 export async function installFlexDriver(o: InstallOptions): Promise<string> {
   const bundle = await fsp.readFile(o.source, 'utf8');
   const executable = `#!${o.nodePath}\n${bundle.replace(/^#![^\n]*\n/, '')}`;
-  const config = `${JSON.stringify({ socket: o.socket, attach: o.attach ?? true }, null, 2)}\n`;
+  // The driver is a copy; the addon it reaches the socket through stays with the install.
+  const addon = join(dirname(o.source), '..', 'build', 'Release', SOCK_ADDON_FILE);
+  const config = `${JSON.stringify({ socket: o.socket, attach: o.attach ?? true, ...(existsSync(addon) ? { socketAddon: resolve(addon) } : {}) }, null, 2)}\n`;
   const driverDir = join(o.pluginDir, DRIVER_DIR);
   await fsp.mkdir(o.pluginDir, { recursive: true, mode: 0o755 });
   const tmp = `.tmp-${process.pid}-${Date.now()}`;

@@ -6,6 +6,7 @@
  * core/errors.ts (through ./errors.ts); everything else is type-only.
  */
 import { BerthError } from '../../core/errors.js';
+import type { BlockingSockets } from '../blocking-socket.js';
 import { http1Request, type Http1Response, type Http1Target } from '../http1-client.js';
 import { fromErrorResponse } from './errors.js';
 import type { ExpandResponse, ServiceStatus } from '../../core/service.js';
@@ -30,6 +31,8 @@ export interface AdminClientOptions {
   readonly frontend?: Extract<Frontend, 'admin' | 'flexvolume' | 'dvdcli'>;
   /** Per-request deadline; default none (mkfs on a first mount can take a while). */
   readonly timeoutMs?: number;
+  /** The per-call executables' blocking socket calls (blocking-socket.ts); default node:net. */
+  readonly sockets?: BlockingSockets | null;
 }
 
 /** POST /v1/volumes body. */
@@ -137,7 +140,7 @@ export function createAdminClient(o: AdminClientOptions = {}): AdminClient {
     if (payload !== undefined) headers['content-type'] = 'application/json';
     if (o.token) headers.authorization = `Bearer ${o.token}`;
     if (o.frontend) headers['x-berth-frontend'] = o.frontend;
-    const target: Http1Target = base ? { host: base.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(base.port || 80) } : { socketPath: socket };
+    const target: Http1Target = base ? { host: base.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(base.port || 80) } : { socketPath: socket, sockets: o.sockets ?? null };
     const request = http1Request(target, {
       method,
       path,

@@ -10,6 +10,7 @@
  */
 import { resolve } from 'node:path';
 import pkg from '../../package.json' with { type: 'json' };
+import { loadBlockingSockets, sockAddonCandidates, type BlockingSockets } from '../blocking-socket.js';
 import { parseArgs, USAGE, type ParsedArgs } from './args.js';
 import { CommandFailure, output, reportFailure, stderrLogger, type Logger } from './errors.js';
 import { connectPlugin, PluginCallError, PluginUnavailableError, type PluginClient } from './plugin-client.js';
@@ -45,7 +46,7 @@ async function getVolume(plugin: PluginClient, name: string): Promise<PluginVolu
 }
 
 /** Runs one command; returns stdout text. Throws UsageError / CommandFailure / plugin errors. */
-export async function runDvdcli(args: ParsedArgs, log: Logger, env: NodeJS.ProcessEnv): Promise<string> {
+export async function runDvdcli(args: ParsedArgs, log: Logger, env: NodeJS.ProcessEnv, sockets: BlockingSockets | null = null): Promise<string> {
   if (args.help || args.command === null) return USAGE;
   if (args.command === 'version') {
     return [
@@ -66,7 +67,7 @@ export async function runDvdcli(args: ParsedArgs, log: Logger, env: NodeJS.Proce
     // Every command but create and list starts with a Get: it goes out beside Plugin.Activate.
     const startsWithGet = args.command !== 'create' && args.command !== 'list';
     plugin = await connectPlugin({
-      name: args.volumeDriver, waitSeconds: waitSeconds(env), warn: (m) => log('warning', m),
+      name: args.volumeDriver, waitSeconds: waitSeconds(env), warn: (m) => log('warning', m), sockets,
       ...(startsWithGet ? { prefetch: { method: 'VolumeDriver.Get', body: { Name: args.volumeName } } } : {}),
     });
   } catch (err) {
@@ -131,7 +132,10 @@ async function main(): Promise<void> {
   let stdout = '';
   let code = 0;
   try {
-    stdout = await runDvdcli(parseArgs(process.argv.slice(2)), stderrLogger, process.env);
+    const args = parseArgs(process.argv.slice(2));
+    // Blocking socket calls instead of node:net, when the addon is where the install put it.
+    const sockets = args.command === 'version' || args.help ? null : loadBlockingSockets(sockAddonCandidates(import.meta.dirname));
+    stdout = await runDvdcli(args, stderrLogger, process.env, sockets);
   } catch (err) {
     code = reportFailure(err, stderrLogger);
   }

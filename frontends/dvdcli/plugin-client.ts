@@ -8,6 +8,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import type { BlockingSockets } from '../blocking-socket.js';
 import { http1Request, type Http1Target } from '../http1-client.js';
 
 export const SOCKET_DIRS = ['/run/docker/plugins'] as const;
@@ -151,6 +152,8 @@ export interface PluginClientOptions {
    * own call retries after the activation, with the usual warnings.
    */
   readonly prefetch?: { readonly method: string; readonly body: unknown };
+  /** Blocking unix-socket calls (blocking-socket.ts); without them, node:net. */
+  readonly sockets?: BlockingSockets | null;
 }
 
 export interface PluginClient {
@@ -174,9 +177,9 @@ async function withRetry<T>(budgetSeconds: number, attempt: () => Promise<T | nu
   }
 }
 
-async function send(endpoint: PluginEndpoint, method: string, payload: string, timeoutMs: number): Promise<{ status: number; text: string }> {
+async function send(endpoint: PluginEndpoint, method: string, payload: string, timeoutMs: number, sockets: BlockingSockets | null): Promise<{ status: number; text: string }> {
   let target: Http1Target;
-  if (endpoint.kind === 'unix') target = { socketPath: endpoint.socketPath };
+  if (endpoint.kind === 'unix') target = { socketPath: endpoint.socketPath, sockets };
   else {
     // URL keeps IPv6 literals in brackets ("[::1]"); the socket wants the bare address.
     const host = endpoint.url.hostname.replace(/^\[(.*)\]$/, '$1');
@@ -241,7 +244,7 @@ export async function connectPlugin(o: PluginClientOptions): Promise<PluginClien
   if (o.prefetch) {
     const { method } = o.prefetch;
     const payload = encode(o.prefetch.body);
-    const reply = send(endpoint, method, payload, timeoutOf(method)).catch((err: NodeJS.ErrnoException) => {
+    const reply = send(endpoint, method, payload, timeoutOf(method), o.sockets ?? null).catch((err: NodeJS.ErrnoException) => {
       if (CONNECT_ERRORS.has(err.code ?? '')) return null;
       throw err;
     });
@@ -261,7 +264,7 @@ export async function connectPlugin(o: PluginClientOptions): Promise<PluginClien
       o.waitSeconds,
       async () => {
         try {
-          return await send(endpoint, method, payload, timeoutOf(method));
+          return await send(endpoint, method, payload, timeoutOf(method), o.sockets ?? null);
         } catch (err) {
           // Only errors before the request reached the plugin are safe to retry.
           if (!CONNECT_ERRORS.has((err as NodeJS.ErrnoException).code ?? '')) throw err;

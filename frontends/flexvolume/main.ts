@@ -6,13 +6,15 @@
  *
  * The daemon's admin socket: $BERTH_SOCKET, else `socket` from berth.json next to this
  * file (written at install time), else /run/berth/berth.sock. berth.json's `attach: false`
- * (install --no-attach) makes init report a mount-only driver.
+ * (install --no-attach) makes init report a mount-only driver; its `socketAddon` names the
+ * install's socket addon, through which the driver reaches the socket (blocking-socket.ts;
+ * node:net when it cannot be loaded).
  */
 import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { invalidArgument } from '../../core/errors.js';
 import { createAdminClient, DEFAULT_ADMIN_SOCKET } from '../admin/client.js';
+import { loadBlockingSockets, sockAddonCandidates } from '../blocking-socket.js';
 import { directOutput } from '../process-exit.js';
 import { ATTACHABLE, MOUNT_ONLY, runFlexCall } from './calls.js';
 import { exitCodeOf, failure, toFlexFailure, type FlexCapabilities, type FlexReply } from './errors.js';
@@ -20,9 +22,9 @@ import { exitCodeOf, failure, toFlexFailure, type FlexCapabilities, type FlexRep
 /** The file `berth flexvolume install` writes next to the executable. */
 export const DRIVER_CONFIG_FILE = 'berth.json';
 
-function driverConfig(): { socket: string; capabilities: FlexCapabilities } {
-  const path = join(dirname(fileURLToPath(import.meta.url)), DRIVER_CONFIG_FILE);
-  let config: { socket?: unknown; attach?: unknown } = {};
+function driverConfig(): { socket: string; capabilities: FlexCapabilities; addons: string[] } {
+  const path = join(import.meta.dirname, DRIVER_CONFIG_FILE);
+  let config: { socket?: unknown; attach?: unknown; socketAddon?: unknown } = {};
   try {
     config = JSON.parse(readFileSync(path, 'utf8')) as typeof config;
   } catch (err) {
@@ -39,6 +41,8 @@ function driverConfig(): { socket: string; capabilities: FlexCapabilities } {
   return {
     socket: process.env.BERTH_SOCKET || fromFile || DEFAULT_ADMIN_SOCKET,
     capabilities: config.attach === false ? MOUNT_ONLY : ATTACHABLE,
+    // The install's addon (berth.json), else one beside this file (dist/ run in place).
+    addons: [...(typeof config.socketAddon === 'string' ? [config.socketAddon] : []), ...sockAddonCandidates(import.meta.dirname)],
   };
 }
 
@@ -50,7 +54,10 @@ async function main(): Promise<void> {
   try {
     const config = driverConfig();
     socket = config.socket;
-    reply = await runFlexCall(process.argv.slice(2), () => createAdminClient({ socket: config.socket, frontend: 'flexvolume' }), config.capabilities);
+    const argv = process.argv.slice(2);
+    // Blocking socket calls instead of node:net (init makes no call).
+    const client = () => createAdminClient({ socket: config.socket, frontend: 'flexvolume', sockets: loadBlockingSockets(config.addons) });
+    reply = await runFlexCall(argv, client, config.capabilities);
   } catch (err) {
     reply = toFlexFailure(err, socket);
   }

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { goJson, kubeletCall, strictKubeletCall, mountTable } from '../helpers/callers.js';
-import { runBerth, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { REPO_ROOT, runBerth, startTestDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { useTmpRoots, type TmpRoot } from '../helpers/tmp-root.js';
 
 const roots = useTmpRoots();
@@ -41,14 +41,14 @@ describe('FlexVolume driver (kubelet-style calls)', () => {
     expect(readdirSync(driverDir).sort()).toEqual(['berth', 'berth.json']);
     expect(statSync(exe).mode & 0o777).toBe(0o755);
     expect(readFileSync(exe, 'utf8').split('\n')[0]).toBe(`#!${process.execPath}`);
-    expect(JSON.parse(readFileSync(join(driverDir, 'berth.json'), 'utf8'))).toEqual({ socket, attach: true });
+    expect(JSON.parse(readFileSync(join(driverDir, 'berth.json'), 'utf8'))).toEqual({ socket, attach: true, socketAddon: join(REPO_ROOT, 'build', 'Release', 'berth_sock.node') });
 
     // Upgrade: same names, no dot-named leftovers in the driver dir or the plugin dir.
     const again = await install(root, root.path('other.sock'));
     expect(again).toBe(exe);
     expect(readdirSync(driverDir).sort()).toEqual(['berth', 'berth.json']);
     expect(readdirSync(root.path('exec'))).toEqual(['berth~berth']);
-    expect(JSON.parse(readFileSync(join(driverDir, 'berth.json'), 'utf8'))).toEqual({ socket: root.path('other.sock'), attach: true });
+    expect(JSON.parse(readFileSync(join(driverDir, 'berth.json'), 'utf8'))).toEqual({ socket: root.path('other.sock'), attach: true, socketAddon: join(REPO_ROOT, 'build', 'Release', 'berth_sock.node') });
 
     const init = await kubeletCall(exe, ['init']);
     expect(init.code).toBe(0);
@@ -83,6 +83,12 @@ describe('FlexVolume driver (kubelet-style calls)', () => {
     expect(attached.status).toBe('Success');
     expect(attached.device).toMatch(/^\/dev\/loop\d+$/);
     expect((await call('isattached', J, NODE))).toEqual({ status: 'Success', attached: true });
+    // The install's socket addon gone (berth moved): the same answer, through node:net.
+    const config = join(root.path('exec'), 'berth~berth', 'berth.json');
+    const installed = readFileSync(config, 'utf8');
+    writeFileSync(config, JSON.stringify({ ...JSON.parse(installed), socketAddon: root.path('gone', 'berth_sock.node') }));
+    expect((await call('isattached', J, NODE))).toEqual({ status: 'Success', attached: true });
+    writeFileSync(config, installed);
     const vol = await d.client.inspectVolume(pv);
     expect(vol).toMatchObject({ backend: 'loop', sizeBytes: 64 * 1024 * 1024, fsType: 'ext4', labels: { note: 'a&b<c>', 'flex-pv': pv } });
     expect(vol.attachments).toMatchObject([{ node: NODE, device: attached.device, implicit: false }]);
