@@ -30,6 +30,9 @@ const MAX_STACKED = 8;
 
 /** Undoes the octal escapes the kernel uses for space, tab, newline and backslash. */
 export function unescapeMountPath(s: string): string {
+  // Most fields have nothing escaped: no regular expression for them (mountinfo is read on
+  // every publish and unpublish).
+  if (!s.includes('\\')) return s;
   return s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
 }
 

@@ -45,8 +45,13 @@ export function createCsiFrontend(o: CsiFrontendOptions): FrontendServer {
     async start() {
       if (server) return;
       const services = loadCsiServices();
-      // A CSI request is a few KB; the default (4 MiB) is more than any CO sends.
-      const s = new Server({ 'grpc.max_receive_message_length': MAX_CSI_MESSAGE_BYTES });
+      const s = new Server({
+        // A CSI request is a few KB; the default (4 MiB) is more than any CO sends.
+        'grpc.max_receive_message_length': MAX_CSI_MESSAGE_BYTES,
+        // channelz (on by default) keeps per-call counters and timestamps for a channelz
+        // service berth does not serve: nothing could read them.
+        'grpc.enable_channelz': 0,
+      });
       s.addService(services.Identity, wrapHandlers('Identity', createIdentityHandlers({
         service: o.service, driverName: o.config.driverName, version: o.version, controller,
       }), log));

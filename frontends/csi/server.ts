@@ -38,31 +38,36 @@ export function stripSecrets(value: unknown): unknown {
 export function wrapHandlers(service: string, handlers: Record<string, AnyHandler>, log: Logger): UntypedServiceImplementation {
   const impl: UntypedServiceImplementation = {};
   for (const [method, handler] of Object.entries(handlers)) {
+    const polled = POLLED.test(method);
     impl[method] = (call: ServerUnaryCall<Record<string, unknown>, unknown>, callback: sendUnaryData<unknown>) => {
       const started = performance.now();
       const req = call.request ?? {};
       const volume = subjectOf(req);
-      const done = (code: status, err?: unknown) => {
-        const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
+      const done = (code: status, err: unknown, ended: number) => {
+        const durationMs = Math.round((ended - started) * 1000) / 1000;
         const line = { service, method, volume, durationMs, code: status[code] };
-        if (code === status.OK) (POLLED.test(method) ? log.debug(line, 'csi call') : log.info(line, 'csi call'));
+        if (code === status.OK) (polled ? log.debug(line, 'csi call') : log.info(line, 'csi call'));
         else if (code === status.INTERNAL || code === status.UNKNOWN) log.error({ ...line, err }, 'csi call failed');
         else log.info({ ...line, error: err instanceof Error ? err.message : String(err) }, 'csi call failed');
       };
       const run = async () => {
         checkRequestLimits(req);
-        log.debug({ method, request: stripSecrets(req) }, 'csi request');
+        // The copy without secrets is made only for a debug line that is written.
+        if (log.isLevelEnabled('debug')) log.debug({ method, request: stripSecrets(req) }, 'csi request');
         return handler(req as never);
       };
+      // The answer first, then its log line: the line's cost is not the caller's wait.
       run().then(
         (res) => {
-          done(status.OK);
+          const ended = performance.now();
           callback(null, res);
+          done(status.OK, undefined, ended);
         },
         (err: unknown) => {
+          const ended = performance.now();
           const e = toGrpcError(err);
-          done(e.code, err);
           callback(e);
+          done(e.code, err, ended);
         },
       );
     };
