@@ -88,7 +88,7 @@ async function manyVolumes(d: TestDaemon): Promise<BenchResult[]> {
 export async function run(): Promise<BenchResult[]> {
   const root = createTmpRoot('bench-admin');
   try {
-    const d = await startTestDaemon(root, { logLevel: 'warn' });
+    const d = await startTestDaemon(root, { logLevel: 'warn', sourceMaps: false });
     const out: BenchResult[] = [];
     out.push(...(await backendOps(d, 'local', 100, 'dir')));
     out.push(...(await backendOps(d, 'loop', 20, 'loop 64MiB ext4')));

@@ -279,7 +279,7 @@ export async function run(): Promise<BenchResult[]> {
   try {
     const base: Baseline = await buildBaseline(root, BASELINE);
     process.stderr.write(`bench: baseline ${base.commit.slice(0, 12)} "${base.subject}"\n`);
-    const quiet = { logLevel: 'warn' as const };
+    const quiet = { logLevel: 'warn' as const, sourceMaps: false };
     const baseline = await startTestDaemon(root, { ...quiet, subdir: 'baseline', berthJs: base.berthJs });
     const embedded = await startTestDaemon(root, { ...quiet, subdir: 'embedded' });
     const cluster = await startCluster(root, { nodes: ['a', 'b'], leaseTtlMs: 10_000, selfFenceMs: 6_000, daemon: () => quiet });

@@ -34,6 +34,7 @@ export async function run(): Promise<BenchResult[]> {
   try {
     const berth = await startTestDaemon(root, {
       defaultBackend: 'local',
+      sourceMaps: false,
       config: { docker: { enabled: true, driverName: driver, socket } },
     });
     root.defer(() => cleanupDocker({ driver }));

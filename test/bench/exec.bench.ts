@@ -49,7 +49,7 @@ export async function run(): Promise<BenchResult[]> {
     const held = await acquireDriver('benchExec');
     root.defer(held.release);
     const driver = held.driver;
-    const d = await startTestDaemon(root, { config: { docker: { enabled: true, driverName: driver, socket: held.socket } } });
+    const d = await startTestDaemon(root, { sourceMaps: false, config: { docker: { enabled: true, driverName: driver, socket: held.socket } } });
     await held.announce();
     root.defer(() => rmSync(held.spec!, { force: true }));
     const pluginDir = root.path('exec');

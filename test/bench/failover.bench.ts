@@ -154,7 +154,7 @@ export async function run(): Promise<BenchResult[]> {
   const root = createTmpRoot('bench-cluster-mount');
   try {
     const c = await startCluster(root, { nodes: ['a', 'b'], namespaces: true, daemon: () => ({ logLevel: 'warn' }) });
-    const single = await startTestDaemon(root, { subdir: 'single', logLevel: 'warn' });
+    const single = await startTestDaemon(root, { subdir: 'single', logLevel: 'warn', sourceMaps: false });
     out.push(...(await attachMount(c, single, 30)));
   } finally {
     await root.cleanup();

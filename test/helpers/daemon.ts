@@ -35,6 +35,11 @@ export interface TestDaemonOptions {
   readonly wrap?: () => readonly string[];
   /** Another build's dist/berth.js (benchmarks: an earlier commit beside this one); default this checkout's. */
   readonly berthJs?: string;
+  /**
+   * Stack traces mapped to the TypeScript sources (node --enable-source-maps), for tests;
+   * default true. Benchmarks turn it off: an installed daemon runs without it.
+   */
+  readonly sourceMaps?: boolean;
 }
 
 export interface CliResult {
@@ -118,7 +123,7 @@ export async function startTestDaemon(root: TmpRoot, o: TestDaemonOptions = {}):
       const env = { ...process.env };
       for (const k of Object.keys(env)) if (k.startsWith('BERTH_')) delete env[k];
       Object.assign(env, o.env);
-      const argv = [process.execPath, '--enable-source-maps', o.berthJs ?? BERTH_JS, 'serve', '--config', configFile];
+      const argv = [process.execPath, ...(o.sourceMaps === false ? [] : ['--enable-source-maps']), o.berthJs ?? BERTH_JS, 'serve', '--config', configFile];
       const [bin, ...args] = [...(o.wrap?.() ?? []), ...argv] as [string, ...string[]];
       const c = spawn(bin, args, {
         stdio: ['ignore', fd, fd],
