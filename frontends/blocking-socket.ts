@@ -43,11 +43,12 @@ export interface Connection {
 export const SOCK_ADDON_FILE = 'berth_sock.node';
 
 /**
- * Where the addon is for an executable in `dir`: dist/ of an install or a checkout
- * (<package>/build/Release), or frontends/<name>/ of the source tree (tests under tsx).
+ * The addon of the package a file in `dir` belongs to: <package>/build/Release beside
+ * <package>/dist (the bundles) or <package>/frontends (this module's tests). Nothing outside
+ * the package is ever looked at.
  */
-export function sockAddonCandidates(dir: string): string[] {
-  return [join(dir, '..', 'build', 'Release', SOCK_ADDON_FILE), join(dir, '..', '..', 'build', 'Release', SOCK_ADDON_FILE)];
+export function sockAddonBeside(dir: string): string {
+  return join(dir, '..', 'build', 'Release', SOCK_ADDON_FILE);
 }
 
 /** Largest piece read at once. */

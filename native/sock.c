@@ -141,20 +141,23 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
   return out;
 }
 
-static int fd_arg(napi_env env, napi_value *argv, size_t argc, int *fd) {
+/* The calls on an open socket: up to two arguments into argv (the rest undefined), the
+ * first an fd; throws and returns 0 when it is not one. */
+static int fd_call(napi_env env, napi_callback_info info, napi_value argv[2], size_t *argc, int *fd) {
+  *argc = 2;
+  napi_get_cb_info(env, info, argc, argv, NULL, NULL);
   int64_t v;
-  if (!int_arg(env, argv, argc, 0, "fd", 0, 1 << 30, &v)) return 0;
+  if (!int_arg(env, argv, *argc, 0, "fd", 0, 1 << 30, &v)) return 0;
   *fd = (int)v;
   return 1;
 }
 
 /* send(fd, buffer): writes all of it (MSG_NOSIGNAL: a closed peer is EPIPE, not SIGPIPE). */
 static napi_value js_send(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
+  size_t argc;
   napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int fd;
-  if (!fd_arg(env, argv, argc, &fd)) return NULL;
+  if (!fd_call(env, info, argv, &argc, &fd)) return NULL;
   bool is_buffer = false;
   if (argc > 1) napi_is_buffer(env, argv[1], &is_buffer);
   if (!is_buffer) {
@@ -178,12 +181,11 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
 
 /* recv(fd, max) -> Buffer with what has arrived, or null at the end of the stream. */
 static napi_value js_recv(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
+  size_t argc;
   napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int fd;
   int64_t max;
-  if (!fd_arg(env, argv, argc, &fd)) return NULL;
+  if (!fd_call(env, info, argv, &argc, &fd)) return NULL;
   if (!int_arg(env, argv, argc, 1, "max", 1, MAX_RECV, &max)) return NULL;
   char stack[64 * 1024];
   char *buf = max <= (int64_t)sizeof stack ? stack : malloc((size_t)max);
@@ -205,11 +207,10 @@ static napi_value js_recv(napi_env env, napi_callback_info info) {
 
 /* close(fd) */
 static napi_value js_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  size_t argc;
+  napi_value argv[2];
   int fd;
-  if (!fd_arg(env, argv, argc, &fd)) return NULL;
+  if (!fd_call(env, info, argv, &argc, &fd)) return NULL;
   if (close(fd) != 0 && errno != EINTR) return throw_errno(env, errno, "close", NULL);
   return NULL;
 }

@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import type { Argv, CommandModule } from 'yargs';
 import { failedPrecondition } from '../../core/errors.js';
 import { DEFAULT_ADMIN_SOCKET } from '../../frontends/admin/client.js';
-import { SOCK_ADDON_FILE } from '../../frontends/blocking-socket.js';
+import { sockAddonBeside } from '../../frontends/blocking-socket.js';
 import { printerFor, type GlobalArgs } from '../context.js';
 
 export const DEFAULT_PLUGIN_DIR = '/usr/libexec/kubernetes/kubelet-plugins/volume/exec';
@@ -62,8 +62,8 @@ export async function installFlexDriver(o: InstallOptions): Promise<string> {
   const bundle = await fsp.readFile(o.source, 'utf8');
   const executable = `#!${o.nodePath}\n${bundle.replace(/^#![^\n]*\n/, '')}`;
   // The driver is a copy; the addon it reaches the socket through stays with the install.
-  const addon = join(dirname(o.source), '..', 'build', 'Release', SOCK_ADDON_FILE);
-  const config = `${JSON.stringify({ socket: o.socket, attach: o.attach ?? true, ...(existsSync(addon) ? { socketAddon: resolve(addon) } : {}) }, null, 2)}\n`;
+  const addon = resolve(sockAddonBeside(dirname(o.source)));
+  const config = `${JSON.stringify({ socket: o.socket, attach: o.attach ?? true, ...(existsSync(addon) ? { socketAddon: addon } : {}) }, null, 2)}\n`;
   const driverDir = join(o.pluginDir, DRIVER_DIR);
   await fsp.mkdir(o.pluginDir, { recursive: true, mode: 0o755 });
   const tmp = `.tmp-${process.pid}-${Date.now()}`;

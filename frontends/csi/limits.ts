@@ -33,48 +33,31 @@ const MAP_FIELDS = new Set(['parameters', 'secrets', 'volume_context', 'publish_
 
 /** Throws InvalidArgument naming the first field over its limit ("volume_capability.mount.mount_flags"). */
 export function checkRequestLimits(req: unknown): void {
-  walk(req, null, '');
+  walk(req, '', '');
 }
 
-/**
- * Where a value sits in the request: its parent and its key (a field name or an index). The
- * dotted name is spelled out only for a field over its limit, not for every field of every call.
- */
-interface At {
-  readonly parent: At | null;
-  readonly key: string | number;
-}
-
-function fieldName(at: At | null): string {
-  let out = '';
-  for (let a = at; a; a = a.parent) {
-    out = typeof a.key === 'number' ? `[${a.key}]${out}` : a.parent ? `.${a.key}${out}` : `${a.key}${out}`;
-  }
-  return out;
-}
-
-function walk(value: unknown, at: At | null, name: string): void {
+function walk(value: unknown, field: string, name: string): void {
   if (typeof value === 'string') {
     const limit = PATH_FIELDS.has(name) ? CSI_PATH_BYTES : name === 'node_id' ? CSI_NODE_ID_BYTES : CSI_STRING_BYTES;
     // A string of n UTF-16 units is at most 3n bytes: most are settled without counting.
-    if (value.length * 3 > limit) check(Buffer.byteLength(value), limit, at, 'bytes');
+    if (value.length * 3 > limit) check(Buffer.byteLength(value), limit, field, 'bytes');
   } else if (Array.isArray(value)) {
     if (name === 'mount_flags') {
-      check(value.reduce<number>((n, v) => n + Buffer.byteLength(String(v)), 0), CSI_MOUNT_FLAGS_BYTES, at, 'bytes in total');
+      check(value.reduce<number>((n, v) => n + Buffer.byteLength(String(v)), 0), CSI_MOUNT_FLAGS_BYTES, field, 'bytes in total');
       return;
     }
-    for (let i = 0; i < value.length; i++) walk(value[i], { parent: at, key: i }, name);
+    value.forEach((v, i) => walk(v, `${field}[${i}]`, name));
   } else if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value);
     if (MAP_FIELDS.has(name)) {
-      let bytes = 0;
-      for (const k of Object.keys(value)) bytes += Buffer.byteLength(k) + Buffer.byteLength(String((value as Record<string, unknown>)[k]));
-      check(bytes, CSI_MAP_BYTES, at, 'bytes of keys and values');
+      const bytes = entries.reduce<number>((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(String(v)), 0);
+      check(bytes, CSI_MAP_BYTES, field, 'bytes of keys and values');
       return;
     }
-    for (const k of Object.keys(value)) walk((value as Record<string, unknown>)[k], { parent: at, key: k }, k);
+    for (const [k, v] of entries) walk(v, field ? `${field}.${k}` : k, k);
   }
 }
 
-function check(bytes: number, limit: number, at: At | null, unit: string): void {
-  if (bytes > limit) throw invalidArgument(fieldName(at), `is ${bytes} ${unit}; CSI allows at most ${limit}`);
+function check(bytes: number, limit: number, field: string, unit: string): void {
+  if (bytes > limit) throw invalidArgument(field, `is ${bytes} ${unit}; CSI allows at most ${limit}`);
 }

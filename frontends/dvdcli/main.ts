@@ -10,7 +10,7 @@
  */
 import { resolve } from 'node:path';
 import pkg from '../../package.json' with { type: 'json' };
-import { loadBlockingSockets, sockAddonCandidates, type BlockingSockets } from '../blocking-socket.js';
+import { loadBlockingSockets, sockAddonBeside, type BlockingSockets } from '../blocking-socket.js';
 import { parseArgs, USAGE, type ParsedArgs } from './args.js';
 import { CommandFailure, output, reportFailure, stderrLogger, type Logger } from './errors.js';
 import { connectPlugin, PluginCallError, PluginUnavailableError, type PluginClient } from './plugin-client.js';
@@ -133,8 +133,9 @@ async function main(): Promise<void> {
   let code = 0;
   try {
     const args = parseArgs(process.argv.slice(2));
-    // Blocking socket calls instead of node:net, when the addon is where the install put it.
-    const sockets = args.command === 'version' || args.help ? null : loadBlockingSockets(sockAddonCandidates(import.meta.dirname));
+    // Blocking socket calls instead of node:net, for the commands that call a plugin.
+    const callsPlugin = !args.help && args.command !== null && args.command !== 'version';
+    const sockets = callsPlugin ? loadBlockingSockets([sockAddonBeside(import.meta.dirname)]) : null;
     stdout = await runDvdcli(args, stderrLogger, process.env, sockets);
   } catch (err) {
     code = reportFailure(err, stderrLogger);

@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { invalidArgument } from '../../core/errors.js';
 import { createAdminClient, DEFAULT_ADMIN_SOCKET } from '../admin/client.js';
-import { loadBlockingSockets, sockAddonCandidates } from '../blocking-socket.js';
+import { loadBlockingSockets, sockAddonBeside } from '../blocking-socket.js';
 import { directOutput } from '../process-exit.js';
 import { ATTACHABLE, MOUNT_ONLY, runFlexCall } from './calls.js';
 import { exitCodeOf, failure, toFlexFailure, type FlexCapabilities, type FlexReply } from './errors.js';
@@ -25,9 +25,11 @@ export const DRIVER_CONFIG_FILE = 'berth.json';
 function driverConfig(): { socket: string; capabilities: FlexCapabilities; addons: string[] } {
   const path = join(import.meta.dirname, DRIVER_CONFIG_FILE);
   let config: { socket?: unknown; attach?: unknown; socketAddon?: unknown } = {};
+  let installed = true;
   try {
     config = JSON.parse(readFileSync(path, 'utf8')) as typeof config;
   } catch (err) {
+    installed = false;
     // No file: not installed by `berth flexvolume install`; the defaults apply. A file that
     // cannot be used would silently change the socket and the attach capability: refuse.
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
@@ -41,8 +43,9 @@ function driverConfig(): { socket: string; capabilities: FlexCapabilities; addon
   return {
     socket: process.env.BERTH_SOCKET || fromFile || DEFAULT_ADMIN_SOCKET,
     capabilities: config.attach === false ? MOUNT_ONLY : ATTACHABLE,
-    // The install's addon (berth.json), else one beside this file (dist/ run in place).
-    addons: [...(typeof config.socketAddon === 'string' ? [config.socketAddon] : []), ...sockAddonCandidates(import.meta.dirname)],
+    // An installed copy loads only the addon its berth.json names (nothing from kubelet's
+    // plugin dir); dist/flexvolume.cjs run in place, the one of its package.
+    addons: installed ? (typeof config.socketAddon === 'string' ? [config.socketAddon] : []) : [sockAddonBeside(import.meta.dirname)],
   };
 }
 
