@@ -109,6 +109,16 @@ export interface BackendBase {
    */
   listPresent(): Promise<string[]>;
 
+  /**
+   * Optional: removes the object of `vol` (an id listPresent reported) when it holds
+   * nothing at all, atomically (a directory: rmdir), and says whether it did; anything
+   * that holds data, is mounted or is in use stays. A backend offering it lets the
+   * embedded core write a plain create's intent without an fsync (create-ops.ts): a power
+   * cut may then keep the new object and lose its record, and reconciliation removes that
+   * empty object instead of keeping it as an orphan.
+   */
+  discardIfEmpty?(vol: BackendVolume): Promise<boolean>;
+
   capacity(): Promise<Omit<Capacity, 'backend'>>;
   stats(vol: BackendVolume): Promise<VolumeStats>;
 }

@@ -119,3 +119,38 @@ describe('create: placement (the nodes the caller needs the volume on)', () => {
     }
   });
 });
+
+describe('create: how its intent is committed (embedded catalog)', () => {
+  let h: FakeHarness;
+  beforeEach(async () => {
+    h = await createFakeHarness({ backends: { local: { discardsEmpty: true, capabilities: { clones: true } }, keeper: {} } });
+  });
+  afterEach(async () => {
+    await h.cleanup();
+  });
+
+  /** Whether each store transaction `fn` commits is fsynced (TxOptions.durable). */
+  async function durability(fn: () => Promise<unknown>): Promise<boolean[]> {
+    const seen: boolean[] = [];
+    const tx = h.store.tx.bind(h.store);
+    h.store.tx = (f, o) => {
+      seen.push(o?.durable !== false);
+      return tx(f, o);
+    };
+    try {
+      await fn();
+    } finally {
+      h.store.tx = tx;
+    }
+    return seen;
+  }
+
+  it('skips the fsync of the intent only for a plain create on a backend that removes an empty leftover; the answer waits for a durable commit', async () => {
+    // intent, then 'ready'
+    expect(await durability(() => h.svc.create({ name: 'plain' }, ctx))).toEqual([false, true]);
+    expect(await durability(() => h.svc.create({ name: 'kept', backend: 'keeper' }, ctx))).toEqual([true, true]);
+    // A copy holds data from its first byte: a leftover of it is not empty.
+    expect(await durability(() => h.svc.create({ name: 'copy', source: { kind: 'volume', ref: 'plain' } }, ctx))).toEqual([true, true]);
+    expect((await h.svc.inspect('plain', ctx)).status).toBe('ready');
+  });
+});

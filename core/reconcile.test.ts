@@ -279,3 +279,26 @@ describe.each(CATALOGS)('reconcile while serving (%s catalog)', (kind) => {
     expect(next.restored).toEqual([]); // the mount left it consistent
   });
 });
+
+describe.each(CATALOGS)('reconcile of backend objects no record accounts for (%s catalog)', (kind) => {
+  let h: FakeHarness;
+  beforeEach(async () => {
+    h = await catalogs.harness(kind, { backends: { local: { discardsEmpty: true } } });
+  });
+  afterEach(async () => {
+    await h.cleanup();
+  });
+
+  it('removes one that holds nothing (embedded: a create whose intent a power cut lost) and keeps one that holds data', async () => {
+    h.backend.state.volumes.set(ID_A, { sizeBytes: 1, device: null, mounted: false, filledFrom: null });
+    h.backend.state.volumes.set(ID_B, { sizeBytes: 1, device: null, mounted: false, filledFrom: null, data: true });
+    const report = await h.svc.reconcile();
+    // In cluster mode every intent is durable (an etcd commit): nothing empty is expected, nothing is removed.
+    const embedded = kind === 'embedded';
+    expect(report.emptyOrphansRemoved).toEqual(embedded ? [`local/${ID_A}`] : []);
+    expect(report.orphans).toEqual(embedded ? [`local/${ID_B}`] : [`local/${ID_A}`, `local/${ID_B}`]);
+    expect(h.backend.state.volumes.has(ID_A)).toBe(!embedded);
+    expect(h.backend.state.volumes.get(ID_B)).toMatchObject({ data: true });
+    expect(h.backend.callsTo('delete')).toEqual([]);
+  });
+});

@@ -16,7 +16,10 @@
  *    re-bind missing targets); none -> make sure nothing is mounted or attached (an implicit
  *    attachment without references is released as the last unmount would have).
  * 4. Orphans (ids backend.listPresent() reports with no record at all) are unmounted and
- *    detached but never deleted: data berth cannot account for is kept for a human.
+ *    detached but never deleted: data berth cannot account for is kept for a human. One
+ *    that holds nothing is removed in embedded mode (backend.discardIfEmpty, atomically: an
+ *    empty directory): what a power cut leaves of a plain create whose intent had not
+ *    reached the disk (create-ops.ts intentDurability).
  * Every failure is collected in the report instead of aborting the rest.
  *
  * While the daemon serves (periodic passes, config reconcileIntervalMs) a volume whose lock
@@ -58,6 +61,8 @@ export interface ReconcileReport {
   readonly released: string[];
   /** Backend objects with no record, unmounted/detached and kept, as "backend/id". */
   readonly orphans: string[];
+  /** Backend objects with no record that held nothing, removed (embedded mode), as "backend/id". */
+  readonly emptyOrphansRemoved: string[];
   /** Volumes whose data the backend no longer has: marked 'error' (remove still works). */
   readonly missing: string[];
   /** Ephemeral volumes found with no reference, removed (names). */
@@ -80,7 +85,7 @@ export async function reconcile(
   const started = performance.now();
   const r = {
     rolledBack: [] as string[], rolledForward: [] as string[], snapshotsFinished: [] as string[],
-    pendingRefsDropped: [] as string[], restored: [] as string[], released: [] as string[], orphans: [] as string[],
+    pendingRefsDropped: [] as string[], restored: [] as string[], released: [] as string[], orphans: [] as string[], emptyOrphansRemoved: [] as string[],
     missing: [] as string[], ephemeralRemoved: [] as string[], movedAway: [] as string[], skipped: [] as string[],
     errors: [] as { volume: string; message: string }[],
   };
@@ -159,7 +164,7 @@ export async function reconcile(
   for (const backend of d.backends.values()) {
     if (opts.stop?.()) break;
     try {
-      await releaseOrphans(d, backend, r.orphans);
+      await releaseOrphans(d, backend, r.orphans, r.emptyOrphansRemoved);
     } catch (err) {
       fail(`backend ${backend.name}`, err);
     }
@@ -167,7 +172,7 @@ export async function reconcile(
 
   const report: ReconcileReport = { ...r, durationMs: Math.round(performance.now() - started) };
   const changed = report.missing.length + report.ephemeralRemoved.length + report.movedAway.length + report.rolledBack.length + report.rolledForward.length + report.snapshotsFinished.length +
-    report.pendingRefsDropped.length + report.restored.length + report.released.length + report.orphans.length;
+    report.pendingRefsDropped.length + report.restored.length + report.released.length + report.orphans.length + report.emptyOrphansRemoved.length;
   const line = { op: 'reconcile', ...report };
   if (report.errors.length) d.log.warn(line, 'reconcile finished with errors');
   else if (changed) d.log.info(line, 'reconcile repaired state');
@@ -321,7 +326,7 @@ async function rebindTarget(d: OpDeps, row: VolumeRow, ref: MountRefRow, path: s
 }
 
 /** Unmounts/detaches what the backend has with no record; never deletes it. */
-async function releaseOrphans(d: CoreDeps, backend: Backend, orphans: string[]): Promise<void> {
+async function releaseOrphans(d: CoreDeps, backend: Backend, orphans: string[], removed: string[]): Promise<void> {
   // Objects first, records second: a create writes its record before the object exists,
   // so a volume created while this runs is never mistaken for an orphan.
   const present = await backend.listPresent();
@@ -333,6 +338,11 @@ async function releaseOrphans(d: CoreDeps, backend: Backend, orphans: string[]):
     const state = await backend.inspect(bv);
     if (state.mounted) await backend.unmount(bv);
     if (state.device && canAttach(backend)) await backend.detach(bv);
+    if (!clustered(d) && backend.discardIfEmpty && !state.mounted && !state.device && await backend.discardIfEmpty(bv)) {
+      removed.push(`${backend.name}/${id}`);
+      d.log.info({ backend: backend.name, id }, 'reconcile: removed an empty backend object with no record (a create a power cut interrupted)');
+      continue;
+    }
     orphans.push(`${backend.name}/${id}`);
     d.log.warn({ backend: backend.name, id, mounted: state.mounted, device: state.device }, 'reconcile: backend object with no record kept (released from the kernel)');
   }

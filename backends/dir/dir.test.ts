@@ -98,6 +98,27 @@ describe('dir backend settings and specifics', () => {
     }
   });
 
+  it('discardIfEmpty removes a volume directory that holds nothing, and nothing else', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'berth-dir-'));
+    try {
+      const b = await createDirBackend(ctx(root));
+      const vol = (c: string) => ({ id: `vol-${c.repeat(26)}`, name: c, sizeBytes: 0, fsType: null, volumeMode: 'filesystem' as const, options: {} });
+      const [empty, full, hidden, gone] = [vol('a'), vol('b'), vol('c'), vol('d')];
+      for (const v of [empty, full, hidden]) await b.create(v);
+      await writeFile(join((await b.mount(full, { node: NODE, device: null })).path, 'data'), 'x');
+      await writeFile(join((await b.mount(hidden, { node: NODE, device: null })).path, '.x'), '');
+      expect(b.discardIfEmpty).toBeTypeOf('function');
+      const discard = (v: typeof empty) => b.discardIfEmpty!(v);
+      expect(await discard(empty)).toBe(true);
+      expect(await discard(full)).toBe(false);
+      expect(await discard(hidden)).toBe(false);
+      expect(await discard(gone)).toBe(false);
+      expect(await b.listPresent()).toEqual([full.id, hidden.id]);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('snapshots copy the tree with modes and owners, keep a finished copy, and replace a torn one', async () => {
     const root = await mkdtemp(join(tmpdir(), 'berth-dir-'));
     try {

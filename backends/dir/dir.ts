@@ -20,7 +20,7 @@
  * backend starts again.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type {
   BackendBase, BackendContext, BackendDriver, DeclaredCapabilities, BackendFactory, BackendSnapshot, BackendVolume, Cloning, CreateSpec, Expanding, ExpandOutcome, MountOptions, Progress, Snapshotting,
@@ -227,6 +227,15 @@ class DirBackend implements BackendBase, Snapshotting, Cloning, Expanding {
 
   async inspect(vol: BackendVolume): Promise<{ exists: boolean; device: null; mounted: boolean }> {
     return { exists: await isDirectory(this.dir(vol)), device: null, mounted: false };
+  }
+
+  /** rmdir: atomic, and refused (ENOTEMPTY, EBUSY) for a directory that holds anything or is mounted on. */
+  async discardIfEmpty(vol: BackendVolume): Promise<boolean> {
+    return rmdir(this.dir(vol)).then(() => true, (err: unknown) => {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'EBUSY' || code === 'ENOENT' || code === 'ENOTDIR') return false;
+      throw err;
+    });
   }
 
   async listPresent(): Promise<string[]> {

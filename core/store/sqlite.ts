@@ -7,7 +7,8 @@
  * - synchronous=FULL by default: every commit is fsynced before it returns. The service
  *   writes an intent row ('creating', 'deleting') *before* touching the OS, so that intent
  *   must be on disk before a persistent side effect happens (mkdir, an image file, rm -r),
- *   including across a power loss.
+ *   including across a power loss. (One exception, create-ops.ts intentDurability: a plain
+ *   create on a backend whose leftover reconcile can recognise and remove, an empty directory.)
  * - tx(fn, { durable: false }) commits with synchronous=NORMAL instead (no fsync; ~0.05 ms
  *   instead of 0.5-2 ms of a blocked event loop). In WAL mode such a commit survives a
  *   process crash; a power cut can lose it, but only together with every later commit:

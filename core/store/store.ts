@@ -65,9 +65,11 @@ export interface TxOptions {
    * false: a "runtime" commit, fsynced by the next durable commit or the next checkpoint. It
    * survives a process crash (kill -9) but may be lost to a power cut, so use it only for
    * records of kernel state that a power cut wipes anyway (mount references, mounted paths,
-   * implicit loop attachments) and for roll-forward completions (a deleted row whose
-   * 'deleting' intent is durable). The WAL keeps commit order, so a power cut loses a
-   * suffix of the runtime commits, never one before a durable commit.
+   * implicit loop attachments), for roll-forward completions (a deleted row whose
+   * 'deleting' intent is durable), and for the intent of a create whose leftover
+   * reconcile removes (create-ops.ts intentDurability: a new empty directory). The WAL
+   * keeps commit order, so a power cut loses a suffix of the runtime commits, never one
+   * before a durable commit.
    */
   readonly durable?: boolean;
 }

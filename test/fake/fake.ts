@@ -20,7 +20,7 @@ import type { BackendCapabilities, FsType, VolumeStats } from '../../core/types.
 import { requireOwnNode } from '../../backends/node.js';
 
 export const FAKE_METHODS = [
-  'create', 'delete', 'attach', 'detach', 'mount', 'unmount', 'inspect', 'listPresent', 'capacity', 'stats',
+  'create', 'delete', 'attach', 'detach', 'mount', 'unmount', 'inspect', 'listPresent', 'discardIfEmpty', 'capacity', 'stats',
   'createSnapshot', 'deleteSnapshot', 'createFromSnapshot', 'createFromVolume', 'expand',
 ] as const;
 export type FakeMethod = (typeof FAKE_METHODS)[number];
@@ -31,6 +31,8 @@ export interface FakeVolumeState {
   mounted: boolean;
   /** Id of the snapshot / volume it was filled from. */
   filledFrom: string | null;
+  /** Something was written to it (discardIfEmpty keeps it). */
+  data?: boolean;
 }
 
 /** What "the kernel and the disk" hold for this backend; survives a simulated restart. */
@@ -73,6 +75,11 @@ export interface FakeBackendOptions {
   readonly expandOutcome?: (state: { mounted: boolean; device: string | null }) => { pendingFsGrowth: boolean };
   /** Delay every async call by this many ms (tests of concurrency/serialization). */
   readonly delayMs?: number;
+  /**
+   * Offer discardIfEmpty, as the dir driver does: removes a volume that holds nothing (not
+   * filled from a source, no `data`, not mounted, no device).
+   */
+  readonly discardsEmpty?: boolean;
 }
 
 /** What a test drives the fake with, beside the backend contract. */
@@ -342,8 +349,18 @@ export function createFakeBackend(opts: FakeBackendOptions = {}): FakeBackend {
   };
   // The capabilities are chosen at run time, so the compiler cannot pair them with the
   // methods here; fake.test.ts checks the pairing instead (as the conformance case does).
+  const discarding: Pick<BackendBase, 'discardIfEmpty'> = {
+    async discardIfEmpty(vol) {
+      await enter('discardIfEmpty', vol.id);
+      const v = state.volumes.get(vol.id);
+      if (!v || v.data || v.filledFrom !== null || v.mounted || v.device !== null) return false;
+      state.volumes.delete(vol.id);
+      return true;
+    },
+  };
   return Object.assign(
     base,
+    opts.discardsEmpty ? discarding : {},
     caps.attachable ? attaching : {},
     caps.snapshots ? snapshotting : {},
     caps.clones ? cloning : {},
