@@ -58,7 +58,7 @@ async function teardown(c: CsiClient, l: Lifecycle): Promise<void> {
 
 describe('csi against a real daemon', () => {
   it('runs the full lifecycle on dir, data visible through the published path', async () => {
-    const { c, root } = await start('csi-dir');
+    const { d, c, root } = await start('csi-dir');
     const req = { name: 'pvc-dir', capacity_range: { required_bytes: String(10 * MiB) }, volume_capabilities: [mountCap()] };
     const vol = (await twice(() => c.controller('CreateVolume', req))).volume;
     expect(vol.volume_context.backend).toBe('local');
@@ -68,9 +68,14 @@ describe('csi against a real daemon', () => {
     writeFileSync(join(l.target, 'hello.txt'), 'from a pod');
     // A second pod on the node, read-only: sees the data, cannot write.
     const ro = root.path('kubelet', 'pods', 'dir-ro', 'volume');
+    // The daemon writes a call's log lines after its answer, before the status that ends the
+    // call (core/log.ts afterTurn): a caller that has its answer finds them in the log.
+    const publishLines = () => d.logs().split('\n').filter((line) => line.includes('"method":"NodePublishVolume"')).length;
+    const logged = publishLines();
     await c.node('NodePublishVolume', {
       volume_id: vol.volume_id, staging_target_path: l.staging, target_path: ro, volume_capability: cap, readonly: true,
     });
+    expect(publishLines()).toBe(logged + 1);
     expect(readFileSync(join(ro, 'hello.txt'), 'utf8')).toBe('from a pod');
     expect(() => writeFileSync(join(ro, 'nope.txt'), 'x')).toThrow(/EROFS|read-only/);
     const stats = await c.node('NodeGetVolumeStats', { volume_id: vol.volume_id, volume_path: l.target });
