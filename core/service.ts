@@ -164,6 +164,11 @@ export interface VolumeService {
   inspect(ref: string, ctx: OpContext): Promise<Volume>;
   /** Like inspect but null instead of NotFound. Must stay fast: Docker calls Get many times. */
   find(ref: string): Volume | null;
+  /**
+   * find, and in cluster mode a miss looks again after catching up with the catalog (a
+   * volume made on another node a moment ago), as inspect does. Embedded mode: find.
+   */
+  findFresh(ref: string): Promise<Volume | null>;
   list(filter: ListVolumesFilter, ctx: OpContext): Promise<Volume[]>;
   /** NotFound is not an error for the caller to see twice: removing a removed volume throws NotFound. */
   remove(req: RemoveVolumeRequest, ctx: OpContext): Promise<void>;

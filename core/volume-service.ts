@@ -308,6 +308,13 @@ class CoreService implements CoreVolumeService {
     return row ? loadVolume(this.#d, row) : null;
   }
 
+  async findFresh(ref: string): Promise<Volume | null> {
+    const found = this.find(ref);
+    if (found || !clustered(this.#d) || typeof ref !== 'string' || ref.length === 0) return found;
+    await this.#d.catalog.fresh();
+    return this.find(ref);
+  }
+
   list(filter: ListVolumesFilter, ctx: OpContext): Promise<Volume[]> {
     return this.#op('list', ctx, null, async () => {
       const f = filter ?? {};

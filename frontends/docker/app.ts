@@ -102,9 +102,10 @@ export function createDockerApp(o: { service: VolumeService; log: Logger }): Hon
     return { Err: '' };
   }));
 
-  app.post('/VolumeDriver.Get', handle('VolumeDriver.Get', (body) => {
+  app.post('/VolumeDriver.Get', handle('VolumeDriver.Get', async (body) => {
     const name = volumeName(body);
-    const v = service.find(name);
+    // Another node may have made it a moment ago: a miss catches up with the catalog first.
+    const v = await service.findFresh(name);
     if (v === null) throw notFound(`volume ${clip(name)} not found`);
     return { Volume: dockerVolume(v), Err: '' };
   }));
