@@ -5,7 +5,9 @@
  * - Where a target may be is decided first, from the path alone (target-policy.ts).
  * - A target that is a symlink or passes through one is refused (checkNoSymlinks), before
  *   anything is made and again before anything is unmounted: a mount follows the link, an
- *   unmount of the literal path would not find it.
+ *   unmount of the literal path would not find it. The usual bind makes and binds the
+ *   target in one system-call thread that resolves its path with no link allowed at all
+ *   (core/os bindMountCreating); anything else it meets sends bindTarget through the checks.
  * - berth records whether it made the target and which mount it made (mountinfo id,
  *   major:minor, root). Unbinding takes down that mount, and copies of it a crash stacked on
  *   top, never a mount that was there before; it refuses while a mount berth did not make
@@ -21,7 +23,7 @@ import { dirname } from 'node:path';
 import { BerthError, internal, invalidArgument } from './errors.js';
 import type { Exec } from './os/exec.js';
 import {
-  bindMount, bindSourceOf, mountStack, ownBind, readMountInfo, unmountBind, type MountEntry, type MountIdentity,
+  bindMount, bindMountCreating, bindSourceOf, mountStack, ownBind, readMountInfo, unmountBind, unmountBindRemoving, type MountEntry, type MountIdentity,
 } from './os/mounts.js';
 import type { MountRefRow } from './store/store.js';
 
@@ -118,12 +120,19 @@ export async function bindTarget(
   // the target is prepared rather than after the bind.
   const resolvingSource = realpath(source);
   resolvingSource.catch(() => undefined); // awaited below, unless the target is refused first
-  const created = await prepareTarget(target, opts.file);
-  try {
-    await bindMount(exec, source, target, { readOnly: opts.readOnly, flags: opts.extraFlags });
-  } catch (err) {
-    if (created) await removeTarget(target);
-    throw err;
+  // The usual case in one trip to a system-call thread: the target made if missing and bound,
+  // with no symbolic link anywhere in its path. Anything unusual (a link, a missing parent, a
+  // target of the other kind, a refused bind) takes the step-by-step way below, from the
+  // start: its checks refuse or name what is wrong.
+  const fast = await bindMountCreating(source, target, { readOnly: opts.readOnly, flags: opts.extraFlags, file: opts.file });
+  const created = fast ? fast.created : await prepareTarget(target, opts.file);
+  if (!fast) {
+    try {
+      await bindMount(exec, source, target, { readOnly: opts.readOnly, flags: opts.extraFlags });
+    } catch (err) {
+      if (created) await removeTarget(target);
+      throw err;
+    }
   }
   // The bind says nothing about the mount it made: read it back, and check it is at the
   // target showing the source (the lock on the volume keeps berth from racing itself).
@@ -243,6 +252,11 @@ export async function unbindTarget(exec: Exec, rec: TargetRecord): Promise<void>
     if (plan.coveredBy) throw covered(rec.target, plan.coveredBy);
     if (plan.count === 0) break;
     if (i === MAX_STACKED) throw internal(`${rec.target} still has ${plan.count} of berth's binds after ${MAX_STACKED} unmounts`);
+    // The last of berth's binds and the target berth made for it go in one call.
+    if (plan.count === 1 && rec.created) {
+      await unmountBindRemoving(rec.target);
+      return;
+    }
     await unmountBind(exec, rec.target);
     if (plan.count === 1) break;
   }

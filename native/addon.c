@@ -27,7 +27,9 @@ static void run(job_t *j) {
                            j->has_data ? j->data : NULL, s);
       break;
     case OP_BIND: j->err = berth_bind(j->a, j->b, j->u1, j->u2, s); break;
+    case OP_BIND_CREATE: j->err = berth_bind_create(j->a, j->b, j->u1, j->u2, (int)j->u3, &j->flag, s); break;
     case OP_UMOUNT: j->err = berth_umount(j->a, (int)j->u1, s); break;
+    case OP_UMOUNT_REMOVE: j->err = berth_umount_remove(j->a, &j->flag, s); break;
     case OP_LOOP_ATTACH: j->err = berth_loop_attach(j->a, (int)j->u1, j->device, &j->existing, s); break;
     case OP_LOOP_DETACH: j->err = berth_loop_detach(j->a, s); break;
     case OP_LOOP_CAPACITY: j->err = berth_loop_set_capacity(j->a, s); break;
@@ -133,6 +135,19 @@ static napi_value js_bind(napi_env env, napi_callback_info info) {
   return start(env, j);
 }
 
+/* bindCreate(source, target, attrSet, attrClr, kind) -> created (boolean) */
+static napi_value js_bind_create(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  job_t *j = prepare(env, info, OP_BIND_CREATE, 5, argv);
+  if (!j) return NULL;
+  CHECK(berth_arg_str(env, argv[0], j->a, PATH_MAX, "source", ABSOLUTE_PATH, 0, NULL));
+  CHECK(berth_arg_str(env, argv[1], j->b, PATH_MAX, "target", ABSOLUTE_PATH, 0, NULL));
+  CHECK(berth_arg_mask(env, argv[2], "attrSet", BERTH_BIND_ATTRS, &j->u1));
+  CHECK(berth_arg_mask(env, argv[3], "attrClr", BERTH_BIND_ATTRS, &j->u2));
+  CHECK(berth_arg_u32(env, argv[4], "kind", BERTH_TARGET_FILE, &j->u3));
+  return start(env, j);
+}
+
 /* umount(target, flags) */
 static napi_value js_umount(napi_env env, napi_callback_info info) {
   napi_value argv[MAX_ARGS];
@@ -140,6 +155,15 @@ static napi_value js_umount(napi_env env, napi_callback_info info) {
   if (!j) return NULL;
   CHECK(berth_arg_str(env, argv[0], j->a, PATH_MAX, "target", ABSOLUTE_PATH, 0, NULL));
   CHECK(berth_arg_mask(env, argv[1], "flags", BERTH_UMOUNT_FLAGS, &j->u1));
+  return start(env, j);
+}
+
+/* umountRemove(target) -> removed (boolean) */
+static napi_value js_umount_remove(napi_env env, napi_callback_info info) {
+  napi_value argv[MAX_ARGS];
+  job_t *j = prepare(env, info, OP_UMOUNT_REMOVE, 1, argv);
+  if (!j) return NULL;
+  CHECK(berth_arg_str(env, argv[0], j->a, PATH_MAX, "target", ABSOLUTE_PATH, 0, NULL));
   return start(env, j);
 }
 
@@ -250,7 +274,9 @@ NAPI_MODULE_INIT() {
 
   export_fn(env, exports, "mount", js_mount);
   export_fn(env, exports, "bind", js_bind);
+  export_fn(env, exports, "bindCreate", js_bind_create);
   export_fn(env, exports, "umount", js_umount);
+  export_fn(env, exports, "umountRemove", js_umount_remove);
   export_fn(env, exports, "loopAttach", js_loop_attach);
   export_fn(env, exports, "loopDetach", js_loop_detach);
   export_fn(env, exports, "loopSetCapacity", js_loop_set_capacity);
@@ -286,6 +312,8 @@ NAPI_MODULE_INIT() {
   berth_set(env, c, "FS_SHUTDOWN_FLAGS_LOGFLUSH", berth_num(env, BERTH_SHUTDOWN_LOGFLUSH));
   berth_set(env, c, "FS_SHUTDOWN_FLAGS_NOLOGFLUSH", berth_num(env, BERTH_SHUTDOWN_NOLOGFLUSH));
   berth_set(env, c, "LOOP_MAJOR", berth_num(env, BERTH_LOOP_MAJOR));
+  berth_set(env, c, "TARGET_DIR", berth_num(env, BERTH_TARGET_DIR));
+  berth_set(env, c, "TARGET_FILE", berth_num(env, BERTH_TARGET_FILE));
   berth_set(env, exports, "constants", c);
   return exports;
 }

@@ -195,6 +195,126 @@ int berth_bind(const char *source, const char *target, unsigned int attr_set, un
 #endif
 }
 
+int berth_bind_create(const char *source, const char *target, unsigned int attr_set,
+                      unsigned int attr_clr, int kind, int *created, const char **step) {
+  *created = 0;
+  if ((attr_set | attr_clr) & ~(unsigned int)BERTH_BIND_ATTRS) {
+    *step = "bind attributes";
+    return EINVAL;
+  }
+  if (kind != BERTH_TARGET_DIR && kind != BERTH_TARGET_FILE) {
+    *step = "target kind";
+    return EINVAL;
+  }
+#if defined(SYS_openat2) && defined(SYS_open_tree) && defined(SYS_mount_setattr) && defined(SYS_move_mount)
+  const char *slash = strrchr(target, '/');
+  const char *base = slash ? slash + 1 : "";
+  if (!slash || !*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
+    *step = "target name";
+    return EINVAL;
+  }
+  char parent[PATH_MAX];
+  size_t n = slash == target ? 1 : (size_t)(slash - target);
+  memcpy(parent, target, n);
+  parent[n] = 0;
+  struct {
+    uint64_t flags, mode, resolve;
+  } at_parent = {O_PATH | O_DIRECTORY | O_CLOEXEC, 0, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS},
+    at_target = {O_PATH | O_CLOEXEC, 0, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+  int pfd = (int)syscall(SYS_openat2, AT_FDCWD, parent, &at_parent, sizeof at_parent);
+  if (pfd < 0) {
+    if (filtered(errno)) {
+      *step = "openat2";
+      return ENOSYS;
+    }
+    return fail(step, "openat2 the target's directory (no symbolic links)");
+  }
+  /* Made exclusively, so "created" is a fact; neither call follows a link at `base`. */
+  int rc = 0;
+  if (kind == BERTH_TARGET_DIR) {
+    if (mkdirat(pfd, base, 0777) == 0) *created = 1;
+    else if (errno != EEXIST) rc = fail(step, "mkdirat");
+  } else {
+    int f = openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (f >= 0) {
+      close(f);
+      *created = 1;
+    } else if (errno != EEXIST) {
+      rc = fail(step, "openat (create the target file)");
+    }
+  }
+  int tfd = rc ? -1 : (int)syscall(SYS_openat2, pfd, base, &at_target, sizeof at_target);
+  if (!rc && tfd < 0) rc = fail(step, "openat2 the target (no symbolic links)");
+  if (!rc) {
+    struct stat st;
+    if (fstat(tfd, &st) < 0) {
+      rc = fail(step, "fstat the target");
+    } else if (kind == BERTH_TARGET_DIR ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
+      *step = "target kind";
+      rc = kind == BERTH_TARGET_DIR ? ENOTDIR : EISDIR;
+    }
+  }
+  if (!rc) {
+    int fd = (int)syscall(SYS_open_tree, AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (fd < 0) {
+      rc = fail(step, "open_tree");
+    } else {
+      struct {
+        uint64_t attr_set, attr_clr, propagation, userns_fd;
+      } attr = {attr_set, attr_clr, 0, 0};
+      if ((attr_set != 0 || attr_clr != 0) &&
+          syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) {
+        rc = fail(step, "mount_setattr");
+      } else if (syscall(SYS_move_mount, fd, "", tfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) {
+        rc = fail(step, "move_mount");
+      }
+      close(fd);
+    }
+  }
+  if (tfd >= 0) close(tfd);
+  if (rc && *created) {
+    unlinkat(pfd, base, kind == BERTH_TARGET_DIR ? AT_REMOVEDIR : 0);
+    *created = 0;
+  }
+  close(pfd);
+  return rc;
+#else
+  (void)source;
+  (void)target;
+  *step = "openat2";
+  return ENOSYS;
+#endif
+}
+
+int berth_umount_remove(const char *target, int *removed, const char **step) {
+  *removed = 0;
+  if (umount2(target, 0) < 0) return fail(step, "umount2");
+#ifdef SYS_openat2
+  const char *slash = strrchr(target, '/');
+  const char *base = slash ? slash + 1 : "";
+  if (!slash || !*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) return 0;
+  char parent[PATH_MAX];
+  size_t n = slash == target ? 1 : (size_t)(slash - target);
+  memcpy(parent, target, n);
+  parent[n] = 0;
+  struct {
+    uint64_t flags, mode, resolve;
+  } how = {O_PATH | O_DIRECTORY | O_CLOEXEC, 0, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+  int pfd = (int)syscall(SYS_openat2, AT_FDCWD, parent, &how, sizeof how);
+  if (pfd < 0) return 0;
+  if (unlinkat(pfd, base, AT_REMOVEDIR) == 0) {
+    *removed = 1;
+  } else if (errno == ENOTDIR) {
+    struct stat st;
+    if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) && st.st_size == 0 &&
+        unlinkat(pfd, base, 0) == 0)
+      *removed = 1;
+  }
+  close(pfd);
+#endif
+  return 0;
+}
+
 int berth_umount(const char *target, int flags, const char **step) {
   if (flags & ~BERTH_UMOUNT_FLAGS) {
     *step = "umount2 flags";

@@ -50,7 +50,28 @@ int berth_mount(const char *source, const char *target, const char *fstype, unsi
                 const char *data, const char **step);
 int berth_bind(const char *source, const char *target, unsigned int attr_set, unsigned int attr_clr,
                const char **step);
+/*
+ * A bind of `source` at `target` that first makes the target when it is missing: a
+ * directory (kind BERTH_TARGET_DIR) or an empty file (BERTH_TARGET_FILE, for a block
+ * device). The target's directory and the target are opened with no symbolic link anywhere
+ * in their paths (openat2 RESOLVE_NO_SYMLINKS) and the target is made relative to that
+ * directory, so nothing is ever made, or bound, through a link. An existing target must be
+ * of the kind asked. `created` is 1 when this call made the target; a target it made is
+ * removed again when the bind fails. ENOSYS (step "openat2") on kernels without openat2 or
+ * the new mount API: the caller takes its step-by-step way.
+ */
+#define BERTH_TARGET_DIR 1
+#define BERTH_TARGET_FILE 2
+int berth_bind_create(const char *source, const char *target, unsigned int attr_set,
+                      unsigned int attr_clr, int kind, int *created, const char **step);
 int berth_umount(const char *target, int flags, const char **step);
+/*
+ * umount2(target, 0), then the target itself removed when it is an empty directory or an
+ * empty regular file, found with no symbolic link in its path: what berth made for a
+ * consumer and takes away with its bind. Only the unmount can fail; a target that is not
+ * empty, not there, or still a mount point stays. `removed` says whether it went.
+ */
+int berth_umount_remove(const char *target, int *removed, const char **step);
 
 /* `device` receives "/dev/loopN" (at least 32 bytes); `existing` is 1 when the image was
  * already attached (by dev/ino) and that device is returned instead of a second one. */

@@ -70,6 +70,8 @@ static napi_value result(napi_env env, job_t *j) {
       return out;
     case OP_BLK_SIZE: return berth_num(env, (double)j->bytes); /* exact below 2^53 (8 PiB) */
     case OP_BLK_RO_GET: napi_get_boolean(env, j->flag != 0, &out); return out;
+    case OP_BIND_CREATE:
+    case OP_UMOUNT_REMOVE: napi_get_boolean(env, j->flag != 0, &out); return out;
     case OP_STATFS:
       napi_create_object(env, &out);
       berth_set(env, out, "type", berth_num(env, (double)j->sf.type));

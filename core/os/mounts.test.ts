@@ -2,7 +2,7 @@
 // loop ext4 mounts under a per-test root (the machine is root); the root is swept even when
 // a test fails. Each errno berth maps is produced for real here (ENOSPC / ENOMEM: sys-errors.test.ts).
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -12,7 +12,8 @@ import { clearBlockDeviceReadOnly, setBlockDeviceReadOnly } from './block.js';
 import { attachLoop } from './loop.js';
 import { createExec } from './exec.js';
 import {
-  bindMount, bindSourceOf, findMount, isMountpoint, mount, mountStack, ownBind, parseMountInfo, readMountInfo, unmount, unmountAll, unmountBind,
+  bindMount, bindMountCreating, bindSourceOf, findMount, isMountpoint, mount, mountStack, ownBind, parseMountInfo, readMountInfo, unmount, unmountAll, unmountBind,
+  unmountBindRemoving,
 } from './mounts.js';
 
 const FIXTURE = [
@@ -233,6 +234,64 @@ describe('mount system calls: each errno as a typed error naming the operation (
         });
       }
     }
+    expect(leftovers(root.dir).mounts).toEqual([]);
+  });
+
+  it('bindMountCreating makes a missing target and binds it in one call, never through a link; anything unusual is null with nothing left', async () => {
+    const root = roots.create('bindcreate');
+    const [src, kube, real] = dirs(root, 'src', 'kube', 'real');
+    writeFileSync(join(src!, 'data'), 'x');
+    // Missing: made and bound, with the flags.
+    const made = join(kube!, 'made');
+    expect(await bindMountCreating(src!, made, { readOnly: true, file: false })).toEqual({ created: true });
+    expect((await findMount(made))?.options).toContain('ro');
+    expect(readFileSync(join(made, 'data'), 'utf8')).toBe('x');
+    // There already (kubelet made it): bound, not made.
+    const [there] = dirs(root, 'kube/there');
+    expect(await bindMountCreating(src!, there!, { file: false })).toEqual({ created: false });
+    expect(await isMountpoint(there!)).toBe(true);
+    // A block target: an empty 0600 file made and bound over by a file.
+    writeFileSync(root.path('dev'), 'block');
+    const file = join(kube!, 'dev');
+    expect(await bindMountCreating(root.path('dev'), file, { file: true })).toEqual({ created: true });
+    expect(readFileSync(file, 'utf8')).toBe('block');
+    // Refused: a link at or above the target, a missing parent, a target of the other kind, a
+    // missing source (made, then taken back). Nothing is made anywhere.
+    symlinkSync(real!, join(kube!, 'link'));
+    symlinkSync(join(real!, 'dangling'), join(kube!, 'dangling'));
+    writeFileSync(join(kube!, 'afile'), '');
+    for (const [source, target, asFile] of [
+      [src!, join(kube!, 'link'), false], [src!, join(kube!, 'link', 'sub'), false], [src!, join(kube!, 'dangling'), false],
+      [src!, join(kube!, 'dangling'), true], [src!, join(kube!, 'no', 'sub'), false], [src!, join(kube!, 'afile'), false],
+      [src!, there!, true], [root.path('gone'), join(kube!, 'fresh'), false],
+    ] as const) {
+      expect(await bindMountCreating(source, target, { file: asFile }), target).toBeNull();
+    }
+    expect(readdirSync(real!)).toEqual([]);
+    expect(existsSync(join(kube!, 'no'))).toBe(false);
+    expect(existsSync(join(kube!, 'fresh'))).toBe(false);
+    for (const t of [made, there!, file]) await unmountAll(exec, t);
+    expect(leftovers(root.dir).mounts).toEqual([]);
+  });
+
+  it('unmountBindRemoving unmounts and takes away an empty target directory or file, and nothing else', async () => {
+    const root = roots.create('umountremove');
+    const [src, emptyDir, fullDir] = dirs(root, 'src', 'empty', 'full');
+    writeFileSync(join(fullDir!, 'kept'), 'under the mount');
+    writeFileSync(root.path('dev'), 'block');
+    writeFileSync(root.path('file'), '');
+    for (const t of [emptyDir!, fullDir!]) await bindMount(exec, src!, t);
+    await bindMount(exec, root.path('dev'), root.path('file'));
+    expect(await unmountBindRemoving(emptyDir!)).toBe(true);
+    expect(existsSync(emptyDir!)).toBe(false);
+    expect(await unmountBindRemoving(fullDir!)).toBe(false);
+    expect(readFileSync(join(fullDir!, 'kept'), 'utf8')).toBe('under the mount');
+    expect(await unmountBindRemoving(root.path('file'))).toBe(true);
+    expect(existsSync(root.path('file'))).toBe(false);
+    expect(existsSync(src!)).toBe(true);
+    // Not a mount point: nothing unmounted, nothing removed.
+    await expect(unmountBindRemoving(fullDir!)).rejects.toMatchObject({ kind: 'Internal', message: expect.stringContaining('not a mount point (EINVAL from umount2)') });
+    expect(existsSync(fullDir!)).toBe(true);
     expect(leftovers(root.dir).mounts).toEqual([]);
   });
 

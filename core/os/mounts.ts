@@ -313,6 +313,36 @@ export async function bindMount(
   }
 }
 
+/**
+ * The usual publish in one system-call thread: makes a missing target (a directory, or an
+ * empty file when `file`) and binds `source` there, with no symbolic link anywhere in the
+ * target's path (native/ops.c berth_bind_create), instead of a round of path checks, a
+ * mkdir and the bind, each a trip to another thread. Says whether it made the target.
+ * null when the kernel refused any step (a link, a missing directory above the target, a
+ * target of the other kind, no openat2, a refused bind): nothing it made is left, and the
+ * caller takes the step-by-step way, whose checks name what is wrong.
+ */
+export async function bindMountCreating(
+  source: string,
+  target: string,
+  opts: { readOnly?: boolean; flags?: readonly string[]; file: boolean },
+): Promise<{ created: boolean } | null> {
+  checkSysPath('source', source);
+  checkSysPath('target', target);
+  try {
+    const created = await sysCall(`bind-mounting ${source} on ${target}`, (os) => {
+      const { set, clear } = bindAttrs(os.constants, opts.readOnly === true, opts.flags ?? []);
+      return os.bindCreate(source, target, set, clear, opts.file ? os.constants.TARGET_FILE : os.constants.TARGET_DIR);
+    });
+    return { created };
+  } catch (err) {
+    // A call that did not return in time (a hung filesystem) or an addon that is not there is
+    // the caller's error as it is; only a refusal from the kernel sends it the long way.
+    if (sysCode(err) === null) throw err;
+    return null;
+  }
+}
+
 /** umount2 with berth's flags; EINVAL (not a mount point) is returned, not thrown. */
 async function umount2(target: string, action: string): Promise<'unmounted' | 'not-mounted'> {
   checkSysPath('target', target);
@@ -329,6 +359,23 @@ async function umount2(target: string, action: string): Promise<'unmounted' | 'n
 export async function unmountBind(_exec: Exec, target: string): Promise<void> {
   const action = `unmounting ${target}`;
   if ((await umount2(target, action)) === 'not-mounted') throw internal(`${action} failed: not a mount point (EINVAL from umount2)`);
+}
+
+/**
+ * unmountBind, then the target taken away in the same system-call thread when it is an
+ * empty directory or an empty file (what berth made there for the bind), found with no
+ * symbolic link in its path; anything else stays, as removeTarget (core/targets.ts) leaves
+ * it. One trip to another thread instead of two. Errors are the unmount's, as unmountBind's.
+ */
+export async function unmountBindRemoving(target: string): Promise<boolean> {
+  checkSysPath('target', target);
+  const action = `unmounting ${target}`;
+  try {
+    return await sysCall(action, (os) => os.umountRemove(target));
+  } catch (err) {
+    if (sysCode(err) === 'EINVAL') throw internal(`${action} failed: not a mount point (EINVAL from umount2)`);
+    throw sysError(err, { action, reasons: { EBUSY: 'target is busy: a process still uses it' } });
+  }
 }
 
 /** How many mounts are stacked at exactly `target` (0: not a mount point). One mountinfo read. */

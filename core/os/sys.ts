@@ -66,13 +66,19 @@ export interface SysConstants {
   readonly FS_SHUTDOWN_FLAGS_LOGFLUSH: number;
   readonly FS_SHUTDOWN_FLAGS_NOLOGFLUSH: number;
   readonly LOOP_MAJOR: number;
+  readonly TARGET_DIR: number;
+  readonly TARGET_FILE: number;
 }
 
 /** The addon's exports (native/addon.c). */
 export interface NativeOs {
   mount(source: string, target: string, fstype: string | null, flags: number, data: string | null): Promise<void>;
   bind(source: string, target: string, attrSet: number, attrClr: number): Promise<void>;
+  /** A bind that makes a missing target first (kind TARGET_DIR / TARGET_FILE); true when it made it. */
+  bindCreate(source: string, target: string, attrSet: number, attrClr: number, kind: number): Promise<boolean>;
   umount(target: string, flags: number): Promise<void>;
+  /** umount2(target, 0), then the target removed if it is an empty directory or file; true when it went. */
+  umountRemove(target: string): Promise<boolean>;
   loopAttach(image: string, readOnly: boolean): Promise<{ device: string; existing: boolean }>;
   loopDetach(device: string): Promise<void>;
   loopSetCapacity(device: string): Promise<void>;
