@@ -123,29 +123,23 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   return start(env, j);
 }
 
-/* bind(source, target, attrSet, attrClr) */
-static napi_value js_bind(napi_env env, napi_callback_info info) {
+/* bind(source, target, attrSet, attrClr) and bindCreate(..., kind) -> created (boolean) */
+static napi_value bind_call(napi_env env, napi_callback_info info, enum op op) {
   napi_value argv[MAX_ARGS];
-  job_t *j = prepare(env, info, OP_BIND, 4, argv);
+  job_t *j = prepare(env, info, op, op == OP_BIND_CREATE ? 5 : 4, argv);
   if (!j) return NULL;
   CHECK(berth_arg_str(env, argv[0], j->a, PATH_MAX, "source", ABSOLUTE_PATH, 0, NULL));
   CHECK(berth_arg_str(env, argv[1], j->b, PATH_MAX, "target", ABSOLUTE_PATH, 0, NULL));
   CHECK(berth_arg_mask(env, argv[2], "attrSet", BERTH_BIND_ATTRS, &j->u1));
   CHECK(berth_arg_mask(env, argv[3], "attrClr", BERTH_BIND_ATTRS, &j->u2));
+  if (op == OP_BIND_CREATE) CHECK(berth_arg_u32(env, argv[4], "kind", BERTH_TARGET_FILE, &j->u3));
   return start(env, j);
 }
-
-/* bindCreate(source, target, attrSet, attrClr, kind) -> created (boolean) */
+static napi_value js_bind(napi_env env, napi_callback_info info) {
+  return bind_call(env, info, OP_BIND);
+}
 static napi_value js_bind_create(napi_env env, napi_callback_info info) {
-  napi_value argv[MAX_ARGS];
-  job_t *j = prepare(env, info, OP_BIND_CREATE, 5, argv);
-  if (!j) return NULL;
-  CHECK(berth_arg_str(env, argv[0], j->a, PATH_MAX, "source", ABSOLUTE_PATH, 0, NULL));
-  CHECK(berth_arg_str(env, argv[1], j->b, PATH_MAX, "target", ABSOLUTE_PATH, 0, NULL));
-  CHECK(berth_arg_mask(env, argv[2], "attrSet", BERTH_BIND_ATTRS, &j->u1));
-  CHECK(berth_arg_mask(env, argv[3], "attrClr", BERTH_BIND_ATTRS, &j->u2));
-  CHECK(berth_arg_u32(env, argv[4], "kind", BERTH_TARGET_FILE, &j->u3));
-  return start(env, j);
+  return bind_call(env, info, OP_BIND_CREATE);
 }
 
 /* umount(target, flags) */
@@ -158,13 +152,18 @@ static napi_value js_umount(napi_env env, napi_callback_info info) {
   return start(env, j);
 }
 
+/* The calls that take one absolute path, named `name` in an error. */
+static napi_value path_call(napi_env env, napi_callback_info info, enum op op, const char *name) {
+  napi_value argv[MAX_ARGS];
+  job_t *j = prepare(env, info, op, 1, argv);
+  if (!j) return NULL;
+  CHECK(berth_arg_str(env, argv[0], j->a, PATH_MAX, name, ABSOLUTE_PATH, 0, NULL));
+  return start(env, j);
+}
+
 /* umountRemove(target) -> removed (boolean) */
 static napi_value js_umount_remove(napi_env env, napi_callback_info info) {
-  napi_value argv[MAX_ARGS];
-  job_t *j = prepare(env, info, OP_UMOUNT_REMOVE, 1, argv);
-  if (!j) return NULL;
-  CHECK(berth_arg_str(env, argv[0], j->a, PATH_MAX, "target", ABSOLUTE_PATH, 0, NULL));
-  return start(env, j);
+  return path_call(env, info, OP_UMOUNT_REMOVE, "target");
 }
 
 /* loopAttach(image, readOnly) -> { device, existing } */
@@ -193,18 +192,11 @@ static napi_value js_loop_set_capacity(napi_env env, napi_callback_info info) {
 }
 
 /* blockSize(device), blockReadOnly(device) */
-static napi_value block_call(napi_env env, napi_callback_info info, enum op op) {
-  napi_value argv[MAX_ARGS];
-  job_t *j = prepare(env, info, op, 1, argv);
-  if (!j) return NULL;
-  CHECK(berth_arg_str(env, argv[0], j->a, PATH_MAX, "device", ABSOLUTE_PATH, 0, NULL));
-  return start(env, j);
-}
 static napi_value js_block_size(napi_env env, napi_callback_info info) {
-  return block_call(env, info, OP_BLK_SIZE);
+  return path_call(env, info, OP_BLK_SIZE, "device");
 }
 static napi_value js_block_ro_get(napi_env env, napi_callback_info info) {
-  return block_call(env, info, OP_BLK_RO_GET);
+  return path_call(env, info, OP_BLK_RO_GET, "device");
 }
 
 /* setBlockReadOnly(device, readOnly) */
@@ -236,11 +228,7 @@ static napi_value js_fs_shutdown(napi_env env, napi_callback_info info) {
 
 /* statfs(path) */
 static napi_value js_statfs(napi_env env, napi_callback_info info) {
-  napi_value argv[MAX_ARGS];
-  job_t *j = prepare(env, info, OP_STATFS, 1, argv);
-  if (!j) return NULL;
-  CHECK(berth_arg_str(env, argv[0], j->a, PATH_MAX, "path", ABSOLUTE_PATH, 0, NULL));
-  return start(env, j);
+  return path_call(env, info, OP_STATFS, "path");
 }
 
 /* ---- module ---- */

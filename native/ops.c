@@ -195,6 +195,30 @@ int berth_bind(const char *source, const char *target, unsigned int attr_set, un
 #endif
 }
 
+#ifdef SYS_openat2
+/*
+ * The directory holding `target`, opened (O_PATH) with no symbolic link anywhere in its path
+ * (openat2 RESOLVE_NO_SYMLINKS), and in *base the target's name in it. -1 with errno set:
+ * EINVAL for a target with no name of its own ("/", "x/.", "x/..").
+ */
+static int open_parent(const char *target, const char **base) {
+  const char *slash = strrchr(target, '/');
+  *base = slash ? slash + 1 : "";
+  if (!slash || !**base || strcmp(*base, ".") == 0 || strcmp(*base, "..") == 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  char parent[PATH_MAX];
+  size_t n = slash == target ? 1 : (size_t)(slash - target);
+  memcpy(parent, target, n);
+  parent[n] = 0;
+  struct {
+    uint64_t flags, mode, resolve;
+  } how = {O_PATH | O_DIRECTORY | O_CLOEXEC, 0, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+  return (int)syscall(SYS_openat2, AT_FDCWD, parent, &how, sizeof how);
+}
+#endif
+
 int berth_bind_create(const char *source, const char *target, unsigned int attr_set,
                       unsigned int attr_clr, int kind, int *created, const char **step) {
   *created = 0;
@@ -207,21 +231,8 @@ int berth_bind_create(const char *source, const char *target, unsigned int attr_
     return EINVAL;
   }
 #if defined(SYS_openat2) && defined(SYS_open_tree) && defined(SYS_mount_setattr) && defined(SYS_move_mount)
-  const char *slash = strrchr(target, '/');
-  const char *base = slash ? slash + 1 : "";
-  if (!slash || !*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
-    *step = "target name";
-    return EINVAL;
-  }
-  char parent[PATH_MAX];
-  size_t n = slash == target ? 1 : (size_t)(slash - target);
-  memcpy(parent, target, n);
-  parent[n] = 0;
-  struct {
-    uint64_t flags, mode, resolve;
-  } at_parent = {O_PATH | O_DIRECTORY | O_CLOEXEC, 0, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS},
-    at_target = {O_PATH | O_CLOEXEC, 0, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
-  int pfd = (int)syscall(SYS_openat2, AT_FDCWD, parent, &at_parent, sizeof at_parent);
+  const char *base;
+  int pfd = open_parent(target, &base);
   if (pfd < 0) {
     if (filtered(errno)) {
       *step = "openat2";
@@ -243,6 +254,9 @@ int berth_bind_create(const char *source, const char *target, unsigned int attr_
       rc = fail(step, "openat (create the target file)");
     }
   }
+  struct {
+    uint64_t flags, mode, resolve;
+  } at_target = {O_PATH | O_CLOEXEC, 0, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
   int tfd = rc ? -1 : (int)syscall(SYS_openat2, pfd, base, &at_target, sizeof at_target);
   if (!rc && tfd < 0) rc = fail(step, "openat2 the target (no symbolic links)");
   if (!rc) {
@@ -290,17 +304,8 @@ int berth_umount_remove(const char *target, int *removed, const char **step) {
   *removed = 0;
   if (umount2(target, 0) < 0) return fail(step, "umount2");
 #ifdef SYS_openat2
-  const char *slash = strrchr(target, '/');
-  const char *base = slash ? slash + 1 : "";
-  if (!slash || !*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) return 0;
-  char parent[PATH_MAX];
-  size_t n = slash == target ? 1 : (size_t)(slash - target);
-  memcpy(parent, target, n);
-  parent[n] = 0;
-  struct {
-    uint64_t flags, mode, resolve;
-  } how = {O_PATH | O_DIRECTORY | O_CLOEXEC, 0, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
-  int pfd = (int)syscall(SYS_openat2, AT_FDCWD, parent, &how, sizeof how);
+  const char *base;
+  int pfd = open_parent(target, &base);
   if (pfd < 0) return 0;
   if (unlinkat(pfd, base, AT_REMOVEDIR) == 0) {
     *removed = 1;
