@@ -223,7 +223,7 @@ export async function createVolume(
  * WAL keeps commit order), and a power cut in between may leave an empty directory with no
  * record, which reconcile removes (reconcile.ts rule 4). One fsync fewer per create.
  */
-function intentDurability(d: OpDeps, backend: Backend, source: unknown): { readonly durable?: boolean } {
+function intentDurability(d: OpDeps, backend: Backend, source: ResolvedSource | null): { readonly durable?: boolean } {
   return source === null && backend.discardIfEmpty !== undefined && !clustered(d) ? RUNTIME : {};
 }
 

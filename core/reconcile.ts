@@ -325,7 +325,10 @@ async function rebindTarget(d: OpDeps, row: VolumeRow, ref: MountRefRow, path: s
   return true;
 }
 
-/** Unmounts/detaches what the backend has with no record; never deletes it. */
+/**
+ * Unmounts/detaches what the backend has with no record and keeps it; only one that holds
+ * nothing at all is removed, in embedded mode (rule 4).
+ */
 async function releaseOrphans(d: CoreDeps, backend: Backend, orphans: string[], removed: string[]): Promise<void> {
   // Objects first, records second: a create writes its record before the object exists,
   // so a volume created while this runs is never mistaken for an orphan.

@@ -124,16 +124,8 @@ export async function bindTarget(
   // with no symbolic link anywhere in its path. Anything unusual (a link, a missing parent, a
   // target of the other kind, a refused bind) takes the step-by-step way below, from the
   // start: its checks refuse or name what is wrong.
-  const fast = await bindMountCreating(source, target, { readOnly: opts.readOnly, flags: opts.extraFlags, file: opts.file });
-  const created = fast ? fast.created : await prepareTarget(target, opts.file);
-  if (!fast) {
-    try {
-      await bindMount(exec, source, target, { readOnly: opts.readOnly, flags: opts.extraFlags });
-    } catch (err) {
-      if (created) await removeTarget(target);
-      throw err;
-    }
-  }
+  const created = (await bindMountCreating(source, target, { readOnly: opts.readOnly, flags: opts.extraFlags, file: opts.file }))?.created
+    ?? await prepareAndBind(exec, source, target, opts);
   // The bind says nothing about the mount it made: read it back, and check it is at the
   // target showing the source (the lock on the volume keeps berth from racing itself).
   const [table, realSource] = await Promise.all([readMountInfo(), resolvingSource]);
@@ -144,6 +136,18 @@ export async function bindTarget(
     throw internal(`bind-mounted ${source} at ${target}, but the mount table shows ${seen} there`);
   }
   return { created, mount: { id: top.id, majorMinor: top.majorMinor, root: top.root } };
+}
+
+/** The step-by-step bind: target checked (and made when missing), then bound; true when this call made it. */
+async function prepareAndBind(exec: Exec, source: string, target: string, opts: { readOnly: boolean; file: boolean; extraFlags?: readonly string[] }): Promise<boolean> {
+  const created = await prepareTarget(target, opts.file);
+  try {
+    await bindMount(exec, source, target, { readOnly: opts.readOnly, flags: opts.extraFlags });
+  } catch (err) {
+    if (created) await removeTarget(target);
+    throw err;
+  }
+  return created;
 }
 
 /** Checks the target on disk and creates it when missing; true when this call created it. */

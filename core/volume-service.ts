@@ -254,13 +254,17 @@ class CoreService implements CoreVolumeService {
    * more after catching up (it may have been made on another node a moment ago).
    */
   async #find(ref: string): Promise<VolumeRow> {
-    let row = findVolumeRow(this.#d, ref);
-    if (!row && clustered(this.#d)) {
-      await this.#d.catalog.fresh();
-      row = findVolumeRow(this.#d, ref);
-    }
+    const row = await this.#lookUp(ref);
     if (!row) throw notFound(`volume "${ref}" does not exist`);
     return row;
+  }
+
+  /** The volume `ref` names or null; in cluster mode a miss looks again after catching up. */
+  async #lookUp(ref: string): Promise<VolumeRow | null> {
+    const row = findVolumeRow(this.#d, ref);
+    if (row || !clustered(this.#d)) return row;
+    await this.#d.catalog.fresh();
+    return findVolumeRow(this.#d, ref);
   }
 
   /** Reads see every commit made anywhere before them (cluster mode: one round trip to etcd). */
@@ -309,10 +313,9 @@ class CoreService implements CoreVolumeService {
   }
 
   async findFresh(ref: string): Promise<Volume | null> {
-    const found = this.find(ref);
-    if (found || !clustered(this.#d) || typeof ref !== 'string' || ref.length === 0) return found;
-    await this.#d.catalog.fresh();
-    return this.find(ref);
+    if (typeof ref !== 'string' || ref.length === 0) return null;
+    const row = await this.#lookUp(ref);
+    return row ? loadVolume(this.#d, row) : null;
   }
 
   list(filter: ListVolumesFilter, ctx: OpContext): Promise<Volume[]> {

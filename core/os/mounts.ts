@@ -343,11 +343,15 @@ export async function bindMountCreating(
   }
 }
 
-/** umount2 with berth's flags; EINVAL (not a mount point) is returned, not thrown. */
-async function umount2(target: string, action: string): Promise<'unmounted' | 'not-mounted'> {
+/**
+ * umount2 with berth's flags; EINVAL (not a mount point) is returned, not thrown. With
+ * `removeEmpty`, the target goes too in the same call when it is an empty directory or file.
+ */
+async function umount2(target: string, action: string, removeEmpty = false): Promise<'unmounted' | 'removed' | 'not-mounted'> {
   checkSysPath('target', target);
   try {
-    await sysCall(action, (os) => os.umount(target, 0));
+    if (!removeEmpty) await sysCall(action, (os) => os.umount(target, 0));
+    else if (await sysCall(action, (os) => os.umountRemove(target))) return 'removed';
     return 'unmounted';
   } catch (err) {
     if (sysCode(err) === 'EINVAL') return 'not-mounted';
@@ -355,10 +359,17 @@ async function umount2(target: string, action: string): Promise<'unmounted' | 'n
   }
 }
 
+/** The topmost mount at `target`, which the caller knows is there: not a mount point is Internal. */
+async function unmountTop(target: string, removeEmpty: boolean): Promise<'unmounted' | 'removed'> {
+  const action = `unmounting ${target}`;
+  const done = await umount2(target, action, removeEmpty);
+  if (done === 'not-mounted') throw internal(`${action} failed: not a mount point (EINVAL from umount2)`);
+  return done;
+}
+
 /** Unmounts the topmost mount at `target` without looking first (the caller knows it is mounted). */
 export async function unmountBind(_exec: Exec, target: string): Promise<void> {
-  const action = `unmounting ${target}`;
-  if ((await umount2(target, action)) === 'not-mounted') throw internal(`${action} failed: not a mount point (EINVAL from umount2)`);
+  await unmountTop(target, false);
 }
 
 /**
@@ -368,14 +379,7 @@ export async function unmountBind(_exec: Exec, target: string): Promise<void> {
  * it. One trip to another thread instead of two. Errors are the unmount's, as unmountBind's.
  */
 export async function unmountBindRemoving(target: string): Promise<boolean> {
-  checkSysPath('target', target);
-  const action = `unmounting ${target}`;
-  try {
-    return await sysCall(action, (os) => os.umountRemove(target));
-  } catch (err) {
-    if (sysCode(err) === 'EINVAL') throw internal(`${action} failed: not a mount point (EINVAL from umount2)`);
-    throw sysError(err, { action, reasons: { EBUSY: 'target is busy: a process still uses it' } });
-  }
+  return (await unmountTop(target, true)) === 'removed';
 }
 
 /** How many mounts are stacked at exactly `target` (0: not a mount point). One mountinfo read. */
