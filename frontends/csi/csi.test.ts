@@ -1,5 +1,5 @@
 /**
- * The CSI frontend in-process: a real grpc-js server and client on a unix socket, in front
+ * The CSI frontend in-process: berth's gRPC server and a grpc-js client on a unix socket, in front
  * of the real core (SQLite store) with fake backends. Real bind mounts happen for targets,
  * so everything lives under a per-test temporary root that is swept afterwards.
  */

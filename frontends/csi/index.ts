@@ -1,8 +1,7 @@
 /**
- * The CSI frontend: a grpc-js server on a unix socket serving Identity always, and
- * Controller and/or Node by config csi.mode.
+ * The CSI frontend: a gRPC server on a unix socket (transport.ts) serving Identity always,
+ * and Controller and/or Node by config csi.mode.
  */
-import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Config, Logger, VolumeService } from '../../core/index.js';
 import type { FrontendServer } from '../types.js';
 import { claimSocketPath, releaseSocketPath, setSocketAccess } from '../unix-socket.js';
@@ -14,6 +13,7 @@ import { loadCsiServices } from './proto.js';
 import { wrapHandlers } from './server.js';
 import { createSnapshotHandlers } from './snapshots.js';
 import { topologyKeyFor, type CsiIdentity } from './topology.js';
+import { createUnaryServer, type UnaryServer } from './transport.js';
 
 export interface CsiFrontendOptions {
   readonly service: VolumeService;
@@ -35,7 +35,7 @@ export function createCsiFrontend(o: CsiFrontendOptions): FrontendServer {
   const id: CsiIdentity = { driverName: o.config.driverName, nodeId: o.nodeId, topologyKey: topologyKeyFor(o.config.driverName) };
   const controller = o.config.mode === 'controller' || o.config.mode === 'both';
   const node = o.config.mode === 'node' || o.config.mode === 'both';
-  let server: Server | null = null;
+  let server: UnaryServer | null = null;
   /** Set once our server bound the socket: never delete a socket another process serves. */
   let owned = false;
 
@@ -45,34 +45,27 @@ export function createCsiFrontend(o: CsiFrontendOptions): FrontendServer {
     async start() {
       if (server) return;
       const services = loadCsiServices();
-      const s = new Server({
-        // A CSI request is a few KB; the default (4 MiB) is more than any CO sends.
-        'grpc.max_receive_message_length': MAX_CSI_MESSAGE_BYTES,
-        // channelz (on by default) keeps per-call counters and timestamps for a channelz
-        // service berth does not serve: nothing could read them.
-        'grpc.enable_channelz': 0,
-      });
-      s.addService(services.Identity, wrapHandlers('Identity', createIdentityHandlers({
+      // A CSI request is a few KB; gRPC's usual limit (4 MiB) is more than any CO sends.
+      const s = createUnaryServer({ maxMessageBytes: MAX_CSI_MESSAGE_BYTES });
+      s.add(services.Identity, wrapHandlers('Identity', createIdentityHandlers({
         service: o.service, driverName: o.config.driverName, version: o.version, controller,
       }), log));
       if (controller) {
-        s.addService(services.Controller, wrapHandlers('Controller', {
+        s.add(services.Controller, wrapHandlers('Controller', {
           ...createControllerHandlers({ service: o.service, id, config: o.config }),
           ...createSnapshotHandlers({ service: o.service }),
         }, log));
       }
-      if (node) s.addService(services.Node, wrapHandlers('Node', createNodeHandlers({ service: o.service, id, config: o.config }), log));
+      if (node) s.add(services.Node, wrapHandlers('Node', createNodeHandlers({ service: o.service, id, config: o.config }), log));
       let bound = false;
       try {
         await claimSocketPath(endpoint, 'csi.endpoint');
-        await new Promise<void>((resolve, reject) => {
-          s.bindAsync(`unix:${endpoint}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
-        });
+        await s.listen(endpoint);
         bound = true;
-        // gRPC creates the socket with the umask's mode: the same 0660 (+ group) as the others.
+        // The socket is made with the umask's mode: the same 0660 (+ group) as the others.
         await setSocketAccess(endpoint, o.socketGroup ?? null);
       } catch (err) {
-        s.forceShutdown(); // a refused start leaves no half-built server behind
+        await s.close(0); // a refused start leaves no half-built server behind
         if (bound) await releaseSocketPath(endpoint);
         throw err;
       }
@@ -84,19 +77,8 @@ export function createCsiFrontend(o: CsiFrontendOptions): FrontendServer {
     async stop() {
       const s = server;
       server = null;
-      if (s) {
-        // Let in-flight calls finish for a moment, then cut the rest off.
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(() => {
-            s.forceShutdown();
-            resolve();
-          }, 5_000);
-          s.tryShutdown(() => {
-            clearTimeout(timer);
-            resolve();
-          });
-        });
-      }
+      // Let in-flight calls finish for a moment, then cut the rest off.
+      if (s) await s.close(5_000);
       if (!owned) return;
       owned = false;
       await releaseSocketPath(endpoint);

@@ -1,5 +1,5 @@
 /**
- * The CSI size limits and bounded answers, in-process over a real grpc-js server and
+ * The CSI size limits and bounded answers, in-process over berth's gRPC server (transport.ts) and a grpc-js
  * client on a unix socket (issue 9): an oversized field is INVALID_ARGUMENT naming it,
  * answered at once, and the CO's channel keeps working afterwards.
  */

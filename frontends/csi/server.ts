@@ -1,13 +1,14 @@
 /**
- * Turns berth's promise handlers into grpc-js unary handlers through ONE wrapper that
+ * Turns berth's promise handlers into the transport's unary methods through ONE wrapper that
  * checks the request against the CSI size limits before anything else (limits.ts), logs
  * every call (method, volume, duration, gRPC code; secrets never logged, the volume id
  * clipped) and maps every thrown error through errors.ts.
  */
-import { status, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { clip, type Logger } from '../../core/index.js';
 import { toGrpcError } from './errors.js';
 import { checkRequestLimits } from './limits.js';
+import type { UnaryMethod } from './transport.js';
 
 type AnyHandler = (req: never) => Promise<unknown>;
 
@@ -33,15 +34,14 @@ export function stripSecrets(value: unknown): unknown {
 }
 
 /**
- * @example server.addService(services.Node, wrapHandlers('Node', createNodeHandlers(deps), log))
+ * @example server.add(services.Node, wrapHandlers('Node', createNodeHandlers(deps), log))
  */
-export function wrapHandlers(service: string, handlers: Record<string, AnyHandler>, log: Logger): UntypedServiceImplementation {
-  const impl: UntypedServiceImplementation = {};
+export function wrapHandlers(service: string, handlers: Record<string, AnyHandler>, log: Logger): Record<string, UnaryMethod> {
+  const impl: Record<string, UnaryMethod> = {};
   for (const [method, handler] of Object.entries(handlers)) {
     const polled = POLLED.test(method);
-    impl[method] = (call: ServerUnaryCall<Record<string, unknown>, unknown>, callback: sendUnaryData<unknown>) => {
+    impl[method] = (req, callback) => {
       const started = performance.now();
-      const req = call.request ?? {};
       const volume = subjectOf(req);
       const done = (code: status, err: unknown, ended: number) => {
         const durationMs = Math.round((ended - started) * 1000) / 1000;

@@ -1,5 +1,5 @@
 /**
- * CSI topology on a single node, in-process: a real grpc-js server on a unix socket in front
+ * CSI topology on a single node, in-process: berth's gRPC server on a unix socket in front
  * of the real core with fake backends, one node-local ("local") and one shared ("nfs",
  * scope global). What a volume's accessible_topology says, how CreateVolume honours
  * accessibility_requirements, and what GetCapacity answers for another node's segment.
