@@ -3,6 +3,7 @@ import { connect as connectNet } from 'node:net';
 import { status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createCsiClient, grpcError, type CsiClient } from '../../test/helpers/csi-client.js';
+import { createLeanCsiClient } from '../../test/helpers/csi-lean-client.js';
 import { createTmpRoot, type TmpRoot } from '../../test/helpers/tmp-root.js';
 import { loadCsiServices } from './proto.js';
 import { createUnaryServer, percentEncode, type UnaryMethod, type UnaryServer } from './transport.js';
@@ -75,6 +76,24 @@ describe('CSI gRPC transport (unary calls over node:http2)', () => {
     expect(r.headers['grpc-status']).toBe(String(status.NOT_FOUND));
     expect(r.headers['grpc-message']).toBe(percentEncode(text));
     expect(r.headers['grpc-message']).toMatch(/^volume "v%2520%C3%A9" is%0Anot here: 100%25 /);
+  });
+
+  it('gives the benchmarks\' lean client the answers and errors grpc-js\'s client gets', async () => {
+    const text = 'no volume "é%" here';
+    const { c, sock } = await setup({
+      GetPluginInfo: info,
+      Probe: (_req, reply) => reply({ code: status.FAILED_PRECONDITION, details: text }),
+    });
+    const lean = createLeanCsiClient(sock);
+    try {
+      expect(await lean.identity('GetPluginInfo')).toEqual(await c.identity('GetPluginInfo'));
+      const [a, b] = [await grpcError(lean.identity('Probe')), await grpcError(c.identity('Probe'))];
+      expect([a.code, a.details]).toEqual([status.FAILED_PRECONDITION, text]);
+      expect([a.code, a.details]).toEqual([b.code, b.details]);
+      expect((await grpcError(lean.node('NodeGetInfo'))).code).toBe(status.UNIMPLEMENTED);
+    } finally {
+      lean.close();
+    }
   });
 
   it('answers UNIMPLEMENTED naming the path for a method nobody serves, whether the proto has it or not', async () => {

@@ -13,12 +13,17 @@
  * shared machine hits both), and the dir ratio is the median of the per-round ratios.
  * Without it the ratio is against the ~27 ms p50 measured on these machines (issue 4).
  * The daemon runs as installed (no --enable-source-maps), after WARMUP cycles.
+ *
+ * The client: the lean one (csi-lean-client.ts: node:http2 and framing), as kubelet's grpc-go
+ * costs per call; the dir comparison is also run, interleaved in the same rounds, with
+ * grpc-js's client, whose own ~0.3-0.5 ms per call is reported as its own row.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { percentile, summarize, type BenchResult } from './stats.js';
 import { createCsiClient, mountCap, type CsiClient } from '../helpers/csi-client.js';
+import { createLeanCsiClient } from '../helpers/csi-lean-client.js';
 import { startTestDaemon } from '../helpers/daemon.js';
 import { createTmpRoot, type TmpRoot } from '../helpers/tmp-root.js';
 
@@ -113,40 +118,55 @@ export async function run(): Promise<BenchResult[]> {
   const root = createTmpRoot('bench-csi');
   try {
     const d = await startTestDaemon(root, { csi: true, logLevel: 'info', sourceMaps: false });
-    const c = createCsiClient(d.csiEndpoint);
+    const c = createLeanCsiClient(d.csiEndpoint);
+    const cg = createCsiClient(d.csiEndpoint);
     root.defer(() => c.close());
+    root.defer(() => cg.close());
     const hpEndpoint = process.env.BERTH_BENCH_HOSTPATH_ENDPOINT;
-    const hp = hpEndpoint ? createCsiClient(hpEndpoint) : null;
+    const hp = hpEndpoint ? createLeanCsiClient(hpEndpoint) : null;
+    const hpg = hpEndpoint ? createCsiClient(hpEndpoint) : null;
     if (hp) root.defer(() => hp.close());
+    if (hpg) root.defer(() => hpg.close());
     const results: BenchResult[] = [];
 
-    // dir, interleaved with the host-path driver when one is given.
-    for (let w = 1; w <= WARMUP; w++) {
-      await cycle(c, root, 'dir', { backend: 'local' }, -w, null);
-      if (hp) await cycle(hp, root, 'hostpath', {}, -w, null);
-    }
-    const dir = newSamples();
-    const ref = newSamples();
-    for (let i = 0; i < N; i++) {
-      await cycle(c, root, 'dir', { backend: 'local' }, i, dir);
-      if (hp) await cycle(hp, root, 'hostpath', {}, i, ref);
-    }
+    // dir, interleaved with the host-path driver when one is given; each round once with the
+    // lean client and once with grpc-js's.
+    const round = async (i: number, out: { dir: Samples; ref: Samples; dirG: Samples; refG: Samples } | null) => {
+      await cycle(c, root, 'dir', { backend: 'local' }, i, out?.dir ?? null);
+      if (hp) await cycle(hp, root, 'hostpath', {}, i, out?.ref ?? null);
+      await cycle(cg, root, 'dir-grpcjs', { backend: 'local' }, i, out?.dirG ?? null);
+      if (hpg) await cycle(hpg, root, 'hostpath-grpcjs', {}, i, out?.refG ?? null);
+    };
+    for (let w = 1; w <= WARMUP; w++) await round(-w, null);
+    const s = { dir: newSamples(), ref: newSamples(), dirG: newSamples(), refG: newSamples() };
+    for (let i = 0; i < N; i++) await round(i, s);
+    const { dir, ref } = s;
     const whole = summarize(GROUP, 'dir: whole cycle', dir.cycle);
     const note = 'no mount at stage (nothing to stage), one bind mount at publish';
+    const pairedMedian = (a: number[], b: number[]) => percentile(a.map((ms, i) => ms / b[i]!).sort((x, y) => x - y), 50);
     if (hp) {
       const hpWhole = summarize(GROUP, 'csi-driver-host-path (Go, same run): whole cycle', ref.cycle);
-      const paired = dir.cycle.map((ms, i) => ms / ref.cycle[i]!).sort((a, b) => a - b);
       results.push({
         ...whole,
-        ratio: { reference: 'csi-driver-host-path, same run', value: percentile(paired, 50) },
+        ratio: { reference: 'csi-driver-host-path, same run', value: pairedMedian(dir.cycle, ref.cycle) },
         note: `${note}; p50/p50 ${(whole.p50Ms! / hpWhole.p50Ms!).toFixed(2)}, p99/p99 ${(whole.p99Ms! / hpWhole.p99Ms!).toFixed(2)}`,
       });
       for (const step of STEPS) results.push(summarize(GROUP, `dir: ${step}`, dir[step]));
       results.push(hpWhole);
       for (const step of STEPS) results.push(summarize(GROUP, `csi-driver-host-path: ${step}`, ref[step]));
+      const wholeG = summarize(GROUP, 'dir, grpc-js client: whole cycle', s.dirG.cycle);
+      const hpWholeG = summarize(GROUP, 'csi-driver-host-path, grpc-js client: whole cycle', s.refG.cycle);
+      results.push({
+        ...wholeG,
+        ratio: { reference: 'csi-driver-host-path, grpc-js client, same rounds', value: pairedMedian(s.dirG.cycle, s.refG.cycle) },
+        note: `the same cycle through grpc-js's client; p50/p50 ${(wholeG.p50Ms! / hpWholeG.p50Ms!).toFixed(2)}, p99/p99 ${(wholeG.p99Ms! / hpWholeG.p99Ms!).toFixed(2)}; the client's own cost per call: ${((wholeG.p50Ms! - whole.p50Ms!) / STEPS.length).toFixed(2)} ms (berth), ${((hpWholeG.p50Ms! - hpWhole.p50Ms!) / STEPS.length).toFixed(2)} ms (host-path)`,
+      });
+      results.push(hpWholeG);
     } else {
       results.push({ ...whole, ratio: { reference: `csi-driver-host-path ~${HOSTPATH_P50_MS} ms p50`, value: whole.p50Ms! / HOSTPATH_P50_MS }, note });
       for (const step of STEPS) results.push(summarize(GROUP, `dir: ${step}`, dir[step]));
+      const wholeG = summarize(GROUP, 'dir, grpc-js client: whole cycle', s.dirG.cycle);
+      results.push({ ...wholeG, note: `the same cycle through grpc-js's client: ${((wholeG.p50Ms! - whole.p50Ms!) / STEPS.length).toFixed(2)} ms more per call` });
     }
 
     // A burst: every NodePublish at once on volumes already staged (berth first, then host-path).
