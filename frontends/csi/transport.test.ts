@@ -96,6 +96,27 @@ describe('CSI gRPC transport (unary calls over node:http2)', () => {
     }
   });
 
+  it('sends an answer larger than HTTP/2\'s flow-control window whole (2 MiB through a 64 KiB window)', async () => {
+    const manifest = Object.fromEntries(Array.from({ length: 2048 }, (_, i) => [`key-${i}`, `${i}`.padEnd(1024, 'x')]));
+    const { c } = await setup({ GetPluginInfo: (_req, reply) => reply(null, { name: 'big', vendor_version: '1', manifest }) });
+    const got = await c.identity('GetPluginInfo');
+    expect(Object.keys(got.manifest)).toHaveLength(2048);
+    expect(got.manifest['key-2047']).toBe(manifest['key-2047']);
+  });
+
+  it('drops a connection that does not speak HTTP/2 and keeps serving', async () => {
+    const { c, sock } = await setup({ GetPluginInfo: info });
+    const closed = await new Promise<string>((resolve) => {
+      const s = connectNet(sock);
+      s.on('connect', () => s.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+      s.on('data', () => undefined);
+      s.on('close', () => resolve('closed'));
+      s.on('error', () => undefined);
+    });
+    expect(closed).toBe('closed');
+    expect(await c.identity('GetPluginInfo')).toMatchObject({ name: 'transport.test' });
+  });
+
   it('answers UNIMPLEMENTED naming the path for a method nobody serves, whether the proto has it or not', async () => {
     const { c, sock } = await setup({ GetPluginInfo: info });
     expect(await grpcError(c.identity('Probe'))).toMatchObject({ code: status.UNIMPLEMENTED, details: 'the server does not implement the method /csi.v1.Identity/Probe' });
