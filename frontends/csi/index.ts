@@ -46,7 +46,10 @@ export function createCsiFrontend(o: CsiFrontendOptions): FrontendServer {
       if (server) return;
       const services = loadCsiServices();
       // A CSI request is a few KB; gRPC's usual limit (4 MiB) is more than any CO sends.
-      const s = createUnaryServer({ maxMessageBytes: MAX_CSI_MESSAGE_BYTES });
+      const s = createUnaryServer({
+        maxMessageBytes: MAX_CSI_MESSAGE_BYTES,
+        onError: (err) => log.warn({ err, endpoint }, 'csi socket error'),
+      });
       s.add(services.Identity, wrapHandlers('Identity', createIdentityHandlers({
         service: o.service, driverName: o.config.driverName, version: o.version, controller,
       }), log));

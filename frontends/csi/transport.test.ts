@@ -123,6 +123,10 @@ describe('CSI gRPC transport (unary calls over node:http2)', () => {
     expect(await grpcError(c.controller('CreateVolume', { name: 'x' }))).toMatchObject({ code: status.UNIMPLEMENTED, details: expect.stringContaining('/csi.v1.Controller/CreateVolume') });
     const r = await raw(sock, { path: '/no.Such/Method', body: frame(Buffer.alloc(0)) });
     expect([r.headers[':status'], r.headers['grpc-status']]).toEqual([200, String(status.UNIMPLEMENTED)]);
+    // A path of 20,000 characters is named clipped, not echoed whole into the trailer.
+    const long = await raw(sock, { path: `/x/${'y'.repeat(20_000)}`, body: frame(Buffer.alloc(0)) });
+    expect(long.headers['grpc-status']).toBe(String(status.UNIMPLEMENTED));
+    expect(String(long.headers['grpc-message']).length).toBeLessThan(400);
     expect(await c.identity('GetPluginInfo')).toMatchObject({ name: 'transport.test' });
   });
 

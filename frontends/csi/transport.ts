@@ -30,6 +30,7 @@
  */
 import { constants, createServer, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import { status, type MethodDefinition, type ServiceDefinition } from '@grpc/grpc-js';
+import { clip } from '../../core/index.js';
 
 /** A failed call's answer: the gRPC status code and its message. */
 export interface UnaryError {
@@ -144,12 +145,17 @@ function decode(def: MethodDefinition<unknown, unknown>, body: Buffer): { reques
 /**
  * @example const server = createUnaryServer({ maxMessageBytes: MAX_CSI_MESSAGE_BYTES });
  */
-export function createUnaryServer(opts: { readonly maxMessageBytes: number }): UnaryServer {
+export function createUnaryServer(opts: {
+  readonly maxMessageBytes: number;
+  /** A failure of the listening socket itself (accept: EMFILE...); the server keeps listening. */
+  readonly onError?: (err: Error) => void;
+}): UnaryServer {
   const routes = new Map<string, Route>();
   const sessions = new Set<ServerHttp2Session>();
   // maxSessionMemory: Node's default (10 MB) refuses new streams on a connection with many
   // calls in flight (a node starting 100 pods); grpc-js lifts it the same way.
   const server = createServer({ maxSessionMemory: Number.MAX_SAFE_INTEGER });
+  server.on('error', (err: Error) => opts.onError?.(err));
 
   server.on('session', (session) => {
     sessions.add(session);
@@ -164,7 +170,7 @@ export function createUnaryServer(opts: { readonly maxMessageBytes: number }): U
     if (typeof type !== 'string' || !GRPC_CONTENT_TYPE.test(type)) return refuseHttp(stream, constants.HTTP_STATUS_UNSUPPORTED_MEDIA_TYPE);
     const path = headers[':path'] ?? '';
     const route = routes.get(path);
-    if (!route) return answerError(stream, { code: status.UNIMPLEMENTED, details: `the server does not implement the method ${path}` });
+    if (!route) return answerError(stream, { code: status.UNIMPLEMENTED, details: `the server does not implement the method ${clip(path, 256)}` });
 
     const limit = PREFIX + opts.maxMessageBytes;
     const chunks: Buffer[] = [];
