@@ -60,6 +60,15 @@ const GRPC_CONTENT_TYPE = /^application\/grpc(?:[+;]|$)/;
 /** The 5-byte prefix of every message: compressed flag, then its length (big-endian). */
 const PREFIX = 5;
 
+/** One uncompressed gRPC message frame: flag 0, the length (big-endian), the bytes. */
+export function messageFrame(message: Buffer): Buffer {
+  const frame = Buffer.allocUnsafe(PREFIX + message.length);
+  frame[0] = 0;
+  frame.writeUInt32BE(message.length, 1);
+  message.copy(frame, PREFIX);
+  return frame;
+}
+
 /** grpc-message as the spec encodes it: bytes outside printable ASCII, and '%', as %XX. */
 export function percentEncode(text: string): string {
   if (/^[\x20-\x24\x26-\x7e]*$/.test(text)) return text;
@@ -106,11 +115,7 @@ function answerError(stream: ServerHttp2Stream, err: UnaryError, extra: Record<s
 function answer(stream: ServerHttp2Stream, def: MethodDefinition<unknown, unknown>, response: unknown): void {
   let frame: Buffer;
   try {
-    const message = def.responseSerialize(response);
-    frame = Buffer.allocUnsafe(PREFIX + message.length);
-    frame[0] = 0;
-    frame.writeUInt32BE(message.length, 1);
-    message.copy(frame, PREFIX);
+    frame = messageFrame(def.responseSerialize(response));
   } catch (err) {
     answerError(stream, { code: status.INTERNAL, details: `response: cannot be encoded: ${err instanceof Error ? err.message : String(err)}` });
     return;

@@ -17,6 +17,7 @@ import { connect, type IncomingHttpHeaders } from 'node:http2';
 import { connect as connectNet } from 'node:net';
 import type { MethodDefinition } from '@grpc/grpc-js';
 import { loadCsiServices } from '../../frontends/csi/proto.js';
+import { messageFrame } from '../../frontends/csi/transport.js';
 import type { CsiClient } from './csi-client.js';
 
 /** grpc-message as sent: percent-encoded bytes (the gRPC spec). */
@@ -46,11 +47,7 @@ export function createLeanCsiClient(socket: string): CsiClient {
   const call = (service: string, method: string, req: object) => new Promise<any>((resolve, reject) => {
     const def = services[service]?.[method];
     if (!def) throw new Error(`no RPC ${service}/${method}`);
-    const body = def.requestSerialize(req);
-    const frame = Buffer.allocUnsafe(5 + body.length);
-    frame[0] = 0;
-    frame.writeUInt32BE(body.length, 1);
-    body.copy(frame, 5);
+    const frame = messageFrame(def.requestSerialize(req));
     const stream = session.request({ ':method': 'POST', ':path': def.path, 'content-type': 'application/grpc', te: 'trailers' });
     const chunks: Buffer[] = [];
     let status: { code: number; details: string } | null = null;
